@@ -1,0 +1,277 @@
+//! What each subcommand does.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use strato_ml::{parse_dataset, DatasetFormat, TrainParams};
+use strato_service::{AttemptOutcome, DataSource, Strato, StratoOptions, TrainRequest, WorkerPoolOptions};
+
+use crate::config::{Cli, Command, Global, ModelCommand, ModelsCommand, PredictArgs, ServeArgs, TrainArgs};
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(&cli.global, args).await,
+        Command::Train(args) => train(&cli.global, args).await,
+        Command::Predict(args) => predict(&cli.global, args).await,
+        Command::Models { command } => models(&cli.global, command).await,
+        Command::Model { command: ModelCommand::Pull } => pull(&cli.global).await,
+    }
+}
+
+fn options(g: &Global) -> StratoOptions {
+    let mut o = StratoOptions::new(&g.data_dir);
+    o.embedding_model = g.embedding_model.clone();
+    o.max_dataset_bytes = g.max_dataset_bytes;
+    o
+}
+
+async fn open(g: &Global) -> Result<Strato> {
+    Strato::open(options(g)).await.map_err(|e| anyhow::anyhow!(e.message))
+}
+
+async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
+    // 1. Refuse an open, unauthenticated server unless explicitly asked for.
+    let loopback = args.addr.ip().is_loopback();
+    if args.admin_token.is_none() && !loopback && !args.insecure_no_auth {
+        bail!(
+            "refusing to listen on {} without credentials: set --admin-token / STRATO_ADMIN_TOKEN, bind a loopback \
+             address, or pass --insecure-no-auth",
+            args.addr
+        );
+    }
+    if matches!(&args.admin_token, Some(t) if t.len() < 16) {
+        bail!("the admin token is too short: use at least 16 random characters");
+    }
+    let strato = open(g).await?;
+
+    // 2. Load (on first run: fetch) the embedding model before taking traffic, so the first request is fast.
+    strato.embedder().await.map_err(|e| anyhow::anyhow!(e.message)).context("loading the embedding model")?;
+
+    // 3. Workers, then the listener.
+    let pool = strato.start_workers(WorkerPoolOptions {
+        workers: args.workers,
+        lease: Duration::from_secs(args.job_lease_secs.max(1)),
+        heartbeat: Duration::from_secs((args.job_lease_secs / 5).max(1)),
+        ..Default::default()
+    });
+    let listener =
+        tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("cannot bind {}", args.addr))?;
+    let addr = listener.local_addr()?;
+    match (&args.admin_token, loopback) {
+        (Some(_), _) => tracing::info!("bearer-token authentication is on"),
+        (None, true) => {
+            tracing::warn!("no credentials configured: accepting unauthenticated requests, on a loopback address only")
+        }
+        (None, false) => tracing::warn!("--insecure-no-auth: accepting unauthenticated requests from the network"),
+    }
+    tracing::info!("listening on http://{addr} (data dir {})", g.data_dir.display());
+    let app = strato_http::router(strato, strato_http::HttpOptions { admin_token: args.admin_token });
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("shutting down; interrupted jobs are re-run after restart");
+    pool.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// `key=value` pairs to training parameters; values are JSON when they parse as JSON, else strings.
+fn parse_params(pairs: &[String]) -> Result<TrainParams> {
+    let mut map = serde_json::Map::new();
+    for p in pairs {
+        let Some((k, v)) = p.split_once('=') else { bail!("--param {p:?}: expected KEY=VALUE") };
+        let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+        map.insert(k.trim().to_string(), value);
+    }
+    let params: TrainParams = serde_json::from_value(serde_json::Value::Object(map)).context("invalid --param")?;
+    params.validate().map_err(anyhow::Error::msg)?;
+    Ok(params)
+}
+
+async fn train(g: &Global, args: TrainArgs) -> Result<()> {
+    let params = parse_params(&args.params)?;
+    let path = args.data.display().to_string();
+    let format = DatasetFormat::from_path(&path)
+        .with_context(|| format!("{path}: unknown file type; use .csv, .jsonl or .json"))?;
+    let bytes = std::fs::read(&args.data).with_context(|| format!("cannot read {path}"))?;
+    if bytes.len() > g.max_dataset_bytes {
+        bail!("{path} is {} bytes; the limit is {} (--max-dataset-bytes)", bytes.len(), g.max_dataset_bytes);
+    }
+    let ds = parse_dataset(&bytes, format).map_err(|e| anyhow::anyhow!("{path}: {}", e.0))?;
+    eprintln!("{path}: {} examples, {} labels ({})", ds.examples.len(), ds.labels().len(), ds.format.as_str());
+
+    let strato = open(g).await?;
+    strato.embedder().await.map_err(|e| anyhow::anyhow!(e.message)).context("loading the embedding model")?;
+    let bar = ProgressBar::new(100).with_style(
+        ProgressStyle::with_template("{spinner} training [{bar:40}] {pos:>3}% {elapsed_precise}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let b = bar.clone();
+    let (job, outcome) = strato
+        .train_now(
+            TrainRequest {
+                model_id: args.model.clone(),
+                data: DataSource::Inline(ds.examples),
+                params,
+                force_update: args.force,
+                meta: serde_json::json!({"file": path}),
+            },
+            move |p| b.set_position(p as u64),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    bar.finish_and_clear();
+    match outcome {
+        AttemptOutcome::Succeeded(result) => {
+            print_metrics(&args.model, &result);
+            Ok(())
+        }
+        AttemptOutcome::Failed(e) => bail!("training failed (job {}): {e}", job.id),
+        AttemptOutcome::LeaseLost => bail!("training job {} was taken over by another worker", job.id),
+    }
+}
+
+fn print_metrics(model: &str, result: &serde_json::Value) {
+    let version = result["version"].as_i64().unwrap_or(0);
+    let m = &result["metrics"];
+    println!("model {model} version {version} is active");
+    println!("  examples trained on  {}", m["n_train"]);
+    println!("  labels               {}", m["n_labels"]);
+    println!("  optimiser iterations {} (converged: {})", m["iterations"], m["converged"]);
+    for (name, set) in [("validation", &m["validation"]), ("test", &m["test"])] {
+        if set.is_null() {
+            continue;
+        }
+        println!(
+            "  {name:<10} n={:<6} accuracy={:.4} macro-F1={:.4}",
+            set["n"],
+            set["accuracy"].as_f64().unwrap_or(0.0),
+            set["macro_f1"].as_f64().unwrap_or(0.0)
+        );
+    }
+    let Some(per) = m["validation"]["per_label"].as_object() else { return };
+    let mut rows: Vec<(&String, &serde_json::Value)> = per.iter().collect();
+    rows.sort_by(|a, b| a.1["f1"].as_f64().unwrap_or(0.0).total_cmp(&b.1["f1"].as_f64().unwrap_or(0.0)));
+    let shown = if rows.len() > 20 { 10 } else { rows.len() };
+    println!();
+    println!(
+        "  {:<32} {:>7} {:>9} {:>7} {:>7}",
+        "label (validation, worst first)", "support", "precision", "recall", "f1"
+    );
+    for (label, v) in rows.iter().take(shown) {
+        println!(
+            "  {:<32} {:>7} {:>9.3} {:>7.3} {:>7.3}",
+            label,
+            v["support"],
+            v["precision"].as_f64().unwrap_or(0.0),
+            v["recall"].as_f64().unwrap_or(0.0),
+            v["f1"].as_f64().unwrap_or(0.0)
+        );
+    }
+    if shown < rows.len() {
+        println!("  … {} more labels", rows.len() - shown);
+    }
+}
+
+async fn predict(g: &Global, args: PredictArgs) -> Result<()> {
+    let strato = open(g).await?;
+    let p =
+        strato.predict(&args.model, args.texts.clone(), args.n_top).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    for (text, preds) in args.texts.iter().zip(&p.predictions) {
+        println!("{text}");
+        for s in preds {
+            println!("  {:<32} {:.4}", s.label, s.score);
+        }
+    }
+    Ok(())
+}
+
+async fn models(g: &Global, cmd: ModelsCommand) -> Result<()> {
+    let strato = open(g).await?;
+    let err = |e: strato_types::StratoError| anyhow::anyhow!(e.message);
+    match cmd {
+        ModelsCommand::List => {
+            let all = strato.list_models().await.map_err(err)?;
+            if all.is_empty() {
+                println!("no models");
+            }
+            for m in all {
+                let v = m.active_version.map(|v| format!("v{v}")).unwrap_or_else(|| "untrained".into());
+                println!("{:<32} {:<10} updated {}", m.id, v, m.updated_at.to_rfc3339());
+            }
+        }
+        ModelsCommand::Show { id } => {
+            let d = strato.model(&id).await.map_err(err)?;
+            println!(
+                "{} (active: {})",
+                d.model.id,
+                d.model.active_version.map(|v| format!("v{v}")).unwrap_or("none".into())
+            );
+            for v in d.versions {
+                let acc = v.metrics["validation"]["accuracy"].as_f64();
+                println!(
+                    "  v{:<4} {} validation accuracy {} params {}",
+                    v.version,
+                    v.created_at.to_rfc3339(),
+                    acc.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into()),
+                    v.params
+                );
+            }
+        }
+        ModelsCommand::Delete { id } => {
+            strato.delete_model(&id).await.map_err(err)?;
+            println!("deleted {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn pull(g: &Global) -> Result<()> {
+    let dir = g.embedding_model.clone().unwrap_or_else(|| strato_service::default_model_dir(&g.data_dir));
+    let report = tokio::task::spawn_blocking(move || {
+        let bar = ProgressBar::new(0).with_style(
+            ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let b = bar.clone();
+        let mut opts = strato_fetch::PullOptions::new(dir);
+        opts.progress = Some(Box::new(move |ev| {
+            use strato_fetch::PullEvent as E;
+            match ev {
+                E::Trying { source } => b.println(format!("trying {source}")),
+                E::SourceFailed { source, reason } => b.println(format!("{source} unavailable: {reason}")),
+                E::Downloading { source, bytes_done, bytes_total } => {
+                    b.set_message(format!("downloading from {source}"));
+                    if let Some(t) = bytes_total {
+                        b.set_length(t);
+                    }
+                    b.set_position(bytes_done);
+                }
+                E::Verifying => b.println("verifying checksums"),
+                E::Done { source } => b.println(format!("installed from {source}")),
+            }
+        }));
+        let r = strato_fetch::pull_default_model(&opts);
+        bar.finish_and_clear();
+        r
+    })
+    .await??;
+    println!("embedding model ready in {} (from {})", report.dir.display(), report.source);
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! The one mapping from error codes to HTTP statuses, and the JSON error body.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use strato_types::{ErrorCode, StratoError};
+
+/// An error returned by a native route: `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub struct ApiError(pub StratoError);
+
+impl From<StratoError> for ApiError {
+    fn from(e: StratoError) -> Self {
+        Self(e)
+    }
+}
+
+impl ApiError {
+    /// Shorthand for a new error.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self(StratoError::new(code, message))
+    }
+}
+
+/// HTTP status of each code.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    use ErrorCode as C;
+    match code {
+        C::InvalidJson | C::InvalidRequest | C::InvalidName | C::InvalidDataset => StatusCode::BAD_REQUEST,
+        C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        C::RouteNotFound | C::ModelNotFound | C::VersionNotFound | C::DatasetNotFound | C::JobNotFound => {
+            StatusCode::NOT_FOUND
+        }
+        C::ModelExists => StatusCode::CONFLICT,
+        C::Unauthorized => StatusCode::UNAUTHORIZED,
+        C::EmbeddingModelMismatch => StatusCode::CONFLICT,
+        C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = status_of(self.0.code);
+        let body = Json(json!({"error": {"code": self.0.code.as_str(), "message": self.0.message}}));
+        if status == StatusCode::UNAUTHORIZED {
+            return (status, [("www-authenticate", "Bearer")], body).into_response();
+        }
+        (status, body).into_response()
+    }
+}
+
+pub(crate) async fn route_not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(ErrorCode::RouteNotFound, format!("no route for {}", uri.path()))
+}
+
+pub(crate) async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, format!("{method} is not allowed on {}", uri.path()))
+}

@@ -1,0 +1,45 @@
+//! Extractors whose rejections are our JSON errors rather than axum's plain-text ones.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+use strato_types::ErrorCode;
+
+use crate::ApiError;
+
+/// Maps a body-read failure (usually the size limit) to a JSON error.
+pub(crate) fn body_error(e: BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            "the request body is larger than the configured limit (STRATO_MAX_DATASET_BYTES)",
+        )
+    } else {
+        ApiError::new(ErrorCode::InvalidRequest, format!("cannot read the request body: {e}"))
+    }
+}
+
+/// A JSON body; any `Content-Type` is accepted since older clients omit it.
+pub(crate) struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Parses JSON with an error that says where it broke.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::new(ErrorCode::InvalidJson, "the request body is empty; send a JSON object"));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        let code = if e.is_data() { ErrorCode::InvalidRequest } else { ErrorCode::InvalidJson };
+        ApiError::new(code, format!("invalid request body: {e}"))
+    })
+}

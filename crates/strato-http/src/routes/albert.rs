@@ -1,0 +1,185 @@
+//! The original Albert text-classification service's API, for its existing clients.
+//!
+//! Shapes follow the original Flask app: errors are `{"error": "..."}` with status 400, models are listed as the
+//! DynamoDB items it stored (`{"key": "model", "sort": id, "data": {...}, "status"}`), and `GET /prediction` takes
+//! its parameters from a JSON body (as the original did) or from the query string.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use strato_ml::TrainParams;
+use strato_service::{DataSource, TrainRequest};
+use strato_types::{ErrorCode, JobStatus, ModelRecord, StratoError};
+
+use crate::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/models", get(list).post(train))
+        .route("/models/{id}", delete(remove))
+        .route("/prediction", get(predict))
+}
+
+fn compat_error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+/// Internal failures keep the native shape's meaning but the original's body.
+fn from_strato(e: StratoError) -> Response {
+    let status = crate::error::status_of(e.code);
+    let status = if status.is_server_error() { status } else { StatusCode::BAD_REQUEST };
+    compat_error(status, e.message)
+}
+
+fn truthy(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+async fn train(State(s): State<AppState>, body: Bytes) -> Response {
+    let req: Option<serde_json::Map<String, Value>> = serde_json::from_slice(&body).ok();
+    let Some(req) = req.filter(|r| ["id", "s3bucket", "training_object"].iter().all(|k| r.contains_key(*k))) else {
+        return compat_error(StatusCode::BAD_REQUEST, "Required parameters not supplied");
+    };
+    let as_str = |k: &str| match &req[k] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let (id, bucket, object) = (as_str("id"), as_str("s3bucket"), as_str("training_object"));
+    // The original stored datasets as S3 objects; here they are datasets, found by the object's name or its stem.
+    let stem = object.rsplit('/').next().unwrap_or(&object);
+    let stem = stem.rsplit_once('.').map(|(a, _)| a).unwrap_or(stem).to_string();
+    let mut dataset = None;
+    for candidate in [object.clone(), stem] {
+        if s.strato.dataset(&candidate).await.is_ok() {
+            dataset = Some(candidate);
+            break;
+        }
+    }
+    let Some(dataset) = dataset else {
+        return compat_error(
+            StatusCode::BAD_REQUEST,
+            format!("Training object {object} not found: upload it first with PUT /v1/datasets/{{name}}"),
+        );
+    };
+    let meta = json!({
+        "id": id,
+        "s3bucket": bucket,
+        "training_object": object,
+        "spacy_model": req.get("spacy_model").cloned().unwrap_or(json!("")),
+        "n_texts": req.get("n_texts").cloned().unwrap_or(json!(2000)),
+        "n_iter": req.get("n_iter").cloned().unwrap_or(json!(20)),
+    });
+    let submitted = s
+        .strato
+        .submit_training(TrainRequest {
+            model_id: id,
+            data: DataSource::Dataset(dataset),
+            params: TrainParams::default(),
+            force_update: truthy(req.get("force_update")),
+            meta,
+        })
+        .await;
+    match submitted {
+        Ok(job) => {
+            (StatusCode::ACCEPTED, Json(json!({"status": "model training started", "task_id": job.id}))).into_response()
+        }
+        Err(e) if e.code == ErrorCode::ModelExists => {
+            compat_error(StatusCode::BAD_REQUEST, "Cannot update existing model. Use force_update:True")
+        }
+        Err(e) => from_strato(e),
+    }
+}
+
+async fn item(s: &AppState, m: &ModelRecord) -> Value {
+    let status = match s.strato.latest_model_job(&m.id).await.ok().flatten().map(|j| j.status) {
+        Some(JobStatus::Queued | JobStatus::InProgress) => "started",
+        Some(JobStatus::Failure) if m.active_version.is_none() => "failed",
+        _ if m.active_version.is_some() => "trained",
+        _ => "started",
+    };
+    json!({"key": "model", "sort": m.id, "data": m.meta, "status": status, "active_version": m.active_version})
+}
+
+async fn list(State(s): State<AppState>) -> Response {
+    match s.strato.list_models().await {
+        Ok(models) => {
+            let mut items = Vec::with_capacity(models.len());
+            for m in &models {
+                items.push(item(&s, m).await);
+            }
+            Json(Value::Array(items)).into_response()
+        }
+        Err(e) => from_strato(e),
+    }
+}
+
+async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let Ok(detail) = s.strato.model(&id).await else {
+        return compat_error(StatusCode::BAD_REQUEST, "Requested Model ID does not exist");
+    };
+    let attributes = item(&s, &detail.model).await;
+    match s.strato.delete_model(&id).await {
+        Ok(_) => Json(json!({"Attributes": attributes})).into_response(),
+        Err(e) if e.code == ErrorCode::ModelNotFound => {
+            compat_error(StatusCode::BAD_REQUEST, "Requested Model ID does not exist")
+        }
+        Err(e) => from_strato(e),
+    }
+}
+
+async fn predict(
+    State(s): State<AppState>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    // The original read a JSON body on GET; query parameters are the friendlier alternative.
+    let params: serde_json::Map<String, Value> = if body.is_empty() {
+        query.into_iter().map(|(k, v)| (k, Value::String(v))).collect()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(Value::Object(m)) => m,
+            _ => return compat_error(StatusCode::BAD_REQUEST, "Required parameters not supplied"),
+        }
+    };
+    let (Some(model_id), Some(text)) =
+        (params.get("model_id").and_then(Value::as_str), params.get("text").and_then(Value::as_str))
+    else {
+        return compat_error(StatusCode::BAD_REQUEST, "Required parameters not supplied");
+    };
+    let n_top = match params.get("n_top") {
+        None => Some(5),
+        Some(Value::Number(n)) => n.as_u64().map(|n| n as usize),
+        Some(Value::String(t)) => t.trim().parse().ok(),
+        Some(_) => None,
+    };
+    let Some(n_top) = n_top.filter(|&n| n > 0) else {
+        return compat_error(StatusCode::BAD_REQUEST, "Wrong parameters");
+    };
+    let meta = match s.strato.model(model_id).await {
+        Ok(d) => d.model.meta,
+        Err(e) if e.code == ErrorCode::ModelNotFound => {
+            return compat_error(StatusCode::BAD_REQUEST, "Model ID does not exist")
+        }
+        Err(e) => return from_strato(e),
+    };
+    match s.strato.predict(model_id, vec![text.to_string()], n_top).await {
+        Ok(p) => {
+            let pairs: Vec<Value> = p.predictions[0].iter().map(|sc| json!([sc.label, sc.score])).collect();
+            Json(json!({
+                "prediction_request": {"model_id": model_id, "text": text, "n_top": n_top},
+                "model": meta,
+                "prediction": pairs,
+            }))
+            .into_response()
+        }
+        Err(e) => from_strato(e),
+    }
+}

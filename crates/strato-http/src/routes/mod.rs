@@ -1,0 +1,29 @@
+//! Route table: one file per resource.
+
+pub(crate) mod albert;
+mod datasets;
+mod jobs;
+mod models;
+
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::AppState;
+
+/// Native `/v1` routes.
+pub(crate) fn v1() -> Router<AppState> {
+    Router::new()
+        .route("/v1/datasets", get(datasets::list))
+        .route("/v1/datasets/{name}", put(datasets::put).get(datasets::download).delete(datasets::delete))
+        .route("/v1/models", post(models::create).get(models::list))
+        .route("/v1/models/{id}", get(models::show).delete(models::delete))
+        .route("/v1/models/{id}/predict", post(models::predict))
+        .route("/v1/models/{id}/versions/{version}/activate", post(models::activate))
+        .route("/v1/jobs", get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::show))
+}
+
+pub(crate) async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}

@@ -1,0 +1,125 @@
+//! `/v1/models`: train, list, show, delete, predict, activate.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use strato_ml::{Example, TrainParams};
+use strato_service::{DataSource, TrainRequest};
+use strato_types::ErrorCode;
+
+use crate::extract::JsonBody;
+use crate::views::{ModelSummaryView, ModelView};
+use crate::{ApiError, AppState};
+
+#[derive(Deserialize)]
+pub(crate) struct InlineExample {
+    text: String,
+    label: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateModel {
+    id: String,
+    dataset: Option<String>,
+    data: Option<Vec<InlineExample>>,
+    #[serde(default)]
+    params: Option<TrainParams>,
+    #[serde(default)]
+    force_update: bool,
+}
+
+pub(crate) async fn create(
+    State(s): State<AppState>,
+    JsonBody(req): JsonBody<CreateModel>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let data =
+        match (req.dataset, req.data) {
+            (Some(name), None) => DataSource::Dataset(name),
+            (None, Some(rows)) => DataSource::Inline(
+                rows.into_iter().map(|r| Example { text: r.text, label: r.label, split: None }).collect(),
+            ),
+            _ => return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "give exactly one of \"dataset\" (a stored dataset's name) or \"data\" ([{\"text\",\"label\"}, ...])",
+            )),
+        };
+    let meta = match &data {
+        DataSource::Dataset(name) => json!({"dataset": name}),
+        DataSource::Inline(rows) => json!({"inline_rows": rows.len()}),
+    };
+    let job = s
+        .strato
+        .submit_training(TrainRequest {
+            model_id: req.id.clone(),
+            data,
+            params: req.params.unwrap_or_default(),
+            force_update: req.force_update,
+            meta,
+        })
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "job_id": job.id,
+            "model_id": req.id,
+            "status": job.status.as_str(),
+            "status_url": format!("/v1/jobs/{}", job.id),
+        })),
+    ))
+}
+
+pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let models: Vec<ModelSummaryView> = s.strato.list_models().await?.into_iter().map(Into::into).collect();
+    Ok(Json(json!({"models": models})))
+}
+
+pub(crate) async fn show(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<ModelView>, ApiError> {
+    let d = s.strato.model(&id).await?;
+    Ok(Json(ModelView::new(d.model, d.versions)))
+}
+
+pub(crate) async fn delete(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    s.strato.delete_model(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn activate(
+    State(s): State<AppState>,
+    Path((id, version)): Path<(String, String)>,
+) -> Result<Json<ModelView>, ApiError> {
+    let version: i64 = version
+        .parse()
+        .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, format!("version must be a number, not {version:?}")))?;
+    let d = s.strato.activate_version(&id, version).await?;
+    Ok(Json(ModelView::new(d.model, d.versions)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PredictBody {
+    text: Option<String>,
+    texts: Option<Vec<String>>,
+    n_top: Option<usize>,
+}
+
+pub(crate) async fn predict(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<PredictBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let texts = match (body.text, body.texts) {
+        (Some(t), None) => vec![t],
+        (None, Some(ts)) if !ts.is_empty() => ts,
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "give exactly one of \"text\" (a string) or \"texts\" (a non-empty array of strings)",
+            ))
+        }
+    };
+    let p = s.strato.predict(&id, texts, body.n_top.unwrap_or(5)).await?;
+    Ok(Json(json!({"model_id": p.model_id, "version": p.version, "predictions": p.predictions})))
+}

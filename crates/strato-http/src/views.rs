@@ -1,0 +1,118 @@
+//! Response shapes of the native API, kept apart from stored records.
+
+use serde::Serialize;
+use strato_types::{DatasetRecord, JobRecord, ModelRecord, ModelVersionRecord, Timestamp};
+
+#[derive(Serialize)]
+pub(crate) struct DatasetView {
+    pub name: String,
+    pub rows: i64,
+    pub labels: Vec<String>,
+    pub format: String,
+    pub size_bytes: i64,
+    pub created_at: Timestamp,
+}
+
+impl From<DatasetRecord> for DatasetView {
+    fn from(r: DatasetRecord) -> Self {
+        Self {
+            name: r.name,
+            rows: r.rows,
+            labels: r.labels,
+            format: r.format,
+            size_bytes: r.size_bytes,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct JobView {
+    pub id: String,
+    pub kind: &'static str,
+    pub status: &'static str,
+    pub progress: i32,
+    pub error: Option<String>,
+    pub result: Option<serde_json::Value>,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+}
+
+impl From<JobRecord> for JobView {
+    fn from(j: JobRecord) -> Self {
+        Self {
+            id: j.id,
+            kind: j.kind.as_str(),
+            status: j.status.as_str(),
+            progress: j.progress,
+            error: j.error,
+            result: j.result,
+            attempts: j.attempts,
+            max_attempts: j.max_attempts,
+            created_at: j.created_at,
+            updated_at: j.updated_at,
+            started_at: j.started_at,
+            finished_at: j.finished_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct ModelSummaryView {
+    pub id: String,
+    pub active_version: Option<i64>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl From<ModelRecord> for ModelSummaryView {
+    fn from(m: ModelRecord) -> Self {
+        Self { id: m.id, active_version: m.active_version, created_at: m.created_at, updated_at: m.updated_at }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct VersionView {
+    pub version: i64,
+    pub active: bool,
+    pub metrics: serde_json::Value,
+    pub params: serde_json::Value,
+    pub job_id: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ModelView {
+    pub id: String,
+    pub active_version: Option<i64>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub versions: Vec<VersionView>,
+}
+
+impl ModelView {
+    pub(crate) fn new(model: ModelRecord, versions: Vec<ModelVersionRecord>) -> Self {
+        let active = model.active_version;
+        Self {
+            versions: versions
+                .into_iter()
+                .map(|v| VersionView {
+                    active: Some(v.version) == active,
+                    version: v.version,
+                    metrics: v.metrics,
+                    params: v.params,
+                    job_id: v.job_id,
+                    created_at: v.created_at,
+                })
+                .collect(),
+            id: model.id,
+            active_version: active,
+            created_at: model.created_at,
+            updated_at: model.updated_at,
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The embedder must match sentence-transformers: cosine ≥ 0.9999 against its own vectors for every fixture
+//! sentence (accents, CJK, emoji, a text long enough to be truncated), singly and batched with padding.
+
+use std::path::PathBuf;
+
+use strato_ml::Embedder;
+
+fn model_dir() -> Option<PathBuf> {
+    match std::env::var_os("STRATO_TEST_MODEL_DIR") {
+        Some(d) => Some(PathBuf::from(d)),
+        None => {
+            eprintln!(
+                "SKIPPED: set STRATO_TEST_MODEL_DIR to a sentence-transformers model directory (scripts/test.sh does)"
+            );
+            None
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Fixture {
+    max_seq_length: usize,
+    items: Vec<Item>,
+}
+
+#[derive(serde::Deserialize)]
+struct Item {
+    text: String,
+    embedding: Vec<f32>,
+}
+
+fn fixture() -> Fixture {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/minilm_reference_embeddings.json");
+    serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("fixture JSON")
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn matches_sentence_transformers() {
+    let Some(dir) = model_dir() else { return };
+    let e = Embedder::load(&dir).unwrap();
+    let f = fixture();
+    assert_eq!(e.max_seq_length(), f.max_seq_length);
+    assert_eq!(e.dim(), 384);
+    let texts: Vec<&str> = f.items.iter().map(|i| i.text.as_str()).collect();
+
+    // Batched with padding, in fixture order (mixed lengths in one batch exercise the attention mask).
+    let batched = e.embed_batch(&texts).unwrap();
+    // One at a time: no padding at all.
+    for (item, got) in f.items.iter().zip(&batched) {
+        let single = &e.embed_batch(&[item.text.as_str()]).unwrap()[0];
+        let (cb, cs) = (cosine(got, &item.embedding), cosine(single, &item.embedding));
+        assert!(cb >= 0.9999, "batched {:?}: cosine {cb}", item.text);
+        assert!(cs >= 0.9999, "single {:?}: cosine {cs}", item.text);
+        let norm: f32 = got.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "not normalised: {norm}");
+    }
+    // Length-sorted batching returns vectors in input order.
+    let all = e.embed_all(&texts, |_, _| true).unwrap();
+    for (item, got) in f.items.iter().zip(&all) {
+        assert!(cosine(got, &item.embedding) >= 0.9999, "embed_all {:?}", item.text);
+    }
+}
+
+#[test]
+fn missing_files_are_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Embedder::load(dir.path()).err().expect("must fail").to_string();
+    assert!(err.contains("config.json"), "{err}");
+}

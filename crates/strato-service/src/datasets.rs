@@ -1,0 +1,129 @@
+//! Datasets: validated on upload, stored as uploaded, listed, downloaded, deleted.
+
+use bytes::Bytes;
+use chrono::Utc;
+use strato_ml::{parse_dataset, DatasetFormat};
+use strato_types::{validate_name, DatasetRecord, ErrorCode, StratoError};
+
+use crate::{internal, Result, Strato};
+
+/// A dataset's record and its file.
+pub struct StoredDataset {
+    /// Metadata.
+    pub record: DatasetRecord,
+    /// The file as uploaded.
+    pub bytes: Bytes,
+    /// `Content-Type` to serve it with.
+    pub content_type: &'static str,
+}
+
+/// Parses a dataset upload on a blocking thread, enforcing the size limit first.
+pub(crate) async fn parse_upload(bytes: Bytes, format: DatasetFormat, max_bytes: usize) -> Result<strato_ml::Dataset> {
+    if bytes.len() > max_bytes {
+        return Err(StratoError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the dataset is {} bytes; the limit is {max_bytes} bytes (STRATO_MAX_DATASET_BYTES)", bytes.len()),
+        ));
+    }
+    tokio::task::spawn_blocking(move || parse_dataset(&bytes, format))
+        .await
+        .map_err(internal("dataset parsing task failed"))?
+        .map_err(|e| StratoError::new(ErrorCode::InvalidDataset, e.0))
+}
+
+fn format_from(content_type: Option<&str>) -> Result<DatasetFormat> {
+    let ct = content_type.unwrap_or("");
+    DatasetFormat::from_content_type(ct).ok_or_else(|| {
+        StratoError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!(
+                "unsupported Content-Type {ct:?}: send text/csv (header text,label[,split]), application/x-ndjson \
+                 (one {{\"text\",\"label\"}} per line) or application/json (an array of {{\"text\",\"label\"}} or \
+                 spaCy {{\"text\",\"cats\"}})"
+            ),
+        )
+    })
+}
+
+impl Strato {
+    /// Validates and stores a dataset, replacing one of the same name. Nothing is stored when it is invalid.
+    pub async fn put_dataset(&self, name: &str, content_type: Option<&str>, bytes: Bytes) -> Result<DatasetRecord> {
+        validate_name("dataset", name)?;
+        let format = format_from(content_type)?;
+        let size = bytes.len();
+        let ds = parse_upload(bytes.clone(), format, self.inner.opts.max_dataset_bytes).await?;
+        let ext = match ds.format {
+            DatasetFormat::Csv => "csv",
+            DatasetFormat::Jsonl => "jsonl",
+            DatasetFormat::Json | DatasetFormat::Spacy => "json",
+        };
+        // A fresh key per upload: a training job that captured the old key keeps reading the old file.
+        let key = format!("datasets/{name}/{}.{ext}", uuid::Uuid::now_v7());
+        self.inner.blobs.put(&key, bytes).await.map_err(internal("storing the dataset failed"))?;
+        let record = DatasetRecord {
+            name: name.to_string(),
+            format: ds.format.as_str().to_string(),
+            rows: ds.examples.len() as i64,
+            labels: ds.labels(),
+            size_bytes: size as i64,
+            blob_key: key.clone(),
+            created_at: Utc::now(),
+        };
+        match self.inner.store.put_dataset(&record).await {
+            Ok(Some(old)) => {
+                if let Err(e) = self.inner.blobs.delete(&old.blob_key).await {
+                    tracing::warn!(key = %old.blob_key, error = %e, "could not delete the replaced dataset file");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = self.inner.blobs.delete(&key).await;
+                return Err(internal("recording the dataset failed")(e));
+            }
+        }
+        Ok(record)
+    }
+
+    /// All datasets.
+    pub async fn list_datasets(&self) -> Result<Vec<DatasetRecord>> {
+        self.inner.store.list_datasets().await.map_err(internal("listing datasets failed"))
+    }
+
+    /// A dataset's record.
+    pub async fn dataset(&self, name: &str) -> Result<DatasetRecord> {
+        self.inner
+            .store
+            .get_dataset(name)
+            .await
+            .map_err(internal("reading the dataset failed"))?
+            .ok_or_else(|| StratoError::new(ErrorCode::DatasetNotFound, format!("dataset {name:?} not found")))
+    }
+
+    /// A dataset with its file.
+    pub async fn dataset_file(&self, name: &str) -> Result<StoredDataset> {
+        let record = self.dataset(name).await?;
+        let bytes =
+            self.inner.blobs.get(&record.blob_key).await.map_err(internal("reading the dataset file failed"))?;
+        let content_type = match record.format.as_str() {
+            "csv" => "text/csv",
+            "jsonl" => "application/x-ndjson",
+            _ => "application/json",
+        };
+        Ok(StoredDataset { record, bytes, content_type })
+    }
+
+    /// Deletes a dataset and its file.
+    pub async fn delete_dataset(&self, name: &str) -> Result<()> {
+        let record = self
+            .inner
+            .store
+            .delete_dataset(name)
+            .await
+            .map_err(internal("deleting the dataset failed"))?
+            .ok_or_else(|| StratoError::new(ErrorCode::DatasetNotFound, format!("dataset {name:?} not found")))?;
+        if let Err(e) = self.inner.blobs.delete(&record.blob_key).await {
+            tracing::warn!(key = %record.blob_key, error = %e, "could not delete the dataset file");
+        }
+        Ok(())
+    }
+}

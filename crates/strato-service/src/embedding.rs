@@ -1,0 +1,135 @@
+//! The shared embedding model: resolved, pulled when it is the default and missing, loaded once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use strato_ml::Embedder;
+use strato_types::{ErrorCode, StratoError};
+use tokio::sync::OnceCell;
+
+use crate::{Result, Strato};
+
+/// Name of the default embedding model.
+pub const DEFAULT_MODEL_NAME: &str = "all-MiniLM-L6-v2";
+
+/// Where the default model lives in a data directory.
+pub fn default_model_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("models").join(DEFAULT_MODEL_NAME)
+}
+
+/// Where the embedding model comes from.
+#[derive(Debug, Clone)]
+pub enum EmbeddingSource {
+    /// A directory the user named; never downloaded into.
+    Dir(PathBuf),
+    /// The default model's directory; pulled when missing.
+    Default(PathBuf),
+}
+
+impl EmbeddingSource {
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        match self {
+            Self::Dir(p) | Self::Default(p) => p,
+        }
+    }
+}
+
+pub(crate) struct EmbedderCell {
+    source: EmbeddingSource,
+    cell: OnceCell<Arc<Embedder>>,
+}
+
+impl EmbedderCell {
+    pub(crate) fn new(source: EmbeddingSource) -> Self {
+        Self { source, cell: OnceCell::new() }
+    }
+}
+
+/// Loads the model at `source`, pulling the default model first when it is missing. Blocking.
+fn load_blocking(source: &EmbeddingSource) -> Result<Embedder> {
+    let dir = source.dir();
+    if !strato_fetch::model_is_complete(dir) {
+        match source {
+            EmbeddingSource::Dir(d) => {
+                return Err(StratoError::new(
+                    ErrorCode::Internal,
+                    format!(
+                        "embedding model directory {} is incomplete: it needs config.json, model.safetensors, \
+                         tokenizer.json and 1_Pooling/config.json",
+                        d.display()
+                    ),
+                ))
+            }
+            EmbeddingSource::Default(d) => {
+                tracing::info!(dir = %d.display(), "embedding model {DEFAULT_MODEL_NAME} not found; pulling it");
+                pull_default(d)?;
+            }
+        }
+    }
+    let started = std::time::Instant::now();
+    let e = Embedder::load(dir).map_err(|e| StratoError::internal(e.to_string()))?;
+    tracing::info!(
+        model = e.name(),
+        dim = e.dim(),
+        ms = started.elapsed().as_millis() as u64,
+        "embedding model loaded"
+    );
+    Ok(e)
+}
+
+/// Pulls the default model into `dir`, logging each step. Blocking.
+pub fn pull_default(dir: &Path) -> Result<strato_fetch::PullReport> {
+    let mut opts = strato_fetch::PullOptions::new(dir.to_path_buf());
+    opts.progress = Some(Box::new(|ev| log_pull_event(&ev)));
+    strato_fetch::pull_default_model(&opts).map_err(|e| StratoError::internal(e.to_string()))
+}
+
+fn log_pull_event(ev: &strato_fetch::PullEvent) {
+    use strato_fetch::PullEvent as E;
+    match ev {
+        E::Trying { source } => tracing::info!("fetching the embedding model from {source}"),
+        E::SourceFailed { source, reason } => tracing::warn!("{source} unavailable: {reason}"),
+        E::Verifying => tracing::info!("verifying checksums"),
+        E::Done { source } => tracing::info!("embedding model installed from {source}"),
+        E::Downloading { .. } => {}
+    }
+}
+
+impl Strato {
+    /// The embedding model, loading (and for the default model, pulling) it on first use.
+    pub async fn embedder(&self) -> Result<Arc<Embedder>> {
+        let cell = &self.inner.embedder;
+        cell.cell
+            .get_or_try_init(|| async {
+                let source = cell.source.clone();
+                let e = tokio::task::spawn_blocking(move || load_blocking(&source))
+                    .await
+                    .map_err(|e| StratoError::internal(format!("model loading task failed: {e}")))??;
+                Ok(Arc::new(e))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Where the embedding model is (or will be).
+    pub fn embedding_source(&self) -> &EmbeddingSource {
+        &self.inner.embedder.source
+    }
+
+    /// Embeds texts on a blocking thread.
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+        let embedder = self.embedder().await?;
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            if refs.len() <= strato_ml::embedder::BATCH_SIZE {
+                embedder.embed_batch(&refs)
+            } else {
+                embedder.embed_all(&refs, |_, _| true)
+            }
+        })
+        .await
+        .map_err(crate::internal("embedding task failed"))?
+        .map_err(crate::internal("embedding failed"))
+    }
+}

@@ -1,0 +1,128 @@
+//! Strato's domain: datasets, training jobs, model versions and serving predictions.
+//!
+//! [`Strato`] is the one handle the HTTP layer and the CLI use. It owns the metadata store, the blob store, the
+//! (lazily loaded, shared) embedding model and a bounded LRU of loaded classifiers. Blocking work — parsing,
+//! embedding, training — runs on blocking threads; the async side never holds a lock across an await.
+
+mod datasets;
+mod embedding;
+mod models;
+mod training;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use strato_blob::BlobStore;
+use strato_store::{MetaStore, SqliteStore};
+use strato_types::StratoError;
+
+pub use datasets::StoredDataset;
+pub use embedding::{default_model_dir, EmbeddingSource, DEFAULT_MODEL_NAME};
+pub use models::{ModelDetail, Prediction};
+pub use strato_jobs::{AttemptOutcome, JobContext, WorkerPool, WorkerPoolOptions};
+pub use training::{DataSource, TrainRequest, TrainingHandler};
+
+/// Result with a user-facing error.
+pub type Result<T> = std::result::Result<T, StratoError>;
+
+/// How to build a [`Strato`].
+#[derive(Debug, Clone)]
+pub struct StratoOptions {
+    /// Data directory: `meta.db`, `blobs/`, `models/`.
+    pub data_dir: PathBuf,
+    /// Embedding model directory; `None` means the default model under `data_dir/models`, pulled when missing.
+    pub embedding_model: Option<PathBuf>,
+    /// Largest accepted dataset, in bytes.
+    pub max_dataset_bytes: usize,
+    /// Classifiers kept loaded.
+    pub model_cache_size: usize,
+}
+
+impl StratoOptions {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            embedding_model: None,
+            max_dataset_bytes: 50 * 1024 * 1024,
+            model_cache_size: 64,
+        }
+    }
+}
+
+/// The service handle; cheap to clone.
+#[derive(Clone)]
+pub struct Strato {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn MetaStore>,
+    blobs: BlobStore,
+    embedder: embedding::EmbedderCell,
+    models: models::ModelCache,
+    opts: StratoOptions,
+    waker: parking_lot::RwLock<strato_jobs::Waker>,
+}
+
+/// Logs an internal failure with its cause and returns a short error for the client.
+pub(crate) fn internal<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> StratoError {
+    move |e| {
+        tracing::error!(error = %e, "{what}");
+        StratoError::internal(format!("{what}; see the server log"))
+    }
+}
+
+impl Strato {
+    /// Opens the data directory (creating it), the SQLite metadata store and the local blob store.
+    pub async fn open(opts: StratoOptions) -> Result<Self> {
+        std::fs::create_dir_all(&opts.data_dir).map_err(|e| {
+            StratoError::internal(format!("cannot create data directory {}: {e}", opts.data_dir.display()))
+        })?;
+        let store = SqliteStore::open(&opts.data_dir.join("meta.db")).await.map_err(|e| {
+            StratoError::internal(format!("cannot open {}: {e}", opts.data_dir.join("meta.db").display()))
+        })?;
+        let blobs = BlobStore::local(&opts.data_dir.join("blobs")).map_err(|e| StratoError::internal(e.to_string()))?;
+        Ok(Self::with_parts(Arc::new(store), blobs, opts))
+    }
+
+    /// Builds the service from explicit parts (other store or blob backends).
+    pub fn with_parts(store: Arc<dyn MetaStore>, blobs: BlobStore, opts: StratoOptions) -> Self {
+        let source = match &opts.embedding_model {
+            Some(dir) => EmbeddingSource::Dir(dir.clone()),
+            None => EmbeddingSource::Default(default_model_dir(&opts.data_dir)),
+        };
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                blobs,
+                embedder: embedding::EmbedderCell::new(source),
+                models: models::ModelCache::new(opts.model_cache_size),
+                opts,
+                waker: parking_lot::RwLock::new(strato_jobs::Waker::default()),
+            }),
+        }
+    }
+
+    /// The metadata store.
+    pub fn store(&self) -> &Arc<dyn MetaStore> {
+        &self.inner.store
+    }
+
+    /// Options in force.
+    pub fn options(&self) -> &StratoOptions {
+        &self.inner.opts
+    }
+
+    /// Starts the in-process worker pool that runs training jobs.
+    pub fn start_workers(&self, mut opts: WorkerPoolOptions) -> WorkerPool {
+        opts.workers = opts.workers.max(1);
+        let pool = WorkerPool::start(self.inner.store.clone(), Arc::new(TrainingHandler::new(self.clone())), opts);
+        *self.inner.waker.write() = pool.waker();
+        pool
+    }
+
+    fn wake_workers(&self) {
+        self.inner.waker.read().wake();
+    }
+}

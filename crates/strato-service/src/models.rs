@@ -1,0 +1,180 @@
+//! Models: versions, activation, deletion, and predictions served from a bounded LRU of loaded classifiers.
+//!
+//! The cache is keyed by (model, version). Each prediction reads the model's active version from the store (one
+//! indexed read), so a version activated by any process is served on the next request without a restart, and a
+//! stale entry simply ages out of the LRU. The cache lock is held only to look up or insert an `Arc`.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use lru::LruCache;
+use parking_lot::Mutex;
+use strato_ml::{Classifier, Scored};
+use strato_types::{ErrorCode, ModelRecord, ModelVersionRecord, StratoError};
+
+use crate::{internal, Result, Strato};
+
+pub(crate) struct ModelCache {
+    lru: Mutex<LruCache<(String, i64), Arc<Classifier>>>,
+}
+
+impl ModelCache {
+    pub(crate) fn new(size: usize) -> Self {
+        Self { lru: Mutex::new(LruCache::new(NonZeroUsize::new(size.max(1)).unwrap_or(NonZeroUsize::MIN))) }
+    }
+
+    fn get(&self, id: &str, version: i64) -> Option<Arc<Classifier>> {
+        self.lru.lock().get(&(id.to_string(), version)).cloned()
+    }
+
+    fn put(&self, id: &str, version: i64, model: Arc<Classifier>) {
+        self.lru.lock().put((id.to_string(), version), model);
+    }
+
+    fn evict_model(&self, id: &str) {
+        let mut lru = self.lru.lock();
+        let keys: Vec<_> = lru.iter().filter(|((m, _), _)| m == id).map(|(k, _)| k.clone()).collect();
+        for k in keys {
+            lru.pop(&k);
+        }
+    }
+}
+
+/// A model with its versions.
+pub struct ModelDetail {
+    /// The model.
+    pub model: ModelRecord,
+    /// Its versions, oldest first.
+    pub versions: Vec<ModelVersionRecord>,
+}
+
+/// Predictions for a batch of texts.
+pub struct Prediction {
+    /// Model id.
+    pub model_id: String,
+    /// Version that answered.
+    pub version: i64,
+    /// One ranked list per text.
+    pub predictions: Vec<Vec<Scored>>,
+}
+
+fn not_found(id: &str) -> StratoError {
+    StratoError::new(ErrorCode::ModelNotFound, format!("model {id:?} not found"))
+}
+
+impl Strato {
+    /// All models.
+    pub async fn list_models(&self) -> Result<Vec<ModelRecord>> {
+        self.inner.store.list_models().await.map_err(internal("listing models failed"))
+    }
+
+    /// A model and its versions.
+    pub async fn model(&self, id: &str) -> Result<ModelDetail> {
+        let model = self.inner.store.get_model(id).await.map_err(internal("reading the model failed"))?;
+        let model = model.ok_or_else(|| not_found(id))?;
+        let versions = self.inner.store.list_versions(id).await.map_err(internal("reading versions failed"))?;
+        Ok(ModelDetail { model, versions })
+    }
+
+    /// Deletes a model, its versions and their artifacts.
+    pub async fn delete_model(&self, id: &str) -> Result<ModelRecord> {
+        let (model, versions) = self
+            .inner
+            .store
+            .delete_model(id)
+            .await
+            .map_err(internal("deleting the model failed"))?
+            .ok_or_else(|| not_found(id))?;
+        self.inner.models.evict_model(id);
+        for v in versions {
+            if let Err(e) = self.inner.blobs.delete(&v.blob_key).await {
+                tracing::warn!(key = %v.blob_key, error = %e, "could not delete a model artifact");
+            }
+        }
+        Ok(model)
+    }
+
+    /// Makes `version` the one predictions use.
+    pub async fn activate_version(&self, id: &str, version: i64) -> Result<ModelDetail> {
+        if !self.inner.store.activate_version(id, version).await.map_err(internal("activating failed"))? {
+            self.model(id).await?;
+            return Err(StratoError::new(ErrorCode::VersionNotFound, format!("model {id:?} has no version {version}")));
+        }
+        self.model(id).await
+    }
+
+    /// The active classifier of a model, from the cache or loaded from blob storage.
+    pub async fn classifier(&self, id: &str) -> Result<(i64, Arc<Classifier>)> {
+        let model = self.inner.store.get_model(id).await.map_err(internal("reading the model failed"))?;
+        let model = model.ok_or_else(|| not_found(id))?;
+        let version = model.active_version.ok_or_else(|| {
+            StratoError::new(
+                ErrorCode::ModelNotFound,
+                format!("model {id:?} has no trained version yet; check its training job"),
+            )
+        })?;
+        if let Some(c) = self.inner.models.get(id, version) {
+            return Ok((version, c));
+        }
+        let rec = self
+            .inner
+            .store
+            .get_version(id, version)
+            .await
+            .map_err(internal("reading the version failed"))?
+            .ok_or_else(|| not_found(id))?;
+        let bytes = self.inner.blobs.get(&rec.blob_key).await.map_err(internal("reading the model artifact failed"))?;
+        let classifier = tokio::task::spawn_blocking(move || Classifier::from_bytes(&bytes))
+            .await
+            .map_err(internal("loading task failed"))?
+            .map_err(internal("the model artifact is unreadable"))?;
+        let embedder = self.embedder().await?;
+        // The content hash, not the name, decides: the same weights may sit in differently named directories.
+        let sha = {
+            let e = embedder.clone();
+            tokio::task::spawn_blocking(move || e.content_hash())
+                .await
+                .map_err(internal("hashing task failed"))?
+                .map_err(internal("hashing the embedding model failed"))?
+        };
+        if classifier.dim != embedder.dim() || classifier.embedding_sha256 != sha {
+            return Err(StratoError::new(
+                ErrorCode::EmbeddingModelMismatch,
+                format!(
+                    "model {id:?} v{version} was trained on embeddings of {:?} ({} dims, sha256 {}) but the server \
+                     runs {:?} ({} dims, sha256 {sha}); retrain it or start Strato with that embedding model",
+                    classifier.embedding_model,
+                    classifier.dim,
+                    classifier.embedding_sha256,
+                    embedder.name(),
+                    embedder.dim()
+                ),
+            ));
+        }
+        let classifier = Arc::new(classifier);
+        self.inner.models.put(id, version, classifier.clone());
+        Ok((version, classifier))
+    }
+
+    /// Top-`n_top` labels for each text.
+    pub async fn predict(&self, id: &str, texts: Vec<String>, n_top: usize) -> Result<Prediction> {
+        if texts.is_empty() {
+            return Err(StratoError::new(ErrorCode::InvalidRequest, "give \"text\" or a non-empty \"texts\""));
+        }
+        if texts.len() > 1024 {
+            return Err(StratoError::new(ErrorCode::InvalidRequest, "at most 1024 texts per request"));
+        }
+        let (version, classifier) = self.classifier(id).await?;
+        let embeddings = self.embed(texts).await?;
+        let predictions = embeddings.iter().map(|e| classifier.predict(e, n_top.max(1))).collect();
+        Ok(Prediction { model_id: id.to_string(), version, predictions })
+    }
+}
+
+impl Strato {
+    /// The newest training job of a model, if any.
+    pub async fn latest_model_job(&self, id: &str) -> Result<Option<strato_types::JobRecord>> {
+        let filter = strato_store::JobFilter { key: Some(format!("model:{id}")), limit: Some(1), ..Default::default() };
+        Ok(self.jobs(&filter).await?.into_iter().next())
+    }
+}

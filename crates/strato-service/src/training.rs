@@ -1,0 +1,298 @@
+//! Training: requests become durable jobs; the handler turns a job into a new active model version.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use strato_jobs::{JobContext, JobError, JobHandler};
+use strato_ml::{Dataset, DatasetFormat, EmbeddingIdentity, Example, TrainParams};
+use strato_store::{AddVersion, TrainSubmission};
+use strato_types::{validate_name, ErrorCode, JobKind, JobRecord, NewJob, StratoError};
+
+use crate::datasets::parse_upload;
+use crate::{internal, Result, Strato};
+
+/// Where training data comes from.
+#[derive(Debug, Clone)]
+pub enum DataSource {
+    /// A stored dataset, by name.
+    Dataset(String),
+    /// Examples given in the request.
+    Inline(Vec<Example>),
+}
+
+/// A request to train (a new version of) a model.
+#[derive(Debug, Clone)]
+pub struct TrainRequest {
+    /// Model id.
+    pub model_id: String,
+    /// Training data.
+    pub data: DataSource,
+    /// Parameters.
+    pub params: TrainParams,
+    /// Replace an existing model (adds a version) instead of refusing.
+    pub force_update: bool,
+    /// Free-form metadata kept with the model (e.g. what an Albert client sent).
+    pub meta: serde_json::Value,
+}
+
+/// The stored job payload.
+///
+/// # Warning
+/// Persisted in the job table: queued jobs written by an older version must still parse.
+#[derive(Debug, Serialize, Deserialize)]
+struct TrainPayload {
+    model_id: String,
+    dataset_key: String,
+    format: String,
+    dataset: Option<String>,
+    params: TrainParams,
+}
+
+fn format_named(s: &str) -> DatasetFormat {
+    match s {
+        "csv" => DatasetFormat::Csv,
+        "jsonl" => DatasetFormat::Jsonl,
+        _ => DatasetFormat::Json,
+    }
+}
+
+impl Strato {
+    /// Validates a training request and enqueues its job in the same transaction that creates the model row.
+    pub async fn submit_training(&self, req: TrainRequest) -> Result<JobRecord> {
+        let job = self.prepare_training(&req).await?;
+        match self
+            .inner
+            .store
+            .submit_training(&req.model_id, &req.meta, req.force_update, job.clone(), None)
+            .await
+            .map_err(internal("queueing the training job failed"))?
+        {
+            TrainSubmission::Queued(job) => {
+                self.wake_workers();
+                Ok(job)
+            }
+            TrainSubmission::ModelExists => {
+                self.discard_inline(&job).await;
+                Err(StratoError::new(
+                    ErrorCode::ModelExists,
+                    format!(
+                        "model {:?} already exists; set \"force_update\": true to train a new version",
+                        req.model_id
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Checks the request and resolves its data to a blob; inline data is stored as a JSONL blob first.
+    async fn prepare_training(&self, req: &TrainRequest) -> Result<NewJob> {
+        validate_name("model", &req.model_id)?;
+        req.params.validate().map_err(|m| StratoError::new(ErrorCode::InvalidRequest, m))?;
+        let (dataset_key, format, dataset) = match &req.data {
+            DataSource::Dataset(name) => {
+                let rec = self.dataset(name).await?;
+                (rec.blob_key, rec.format, Some(name.clone()))
+            }
+            DataSource::Inline(examples) => {
+                Dataset::from_examples(examples.clone())
+                    .map_err(|e| StratoError::new(ErrorCode::InvalidDataset, format!("data: {}", e.0)))?;
+                let mut body = Vec::new();
+                for e in examples {
+                    serde_json::to_writer(&mut body, &json!({"text": e.text, "label": e.label}))
+                        .map_err(internal("encoding inline data failed"))?;
+                    body.push(b'\n');
+                }
+                let key = format!("datasets/_inline/{}.jsonl", uuid::Uuid::now_v7());
+                self.inner.blobs.put(&key, Bytes::from(body)).await.map_err(internal("storing inline data failed"))?;
+                (key, "jsonl".to_string(), None)
+            }
+        };
+        let payload =
+            TrainPayload { model_id: req.model_id.clone(), dataset_key, format, dataset, params: req.params.clone() };
+        Ok(NewJob {
+            kind: JobKind::TrainModel,
+            payload: serde_json::to_value(&payload).map_err(internal("encoding the job failed"))?,
+            key: Some(format!("model:{}", req.model_id)),
+            priority: 0,
+            max_attempts: 3,
+        })
+    }
+
+    async fn discard_inline(&self, job: &NewJob) {
+        if let Some(key) = job.payload.get("dataset_key").and_then(|k| k.as_str()) {
+            if key.starts_with("datasets/_inline/") {
+                let _ = self.inner.blobs.delete(key).await;
+            }
+        }
+    }
+
+    /// Trains in this process right away (the CLI's `train`): the job is recorded already claimed so no server
+    /// worker takes it, and `on_progress` sees 0–100 while it runs.
+    pub async fn train_now(
+        &self,
+        req: TrainRequest,
+        on_progress: impl Fn(i32) + Send + 'static,
+    ) -> Result<(JobRecord, strato_jobs::AttemptOutcome)> {
+        let job = self.prepare_training(&req).await?;
+        let worker = format!("cli-{}", std::process::id());
+        let opts = strato_jobs::WorkerPoolOptions { worker_id: worker.clone(), ..Default::default() };
+        let submitted = match self
+            .inner
+            .store
+            .submit_training(&req.model_id, &req.meta, req.force_update, job.clone(), Some((&worker, opts.lease)))
+            .await
+        {
+            Ok(TrainSubmission::Queued(j)) => j,
+            Ok(TrainSubmission::ModelExists) => {
+                self.discard_inline(&job).await;
+                return Err(StratoError::new(
+                    ErrorCode::ModelExists,
+                    format!("model {:?} already exists; pass --force to train a new version", req.model_id),
+                ));
+            }
+            Err(e) => return Err(internal("queueing the training job failed")(e)),
+        };
+        let ctx = JobContext::new(&worker);
+        let handler: Arc<dyn JobHandler> = Arc::new(TrainingHandler::new(self.clone()));
+        let watcher = {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                loop {
+                    on_progress(ctx.progress());
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        };
+        let id = submitted.id.clone();
+        let outcome = strato_jobs::run_claimed(&self.inner.store, &handler, submitted, &worker, &opts, ctx).await;
+        watcher.abort();
+        Ok((self.job(&id).await?, outcome))
+    }
+
+    /// One job.
+    pub async fn job(&self, id: &str) -> Result<JobRecord> {
+        self.inner
+            .store
+            .get_job(id)
+            .await
+            .map_err(internal("reading the job failed"))?
+            .ok_or_else(|| StratoError::new(ErrorCode::JobNotFound, format!("job {id:?} not found")))
+    }
+
+    /// Jobs matching a filter.
+    pub async fn jobs(&self, filter: &strato_store::JobFilter) -> Result<Vec<JobRecord>> {
+        self.inner.store.list_jobs(filter).await.map_err(internal("listing jobs failed"))
+    }
+
+    /// Enqueues an arbitrary job and wakes a worker.
+    pub async fn enqueue(&self, job: NewJob) -> Result<JobRecord> {
+        let j = self.inner.store.enqueue(job).await.map_err(internal("queueing the job failed"))?;
+        self.wake_workers();
+        Ok(j)
+    }
+}
+
+/// Runs `train_model` jobs.
+pub struct TrainingHandler {
+    strato: Strato,
+}
+
+impl TrainingHandler {
+    /// A handler bound to a service.
+    pub fn new(strato: Strato) -> Self {
+        Self { strato }
+    }
+
+    async fn train(&self, job: &JobRecord, ctx: &JobContext) -> std::result::Result<serde_json::Value, JobError> {
+        let s = &self.strato;
+        // 1. Load and parse the data (a parse error is permanent: retrying cannot fix the file).
+        let p: TrainPayload = serde_json::from_value(job.payload.clone())
+            .map_err(|e| JobError::Permanent(format!("bad job payload: {e}")))?;
+        let bytes = s.inner.blobs.get(&p.dataset_key).await.map_err(|e| match e {
+            strato_blob::BlobError::NotFound(_) => JobError::Permanent(format!(
+                "the training data is gone (dataset {} was deleted or replaced before the job ran)",
+                p.dataset.as_deref().unwrap_or("inline")
+            )),
+            e => JobError::Retryable(format!("reading the training data failed: {e}")),
+        })?;
+        let ds = parse_upload(bytes, format_named(&p.format), usize::MAX)
+            .await
+            .map_err(|e| JobError::Permanent(e.message))?;
+        ctx.set_progress(2);
+
+        // 2. Embed (most of the time goes here: 2 → 85 %).
+        let embedder = s.embedder().await.map_err(|e| JobError::Retryable(e.message))?;
+        let identity = {
+            let e = embedder.clone();
+            let sha = tokio::task::spawn_blocking(move || e.content_hash())
+                .await
+                .map_err(|e| JobError::Retryable(e.to_string()))?
+                .map_err(|e| JobError::Retryable(e.to_string()))?;
+            EmbeddingIdentity { name: embedder.name().to_string(), sha256: sha }
+        };
+        let examples = ds.examples;
+        let params = p.params.clone();
+        let ctx2 = ctx.clone();
+        let model = tokio::task::spawn_blocking(move || {
+            let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+            let embeddings = embedder
+                .embed_all(&texts, |done, total| {
+                    ctx2.set_progress(2 + (83 * done / total.max(1)) as i32);
+                    !ctx2.should_stop()
+                })
+                .map_err(|e| match e {
+                    strato_ml::MlError::Cancelled => JobError::Retryable("interrupted before it finished".into()),
+                    e => JobError::Permanent(e.to_string()),
+                })?;
+            // 3. Fit, evaluate, refit (85 → 95 %).
+            ctx2.set_progress(85);
+            strato_ml::classifier::train(&examples, &embeddings, &params, &identity, chrono::Utc::now().to_rfc3339())
+                .map_err(|e| JobError::Permanent(e.to_string()))
+        })
+        .await
+        .map_err(|e| JobError::Permanent(format!("training task failed: {e}")))??;
+        ctx.set_progress(95);
+
+        // 4. Store the artifact, then record the version; the artifact key is unique, so a retried or duplicate
+        //    attempt never overwrites a version that is being served.
+        let bytes = model.to_bytes().map_err(|e| JobError::Permanent(e.to_string()))?;
+        let key = format!("models/{}/{}.safetensors", p.model_id, uuid::Uuid::now_v7());
+        s.inner.blobs.put(&key, Bytes::from(bytes)).await.map_err(|e| JobError::Retryable(e.to_string()))?;
+        let metrics = serde_json::to_value(&model.metrics).unwrap_or_default();
+        let params = serde_json::to_value(&model.params).unwrap_or_default();
+        let fence = Some((job.id.as_str(), ctx.worker()));
+        let version = match s.inner.store.add_version(&p.model_id, &key, &metrics, &params, fence).await {
+            Ok(AddVersion::Added(v)) => v,
+            Ok(AddVersion::ModelMissing) => {
+                let _ = s.inner.blobs.delete(&key).await;
+                return Err(JobError::Permanent(format!("model {} was deleted while training", p.model_id)));
+            }
+            Ok(AddVersion::LeaseLost) => {
+                let _ = s.inner.blobs.delete(&key).await;
+                return Err(JobError::Retryable("lease lost; another attempt owns this job".into()));
+            }
+            Err(e) => {
+                let _ = s.inner.blobs.delete(&key).await;
+                return Err(JobError::Retryable(format!("recording the version failed: {e}")));
+            }
+        };
+        if p.dataset.is_none() {
+            let _ = s.inner.blobs.delete(&p.dataset_key).await;
+        }
+        tracing::info!(model = %p.model_id, version, "model version trained and activated");
+        Ok(json!({"model_id": p.model_id, "version": version, "metrics": metrics}))
+    }
+}
+
+#[async_trait]
+impl JobHandler for TrainingHandler {
+    async fn run(&self, job: &JobRecord, ctx: &JobContext) -> std::result::Result<serde_json::Value, JobError> {
+        match job.kind {
+            JobKind::TrainModel => self.train(job, ctx).await,
+        }
+    }
+}

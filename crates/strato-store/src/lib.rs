@@ -1,0 +1,136 @@
+//! Metadata and the durable job queue, behind one trait.
+//!
+//! [`MetaStore`] is what the service talks to; [`SqliteStore`] is the embedded implementation (one file in the data
+//! dir, WAL). A PostgreSQL implementation slots in behind the same trait. Every multi-row change happens in one
+//! transaction, so a failure never leaves partial state.
+
+mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use strato_types::{DatasetRecord, JobKind, JobRecord, JobStatus, ModelRecord, ModelVersionRecord, NewJob};
+
+pub use sqlite::SqliteStore;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value could not be decoded.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Outcome of asking to (re)train a model.
+#[derive(Debug)]
+pub enum TrainSubmission {
+    /// The model row exists (or was created) and the job is queued.
+    Queued(JobRecord),
+    /// The model exists and `force` was false.
+    ModelExists,
+}
+
+/// Outcome of [`MetaStore::add_version`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddVersion {
+    /// Added and activated with this number.
+    Added(i64),
+    /// The model was deleted meanwhile.
+    ModelMissing,
+    /// The fencing job's lease is no longer held by the worker.
+    LeaseLost,
+}
+
+/// Filter for job listings.
+#[derive(Debug, Default, Clone)]
+pub struct JobFilter {
+    /// Only this status.
+    pub status: Option<JobStatus>,
+    /// Only this kind.
+    pub kind: Option<JobKind>,
+    /// Only this key.
+    pub key: Option<String>,
+    /// At most this many, newest first.
+    pub limit: Option<i64>,
+}
+
+/// Metadata and queue operations.
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    /// Inserts or replaces a dataset record; returns the replaced one.
+    async fn put_dataset(&self, rec: &DatasetRecord) -> Result<Option<DatasetRecord>>;
+    /// One dataset.
+    async fn get_dataset(&self, name: &str) -> Result<Option<DatasetRecord>>;
+    /// All datasets by name.
+    async fn list_datasets(&self) -> Result<Vec<DatasetRecord>>;
+    /// Deletes a dataset record; returns it.
+    async fn delete_dataset(&self, name: &str) -> Result<Option<DatasetRecord>>;
+
+    /// One model.
+    async fn get_model(&self, id: &str) -> Result<Option<ModelRecord>>;
+    /// All models by id.
+    async fn list_models(&self) -> Result<Vec<ModelRecord>>;
+    /// Versions of a model, oldest first.
+    async fn list_versions(&self, model_id: &str) -> Result<Vec<ModelVersionRecord>>;
+    /// One version.
+    async fn get_version(&self, model_id: &str, version: i64) -> Result<Option<ModelVersionRecord>>;
+    /// In one transaction: refuse if the model exists and `force` is false; else create/update the model row
+    /// (keeping its active version) and enqueue the training job — already claimed by `claimed_by` when given, so
+    /// the caller runs it itself.
+    async fn submit_training(
+        &self,
+        model_id: &str,
+        meta: &serde_json::Value,
+        force: bool,
+        job: NewJob,
+        claimed_by: Option<(&str, Duration)>,
+    ) -> Result<TrainSubmission>;
+    /// In one transaction: add the next version of a model and make it active. With a `fence` (job id, worker),
+    /// nothing changes unless that worker still holds that job's lease, so an attempt that lost its lease can never
+    /// publish a version beside the attempt that replaced it.
+    async fn add_version(
+        &self,
+        model_id: &str,
+        blob_key: &str,
+        metrics: &serde_json::Value,
+        params: &serde_json::Value,
+        fence: Option<(&str, &str)>,
+    ) -> Result<AddVersion>;
+    /// Makes a version active; false when the model or version does not exist.
+    async fn activate_version(&self, model_id: &str, version: i64) -> Result<bool>;
+    /// Deletes a model and its versions; returns what was deleted.
+    async fn delete_model(&self, model_id: &str) -> Result<Option<(ModelRecord, Vec<ModelVersionRecord>)>>;
+
+    /// Enqueues a job.
+    async fn enqueue(&self, job: NewJob) -> Result<JobRecord>;
+    /// Enqueues a job already claimed by `worker`, so no other worker picks it up (the CLI runs jobs itself).
+    async fn enqueue_claimed(&self, job: NewJob, worker: &str, lease: Duration) -> Result<JobRecord>;
+    /// One job.
+    async fn get_job(&self, id: &str) -> Result<Option<JobRecord>>;
+    /// Jobs, newest first.
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>>;
+    /// Claims the next runnable job: queued and due, or in progress with a lapsed lease. Highest priority first,
+    /// then oldest.
+    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<JobRecord>>;
+    /// Extends the lease and records progress; false when `worker` no longer holds the job.
+    async fn heartbeat(&self, id: &str, worker: &str, lease: Duration, progress: Option<i32>) -> Result<bool>;
+    /// Marks success; false (and no change) when `worker` no longer holds the job.
+    async fn complete(&self, id: &str, worker: &str, result: &serde_json::Value) -> Result<bool>;
+    /// Records a failed attempt: back to QUEUED after `retry_in` when attempts remain and a delay is given, else
+    /// FAILURE. False when `worker` no longer holds the job.
+    async fn fail(&self, id: &str, worker: &str, error: &str, retry_in: Option<Duration>) -> Result<bool>;
+    /// Gives a job back to the queue without counting against its attempts (the worker is shutting down).
+    /// False when `worker` no longer holds it.
+    async fn release(&self, id: &str, worker: &str) -> Result<bool>;
+    /// Milliseconds until the earliest queued job becomes due, if any is waiting (lets idle workers sleep exactly).
+    async fn next_due_in(&self) -> Result<Option<Duration>>;
+}

@@ -1,0 +1,528 @@
+//! SQLite implementation: one file, WAL, a single-connection writer pool (SQLite has one writer anyway, and
+//! serialising writes in-process avoids lock-upgrade deadlocks) and a small reader pool.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{TimeZone, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use strato_types::{DatasetRecord, JobKind, JobRecord, JobStatus, ModelRecord, ModelVersionRecord, NewJob, Timestamp};
+
+use crate::{AddVersion, JobFilter, MetaStore, Result, StoreError, TrainSubmission};
+
+/// Metadata store on a SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn json_col(row: &SqliteRow, col: &str) -> Result<serde_json::Value> {
+    let s: String = row.try_get(col)?;
+    serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+fn opt_json_col(row: &SqliteRow, col: &str) -> Result<Option<serde_json::Value>> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))).transpose()
+}
+
+fn dataset_from_row(row: &SqliteRow) -> Result<DatasetRecord> {
+    let labels: Vec<String> =
+        serde_json::from_value(json_col(row, "labels")?).map_err(|e| StoreError::Corrupt(format!("labels: {e}")))?;
+    Ok(DatasetRecord {
+        name: row.try_get("name")?,
+        format: row.try_get("format")?,
+        rows: row.try_get("rows")?,
+        labels,
+        size_bytes: row.try_get("size_bytes")?,
+        blob_key: row.try_get("blob_key")?,
+        created_at: ts(row.try_get("created_at")?),
+    })
+}
+
+fn model_from_row(row: &SqliteRow) -> Result<ModelRecord> {
+    Ok(ModelRecord {
+        id: row.try_get("id")?,
+        active_version: row.try_get("active_version")?,
+        meta: json_col(row, "meta")?,
+        created_at: ts(row.try_get("created_at")?),
+        updated_at: ts(row.try_get("updated_at")?),
+    })
+}
+
+fn version_from_row(row: &SqliteRow) -> Result<ModelVersionRecord> {
+    Ok(ModelVersionRecord {
+        model_id: row.try_get("model_id")?,
+        version: row.try_get("version")?,
+        blob_key: row.try_get("blob_key")?,
+        metrics: json_col(row, "metrics")?,
+        params: json_col(row, "params")?,
+        job_id: row.try_get("job_id")?,
+        created_at: ts(row.try_get("created_at")?),
+    })
+}
+
+fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
+    let kind: String = row.try_get("kind")?;
+    let status: String = row.try_get("status")?;
+    Ok(JobRecord {
+        id: row.try_get("id")?,
+        kind: JobKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("job kind {kind:?}")))?,
+        status: JobStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("job status {status:?}")))?,
+        payload: json_col(row, "payload")?,
+        key: row.try_get("key")?,
+        priority: row.try_get("priority")?,
+        progress: row.try_get("progress")?,
+        error: row.try_get("error")?,
+        result: opt_json_col(row, "result")?,
+        attempts: row.try_get("attempts")?,
+        max_attempts: row.try_get("max_attempts")?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_expires_at: row.try_get::<Option<i64>, _>("lease_expires_at")?.map(ts),
+        run_after: ts(row.try_get("run_after")?),
+        created_at: ts(row.try_get("created_at")?),
+        updated_at: ts(row.try_get("updated_at")?),
+        started_at: row.try_get::<Option<i64>, _>("started_at")?.map(ts),
+        finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(ts),
+    })
+}
+
+/// Runs `body` inside `BEGIN IMMEDIATE … COMMIT` on the writer, rolling back on error.
+macro_rules! write_tx {
+    ($self:expr, |$conn:ident| $body:block) => {{
+        let mut guard = $self.writer.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *guard).await?;
+        let out: Result<_> = async {
+            let $conn = &mut *guard;
+            $body
+        }
+        .await;
+        match out {
+            Ok(v) => {
+                sqlx::query("COMMIT").execute(&mut *guard).await?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *guard).await;
+                Err(e)
+            }
+        }
+    }};
+}
+
+const JOB_COLS: &str = "id, kind, status, payload, key, priority, progress, error, result, attempts, max_attempts, \
+     lease_owner, lease_expires_at, run_after, created_at, updated_at, started_at, finished_at";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and runs migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?;
+        Ok(Self { writer, reader })
+    }
+
+    async fn insert_job(
+        conn: &mut sqlx::SqliteConnection,
+        job: &NewJob,
+        claimed: Option<(&str, Duration)>,
+    ) -> Result<JobRecord> {
+        let now = now_ms();
+        let id = uuid::Uuid::now_v7().to_string();
+        let (status, owner, expires, attempts, started) = match claimed {
+            Some((w, lease)) => (JobStatus::InProgress, Some(w), Some(now + lease.as_millis() as i64), 1, Some(now)),
+            None => (JobStatus::Queued, None, None, 0, None),
+        };
+        let row = sqlx::query(&format!(
+            "INSERT INTO jobs (id, kind, status, payload, key, priority, max_attempts, lease_owner, lease_expires_at, \
+             attempts, started_at, run_after, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING {JOB_COLS}"
+        ))
+        .bind(&id)
+        .bind(job.kind.as_str())
+        .bind(status.as_str())
+        .bind(job.payload.to_string())
+        .bind(&job.key)
+        .bind(job.priority)
+        .bind(job.max_attempts.max(1))
+        .bind(owner)
+        .bind(expires)
+        .bind(attempts)
+        .bind(started)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?;
+        job_from_row(&row)
+    }
+}
+
+#[async_trait]
+impl MetaStore for SqliteStore {
+    async fn put_dataset(&self, rec: &DatasetRecord) -> Result<Option<DatasetRecord>> {
+        write_tx!(self, |conn| {
+            let old = sqlx::query("SELECT * FROM datasets WHERE name = ?")
+                .bind(&rec.name)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|r| dataset_from_row(&r))
+                .transpose()?;
+            sqlx::query(
+                "INSERT OR REPLACE INTO datasets (name, format, rows, labels, size_bytes, blob_key, created_at) \
+                 VALUES (?,?,?,?,?,?,?)",
+            )
+            .bind(&rec.name)
+            .bind(&rec.format)
+            .bind(rec.rows)
+            .bind(serde_json::to_string(&rec.labels).unwrap_or_default())
+            .bind(rec.size_bytes)
+            .bind(&rec.blob_key)
+            .bind(rec.created_at.timestamp_millis())
+            .execute(&mut *conn)
+            .await?;
+            Ok(old)
+        })
+    }
+
+    async fn get_dataset(&self, name: &str) -> Result<Option<DatasetRecord>> {
+        sqlx::query("SELECT * FROM datasets WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?
+            .map(|r| dataset_from_row(&r))
+            .transpose()
+    }
+
+    async fn list_datasets(&self) -> Result<Vec<DatasetRecord>> {
+        sqlx::query("SELECT * FROM datasets ORDER BY name")
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(dataset_from_row)
+            .collect()
+    }
+
+    async fn delete_dataset(&self, name: &str) -> Result<Option<DatasetRecord>> {
+        sqlx::query("DELETE FROM datasets WHERE name = ? RETURNING *")
+            .bind(name)
+            .fetch_optional(&self.writer)
+            .await?
+            .map(|r| dataset_from_row(&r))
+            .transpose()
+    }
+
+    async fn get_model(&self, id: &str) -> Result<Option<ModelRecord>> {
+        sqlx::query("SELECT * FROM models WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .map(|r| model_from_row(&r))
+            .transpose()
+    }
+
+    async fn list_models(&self) -> Result<Vec<ModelRecord>> {
+        sqlx::query("SELECT * FROM models ORDER BY id")
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(model_from_row)
+            .collect()
+    }
+
+    async fn list_versions(&self, model_id: &str) -> Result<Vec<ModelVersionRecord>> {
+        sqlx::query("SELECT * FROM model_versions WHERE model_id = ? ORDER BY version")
+            .bind(model_id)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(version_from_row)
+            .collect()
+    }
+
+    async fn get_version(&self, model_id: &str, version: i64) -> Result<Option<ModelVersionRecord>> {
+        sqlx::query("SELECT * FROM model_versions WHERE model_id = ? AND version = ?")
+            .bind(model_id)
+            .bind(version)
+            .fetch_optional(&self.reader)
+            .await?
+            .map(|r| version_from_row(&r))
+            .transpose()
+    }
+
+    async fn submit_training(
+        &self,
+        model_id: &str,
+        meta: &serde_json::Value,
+        force: bool,
+        job: NewJob,
+        claimed_by: Option<(&str, Duration)>,
+    ) -> Result<TrainSubmission> {
+        write_tx!(self, |conn| {
+            let exists = sqlx::query("SELECT 1 FROM models WHERE id = ?")
+                .bind(model_id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .is_some();
+            if exists && !force {
+                return Ok(TrainSubmission::ModelExists);
+            }
+            let now = now_ms();
+            sqlx::query(
+                "INSERT INTO models (id, meta, created_at, updated_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT(id) DO UPDATE SET meta = excluded.meta, updated_at = excluded.updated_at",
+            )
+            .bind(model_id)
+            .bind(meta.to_string())
+            .bind(now)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            Ok(TrainSubmission::Queued(Self::insert_job(conn, &job, claimed_by).await?))
+        })
+    }
+
+    async fn add_version(
+        &self,
+        model_id: &str,
+        blob_key: &str,
+        metrics: &serde_json::Value,
+        params: &serde_json::Value,
+        fence: Option<(&str, &str)>,
+    ) -> Result<AddVersion> {
+        write_tx!(self, |conn| {
+            if let Some((job, worker)) = fence {
+                let held =
+                    sqlx::query("SELECT 1 FROM jobs WHERE id = ? AND lease_owner = ? AND status = 'IN_PROGRESS'")
+                        .bind(job)
+                        .bind(worker)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                if held.is_none() {
+                    return Ok(AddVersion::LeaseLost);
+                }
+            }
+            let exists =
+                sqlx::query("SELECT 1 FROM models WHERE id = ?").bind(model_id).fetch_optional(&mut *conn).await?;
+            if exists.is_none() {
+                return Ok(AddVersion::ModelMissing);
+            }
+            let version: i64 =
+                sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE model_id = ?")
+                    .bind(model_id)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            let now = now_ms();
+            sqlx::query(
+                "INSERT INTO model_versions (model_id, version, blob_key, metrics, params, job_id, created_at) \
+                 VALUES (?,?,?,?,?,?,?)",
+            )
+            .bind(model_id)
+            .bind(version)
+            .bind(blob_key)
+            .bind(metrics.to_string())
+            .bind(params.to_string())
+            .bind(fence.map(|(job, _)| job))
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query("UPDATE models SET active_version = ?, updated_at = ? WHERE id = ?")
+                .bind(version)
+                .bind(now)
+                .bind(model_id)
+                .execute(&mut *conn)
+                .await?;
+            Ok(AddVersion::Added(version))
+        })
+    }
+
+    async fn activate_version(&self, model_id: &str, version: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE models SET active_version = ?1, updated_at = ?2 WHERE id = ?3 \
+             AND EXISTS (SELECT 1 FROM model_versions WHERE model_id = ?3 AND version = ?1)",
+        )
+        .bind(version)
+        .bind(now_ms())
+        .bind(model_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_model(&self, model_id: &str) -> Result<Option<(ModelRecord, Vec<ModelVersionRecord>)>> {
+        write_tx!(self, |conn| {
+            let Some(model) = sqlx::query("SELECT * FROM models WHERE id = ?")
+                .bind(model_id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|r| model_from_row(&r))
+                .transpose()?
+            else {
+                return Ok(None);
+            };
+            let versions = sqlx::query("DELETE FROM model_versions WHERE model_id = ? RETURNING *")
+                .bind(model_id)
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(version_from_row)
+                .collect::<Result<Vec<_>>>()?;
+            sqlx::query("DELETE FROM models WHERE id = ?").bind(model_id).execute(&mut *conn).await?;
+            Ok(Some((model, versions)))
+        })
+    }
+
+    async fn enqueue(&self, job: NewJob) -> Result<JobRecord> {
+        let mut conn = self.writer.acquire().await?;
+        Self::insert_job(&mut conn, &job, None).await
+    }
+
+    async fn enqueue_claimed(&self, job: NewJob, worker: &str, lease: Duration) -> Result<JobRecord> {
+        let mut conn = self.writer.acquire().await?;
+        Self::insert_job(&mut conn, &job, Some((worker, lease))).await
+    }
+
+    async fn get_job(&self, id: &str) -> Result<Option<JobRecord>> {
+        sqlx::query(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .map(|r| job_from_row(&r))
+            .transpose()
+    }
+
+    async fn list_jobs(&self, f: &JobFilter) -> Result<Vec<JobRecord>> {
+        sqlx::query(&format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR kind = ?2) \
+             AND (?3 IS NULL OR key = ?3) ORDER BY created_at DESC, id DESC LIMIT ?4"
+        ))
+        .bind(f.status.map(JobStatus::as_str))
+        .bind(f.kind.map(JobKind::as_str))
+        .bind(&f.key)
+        .bind(f.limit.unwrap_or(1000))
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(job_from_row)
+        .collect()
+    }
+
+    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<JobRecord>> {
+        let now = now_ms();
+        // One statement, so the pick and the claim are atomic under SQLite's single writer.
+        sqlx::query(&format!(
+            "UPDATE jobs SET status = 'IN_PROGRESS', lease_owner = ?1, lease_expires_at = ?2, attempts = attempts + 1, \
+               started_at = COALESCE(started_at, ?3), updated_at = ?3 \
+             WHERE id = (SELECT id FROM jobs WHERE (status = 'QUEUED' AND run_after <= ?3) \
+                           OR (status = 'IN_PROGRESS' AND lease_expires_at < ?3) \
+                         ORDER BY priority DESC, created_at, id LIMIT 1) \
+             RETURNING {JOB_COLS}"
+        ))
+        .bind(worker)
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .fetch_optional(&self.writer)
+        .await?
+        .map(|r| job_from_row(&r))
+        .transpose()
+    }
+
+    async fn heartbeat(&self, id: &str, worker: &str, lease: Duration, progress: Option<i32>) -> Result<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = ?1, progress = COALESCE(?2, progress), updated_at = ?3 \
+             WHERE id = ?4 AND lease_owner = ?5 AND status = 'IN_PROGRESS'",
+        )
+        .bind(now + lease.as_millis() as i64)
+        .bind(progress.map(|p| p.clamp(0, 100)))
+        .bind(now)
+        .bind(id)
+        .bind(worker)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn complete(&self, id: &str, worker: &str, result: &serde_json::Value) -> Result<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'SUCCESS', progress = 100, result = ?1, error = NULL, lease_owner = NULL, \
+               lease_expires_at = NULL, finished_at = ?2, updated_at = ?2 \
+             WHERE id = ?3 AND lease_owner = ?4 AND status = 'IN_PROGRESS'",
+        )
+        .bind(result.to_string())
+        .bind(now)
+        .bind(id)
+        .bind(worker)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn fail(&self, id: &str, worker: &str, error: &str, retry_in: Option<Duration>) -> Result<bool> {
+        let now = now_ms();
+        let retry_at = retry_in.map(|d| now + d.as_millis() as i64);
+        let done = sqlx::query(
+            "UPDATE jobs SET \
+               status = CASE WHEN ?1 IS NOT NULL AND attempts < max_attempts THEN 'QUEUED' ELSE 'FAILURE' END, \
+               run_after = COALESCE(?1, run_after), \
+               finished_at = CASE WHEN ?1 IS NOT NULL AND attempts < max_attempts THEN NULL ELSE ?2 END, \
+               error = ?3, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2 \
+             WHERE id = ?4 AND lease_owner = ?5 AND status = 'IN_PROGRESS'",
+        )
+        .bind(retry_at)
+        .bind(now)
+        .bind(error)
+        .bind(id)
+        .bind(worker)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release(&self, id: &str, worker: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'QUEUED', attempts = MAX(attempts - 1, 0), lease_owner = NULL, \
+               lease_expires_at = NULL, run_after = ?1, updated_at = ?1 \
+             WHERE id = ?2 AND lease_owner = ?3 AND status = 'IN_PROGRESS'",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .bind(worker)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn next_due_in(&self) -> Result<Option<Duration>> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(t) FROM (SELECT MIN(run_after) AS t FROM jobs WHERE status = 'QUEUED' \
+             UNION ALL SELECT MIN(lease_expires_at) FROM jobs WHERE status = 'IN_PROGRESS')",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(next.map(|t| Duration::from_millis((t - now_ms()).max(0) as u64)))
+    }
+}
+
+#[cfg(test)]
+#[path = "sqlite_test.rs"]
+mod tests;

@@ -1,0 +1,96 @@
+use std::fmt;
+
+/// Stable, machine-readable error codes. Clients match on these strings: never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request body is not valid JSON or does not match the expected shape.
+    InvalidJson,
+    /// A request field is missing or has a bad value.
+    InvalidRequest,
+    /// A user-chosen name has characters outside the allowed set.
+    InvalidName,
+    /// A dataset could not be parsed; the message names the line or index.
+    InvalidDataset,
+    /// The request body is larger than the configured limit.
+    PayloadTooLarge,
+    /// The `Content-Type` is not one this route accepts.
+    UnsupportedMediaType,
+    /// The route exists but not for this method.
+    MethodNotAllowed,
+    /// No such route.
+    RouteNotFound,
+    /// No such model.
+    ModelNotFound,
+    /// No such model version.
+    VersionNotFound,
+    /// No such dataset.
+    DatasetNotFound,
+    /// No such job.
+    JobNotFound,
+    /// The model exists and the request did not ask to replace it.
+    ModelExists,
+    /// Missing or wrong credentials.
+    Unauthorized,
+    /// The embedding model a classifier was trained with differs from the one loaded.
+    EmbeddingModelMismatch,
+    /// Something failed inside Strato; the server log has the cause chain.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidJson => "invalid_json",
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidName => "invalid_name",
+            Self::InvalidDataset => "invalid_dataset",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::RouteNotFound => "route_not_found",
+            Self::ModelNotFound => "model_not_found",
+            Self::VersionNotFound => "version_not_found",
+            Self::DatasetNotFound => "dataset_not_found",
+            Self::JobNotFound => "job_not_found",
+            Self::ModelExists => "model_exists",
+            Self::Unauthorized => "unauthorized",
+            Self::EmbeddingModelMismatch => "embedding_model_mismatch",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// Whether the caller can fix it (4xx) rather than Strato (5xx). Jobs failing with a user error are not retried.
+    pub fn is_user_error(self) -> bool {
+        !matches!(self, Self::Internal)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error with a stable code and a message that tells the user what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StratoError {
+    /// Stable code.
+    pub code: ErrorCode,
+    /// Human-readable message.
+    pub message: String,
+}
+
+impl StratoError {
+    /// Builds an error from a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    /// An internal error; the message should not leak internals beyond a short description.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, message)
+    }
+}
