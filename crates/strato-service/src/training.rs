@@ -72,6 +72,7 @@ impl Strato {
             .map_err(internal("queueing the training job failed"))?
         {
             TrainSubmission::Queued(job) => {
+                let job = *job;
                 self.wake_workers();
                 Ok(job)
             }
@@ -146,7 +147,7 @@ impl Strato {
             .submit_training(&req.model_id, &req.meta, req.force_update, job.clone(), Some((&worker, opts.lease)))
             .await
         {
-            Ok(TrainSubmission::Queued(j)) => j,
+            Ok(TrainSubmission::Queued(j)) => *j,
             Ok(TrainSubmission::ModelExists) => {
                 self.discard_inline(&job).await;
                 return Err(StratoError::new(

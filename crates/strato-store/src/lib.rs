@@ -34,7 +34,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Debug)]
 pub enum TrainSubmission {
     /// The model row exists (or was created) and the job is queued.
-    Queued(JobRecord),
+    Queued(Box<JobRecord>),
     /// The model exists and `force` was false.
     ModelExists,
 }

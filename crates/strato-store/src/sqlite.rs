@@ -296,7 +296,7 @@ impl MetaStore for SqliteStore {
             .bind(now)
             .execute(&mut *conn)
             .await?;
-            Ok(TrainSubmission::Queued(Self::insert_job(conn, &job, claimed_by).await?))
+            Ok(TrainSubmission::Queued(Box::new(Self::insert_job(conn, &job, claimed_by).await?)))
         })
     }
 
