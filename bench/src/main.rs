@@ -68,12 +68,65 @@ async fn predict(args: &[String]) -> Result<serde_json::Value> {
     Ok(json!({"predict_p50_ms": percentile(&ms, 0.5), "predict_p99_ms": percentile(&ms, 0.99), "n": ms.len()}))
 }
 
+/// Open-intent (off-topic) evaluation on CLINC150: train a mentor model on the known intents' train rows, then
+/// score the test split (unknown intents must come back off-topic).
+fn offtopic(args: &[String]) -> Result<serde_json::Value> {
+    let [dir, csv, known, ..] = args else { bail!("usage: offtopic MODEL_DIR CSV KNOWN_INTENTS") };
+    let known: std::collections::HashSet<String> =
+        std::fs::read_to_string(known)?.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+    let e = strato_ml::Embedder::load(&PathBuf::from(dir))?;
+    let mut train = Vec::new();
+    let mut test = Vec::new();
+    for r in csv::Reader::from_path(csv)?.records() {
+        let r = r?;
+        match (&r[2], known.contains(&r[1])) {
+            ("train", true) => train.push(strato_ml::Example { text: r[0].into(), label: r[1].into(), split: None }),
+            ("test", _) => test.push((r[0].to_string(), r[1].to_string())),
+            _ => {}
+        }
+    }
+    let t = Instant::now();
+    let texts: Vec<&str> = train.iter().map(|x| x.text.as_str()).collect();
+    let emb = e.embed_all(&texts, |_, _| true)?;
+    let embed_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let id = strato_ml::EmbeddingIdentity { name: "bench".into(), sha256: String::new() };
+    let params = strato_ml::TrainParams { val_fraction: 0.0, ..Default::default() };
+    let model = strato_ml::mentor_model::MentorModel::train(&train, &emb, &[], &params, &id, String::new())?;
+    let fit_s = t.elapsed().as_secs_f64();
+    let test_texts: Vec<&str> = test.iter().map(|(t, _)| t.as_str()).collect();
+    let test_emb = e.embed_all(&test_texts, |_, _| true)?;
+    let (mut tp, mut fp, mut fn_, mut in_ok, mut n_in) = (0, 0, 0, 0, 0);
+    for ((_, label), q) in test.iter().zip(&test_emb) {
+        let d = model.decide(q, None);
+        let off = !known.contains(label);
+        match (off, d.off_topic) {
+            (true, true) => tp += 1,
+            (false, true) => fp += 1,
+            (true, false) => fn_ += 1,
+            (false, false) => {}
+        }
+        if !off {
+            n_in += 1;
+            in_ok += usize::from(!d.off_topic && &d.label == label);
+        }
+    }
+    let p = tp as f64 / (tp + fp).max(1) as f64;
+    let r = tp as f64 / (tp + fn_).max(1) as f64;
+    Ok(json!({
+        "off_topic_precision": p, "off_topic_recall": r, "off_topic_f1": 2.0 * p * r / (p + r).max(1e-12),
+        "in_scope_accuracy": in_ok as f64 / n_in.max(1) as f64, "threshold": model.offtopic.threshold,
+        "cv_f1": model.offtopic.cv_f1, "embed_s": embed_s, "fit_s": fit_s,
+    }))
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let out = match args.first().map(String::as_str) {
         Some("embed") => embed(&args[1..])?,
         Some("predict") => predict(&args[1..]).await?,
+        Some("offtopic") => offtopic(&args[1..])?,
         _ => bail!("usage: strato-bench embed|predict …"),
     };
     println!("{out}");

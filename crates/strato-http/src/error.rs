@@ -31,9 +31,14 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        C::RouteNotFound | C::ModelNotFound | C::VersionNotFound | C::DatasetNotFound | C::JobNotFound => {
-            StatusCode::NOT_FOUND
-        }
+        C::RouteNotFound
+        | C::ModelNotFound
+        | C::VersionNotFound
+        | C::DatasetNotFound
+        | C::JobNotFound
+        | C::MentorNotFound
+        | C::MentorNotTrained
+        | C::FeedbackNotFound => StatusCode::NOT_FOUND,
         C::ModelExists => StatusCode::CONFLICT,
         C::Unauthorized => StatusCode::UNAUTHORIZED,
         C::EmbeddingModelMismatch => StatusCode::CONFLICT,

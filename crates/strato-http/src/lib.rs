@@ -48,6 +48,7 @@ pub fn router(strato: Strato, opts: HttpOptions) -> Router {
     Router::new()
         .merge(routes::v1())
         .merge(routes::albert::routes())
+        .merge(routes::mentorpal::routes())
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))

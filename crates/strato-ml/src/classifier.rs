@@ -181,14 +181,26 @@ impl Classifier {
 
     /// Serialises to the artifact format: safetensors with `weight` [k, d], `bias` [k], and metadata.
     pub fn to_bytes(&self) -> Result<Vec<u8>, MlError> {
+        self.to_bytes_with(Vec::new(), Vec::new())
+    }
+
+    /// The artifact with extra tensors (name, dtype, shape, little-endian bytes) and metadata entries.
+    pub fn to_bytes_with(
+        &self,
+        extra_tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>,
+        extra_meta: Vec<(String, String)>,
+    ) -> Result<Vec<u8>, MlError> {
         let k = self.labels.len();
         let w: Vec<u8> = self.weights.weights.iter().flat_map(|v| v.to_le_bytes()).collect();
         let b: Vec<u8> = self.weights.bias.iter().flat_map(|v| v.to_le_bytes()).collect();
         let err = |e: safetensors::SafeTensorError| MlError::Artifact(e.to_string());
-        let tensors = vec![
+        let mut tensors = vec![
             ("weight".to_string(), TensorView::new(Dtype::F32, vec![k, self.dim], &w).map_err(err)?),
             ("bias".to_string(), TensorView::new(Dtype::F32, vec![k], &b).map_err(err)?),
         ];
+        for (name, dtype, shape, bytes) in &extra_tensors {
+            tensors.push((name.clone(), TensorView::new(*dtype, shape.clone(), bytes).map_err(err)?));
+        }
         let json = |v: &dyn erased::Json| v.to_json();
         let meta: HashMap<String, String> = [
             ("format", FORMAT_NAME.to_string()),
@@ -202,6 +214,7 @@ impl Classifier {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(extra_meta)
         .collect();
         safetensors::serialize(tensors, Some(meta)).map_err(err)
     }

@@ -8,7 +8,11 @@ pub mod bert;
 pub mod classifier;
 pub mod dataset;
 pub mod embedder;
+pub mod entities;
 pub mod logreg;
+pub mod mentor_model;
+pub mod offtopic;
+pub mod text;
 
 pub use classifier::{Classifier, EmbeddingIdentity, Scored, TrainMetrics, TrainParams};
 pub use dataset::{parse_dataset, Dataset, DatasetError, DatasetFormat, Example, Split};

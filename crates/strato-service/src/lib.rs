@@ -6,6 +6,7 @@
 
 mod datasets;
 mod embedding;
+mod mentors;
 mod models;
 mod training;
 
@@ -18,6 +19,7 @@ use strato_types::StratoError;
 
 pub use datasets::StoredDataset;
 pub use embedding::{default_model_dir, EmbeddingSource, DEFAULT_MODEL_NAME};
+pub use mentors::{mentor_model_id, AnswerMedia, AnswerResult, Followup};
 pub use models::{ModelDetail, Prediction};
 pub use strato_jobs::{AttemptOutcome, JobContext, WorkerPool, WorkerPoolOptions};
 pub use training::{DataSource, TrainRequest, TrainingHandler};
@@ -36,6 +38,8 @@ pub struct StratoOptions {
     pub max_dataset_bytes: usize,
     /// Classifiers kept loaded.
     pub model_cache_size: usize,
+    /// Mentors kept loaded.
+    pub mentor_cache_size: usize,
 }
 
 impl StratoOptions {
@@ -46,6 +50,7 @@ impl StratoOptions {
             embedding_model: None,
             max_dataset_bytes: 50 * 1024 * 1024,
             model_cache_size: 64,
+            mentor_cache_size: 512,
         }
     }
 }
@@ -61,6 +66,7 @@ struct Inner {
     blobs: BlobStore,
     embedder: embedding::EmbedderCell,
     models: models::ModelCache,
+    mentors: mentors::MentorCache,
     opts: StratoOptions,
     waker: parking_lot::RwLock<strato_jobs::Waker>,
 }
@@ -98,6 +104,7 @@ impl Strato {
                 blobs,
                 embedder: embedding::EmbedderCell::new(source),
                 models: models::ModelCache::new(opts.model_cache_size),
+                mentors: mentors::MentorCache::new(opts.mentor_cache_size),
                 opts,
                 waker: parking_lot::RwLock::new(strato_jobs::Waker::default()),
             }),

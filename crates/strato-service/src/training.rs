@@ -294,6 +294,7 @@ impl JobHandler for TrainingHandler {
     async fn run(&self, job: &JobRecord, ctx: &JobContext) -> std::result::Result<serde_json::Value, JobError> {
         match job.kind {
             JobKind::TrainModel => self.train(job, ctx).await,
+            JobKind::TrainMentor => self.strato.run_mentor_training(job, ctx).await,
         }
     }
 }

@@ -9,7 +9,9 @@ mod sqlite;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use strato_types::{DatasetRecord, JobKind, JobRecord, JobStatus, ModelRecord, ModelVersionRecord, NewJob};
+use strato_types::{
+    DatasetRecord, Grade, JobKind, JobRecord, JobStatus, ModelRecord, ModelVersionRecord, NewJob, UserQuestionRecord,
+};
 
 pub use sqlite::SqliteStore;
 
@@ -48,6 +50,30 @@ pub enum AddVersion {
     ModelMissing,
     /// The fencing job's lease is no longer held by the worker.
     LeaseLost,
+}
+
+/// A stored mentor document.
+#[derive(Debug, Clone)]
+pub struct MentorRow {
+    /// The mentor JSON.
+    pub body: serde_json::Value,
+    /// Increases on every change that affects answering.
+    pub revision: i64,
+    /// Creation time.
+    pub created_at: strato_types::Timestamp,
+    /// Last change.
+    pub updated_at: strato_types::Timestamp,
+}
+
+/// Filter for user-question listings.
+#[derive(Debug, Default, Clone)]
+pub struct UserQuestionFilter {
+    /// Only this answer type.
+    pub answer_type: Option<strato_types::AnswerType>,
+    /// Only questions not graded yet.
+    pub ungraded: bool,
+    /// At most this many, newest first.
+    pub limit: Option<i64>,
 }
 
 /// Filter for job listings.
@@ -109,6 +135,28 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn activate_version(&self, model_id: &str, version: i64) -> Result<bool>;
     /// Deletes a model and its versions; returns what was deleted.
     async fn delete_model(&self, model_id: &str) -> Result<Option<(ModelRecord, Vec<ModelVersionRecord>)>>;
+
+    /// Creates or replaces a mentor document; returns its new revision.
+    async fn put_mentor(&self, id: &str, body: &serde_json::Value) -> Result<i64>;
+    /// One mentor.
+    async fn get_mentor(&self, id: &str) -> Result<Option<MentorRow>>;
+    /// Ids of all mentors.
+    async fn list_mentor_ids(&self) -> Result<Vec<String>>;
+    /// Deletes a mentor and its user questions; returns whether it existed.
+    async fn delete_mentor(&self, id: &str) -> Result<bool>;
+    /// The mentor's revision and the active version of model `model_id`, in one read (the per-request staleness
+    /// check); `None` when the mentor does not exist.
+    async fn mentor_state(&self, id: &str, model_id: &str) -> Result<Option<(i64, Option<i64>)>>;
+    /// Records a question a user asked.
+    async fn insert_user_question(&self, q: &UserQuestionRecord) -> Result<()>;
+    /// A mentor's user questions, newest first.
+    async fn list_user_questions(&self, mentor_id: &str, f: &UserQuestionFilter) -> Result<Vec<UserQuestionRecord>>;
+    /// One user question.
+    async fn get_user_question(&self, id: &str) -> Result<Option<UserQuestionRecord>>;
+    /// Grades a user question and bumps its mentor's revision, in one transaction; returns the updated record.
+    async fn grade_user_question(&self, id: &str, grade: &Grade) -> Result<Option<UserQuestionRecord>>;
+    /// A mentor's graded user questions.
+    async fn graded_user_questions(&self, mentor_id: &str) -> Result<Vec<UserQuestionRecord>>;
 
     /// Enqueues a job.
     async fn enqueue(&self, job: NewJob) -> Result<JobRecord>;

@@ -9,9 +9,12 @@ use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
-use strato_types::{DatasetRecord, JobKind, JobRecord, JobStatus, ModelRecord, ModelVersionRecord, NewJob, Timestamp};
+use strato_types::{
+    AnswerType, DatasetRecord, Grade, JobKind, JobRecord, JobStatus, ModelRecord, ModelVersionRecord, NewJob,
+    Timestamp, UserQuestionRecord,
+};
 
-use crate::{AddVersion, JobFilter, MetaStore, Result, StoreError, TrainSubmission};
+use crate::{AddVersion, JobFilter, MentorRow, MetaStore, Result, StoreError, TrainSubmission, UserQuestionFilter};
 
 /// Metadata store on a SQLite file.
 #[derive(Clone)]
@@ -120,6 +123,23 @@ macro_rules! write_tx {
             }
         }
     }};
+}
+
+fn user_question_from_row(row: &SqliteRow) -> Result<UserQuestionRecord> {
+    let t: String = row.try_get("answer_type")?;
+    Ok(UserQuestionRecord {
+        id: row.try_get("id")?,
+        mentor_id: row.try_get("mentor_id")?,
+        text: row.try_get("text")?,
+        chat_session_id: row.try_get("chat_session_id")?,
+        answer_id: row.try_get::<Option<String>, _>("answer_id")?.unwrap_or_default(),
+        answer_type: AnswerType::parse(&t).ok_or_else(|| StoreError::Corrupt(format!("answer type {t:?}")))?,
+        confidence: row.try_get("confidence")?,
+        graded_answer_id: row.try_get("graded_answer_id")?,
+        graded_off_topic: row.try_get::<i64, _>("graded_off_topic")? != 0,
+        graded_at: row.try_get::<Option<i64>, _>("graded_at")?.map(ts),
+        created_at: ts(row.try_get("created_at")?),
+    })
 }
 
 const JOB_COLS: &str = "id, kind, status, payload, key, priority, progress, error, result, attempts, max_attempts, \
@@ -240,7 +260,7 @@ impl MetaStore for SqliteStore {
     }
 
     async fn list_models(&self) -> Result<Vec<ModelRecord>> {
-        sqlx::query("SELECT * FROM models ORDER BY id")
+        sqlx::query("SELECT * FROM models WHERE id NOT LIKE 'mentor:%' ORDER BY id")
             .fetch_all(&self.reader)
             .await?
             .iter()
@@ -388,6 +408,146 @@ impl MetaStore for SqliteStore {
             sqlx::query("DELETE FROM models WHERE id = ?").bind(model_id).execute(&mut *conn).await?;
             Ok(Some((model, versions)))
         })
+    }
+
+    async fn put_mentor(&self, id: &str, body: &serde_json::Value) -> Result<i64> {
+        let now = now_ms();
+        // The revision is a timestamp-ordered counter: strictly increasing even across delete and re-create.
+        let rev: i64 = sqlx::query_scalar(
+            "INSERT INTO mentors (id, body, revision, created_at, updated_at) VALUES (?1, ?2, ?3, ?3, ?3) \
+             ON CONFLICT(id) DO UPDATE SET body = excluded.body, revision = MAX(mentors.revision + 1, excluded.revision), \
+             updated_at = excluded.updated_at RETURNING revision",
+        )
+        .bind(id)
+        .bind(body.to_string())
+        .bind(now)
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(rev)
+    }
+
+    async fn get_mentor(&self, id: &str) -> Result<Option<MentorRow>> {
+        let Some(row) = sqlx::query("SELECT * FROM mentors WHERE id = ?").bind(id).fetch_optional(&self.reader).await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(MentorRow {
+            body: json_col(&row, "body")?,
+            revision: row.try_get("revision")?,
+            created_at: ts(row.try_get("created_at")?),
+            updated_at: ts(row.try_get("updated_at")?),
+        }))
+    }
+
+    async fn list_mentor_ids(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT id FROM mentors ORDER BY id").fetch_all(&self.reader).await?)
+    }
+
+    async fn delete_mentor(&self, id: &str) -> Result<bool> {
+        write_tx!(self, |conn| {
+            sqlx::query("DELETE FROM user_questions WHERE mentor_id = ?").bind(id).execute(&mut *conn).await?;
+            let done = sqlx::query("DELETE FROM mentors WHERE id = ?").bind(id).execute(&mut *conn).await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    async fn mentor_state(&self, id: &str, model_id: &str) -> Result<Option<(i64, Option<i64>)>> {
+        let row = sqlx::query(
+            "SELECT m.revision AS revision, (SELECT active_version FROM models WHERE id = ?2) AS active \
+             FROM mentors m WHERE m.id = ?1",
+        )
+        .bind(id)
+        .bind(model_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|r| Ok((r.try_get("revision")?, r.try_get("active")?))).transpose()
+    }
+
+    async fn insert_user_question(&self, q: &UserQuestionRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO user_questions (id, mentor_id, text, chat_session_id, answer_id, answer_type, confidence, \
+             created_at) VALUES (?,?,?,?,?,?,?,?)",
+        )
+        .bind(&q.id)
+        .bind(&q.mentor_id)
+        .bind(&q.text)
+        .bind(&q.chat_session_id)
+        .bind(&q.answer_id)
+        .bind(q.answer_type.as_str())
+        .bind(q.confidence)
+        .bind(q.created_at.timestamp_millis())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_user_questions(&self, mentor_id: &str, f: &UserQuestionFilter) -> Result<Vec<UserQuestionRecord>> {
+        sqlx::query(
+            "SELECT * FROM user_questions WHERE mentor_id = ?1 AND (?2 IS NULL OR answer_type = ?2) \
+             AND (?3 = 0 OR (graded_answer_id IS NULL AND graded_off_topic = 0)) \
+             ORDER BY created_at DESC, id DESC LIMIT ?4",
+        )
+        .bind(mentor_id)
+        .bind(f.answer_type.map(AnswerType::as_str))
+        .bind(f.ungraded as i64)
+        .bind(f.limit.unwrap_or(1000))
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(user_question_from_row)
+        .collect()
+    }
+
+    async fn get_user_question(&self, id: &str) -> Result<Option<UserQuestionRecord>> {
+        sqlx::query("SELECT * FROM user_questions WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .map(|r| user_question_from_row(&r))
+            .transpose()
+    }
+
+    async fn grade_user_question(&self, id: &str, grade: &Grade) -> Result<Option<UserQuestionRecord>> {
+        write_tx!(self, |conn| {
+            let now = now_ms();
+            let (answer, off_topic) = match grade {
+                Grade::Answer(a) => (Some(a.as_str()), 0),
+                Grade::OffTopic => (None, 1),
+            };
+            let Some(row) = sqlx::query(
+                "UPDATE user_questions SET graded_answer_id = ?1, graded_off_topic = ?2, graded_at = ?3 WHERE id = ?4 \
+                 RETURNING *",
+            )
+            .bind(answer)
+            .bind(off_topic)
+            .bind(now)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+            else {
+                return Ok(None);
+            };
+            let rec = user_question_from_row(&row)?;
+            sqlx::query("UPDATE mentors SET revision = revision + 1, updated_at = ? WHERE id = ?")
+                .bind(now)
+                .bind(&rec.mentor_id)
+                .execute(&mut *conn)
+                .await?;
+            Ok(Some(rec))
+        })
+    }
+
+    async fn graded_user_questions(&self, mentor_id: &str) -> Result<Vec<UserQuestionRecord>> {
+        sqlx::query(
+            "SELECT * FROM user_questions WHERE mentor_id = ? AND (graded_answer_id IS NOT NULL OR graded_off_topic = 1) \
+             ORDER BY created_at",
+        )
+        .bind(mentor_id)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(user_question_from_row)
+        .collect()
     }
 
     async fn enqueue(&self, job: NewJob) -> Result<JobRecord> {

@@ -28,6 +28,12 @@ pub enum ErrorCode {
     DatasetNotFound,
     /// No such job.
     JobNotFound,
+    /// No such mentor.
+    MentorNotFound,
+    /// The mentor has no trained classifier yet.
+    MentorNotTrained,
+    /// No such user question (feedback id).
+    FeedbackNotFound,
     /// The model exists and the request did not ask to replace it.
     ModelExists,
     /// Missing or wrong credentials.
@@ -54,6 +60,9 @@ impl ErrorCode {
             Self::VersionNotFound => "version_not_found",
             Self::DatasetNotFound => "dataset_not_found",
             Self::JobNotFound => "job_not_found",
+            Self::MentorNotFound => "mentor_not_found",
+            Self::MentorNotTrained => "mentor_not_trained",
+            Self::FeedbackNotFound => "feedback_not_found",
             Self::ModelExists => "model_exists",
             Self::Unauthorized => "unauthorized",
             Self::EmbeddingModelMismatch => "embedding_model_mismatch",

@@ -53,6 +53,8 @@ impl JobStatus {
 pub enum JobKind {
     /// Train a text classifier version.
     TrainModel,
+    /// Train a mentor's question classifier.
+    TrainMentor,
 }
 
 impl JobKind {
@@ -60,6 +62,7 @@ impl JobKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::TrainModel => "train_model",
+            Self::TrainMentor => "train_mentor",
         }
     }
 
@@ -67,6 +70,7 @@ impl JobKind {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "train_model" => Some(Self::TrainModel),
+            "train_mentor" => Some(Self::TrainMentor),
             _ => None,
         }
     }

@@ -5,10 +5,15 @@
 
 mod error;
 mod job;
+mod mentor;
 mod model;
 
 pub use error::{ErrorCode, StratoError};
 pub use job::{JobKind, JobRecord, JobStatus, NewJob};
+pub use mentor::{
+    Answer, AnswerStatus, AnswerType, Grade, Media, Mentor, MentorType, Question, QuestionType, UserQuestionRecord,
+    OFF_TOPIC,
+};
 pub use model::{DatasetRecord, ModelRecord, ModelVersionRecord};
 
 use chrono::{DateTime, Utc};

@@ -6,5 +6,6 @@ mod albert;
 mod cli;
 mod common;
 mod errors;
+mod mentors;
 mod restart;
 mod training;

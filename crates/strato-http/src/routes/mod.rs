@@ -3,6 +3,8 @@
 pub(crate) mod albert;
 mod datasets;
 mod jobs;
+pub(crate) mod mentorpal;
+mod mentors;
 mod models;
 
 use axum::routing::{get, post, put};
@@ -20,6 +22,13 @@ pub(crate) fn v1() -> Router<AppState> {
         .route("/v1/models/{id}", get(models::show).delete(models::delete))
         .route("/v1/models/{id}/predict", post(models::predict))
         .route("/v1/models/{id}/versions/{version}/activate", post(models::activate))
+        .route("/v1/mentors/{id}", put(mentors::put).get(mentors::show).delete(mentors::delete))
+        .route("/v1/mentors/{id}/import", post(mentors::import))
+        .route("/v1/mentors/{id}/trainingdata", get(mentors::training_data))
+        .route("/v1/mentors/{id}/train", post(mentors::train))
+        .route("/v1/mentors/{id}/answer", get(mentors::answer))
+        .route("/v1/mentors/{id}/user-questions", get(mentors::user_questions))
+        .route("/v1/user-questions/{feedback_id}/grade", put(mentors::grade))
         .route("/v1/jobs", get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::show))
 }
