@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -87,6 +88,13 @@ def measure_strato(threads):
     colds = [timed_child(strato(data, "predict", "--model", "clinc-c10", QUERY), env)[0] for _ in range(3)]
     r["cold_start_s"] = statistics.median(colds)
     r["peak_rss_mb"] = serving_rss(data, env)
+    # Mentors: one of 500 answers x 3 paraphrases, trained through the job queue, answered in process.
+    mentor_dir = OUT / "mentor-data"
+    r["mentor"] = json.loads(subprocess.check_output(
+        [str(BENCH), "mentor", str(mentor_dir), str(model_dir), str(CSV), "500", "3"], env=env))
+    r["open_intent"] = json.loads(subprocess.check_output(
+        [str(BENCH), "offtopic", str(model_dir), str(CSV), str(REPO / "tests/data/clinc150_known_0.75.txt")], env=env))
+    r["many_mentors"] = many_mentors(model_dir, env)
     return r
 
 
@@ -117,12 +125,62 @@ def serving_rss(data, env):
         p.wait()
 
 
+def many_mentors(model_dir, env, n=1000, answers=100):
+    """One `strato serve` process with N trained mentors: the first answer of each (cold: not in memory yet),
+    over HTTP on loopback, then a second pass (warm), and the process's peak RSS."""
+    data = OUT / "many-mentors"
+    marker = data / "setup.json"
+    if not marker.exists():
+        out = subprocess.check_output([str(BENCH), "many-mentors", str(data), str(model_dir), str(CSV), str(n),
+                                       str(answers)], env=env)
+        marker.write_text(out.decode())
+    setup = json.loads(marker.read_text())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen([str(STRATO), "--data-dir", str(data), "--embedding-model", str(model_dir), "serve", "--addr",
+                          f"127.0.0.1:{port}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(400):
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.05)
+        queries = [row["text"] for row in csv.DictReader(open(CSV)) if row["split"] == "test"]
+        passes = []
+        for _ in range(2):
+            lat = []
+            for i in range(n):
+                q = urllib.parse.quote(queries[i % len(queries)])
+                t0 = time.perf_counter()
+                urllib.request.urlopen(f"{base}/v1/mentors/m{i:04d}/answer?query={q}", timeout=10).read()
+                lat.append((time.perf_counter() - t0) * 1000)
+            lat.sort()
+            passes.append(lat)
+        status = Path(f"/proc/{p.pid}/status").read_text()
+        rss = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1]) / 1024
+    finally:
+        p.terminate()
+        p.wait()
+    pct = lambda xs, q: xs[min(len(xs) - 1, round((len(xs) - 1) * q))]
+    return {**setup, "cold_first_answer_p50_ms": pct(passes[0], 0.5), "cold_first_answer_p99_ms": pct(passes[0], 0.99),
+            "cold_first_answer_max_ms": passes[0][-1], "second_pass_p50_ms": pct(passes[1], 0.5),
+            "peak_rss_mb": rss}
+
+
 def measure_peer(threads):
     sh(["bash", str(REPO / "bench" / "setup_peer.sh")])
+    py = str(REPO / "bench" / ".venv" / "bin" / "python")
     out = OUT / "peer.json"
-    sh([str(REPO / "bench" / ".venv" / "bin" / "python"), str(REPO / "bench" / "peer.py"), "--threads", str(threads),
-        "--csv", str(CSV), "--out", str(out)])
-    return json.loads(out.read_text())
+    sh([py, str(REPO / "bench" / "peer.py"), "--threads", str(threads), "--csv", str(CSV), "--out", str(out),
+        "--open-intent"])
+    peer = json.loads(out.read_text())
+    mout = OUT / "peer_mentor.json"
+    sh([py, str(REPO / "bench" / "peer_mentor.py"), "--threads", str(threads), "--csv", str(CSV), "--out", str(mout)])
+    peer["mentor"] = json.loads(mout.read_text())
+    return peer
 
 
 ROWS = [
@@ -172,7 +230,60 @@ def render(ours, peer, threads):
         f"| logistic regression, C=1 | {ours.get('test_accuracy_c1', 0):.4f} | {fmt(peer.get('test_accuracy_c1'))} |",
         f"| logistic regression, C=10 | {ours.get('test_accuracy_c10', 0):.4f} | {fmt(peer.get('test_accuracy'))} |",
         "",
-        "C=10 is Strato's default because it measured better than C=1 here (and for the peer: 97.4 % vs 96.4 %).",
+        "C=10 is Strato's default because it measured better than C=1 here.",
+        "",
+        "## Mentors",
+        "",
+        "One synthetic mentor of 500 answers × (1 question + 3 paraphrases), built from CLINC150 train utterances "
+        "(`strato-bench mentor`, `bench/peer_mentor.py`). Strato's training time is the whole job through the queue: "
+        "embed 2,000 texts, fit the classifier, learn the off-topic rule (5-fold leave-answers-out), write the "
+        "artifact. The peer embeds and fits a LogisticRegression only. Answer latency is one query at a time in "
+        "process: Strato's includes the exact-match check, the off-topic rule and recording the user question.",
+        "",
+        "| metric | Strato | Python peer | Strato vs peer |",
+        "|---|---:|---:|---:|",
+    ]
+    om, pm = ours.get("mentor", {}), peer.get("mentor", {})
+    for key, label, unit in [("mentor_train_s", "training, 500 answers × 3 paraphrases", "s"),
+                             ("answer_p50_ms", "answer latency p50", "ms"),
+                             ("answer_p99_ms", "answer latency p99", "ms")]:
+        a, b = om.get(key), pm.get(key)
+        lines.append(f"| {label} ({unit}) | {fmt(a)} | {fmt(b)} | {f'{b / a:.1f}× faster' if a and b else '—'} |")
+    oi, po = ours.get("open_intent", {}), peer.get("open_intent", {})
+    mm = ours.get("many_mentors", {})
+    lines += [
+        "",
+        "## Many mentors in one process",
+        "",
+        f"{mm.get('mentors', '—')} trained mentors of {mm.get('answers', '—')} answers (1 question + 3 paraphrases "
+        "each) in one data directory, served by one `strato serve` (all mentors share the embedding model; each "
+        "mentor's classifier is loaded on its first question and kept in a bounded LRU). Each mentor is asked once "
+        "(its first answer: the mentor is not in memory yet), then once more; latencies are over HTTP on loopback.",
+        "",
+        "| metric | Strato | target |",
+        "|---|---:|---:|",
+        f"| first answer for a mentor not in memory, p50 (ms) | {fmt(mm.get('cold_first_answer_p50_ms'))} | ≤ 20 |",
+        f"| first answer for a mentor not in memory, p99 (ms) | {fmt(mm.get('cold_first_answer_p99_ms'))} | |",
+        f"| second answer, p50 (ms) | {fmt(mm.get('second_pass_p50_ms'))} | |",
+        f"| peak RSS of the serving process (MB) | {fmt(mm.get('peak_rss_mb'))} | ≤ 500 |",
+        "",
+        "## Off-topic detection (CLINC150 open-intent protocol)",
+        "",
+        "Trained on the 112 known intents' train rows; the other 38 intents' test utterances must come back "
+        "off-topic. Strato learns its rule without any off-topic data (leave-answers-out cross-validation); the "
+        "peer's max-probability threshold is tuned on the val split, which includes real off-topic rows.",
+        "",
+        "| | off-topic precision | recall | F1 | in-scope accuracy |",
+        "|---|---:|---:|---:|---:|",
+        f"| Strato (LR log-probability + per-answer kNN similarity, z-averaged) | {fmt(oi.get('off_topic_precision'))} | "
+        f"{fmt(oi.get('off_topic_recall'))} | {fmt(oi.get('off_topic_f1'))} | {fmt(oi.get('in_scope_accuracy'))} |",
+        f"| Python peer (LR C=10, max-probability threshold) | {fmt(po.get('off_topic_precision'))} | "
+        f"{fmt(po.get('off_topic_recall'))} | {fmt(po.get('off_topic_f1'))} | {fmt(po.get('in_scope_accuracy'))} |",
+        "",
+        "The issue's target (F1 ≥ 0.85 with in-scope ≥ 0.93) is not reached. Measured alternatives on the same "
+        "embeddings (max logit, energy, margin, k-NN, centroids, Mahalanobis, learned combiners of 21 scores) all "
+        "stayed at F1 ≤ 0.83 even with thresholds tuned on the test set itself, so the limit is the frozen "
+        "embeddings, not the rule.",
         "",
         "Notes:",
         "- Training time is the whole `strato train` process (load, embed 18,000 texts, fit, write the artifact); "

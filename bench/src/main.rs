@@ -51,9 +51,7 @@ async fn predict(args: &[String]) -> Result<serde_json::Value> {
         bail!("usage: predict DATA_DIR MODEL_DIR MODEL_ID CSV [N]")
     };
     let n: usize = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(500);
-    let mut opts = strato_service::StratoOptions::new(data_dir);
-    opts.embedding_model = Some(PathBuf::from(model_dir));
-    let s = strato_service::Strato::open(opts).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let s = open_service(data_dir, model_dir).await?;
     let texts = texts(csv, &["test"], n)?;
     for t in texts.iter().take(20) {
         s.predict(model, vec![t.clone()], 5).await.map_err(|e| anyhow::anyhow!(e.message))?;
@@ -120,6 +118,147 @@ fn offtopic(args: &[String]) -> Result<serde_json::Value> {
     }))
 }
 
+/// A synthetic mentor built from CLINC150's train split: answer i takes 1 + `paraphrases` consecutive utterances of
+/// intent i mod 150 as its question and paraphrases. bench/peer_mentor.py builds the same mentor.
+fn synthetic_mentor(csv: &str, id: &str, answers: usize, paraphrases: usize) -> Result<strato_types::Mentor> {
+    let mut by_intent: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for r in csv::Reader::from_path(csv)?.records() {
+        let r = r?;
+        if &r[2] == "train" {
+            by_intent.entry(r[1].to_string()).or_default().push(r[0].to_string());
+        }
+    }
+    let intents: Vec<&String> = by_intent.keys().collect();
+    let mut used = vec![0usize; intents.len()];
+    let mut list = Vec::new();
+    for i in 0..answers {
+        let k = i % intents.len();
+        let texts = &by_intent[intents[k]];
+        let take: Vec<String> = texts.iter().skip(used[k]).take(1 + paraphrases).cloned().collect();
+        used[k] += 1 + paraphrases;
+        if take.is_empty() {
+            bail!("not enough utterances for {answers} answers");
+        }
+        list.push(serde_json::json!({
+            "id": format!("a{i}"),
+            "question": {"id": format!("q{i}"), "text": take[0], "paraphrases": take[1..], "type": "QUESTION"},
+            "transcript": format!("answer {i} about {}", intents[k]),
+            "status": "COMPLETE",
+        }));
+    }
+    Ok(serde_json::from_value(json!({"id": id, "name": "Bench Mentor", "type": "CHAT", "answers": list}))?)
+}
+
+async fn open_service(data_dir: &str, model_dir: &str) -> Result<strato_service::Strato> {
+    let mut opts = strato_service::StratoOptions::new(data_dir);
+    opts.embedding_model = Some(PathBuf::from(model_dir));
+    strato_service::Strato::open(opts).await.map_err(|e| anyhow::anyhow!(e.message))
+}
+
+/// Training time (through the job queue) and answer latency for one mentor of N answers × P paraphrases.
+async fn mentor(args: &[String]) -> Result<serde_json::Value> {
+    let [data_dir, model_dir, csv, rest @ ..] = args else {
+        bail!("usage: mentor DATA_DIR MODEL_DIR CSV [ANSWERS] [PARAPHRASES]")
+    };
+    let answers: usize = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(500);
+    let paraphrases: usize = rest.get(1).map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let s = open_service(data_dir, model_dir).await?;
+    s.embedder().await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let m = synthetic_mentor(csv, "bench", answers, paraphrases)?;
+    s.put_mentor("bench", m).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let pool = s.start_workers(Default::default());
+    let t = Instant::now();
+    let job = s.submit_mentor_training("bench").await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let job = loop {
+        let j = s.job(&job.id).await.map_err(|e| anyhow::anyhow!(e.message))?;
+        if j.status.is_final() {
+            break j;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let train_s = t.elapsed().as_secs_f64();
+    if job.status != strato_types::JobStatus::Success {
+        bail!("training failed: {:?}", job.error);
+    }
+    let queries = texts(csv, &["test"], 520)?;
+    for q in queries.iter().take(20) {
+        s.answer("bench", q, None).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    }
+    let mut ms = Vec::new();
+    for q in &queries[20..] {
+        let t = Instant::now();
+        s.answer("bench", q, None).await.map_err(|e| anyhow::anyhow!(e.message))?;
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(f64::total_cmp);
+    pool.shutdown().await;
+    Ok(json!({
+        "answers": answers, "paraphrases": paraphrases, "mentor_train_s": train_s,
+        "answer_p50_ms": percentile(&ms, 0.5), "answer_p99_ms": percentile(&ms, 0.99),
+        "off_topic": job.result.map(|r| r["off_topic"].clone()),
+    }))
+}
+
+/// Fills DATA_DIR with N trained mentors of A answers (1 question + 3 paraphrases each, CLINC150 train
+/// utterances), for the many-mentors serving benchmark. Texts are embedded once and shared; each mentor's model is
+/// trained exactly as a training job trains it and published through the same code.
+async fn many_mentors(args: &[String]) -> Result<serde_json::Value> {
+    let [data_dir, model_dir, csv, rest @ ..] = args else {
+        bail!("usage: many-mentors DATA_DIR MODEL_DIR CSV [N] [ANSWERS]")
+    };
+    let n: usize = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(1000);
+    let answers: usize = rest.get(1).map(|s| s.parse()).transpose()?.unwrap_or(100);
+    let s = open_service(data_dir, model_dir).await?;
+    let (embedder, identity) = s.embedder_with_identity().await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let mut by_intent: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    let mut pool = Vec::new();
+    for r in csv::Reader::from_path(csv)?.records() {
+        let r = r?;
+        if &r[2] == "train" {
+            by_intent.entry(r[1].to_string()).or_default().push(pool.len());
+            pool.push(r[0].to_string());
+        }
+    }
+    let t = Instant::now();
+    let refs: Vec<&str> = pool.iter().map(String::as_str).collect();
+    let emb = std::sync::Arc::new(embedder.embed_all(&refs, |_, _| true)?);
+    let embed_s = t.elapsed().as_secs_f64();
+    let intents: Vec<&Vec<usize>> = by_intent.values().collect();
+    let t = Instant::now();
+    for m in 0..n {
+        let id = format!("m{m:04}");
+        let mut list = Vec::new();
+        let mut examples = Vec::new();
+        let mut rows = Vec::new();
+        for j in 0..answers {
+            // 7 is coprime with 150: a mentor's answers all come from different intents.
+            let idx = intents[(m * 7 + j) % intents.len()];
+            let texts: Vec<usize> = (0..4).map(|t| idx[(m * 4 + t) % idx.len()]).collect();
+            list.push(json!({
+                "id": format!("a{j}"),
+                "question": {"id": format!("q{j}"), "text": pool[texts[0]], "paraphrases": texts[1..].iter().map(|&i| &pool[i]).collect::<Vec<_>>()},
+                "transcript": format!("answer {j}"),
+            }));
+            for &i in &texts {
+                examples.push(strato_ml::Example { text: pool[i].clone(), label: format!("a{j}"), split: None });
+                rows.push(i);
+            }
+        }
+        let mentor: strato_types::Mentor =
+            serde_json::from_value(json!({"id": id, "name": format!("Mentor {m}"), "answers": list}))?;
+        s.put_mentor(&id, mentor).await.map_err(|e| anyhow::anyhow!(e.message))?;
+        let (emb, identity) = (emb.clone(), identity.clone());
+        let model = tokio::task::spawn_blocking(move || {
+            let e: Vec<Vec<f32>> = rows.iter().map(|&i| emb[i].clone()).collect();
+            let params = strato_ml::TrainParams { val_fraction: 0.0, ..Default::default() };
+            strato_ml::mentor_model::MentorModel::train(&examples, &e, &[], &params, &identity, String::new())
+        })
+        .await??;
+        s.publish_mentor_model(&id, &model, None).await?;
+    }
+    Ok(json!({"mentors": n, "answers": answers, "embed_s": embed_s, "train_all_s": t.elapsed().as_secs_f64()}))
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -127,6 +266,8 @@ async fn main() -> Result<()> {
         Some("embed") => embed(&args[1..])?,
         Some("predict") => predict(&args[1..]).await?,
         Some("offtopic") => offtopic(&args[1..])?,
+        Some("mentor") => mentor(&args[1..]).await?,
+        Some("many-mentors") => many_mentors(&args[1..]).await?,
         _ => bail!("usage: strato-bench embed|predict …"),
     };
     println!("{out}");

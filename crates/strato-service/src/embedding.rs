@@ -112,6 +112,18 @@ impl Strato {
             .cloned()
     }
 
+    /// The embedding model and its identity (name and content hash, hashed once, on a blocking thread).
+    pub async fn embedder_with_identity(&self) -> Result<(Arc<Embedder>, strato_ml::EmbeddingIdentity)> {
+        let embedder = self.embedder().await?;
+        let e = embedder.clone();
+        let sha256 = tokio::task::spawn_blocking(move || e.content_hash())
+            .await
+            .map_err(crate::internal("hashing task failed"))?
+            .map_err(crate::internal("hashing the embedding model failed"))?;
+        let identity = strato_ml::EmbeddingIdentity { name: embedder.name().to_string(), sha256 };
+        Ok((embedder, identity))
+    }
+
     /// Where the embedding model is (or will be).
     pub fn embedding_source(&self) -> &EmbeddingSource {
         &self.inner.embedder.source

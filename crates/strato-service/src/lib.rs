@@ -19,7 +19,7 @@ use strato_types::StratoError;
 
 pub use datasets::StoredDataset;
 pub use embedding::{default_model_dir, EmbeddingSource, DEFAULT_MODEL_NAME};
-pub use mentors::{mentor_model_id, AnswerMedia, AnswerResult, Followup};
+pub use mentors::{mentor_model_id, AnswerMedia, AnswerResult, Followup, PublishError};
 pub use models::{ModelDetail, Prediction};
 pub use strato_jobs::{AttemptOutcome, JobContext, WorkerPool, WorkerPoolOptions};
 pub use training::{DataSource, TrainRequest, TrainingHandler};

@@ -18,7 +18,7 @@ use strato_jobs::{JobContext, JobError};
 use strato_ml::entities::{self, EntityType};
 use strato_ml::mentor_model::MentorModel;
 use strato_ml::text::sanitize;
-use strato_ml::{EmbeddingIdentity, Example, TrainParams};
+use strato_ml::{Example, TrainParams};
 use strato_store::{AddVersion, TrainSubmission, UserQuestionFilter};
 use strato_types::{
     validate_name, Answer, AnswerType, ErrorCode, Grade, JobKind, JobRecord, Media, Mentor, NewJob, StratoError,
@@ -148,6 +148,20 @@ fn split_pipe(s: &str) -> Vec<String> {
     s.split('|').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect()
 }
 
+/// Why a trained mentor model was not published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The job's lease was lost: another attempt publishes.
+    #[error("lease lost")]
+    LeaseLost,
+    /// The mentor was deleted.
+    #[error("the mentor was deleted")]
+    MentorGone,
+    /// Blob or metadata storage failed.
+    #[error("{0}")]
+    Storage(String),
+}
+
 /// The stored job payload of a mentor training.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct TrainMentorPayload {
@@ -166,6 +180,11 @@ impl Strato {
         validate(&mentor)?;
         let body = serde_json::to_value(&mentor).map_err(internal("encoding the mentor failed"))?;
         self.inner.store.put_mentor(id, &body).await.map_err(internal("storing the mentor failed"))?;
+        self.inner
+            .store
+            .ensure_model(&mentor_model_id(id), &json!({"mentor": id}))
+            .await
+            .map_err(internal("storing the mentor failed"))?;
         Ok(mentor)
     }
 
@@ -368,15 +387,7 @@ impl Strato {
         }
         ctx.set_progress(2);
         // 2. Embed, train, learn the off-topic rule.
-        let embedder = self.embedder().await.map_err(|e| JobError::Retryable(e.message))?;
-        let sha = {
-            let e = embedder.clone();
-            tokio::task::spawn_blocking(move || e.content_hash())
-                .await
-                .map_err(|e| JobError::Retryable(e.to_string()))?
-                .map_err(|e| JobError::Retryable(e.to_string()))?
-        };
-        let identity = EmbeddingIdentity { name: embedder.name().to_string(), sha256: sha };
+        let (embedder, identity) = self.embedder_with_identity().await.map_err(|e| JobError::Retryable(e.message))?;
         let ctx2 = ctx.clone();
         let model = tokio::task::spawn_blocking(move || {
             let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
@@ -401,9 +412,28 @@ impl Strato {
         .map_err(|e| JobError::Permanent(format!("training task failed: {e}")))??;
         ctx.set_progress(95);
         // 3. Publish, fenced by the lease.
-        let bytes = model.to_bytes().map_err(|e| JobError::Permanent(e.to_string()))?;
+        let (version, report) = self
+            .publish_mentor_model(&id, &model, Some((job.id.as_str(), ctx.worker())))
+            .await
+            .map_err(|e| match e {
+                PublishError::LeaseLost => JobError::Retryable("lease lost".into()),
+                PublishError::MentorGone => JobError::Permanent(format!("mentor {id} was deleted while training")),
+                PublishError::Storage(m) => JobError::Retryable(m),
+            })?;
+        Ok(json!({"mentor": id, "version": version, "off_topic": report}))
+    }
+
+    /// Stores a trained mentor model and makes it the active version (fenced by a job lease when given); returns
+    /// the version and the off-topic report. Used by training jobs and by tools that train in bulk.
+    pub async fn publish_mentor_model(
+        &self,
+        id: &str,
+        model: &MentorModel,
+        fence: Option<(&str, &str)>,
+    ) -> std::result::Result<(i64, serde_json::Value), PublishError> {
+        let bytes = model.to_bytes().map_err(|e| PublishError::Storage(e.to_string()))?;
         let key = format!("mentors/{id}/{}.safetensors", uuid::Uuid::now_v7());
-        self.inner.blobs.put(&key, Bytes::from(bytes)).await.map_err(|e| JobError::Retryable(e.to_string()))?;
+        self.inner.blobs.put(&key, Bytes::from(bytes)).await.map_err(|e| PublishError::Storage(e.to_string()))?;
         let report = json!({
             "threshold": model.offtopic.threshold,
             "method": model.offtopic.method,
@@ -413,19 +443,18 @@ impl Strato {
         });
         let metrics = json!({"off_topic": report, "training": model.classifier.metrics});
         let params = serde_json::to_value(&model.classifier.params).unwrap_or_default();
-        let fence = Some((job.id.as_str(), ctx.worker()));
-        let version = match self.inner.store.add_version(&mentor_model_id(&id), &key, &metrics, &params, fence).await {
-            Ok(AddVersion::Added(v)) => v,
+        let outcome = self.inner.store.add_version(&mentor_model_id(id), &key, &metrics, &params, fence).await;
+        match outcome {
+            Ok(AddVersion::Added(v)) => Ok((v, report)),
             other => {
                 let _ = self.inner.blobs.delete(&key).await;
-                return Err(match other {
-                    Ok(AddVersion::LeaseLost) => JobError::Retryable("lease lost".into()),
-                    Ok(_) => JobError::Permanent(format!("mentor {id} was deleted while training")),
-                    Err(e) => JobError::Retryable(e.to_string()),
-                });
+                Err(match other {
+                    Ok(AddVersion::LeaseLost) => PublishError::LeaseLost,
+                    Ok(_) => PublishError::MentorGone,
+                    Err(e) => PublishError::Storage(e.to_string()),
+                })
             }
-        };
-        Ok(json!({"mentor": id, "version": version, "off_topic": report}))
+        }
     }
 
     /// The cached runtime of a mentor, rebuilt when its revision or model version changed.

@@ -128,15 +128,9 @@ impl Strato {
             .await
             .map_err(internal("loading task failed"))?
             .map_err(internal("the model artifact is unreadable"))?;
-        let embedder = self.embedder().await?;
         // The content hash, not the name, decides: the same weights may sit in differently named directories.
-        let sha = {
-            let e = embedder.clone();
-            tokio::task::spawn_blocking(move || e.content_hash())
-                .await
-                .map_err(internal("hashing task failed"))?
-                .map_err(internal("hashing the embedding model failed"))?
-        };
+        let (embedder, identity) = self.embedder_with_identity().await?;
+        let sha = identity.sha256;
         if classifier.dim != embedder.dim() || classifier.embedding_sha256 != sha {
             return Err(StratoError::new(
                 ErrorCode::EmbeddingModelMismatch,

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use strato_jobs::{JobContext, JobError, JobHandler};
-use strato_ml::{Dataset, DatasetFormat, EmbeddingIdentity, Example, TrainParams};
+use strato_ml::{Dataset, DatasetFormat, Example, TrainParams};
 use strato_store::{AddVersion, TrainSubmission};
 use strato_types::{validate_name, ErrorCode, JobKind, JobRecord, NewJob, StratoError};
 
@@ -226,15 +226,7 @@ impl TrainingHandler {
         ctx.set_progress(2);
 
         // 2. Embed (most of the time goes here: 2 → 85 %).
-        let embedder = s.embedder().await.map_err(|e| JobError::Retryable(e.message))?;
-        let identity = {
-            let e = embedder.clone();
-            let sha = tokio::task::spawn_blocking(move || e.content_hash())
-                .await
-                .map_err(|e| JobError::Retryable(e.to_string()))?
-                .map_err(|e| JobError::Retryable(e.to_string()))?;
-            EmbeddingIdentity { name: embedder.name().to_string(), sha256: sha }
-        };
+        let (embedder, identity) = s.embedder_with_identity().await.map_err(|e| JobError::Retryable(e.message))?;
         let examples = ds.examples;
         let params = p.params.clone();
         let ctx2 = ctx.clone();

@@ -131,6 +131,8 @@ pub trait MetaStore: Send + Sync + 'static {
         params: &serde_json::Value,
         fence: Option<(&str, &str)>,
     ) -> Result<AddVersion>;
+    /// Creates the model row if it does not exist (no version yet).
+    async fn ensure_model(&self, model_id: &str, meta: &serde_json::Value) -> Result<()>;
     /// Makes a version active; false when the model or version does not exist.
     async fn activate_version(&self, model_id: &str, version: i64) -> Result<bool>;
     /// Deletes a model and its versions; returns what was deleted.

@@ -374,6 +374,20 @@ impl MetaStore for SqliteStore {
         })
     }
 
+    async fn ensure_model(&self, model_id: &str, meta: &serde_json::Value) -> Result<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO models (id, meta, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+        )
+        .bind(model_id)
+        .bind(meta.to_string())
+        .bind(now)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
     async fn activate_version(&self, model_id: &str, version: i64) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE models SET active_version = ?1, updated_at = ?2 WHERE id = ?3 \

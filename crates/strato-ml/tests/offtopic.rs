@@ -1,0 +1,70 @@
+//! CLINC150 open-intent protocol for the mentor classifier's off-topic rule: train on the 112 known intents'
+//! train rows (no off-topic examples at all), then the other 38 intents' test utterances must come back off-topic.
+//!
+//! The target is off-topic F1 ≥ 0.85 with in-scope accuracy ≥ 0.93. Measured here the rule reaches about
+//! F1 0.81 / in-scope 0.92 (the Python peer's tuned max-probability threshold: 0.79 / 0.89 measured in our
+//! research); this test guards what we reach, not the target, which frozen MiniLM embeddings did not reach with
+//! any rule we measured (see BENCHMARKS.md).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use strato_ml::mentor_model::MentorModel;
+use strato_ml::{Embedder, EmbeddingIdentity, Example, TrainParams};
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data")).join(name)
+}
+
+#[test]
+fn clinc150_open_intent() {
+    let Some(dir) = std::env::var_os("STRATO_TEST_MODEL_DIR") else {
+        eprintln!("SKIPPED: set STRATO_TEST_MODEL_DIR (scripts/test.sh does)");
+        return;
+    };
+    let e = Embedder::load(&PathBuf::from(dir)).unwrap();
+    let known: HashSet<String> = std::fs::read_to_string(data("clinc150_known_0.75.txt"))
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().to_string())
+        .collect();
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for r in csv::Reader::from_path(data("clinc150.csv")).unwrap().records() {
+        let r = r.unwrap();
+        match (&r[2], known.contains(&r[1])) {
+            ("train", true) => train.push(Example { text: r[0].into(), label: r[1].into(), split: None }),
+            ("test", _) => test.push((r[0].to_string(), r[1].to_string())),
+            _ => {}
+        }
+    }
+    let texts: Vec<&str> = train.iter().map(|x| x.text.as_str()).collect();
+    let emb = e.embed_all(&texts, |_, _| true).unwrap();
+    let id = EmbeddingIdentity { name: "test".into(), sha256: String::new() };
+    let params = TrainParams { val_fraction: 0.0, ..Default::default() };
+    let model = MentorModel::train(&train, &emb, &[], &params, &id, String::new()).unwrap();
+    let queries: Vec<&str> = test.iter().map(|(t, _)| t.as_str()).collect();
+    let q = e.embed_all(&queries, |_, _| true).unwrap();
+    let (mut tp, mut fp, mut fneg, mut in_ok, mut n_in) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for ((_, label), v) in test.iter().zip(&q) {
+        let d = model.decide(v, None);
+        let off = !known.contains(label);
+        match (off, d.off_topic) {
+            (true, true) => tp += 1.0,
+            (false, true) => fp += 1.0,
+            (true, false) => fneg += 1.0,
+            _ => {}
+        }
+        if !off {
+            n_in += 1.0;
+            if !d.off_topic && &d.label == label {
+                in_ok += 1.0;
+            }
+        }
+    }
+    let (p, r) = (tp / (tp + fp), tp / (tp + fneg));
+    let f1 = 2.0 * p * r / (p + r);
+    let in_scope = in_ok / n_in;
+    eprintln!("open intent: off-topic precision {p:.3} recall {r:.3} F1 {f1:.3}; in-scope accuracy {in_scope:.3}");
+    assert!(f1 >= 0.79, "off-topic F1 {f1:.3} fell below the measured level");
+    assert!(in_scope >= 0.90, "in-scope accuracy {in_scope:.3} fell below the measured level");
+}
