@@ -1,10 +1,10 @@
 //! CLINC150 open-intent protocol for the mentor classifier's off-topic rule: train on the 112 known intents'
 //! train rows (no off-topic examples at all), then the other 38 intents' test utterances must come back off-topic.
 //!
-//! The target is off-topic F1 ≥ 0.85 with in-scope accuracy ≥ 0.93. Measured here the rule reaches about
-//! F1 0.81 / in-scope 0.92 (the Python peer's tuned max-probability threshold: 0.79 / 0.89 measured in our
-//! research); this test guards what we reach, not the target, which frozen MiniLM embeddings did not reach with
-//! any rule we measured (see BENCHMARKS.md).
+//! The target is off-topic F1 ≥ 0.85 with in-scope accuracy ≥ 0.93. Measured (BENCHMARKS.md) the rule
+//! reaches F1 0.81 with in-scope 0.93, without any off-topic training data; the Python peer's max-probability
+//! threshold tuned on labelled val data reaches 0.79 / 0.89. This test guards what we reach, not the F1 target,
+//! which no rule we measured on frozen MiniLM embeddings reached.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -66,5 +66,5 @@ fn clinc150_open_intent() {
     let in_scope = in_ok / n_in;
     eprintln!("open intent: off-topic precision {p:.3} recall {r:.3} F1 {f1:.3}; in-scope accuracy {in_scope:.3}");
     assert!(f1 >= 0.79, "off-topic F1 {f1:.3} fell below the measured level");
-    assert!(in_scope >= 0.90, "in-scope accuracy {in_scope:.3} fell below the measured level");
+    assert!(in_scope >= 0.92, "in-scope accuracy {in_scope:.3} fell below the measured level");
 }

@@ -38,7 +38,7 @@ pub struct StratoOptions {
     pub max_dataset_bytes: usize,
     /// Classifiers kept loaded.
     pub model_cache_size: usize,
-    /// Mentors kept loaded.
+    /// Mentors kept loaded (about 0.8 MB each at 100 answers; one not in memory loads in a few ms).
     pub mentor_cache_size: usize,
 }
 
@@ -50,7 +50,7 @@ impl StratoOptions {
             embedding_model: None,
             max_dataset_bytes: 50 * 1024 * 1024,
             model_cache_size: 64,
-            mentor_cache_size: 512,
+            mentor_cache_size: 128,
         }
     }
 }

@@ -103,7 +103,12 @@ impl Strato {
                     .map_err(|e| StratoError::new(ErrorCode::InvalidDataset, format!("data: {}", e.0)))?;
                 let mut body = Vec::new();
                 for e in examples {
-                    serde_json::to_writer(&mut body, &json!({"text": e.text, "label": e.label}))
+                    let split = e.split.map(|s| match s {
+                        strato_ml::Split::Train => "train",
+                        strato_ml::Split::Val => "val",
+                        strato_ml::Split::Test => "test",
+                    });
+                    serde_json::to_writer(&mut body, &json!({"text": e.text, "label": e.label, "split": split}))
                         .map_err(internal("encoding inline data failed"))?;
                     body.push(b'\n');
                 }

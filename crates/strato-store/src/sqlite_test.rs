@@ -1,6 +1,7 @@
 use super::*;
-use crate::AddVersion;
+use crate::{AddVersion, UserQuestionFilter};
 use serde_json::json;
+use strato_types::{AnswerType, Grade, UserQuestionRecord};
 
 async fn store() -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -140,4 +141,46 @@ async fn release_requeues_without_spending_an_attempt() {
     let r = s.get_job(&j.id).await.unwrap().unwrap();
     assert_eq!((r.status, r.attempts, r.lease_owner), (JobStatus::Queued, 0, None));
     assert_eq!(s.claim("w2", LEASE).await.unwrap().unwrap().id, j.id);
+}
+
+#[tokio::test]
+async fn mentors_revisions_state_and_feedback() {
+    let (s, _d) = store().await;
+    assert!(s.mentor_state("m", "mentor:m").await.unwrap().is_none());
+    let r1 = s.put_mentor("m", &json!({"id": "m"})).await.unwrap();
+    let r2 = s.put_mentor("m", &json!({"id": "m", "name": "x"})).await.unwrap();
+    assert!(r2 > r1, "every change bumps the revision");
+    s.ensure_model("mentor:m", &json!({})).await.unwrap();
+    assert_eq!(s.mentor_state("m", "mentor:m").await.unwrap(), Some((r2, None)));
+    s.add_version("mentor:m", "k", &json!({}), &json!({}), None).await.unwrap();
+    assert_eq!(s.mentor_state("m", "mentor:m").await.unwrap(), Some((r2, Some(1))));
+    assert!(s.list_models().await.unwrap().is_empty(), "mentor models are not listed as text classifiers");
+
+    let q = UserQuestionRecord {
+        id: "f1".into(),
+        mentor_id: "m".into(),
+        text: "hi".into(),
+        chat_session_id: Some("c".into()),
+        answer_id: "a1".into(),
+        answer_type: AnswerType::Classifier,
+        confidence: 0.4,
+        graded_answer_id: None,
+        graded_off_topic: false,
+        graded_at: None,
+        created_at: ts(1_700_000_000_000),
+    };
+    s.insert_user_question(&q).await.unwrap();
+    let f = UserQuestionFilter { ungraded: true, ..Default::default() };
+    assert_eq!(s.list_user_questions("m", &f).await.unwrap(), vec![q.clone()]);
+    let graded = s.grade_user_question("f1", &Grade::OffTopic).await.unwrap().unwrap();
+    assert!(graded.graded_off_topic && graded.graded_at.is_some());
+    assert!(s.list_user_questions("m", &f).await.unwrap().is_empty());
+    assert_eq!(s.graded_user_questions("m").await.unwrap().len(), 1);
+    let (rev, _) = s.mentor_state("m", "mentor:m").await.unwrap().unwrap();
+    assert!(rev > r2, "a grade changes answering, so it bumps the revision");
+    assert!(s.grade_user_question("nope", &Grade::OffTopic).await.unwrap().is_none());
+
+    assert!(s.delete_mentor("m").await.unwrap());
+    assert!(s.get_user_question("f1").await.unwrap().is_none());
+    assert!(!s.delete_mentor("m").await.unwrap());
 }

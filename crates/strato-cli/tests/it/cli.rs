@@ -78,3 +78,27 @@ fn serve_refuses_open_network_binding_without_credentials() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn train_respects_the_split_column() {
+    let Some(model) = model_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("text,label,split\n");
+    for (i, line) in small_csv().lines().skip(1).enumerate() {
+        let split = match i % 8 {
+            6 => "val",
+            7 => "test",
+            _ => "train",
+        };
+        csv.push_str(&format!("{line},{split}\n"));
+    }
+    let file = dir.path().join("split.csv");
+    std::fs::write(&file, csv).unwrap();
+    let out =
+        strato(&dir.path().join("data"), &model).args(["train", "--model", "s", "--data"]).arg(&file).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("examples trained on  21"), "test rows are never trained on: {stdout}");
+    assert!(stdout.lines().any(|l| l.trim_start().starts_with("validation n=3")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.trim_start().starts_with("test       n=3")), "{stdout}");
+}
