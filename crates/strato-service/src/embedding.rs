@@ -78,22 +78,10 @@ fn load_blocking(source: &EmbeddingSource) -> Result<Embedder> {
     Ok(e)
 }
 
-/// Pulls the default model into `dir`, logging each step. Blocking.
+/// Pulls the default model into `dir`; strato-fetch logs each step (source, download, verification). Blocking.
 pub fn pull_default(dir: &Path) -> Result<strato_fetch::PullReport> {
-    let mut opts = strato_fetch::PullOptions::new(dir.to_path_buf());
-    opts.progress = Some(Box::new(|ev| log_pull_event(&ev)));
+    let opts = strato_fetch::PullOptions::new(dir.to_path_buf());
     strato_fetch::pull_default_model(&opts).map_err(|e| StratoError::internal(e.to_string()))
-}
-
-fn log_pull_event(ev: &strato_fetch::PullEvent) {
-    use strato_fetch::PullEvent as E;
-    match ev {
-        E::Trying { source } => tracing::info!("fetching the embedding model from {source}"),
-        E::SourceFailed { source, reason } => tracing::warn!("{source} unavailable: {reason}"),
-        E::Verifying => tracing::info!("verifying checksums"),
-        E::Done { source } => tracing::info!("embedding model installed from {source}"),
-        E::Downloading { .. } => {}
-    }
 }
 
 impl Strato {
