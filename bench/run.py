@@ -263,12 +263,19 @@ def render(ours, peer, threads):
     mm = ours.get("many_mentors", {})
     lines += [
         "",
+        "This synthetic mentor is a hard case for the off-topic rule: its 500 answers come from 150 intents, so "
+        "several answers share an intent and near-duplicate questions, and holding one answer out does not make its "
+        f"questions look off-topic (cross-validated off-topic F1 {fmt((om.get('off_topic') or {}).get('cv_f1'))}). "
+        "Real mentors' answers are distinct, and a mentor can always set `off_topic_threshold`.",
+        "",
         "## Many mentors in one process",
         "",
         f"{mm.get('mentors', '—')} trained mentors of {mm.get('answers', '—')} answers (1 question + 3 paraphrases "
         "each) in one data directory, served by one `strato serve` (all mentors share the embedding model; each "
-        "mentor's classifier is loaded on its first question and kept in a bounded LRU). Each mentor is asked once "
-        "(its first answer: the mentor is not in memory yet), then once more; latencies are over HTTP on loopback.",
+        "mentor's classifier is loaded on its first question and kept in an LRU of 128 mentors). Each mentor is asked "
+        "once (its first answer: the mentor is not in memory yet), then once more (with 1,000 mentors cycling "
+        "through a 128-mentor cache, the second pass misses too); latencies are over HTTP on loopback. "
+        "With a 512-mentor cache the same process peaked at 750 MB, hence the default of 128.",
         "",
         "| metric | Strato | target |",
         "|---|---:|---:|",
