@@ -107,6 +107,13 @@ async fn answers_exact_paraphrase_classifier_and_off_topic() {
     let (_, list) = s.get("/v1/mentors/clint/user-questions?ungraded=true").await;
     assert_eq!(list["user_questions"].as_array().unwrap().len(), 4, "4 ungraded: 5 asked, 1 graded");
 
+    // At the next training the graded question is training data: one more question than before.
+    let before = job["result"]["off_topic"]["n_questions"].as_i64().unwrap();
+    let (_, v) = s.post("/v1/mentors/clint/train", &json!({})).await;
+    let again = s.wait_job(v["id"].as_str().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(again["result"]["off_topic"]["n_questions"].as_i64().unwrap(), before + 1, "{again}");
+    assert_eq!(again["result"]["version"], 2);
+
     let r =
         s.client.put(s.url("/v1/user-questions/nope/grade")).json(&json!({"off_topic": true})).send().await.unwrap();
     assert_error(&status_json(r).await, 404, "feedback_not_found");
