@@ -10,6 +10,7 @@ process, cold start of `strato predict` (process start to printed answer), and t
 200 predictions. The peer (sentence-transformers + scikit-learn, same model, same threads) is bench/peer.py.
 """
 import argparse
+import contextlib
 import csv
 import datetime
 import json
@@ -102,31 +103,42 @@ def measure_strato(threads):
     return r
 
 
-def serving_rss(data, env):
-    """Peak RSS of `strato serve` with one model loaded, after 200 predictions over HTTP."""
+@contextlib.contextmanager
+def serving(data, env, *extra):
+    """A `strato serve` on a free loopback port, ready to answer; yields (base URL, process)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    p = subprocess.Popen(strato(data, "serve", "--addr", f"127.0.0.1:{port}"), env=env,
+    p = subprocess.Popen(strato(data, *extra, "serve", "--addr", f"127.0.0.1:{port}"), env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
+        for _ in range(400):
             try:
                 urllib.request.urlopen(base + "/healthz", timeout=1)
                 break
             except OSError:
                 time.sleep(0.05)
+        yield base, p
+    finally:
+        p.terminate()
+        p.wait()
+
+
+def peak_rss_mb(pid):
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1]) / 1024
+
+
+def serving_rss(data, env):
+    """Peak RSS of `strato serve` with one model loaded, after 200 predictions over HTTP."""
+    with serving(data, env) as (base, p):
         texts = [row["text"] for row in csv.DictReader(open(CSV)) if row["split"] == "test"][:200]
         for t in texts:
             req = urllib.request.Request(base + "/v1/models/clinc-c10/predict", data=json.dumps({"text": t}).encode(),
                                          headers={"content-type": "application/json"})
             urllib.request.urlopen(req, timeout=10).read()
-        status = Path(f"/proc/{p.pid}/status").read_text()
-        return int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1]) / 1024
-    finally:
-        p.terminate()
-        p.wait()
+        return peak_rss_mb(p.pid)
 
 
 def many_mentors(model_dir, env, n=1000, answers=100):
@@ -139,19 +151,7 @@ def many_mentors(model_dir, env, n=1000, answers=100):
                                        str(answers)], env=env)
         marker.write_text(out.decode())
     setup = json.loads(marker.read_text())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    p = subprocess.Popen([str(STRATO), "--data-dir", str(data), "--embedding-model", str(model_dir), "serve", "--addr",
-                          f"127.0.0.1:{port}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(400):
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.05)
+    with serving(data, env, "--embedding-model", model_dir) as (base, p):
         queries = [row["text"] for row in csv.DictReader(open(CSV)) if row["split"] == "test"]
         passes = []
         for _ in range(2):
@@ -163,11 +163,7 @@ def many_mentors(model_dir, env, n=1000, answers=100):
                 lat.append((time.perf_counter() - t0) * 1000)
             lat.sort()
             passes.append(lat)
-        status = Path(f"/proc/{p.pid}/status").read_text()
-        rss = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1]) / 1024
-    finally:
-        p.terminate()
-        p.wait()
+        rss = peak_rss_mb(p.pid)
     pct = lambda xs, q: xs[min(len(xs) - 1, round((len(xs) - 1) * q))]
     return {**setup, "cold_first_answer_p50_ms": pct(passes[0], 0.5), "cold_first_answer_p99_ms": pct(passes[0], 0.99),
             "cold_first_answer_max_ms": passes[0][-1], "second_pass_p50_ms": pct(passes[1], 0.5),
