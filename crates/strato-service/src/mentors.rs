@@ -47,6 +47,8 @@ pub(crate) struct MentorRuntime {
     mentor: Arc<Mentor>,
     /// Sanitised question / paraphrase / graded user question → (answer id, EXACT or PARAPHRASE).
     exact: HashMap<String, (String, AnswerType)>,
+    /// Answer id → position in `mentor.answers`, built once per revision instead of per question.
+    answer_index: Arc<HashMap<String, usize>>,
     model: Option<Arc<MentorModel>>,
 }
 
@@ -474,13 +476,14 @@ impl Strato {
             }
         }
         // Reuse what did not change.
-        let (mentor, exact) = match &cached {
-            Some(rt) if rt.revision == revision => (rt.mentor.clone(), rt.exact.clone()),
+        let (mentor, exact, answer_index) = match &cached {
+            Some(rt) if rt.revision == revision => (rt.mentor.clone(), rt.exact.clone(), rt.answer_index.clone()),
             _ => {
                 let mentor = Arc::new(self.mentor(id).await?);
                 let graded =
                     self.inner.store.graded_user_questions(id).await.map_err(internal("reading grades failed"))?;
-                (mentor.clone(), exact_index(&mentor, &graded))
+                let index = mentor.answers.iter().enumerate().map(|(i, a)| (a.id.clone(), i)).collect();
+                (mentor.clone(), exact_index(&mentor, &graded), Arc::new(index))
             }
         };
         let model = match (&cached, version) {
@@ -488,7 +491,7 @@ impl Strato {
             (_, Some(v)) => Some(self.load_mentor_model(&model_id, v).await?),
             (_, None) => None,
         };
-        let rt = Arc::new(MentorRuntime { revision, version, mentor, exact, model });
+        let rt = Arc::new(MentorRuntime { revision, version, mentor, exact, answer_index, model });
         self.inner.mentors.lru.lock().put(id.to_string(), rt.clone());
         Ok(rt)
     }
@@ -515,7 +518,6 @@ impl Strato {
         let Some(model) = rt.model.clone() else {
             return Err(StratoError::new(ErrorCode::MentorNotTrained, format!("No models found for mentor {id}.")));
         };
-        let by_id: HashMap<&str, &Answer> = rt.mentor.answers.iter().map(|a| (a.id.as_str(), a)).collect();
         // 1. Exact match on the sanitised text.
         let (mut chosen, mut answer_type, mut confidence) = (None, AnswerType::Classifier, 0.0);
         if let Some((aid, t)) = rt.exact.get(&sanitize(query)) {
@@ -533,7 +535,11 @@ impl Strato {
             chosen = Some(d.label);
         }
         // 4. A predicted answer that is gone or not answerable gets the off-topic reply.
-        let picked = chosen.as_deref().and_then(|aid| by_id.get(aid).copied()).filter(|a| a.is_answerable());
+        let picked = chosen
+            .as_deref()
+            .and_then(|aid| rt.answer_index.get(aid))
+            .map(|&i| &rt.mentor.answers[i])
+            .filter(|a| a.is_answerable());
         let answer_missing = !off_topic && picked.is_none();
         let feedback_id = uuid::Uuid::now_v7().to_string();
         let result = match picked.filter(|_| !off_topic) {
@@ -578,7 +584,12 @@ impl Strato {
 
     /// A mentor's user questions.
     pub async fn user_questions(&self, id: &str, filter: &UserQuestionFilter) -> Result<Vec<UserQuestionRecord>> {
-        self.mentor_runtime(id).await?;
+        self.inner
+            .store
+            .mentor_state(id, &mentor_model_id(id))
+            .await
+            .map_err(internal("reading the mentor failed"))?
+            .ok_or_else(|| not_found(id))?;
         self.inner.store.list_user_questions(id, filter).await.map_err(internal("listing user questions failed"))
     }
 
