@@ -94,26 +94,13 @@ fn offtopic(args: &[String]) -> Result<serde_json::Value> {
     let fit_s = t.elapsed().as_secs_f64();
     let test_texts: Vec<&str> = test.iter().map(|(t, _)| t.as_str()).collect();
     let test_emb = e.embed_all(&test_texts, |_, _| true)?;
-    let (mut tp, mut fp, mut fn_, mut in_ok, mut n_in) = (0, 0, 0, 0, 0);
-    for ((_, label), q) in test.iter().zip(&test_emb) {
-        let d = model.decide(q, None);
-        let off = !known.contains(label);
-        match (off, d.off_topic) {
-            (true, true) => tp += 1,
-            (false, true) => fp += 1,
-            (true, false) => fn_ += 1,
-            (false, false) => {}
-        }
-        if !off {
-            n_in += 1;
-            in_ok += usize::from(!d.off_topic && &d.label == label);
-        }
-    }
-    let p = tp as f64 / (tp + fp).max(1) as f64;
-    let r = tp as f64 / (tp + fn_).max(1) as f64;
+    let m = model
+        .open_intent_metrics(test_emb.iter().zip(&test).map(|(q, (_, label))| (q.as_slice(), label.as_str())), |l| {
+            known.contains(l)
+        });
     Ok(json!({
-        "off_topic_precision": p, "off_topic_recall": r, "off_topic_f1": 2.0 * p * r / (p + r).max(1e-12),
-        "in_scope_accuracy": in_ok as f64 / n_in.max(1) as f64, "threshold": model.offtopic.threshold,
+        "off_topic_precision": m.off_topic_precision, "off_topic_recall": m.off_topic_recall,
+        "off_topic_f1": m.off_topic_f1, "in_scope_accuracy": m.in_scope_accuracy, "threshold": model.offtopic.threshold,
         "cv_f1": model.offtopic.cv_f1, "embed_s": embed_s, "fit_s": fit_s,
     }))
 }

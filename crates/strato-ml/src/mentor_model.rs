@@ -137,3 +137,50 @@ fn groups(y: &[u32], k: usize) -> Vec<Vec<usize>> {
     }
     g
 }
+
+/// Off-topic detection quality on a labelled set (off-topic is the positive class).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct OpenIntentMetrics {
+    /// Precision of the off-topic calls.
+    pub off_topic_precision: f64,
+    /// Share of off-topic queries called off-topic.
+    pub off_topic_recall: f64,
+    /// F1 of the two.
+    pub off_topic_f1: f64,
+    /// Share of in-scope queries answered with the right label (a rejection counts as wrong).
+    pub in_scope_accuracy: f64,
+}
+
+impl MentorModel {
+    /// Scores the open-intent protocol: each query with its true label; `is_known` says whether that label was
+    /// trained on (queries of unknown labels must come back off-topic).
+    pub fn open_intent_metrics<'a>(
+        &self,
+        queries: impl IntoIterator<Item = (&'a [f32], &'a str)>,
+        is_known: impl Fn(&str) -> bool,
+    ) -> OpenIntentMetrics {
+        let (mut tp, mut fp, mut fneg, mut in_ok, mut n_in) = (0usize, 0usize, 0usize, 0usize, 0usize);
+        for (q, label) in queries {
+            let d = self.decide(q, None);
+            let off = !is_known(label);
+            match (off, d.off_topic) {
+                (true, true) => tp += 1,
+                (false, true) => fp += 1,
+                (true, false) => fneg += 1,
+                (false, false) => {}
+            }
+            if !off {
+                n_in += 1;
+                in_ok += usize::from(!d.off_topic && d.label == label);
+            }
+        }
+        let p = tp as f64 / (tp + fp).max(1) as f64;
+        let r = tp as f64 / (tp + fneg).max(1) as f64;
+        OpenIntentMetrics {
+            off_topic_precision: p,
+            off_topic_recall: r,
+            off_topic_f1: if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) },
+            in_scope_accuracy: in_ok as f64 / n_in.max(1) as f64,
+        }
+    }
+}
