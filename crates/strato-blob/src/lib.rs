@@ -2,8 +2,14 @@
 //!
 //! Keys are `/`-separated paths such as `models/tc-01/v3-<uuid>.safetensors`. Writes are atomic: the local backend
 //! writes a temporary file and renames it into place, and S3 objects appear whole, so a reader never sees half an
-//! artifact. Another `object_store` backend (S3, GCS, Azure) slots in through [`BlobStore::new`].
+//! artifact.
+//!
+//! [`BlobStore::open`] turns a `--storage` value into a store: a local directory, or an S3 bucket (AWS or any
+//! S3-compatible server through [`S3_ENDPOINT_ENV`]) configured from the standard AWS environment variables. The
+//! S3 client retries refused connections and server errors for about 10 s, then fails, so a job never hangs on a
+//! stopped server. Another `object_store` backend (GCS, Azure) slots in through [`BlobStore::new`].
 
+use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,14 +18,19 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutPayload};
 
+mod location;
+mod s3;
+
+pub use location::{BlobLocation, S3Options, DEFAULT_REGION, S3_ENDPOINT_ENV};
+
 /// Errors of the blob store.
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
     /// No object at that key.
     #[error("blob {0} not found")]
     NotFound(String),
-    /// The backend failed.
-    #[error("blob storage error: {0}")]
+    /// The backend failed (for S3: after its retries ran out).
+    #[error("blob storage error: {}", with_causes(.0))]
     Backend(#[from] object_store::Error),
     /// The local root could not be prepared.
     #[error("cannot prepare blob directory {path}: {source}")]
@@ -29,25 +40,49 @@ pub enum BlobError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The storage location is malformed, names an unsupported scheme or an inconsistent S3 configuration.
+    #[error("invalid storage location: {0}")]
+    InvalidLocation(String),
 }
 
-/// A handle to blob storage; cheap to clone.
+/// A handle to blob storage; cheap to clone. `Display` describes where blobs live, without secrets.
 #[derive(Clone, Debug)]
 pub struct BlobStore {
     inner: Arc<dyn ObjectStore>,
+    description: Arc<str>,
 }
 
 impl BlobStore {
     /// Wraps any `object_store` backend.
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        Self { inner }
+        let description = inner.to_string().into();
+        Self { inner, description }
+    }
+
+    /// Opens a `--storage` value (see [`BlobLocation::parse`]): empty means `default_local_root`, a path or
+    /// `file:///absolute/path` a local directory, `s3://bucket[/prefix]` S3 configured from the environment.
+    pub fn open(storage: &str, default_local_root: &Path) -> Result<Self, BlobError> {
+        Self::open_location(&BlobLocation::parse(storage, default_local_root)?)
+    }
+
+    /// Opens a parsed location. Builds the client only: nothing is sent until the first operation.
+    pub fn open_location(location: &BlobLocation) -> Result<Self, BlobError> {
+        match location {
+            BlobLocation::Local(root) => Self::local(root),
+            BlobLocation::S3(options) => Self::s3(options),
+        }
     }
 
     /// Local filesystem storage rooted at `root` (created if missing).
     pub fn local(root: &Path) -> Result<Self, BlobError> {
         std::fs::create_dir_all(root).map_err(|source| BlobError::Io { path: root.display().to_string(), source })?;
         let fs = LocalFileSystem::new_with_prefix(root)?;
-        Ok(Self::new(Arc::new(fs)))
+        Ok(Self { inner: Arc::new(fs), description: root.display().to_string().into() })
+    }
+
+    /// S3 storage in `options.bucket`, keys under `options.prefix`.
+    pub fn s3(options: &S3Options) -> Result<Self, BlobError> {
+        Ok(Self { inner: s3::build(options)?, description: options.to_string().into() })
     }
 
     /// Stores `bytes` at `key`, atomically replacing any previous object.
@@ -60,7 +95,7 @@ impl BlobStore {
     pub async fn get(&self, key: &str) -> Result<Bytes, BlobError> {
         match self.inner.get(&ObjectPath::from(key)).await {
             Ok(r) => Ok(r.bytes().await?),
-            Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound(key.to_string())),
+            Err(e) if is_missing_object(&e) => Err(BlobError::NotFound(key.to_string())),
             Err(e) => Err(e.into()),
         }
     }
@@ -68,18 +103,48 @@ impl BlobStore {
     /// Deletes the object at `key`; deleting a missing object is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
         match self.inner.delete(&ObjectPath::from(key)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Ok(()) => Ok(()),
+            Err(e) if is_missing_object(&e) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Whether an object exists at `key`.
+    /// Whether an object exists at `key`. On S3 a missing bucket also reads as `false`: a HEAD answer has no body
+    /// to tell the two apart.
     pub async fn exists(&self, key: &str) -> Result<bool, BlobError> {
         match self.inner.head(&ObjectPath::from(key)).await {
             Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) if is_missing_object(&e) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// `e` followed by the causes its message leaves out. object_store stops at "error sending request"; the
+/// operator needs the "Connection refused" or "dns error" underneath, and most callers keep only `to_string()`.
+fn with_causes(e: &object_store::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// Whether `e` says the object is missing. S3 answers 404 for a missing bucket too, which is a misconfiguration,
+/// not a missing blob (callers treat that as data gone for good); only the error body tells them apart.
+fn is_missing_object(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::NotFound { .. }) && !e.to_string().contains("<Code>NoSuchBucket</Code>")
+}
+
+impl fmt::Display for BlobStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description)
     }
 }
 
