@@ -7,7 +7,8 @@
 //! [`BlobStore::open`] turns a `--storage` value into a store: a local directory, or an S3 bucket (AWS or any
 //! S3-compatible server through [`S3_ENDPOINT_ENV`]) configured from the standard AWS environment variables. The
 //! S3 client retries refused connections and server errors for about 10 s, then fails, so a job never hangs on a
-//! stopped server. Another `object_store` backend (GCS, Azure) slots in through [`BlobStore::new`].
+//! stopped server. Another `object_store` backend (GCS, Azure) slots in through [`BlobStore::new`]. With the
+//! `test-support` feature, `test_support::MotoServer` runs a real S3 server (moto) for tests.
 
 use std::fmt;
 use std::path::Path;
@@ -20,6 +21,8 @@ use object_store::{ObjectStore, PutPayload};
 
 mod location;
 mod s3;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 pub use location::{BlobLocation, S3Options, DEFAULT_REGION, S3_ENDPOINT_ENV};
 
