@@ -155,7 +155,7 @@ async fn mentor(args: &[String]) -> Result<serde_json::Value> {
     s.put_mentor("bench", m).await.map_err(|e| anyhow::anyhow!(e.message))?;
     let pool = s.start_workers(Default::default());
     let t = Instant::now();
-    let job = s.submit_mentor_training("bench").await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let job = s.submit_mentor_training("bench", None).await.map_err(|e| anyhow::anyhow!(e.message))?;
     let job = loop {
         let j = s.job(&job.id).await.map_err(|e| anyhow::anyhow!(e.message))?;
         if j.status.is_final() {

@@ -7,11 +7,17 @@ use indicatif::{ProgressBar, ProgressStyle};
 use strato_ml::{parse_dataset, DatasetFormat, TrainParams};
 use strato_service::{AttemptOutcome, DataSource, Strato, StratoOptions, TrainRequest, WorkerPoolOptions};
 
-use crate::config::{Cli, Command, Global, ModelCommand, ModelsCommand, PredictArgs, ServeArgs, TrainArgs};
+use crate::config::{
+    Cli, Command, DlqCommand, Global, JobArgs, JobsCommand, ModelCommand, ModelsCommand, PredictArgs, ServeArgs,
+    TrainArgs, WorkerArgs,
+};
 
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve(&cli.global, args).await,
+        Command::Worker(args) => worker(&cli.global, args).await,
+        Command::Jobs { command } => jobs(&cli.global, command).await,
+        Command::Dlq { command } => dlq(&cli.global, command).await,
         Command::Train(args) => train(&cli.global, args).await,
         Command::Predict(args) => predict(&cli.global, args).await,
         Command::Models { command } => models(&cli.global, command).await,
@@ -23,7 +29,23 @@ fn options(g: &Global) -> StratoOptions {
     let mut o = StratoOptions::new(&g.data_dir);
     o.embedding_model = g.embedding_model.clone();
     o.max_dataset_bytes = g.max_dataset_bytes;
+    o.database_url = g.database_url.clone();
+    o.storage = g.storage.clone();
     o
+}
+
+fn worker_options(a: &JobArgs) -> WorkerPoolOptions {
+    WorkerPoolOptions {
+        workers: a.workers,
+        lease: Duration::from_secs(a.job_lease_secs.max(1)),
+        heartbeat: Duration::from_secs((a.job_lease_secs / 5).max(1)),
+        job_ttl: (!a.job_ttl.is_zero()).then_some(a.job_ttl),
+        alerter: a
+            .alert_webhook_url
+            .as_ref()
+            .map(|url| strato_service::Alerter::start(strato_service::AlerterOptions::new(url.clone()))),
+        ..Default::default()
+    }
 }
 
 async fn open(g: &Global) -> Result<Strato> {
@@ -49,12 +71,7 @@ async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     strato.embedder().await.map_err(|e| anyhow::anyhow!(e.message)).context("loading the embedding model")?;
 
     // 3. Workers, then the listener.
-    let pool = strato.start_workers(WorkerPoolOptions {
-        workers: args.workers,
-        lease: Duration::from_secs(args.job_lease_secs.max(1)),
-        heartbeat: Duration::from_secs((args.job_lease_secs / 5).max(1)),
-        ..Default::default()
-    });
+    let pool = strato.start_workers(worker_options(&args.jobs));
     let listener =
         tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("cannot bind {}", args.addr))?;
     let addr = listener.local_addr()?;
@@ -65,7 +82,12 @@ async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         }
         (None, false) => tracing::warn!("--insecure-no-auth: accepting unauthenticated requests from the network"),
     }
-    tracing::info!("listening on http://{addr} (data dir {})", g.data_dir.display());
+    tracing::info!(
+        workers = args.jobs.workers,
+        "listening on http://{addr} (data dir {}; {})",
+        g.data_dir.display(),
+        strato.describe_backends()
+    );
     let app = strato_http::router(strato, strato_http::HttpOptions { admin_token: args.admin_token });
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     tracing::info!("shutting down; interrupted jobs are re-run after restart");
@@ -89,6 +111,96 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
+}
+
+async fn worker(g: &Global, args: WorkerArgs) -> Result<()> {
+    if args.jobs.workers == 0 {
+        bail!("--workers must be at least 1 for `strato worker`");
+    }
+    let strato = open(g).await?;
+    strato.embedder().await.map_err(|e| anyhow::anyhow!(e.message)).context("loading the embedding model")?;
+    let pool = strato.start_workers(worker_options(&args.jobs));
+    tracing::info!(workers = args.jobs.workers, "worker running ({})", strato.describe_backends());
+    shutdown_signal().await;
+    tracing::info!("shutting down; running jobs go back to the queue");
+    pool.shutdown().await;
+    Ok(())
+}
+
+async fn jobs(g: &Global, cmd: JobsCommand) -> Result<()> {
+    let strato = open(g).await?;
+    let err = |e: strato_types::StratoError| anyhow::anyhow!(e.message);
+    match cmd {
+        JobsCommand::List { status, kind, limit } => {
+            let status = status
+                .map(|s| {
+                    strato_types::JobStatus::parse(&s.to_ascii_uppercase())
+                        .with_context(|| format!("unknown status {s:?}"))
+                })
+                .transpose()?;
+            let kind = kind
+                .map(|k| strato_types::JobKind::parse(&k).with_context(|| format!("unknown kind {k:?}")))
+                .transpose()?;
+            let filter = strato_store::JobFilter { status, kind, key: None, limit: Some(limit) };
+            print_jobs(&strato.jobs(&filter).await.map_err(err)?);
+        }
+        JobsCommand::Show { id } => {
+            let (job, attempts) = strato.job_with_attempts(&id).await.map_err(err)?;
+            print_job(&job, &attempts);
+        }
+        JobsCommand::Cancel { id } => match strato.cancel_job(&id).await.map_err(err)? {
+            (strato_service::Cancellation::Cancelled, _) => println!("cancelled {id}"),
+            (strato_service::Cancellation::Requested, _) => {
+                println!("cancel requested for {id}: it stops at its next check (within a heartbeat)")
+            }
+        },
+    }
+    Ok(())
+}
+
+async fn dlq(g: &Global, cmd: DlqCommand) -> Result<()> {
+    let strato = open(g).await?;
+    let err = |e: strato_types::StratoError| anyhow::anyhow!(e.message);
+    match cmd {
+        DlqCommand::List { limit } => print_jobs(&strato.dead_letters(limit).await.map_err(err)?),
+        DlqCommand::Show { id } => {
+            let (job, attempts) = strato.dead_letter(&id).await.map_err(err)?;
+            print_job(&job, &attempts);
+        }
+        DlqCommand::Replay { id } => {
+            strato.replay_dead_letter(&id).await.map_err(err)?;
+            println!("replayed {id}: queued with fresh attempts");
+        }
+        DlqCommand::Delete { id } => {
+            strato.delete_dead_letter(&id).await.map_err(err)?;
+            println!("deleted {id}");
+        }
+    }
+    Ok(())
+}
+
+fn print_jobs(jobs: &[strato_types::JobRecord]) {
+    if jobs.is_empty() {
+        println!("no jobs");
+    }
+    for j in jobs {
+        println!(
+            "{}  {:<12} {:<11} {}/{} attempts  {:<24} {}",
+            j.id,
+            j.kind.as_str(),
+            j.status.as_str(),
+            j.attempts,
+            j.max_attempts,
+            j.key.as_deref().unwrap_or("-"),
+            j.error.as_deref().unwrap_or("")
+        );
+    }
+}
+
+fn print_job(job: &strato_types::JobRecord, attempts: &[strato_types::JobAttempt]) {
+    let mut v = serde_json::to_value(job).unwrap_or_default();
+    v["attempt_log"] = serde_json::to_value(attempts).unwrap_or_default();
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
 }
 
 /// `key=value` pairs to training parameters; values are JSON when they parse as JSON, else strings.
@@ -131,6 +243,7 @@ async fn train(g: &Global, args: TrainArgs) -> Result<()> {
                 params,
                 force_update: args.force,
                 meta: serde_json::json!({"file": path}),
+                idempotency_key: None,
             },
             move |p| b.set_position(p as u64),
         )
@@ -143,6 +256,7 @@ async fn train(g: &Global, args: TrainArgs) -> Result<()> {
             Ok(())
         }
         AttemptOutcome::Failed(e) => bail!("training failed (job {}): {e}", job.id),
+        AttemptOutcome::Cancelled => bail!("training job {} was cancelled", job.id),
         AttemptOutcome::LeaseLost => bail!("training job {} was taken over by another worker", job.id),
     }
 }

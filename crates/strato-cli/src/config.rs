@@ -27,6 +27,14 @@ pub struct Global {
     /// Largest accepted dataset, in bytes.
     #[arg(long, env = "STRATO_MAX_DATASET_BYTES", default_value_t = 50 * 1024 * 1024, global = true)]
     pub max_dataset_bytes: usize,
+    /// Metadata and job-queue database: `postgres://user:pass@host/db` to share one with other strato processes;
+    /// default: SQLite at <data-dir>/meta.db.
+    #[arg(long, env = "STRATO_DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<String>,
+    /// Blob storage for datasets and model artifacts: `s3://bucket[/prefix]` (credentials and region from the
+    /// standard AWS variables; STRATO_S3_ENDPOINT for non-AWS servers) or a directory; default: <data-dir>/blobs.
+    #[arg(long, env = "STRATO_STORAGE", global = true)]
+    pub storage: Option<String>,
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `strato_service=debug`.
     #[arg(long, env = "STRATO_LOG", global = true)]
     pub log: Option<String>,
@@ -34,8 +42,20 @@ pub struct Global {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the HTTP API and the training workers.
+    /// Run the HTTP API and the job workers (`--workers 0`: API only).
     Serve(ServeArgs),
+    /// Run job workers only (no HTTP), beside API processes sharing the same database and storage.
+    Worker(WorkerArgs),
+    /// List, show, submit or cancel jobs.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// The dead-letter queue: jobs that exhausted their attempts.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Train a model version from a dataset file, in this process.
     Train(TrainArgs),
     /// Predict labels for texts with a model's active version.
@@ -57,18 +77,82 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "STRATO_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
-    /// Concurrent training workers in this process.
-    #[arg(long, env = "STRATO_WORKERS", default_value_t = 1)]
-    pub workers: usize,
+    #[command(flatten)]
+    pub jobs: JobArgs,
     /// Require `Authorization: Bearer <token>` on every request.
     #[arg(long, env = "STRATO_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// Allow binding a non-loopback address without credentials.
     #[arg(long, env = "STRATO_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
+}
+
+/// Job-worker settings shared by `serve` and `worker`.
+#[derive(Args, Debug, Clone)]
+pub struct JobArgs {
+    /// Concurrent job workers in this process (0: none; the process still reaps lapsed leases and expires jobs).
+    #[arg(long, env = "STRATO_WORKERS", default_value_t = 1)]
+    pub workers: usize,
     /// Seconds a job's lease lasts without a heartbeat; a crashed worker's job is retried after this.
     #[arg(long, env = "STRATO_JOB_LEASE_SECS", default_value_t = 30)]
     pub job_lease_secs: u64,
+    /// How long finished jobs and dead-letter entries are kept, e.g. `20d`, `12h`, `90s`; `0` keeps them forever.
+    #[arg(long, env = "STRATO_JOB_TTL", default_value = "20d", value_parser = parse_duration)]
+    pub job_ttl: std::time::Duration,
+    /// Slack-compatible webhook that hears about jobs entering the dead-letter queue (a secret: never logged).
+    #[arg(long, env = "STRATO_ALERT_WEBHOOK_URL", hide_env_values = true)]
+    pub alert_webhook_url: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub jobs: JobArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        /// Only this status: QUEUED, IN_PROGRESS, SUCCESS, FAILURE, CANCELLED.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this kind: train_model, train_mentor, noop.
+        #[arg(long)]
+        kind: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Show a job and its attempts (JSON).
+    Show { id: String },
+    /// Cancel a job: at once when queued; a running job stops at its next check.
+    Cancel { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DlqCommand {
+    /// List dead-lettered jobs, newest first.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Show a dead-lettered job and its attempts (JSON).
+    Show { id: String },
+    /// Re-queue a dead-lettered job with fresh attempts.
+    Replay { id: String },
+    /// Delete a dead-lettered job.
+    Delete { id: String },
+}
+
+/// Parses `20d`, `12h`, `30m`, `90s`, `1h 30m`, or bare seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e}: use e.g. 20d, 12h, 30m or 90s"))
 }
 
 #[derive(Args, Debug)]
@@ -119,7 +203,7 @@ pub enum ModelCommand {
 /// Logs go to stderr; `serve` logs at info by default, other commands only warnings.
 pub fn init_logging(cli: &Cli) {
     let default = match cli.command {
-        Command::Serve(_) => "info",
+        Command::Serve(_) | Command::Worker(_) => "info",
         _ => "warn",
     };
     let filter = cli.global.log.clone().or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| default.into());

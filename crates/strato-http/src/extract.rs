@@ -43,3 +43,25 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
         ApiError::new(code, format!("invalid request body: {e}"))
     })
 }
+
+/// The optional `Idempotency-Key` header: a repeat of a submit with the same key returns the first job.
+pub(crate) struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(v) = parts.headers.get("idempotency-key") else { return Ok(Self(None)) };
+        let bad = || {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                "Idempotency-Key must be 1-255 visible ASCII characters (a UUID is a good choice)",
+            )
+        };
+        let s = v.to_str().map_err(|_| bad())?.trim();
+        if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad());
+        }
+        Ok(Self(Some(s.to_string())))
+    }
+}

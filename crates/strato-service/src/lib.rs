@@ -6,6 +6,7 @@
 
 mod datasets;
 mod embedding;
+mod jobs;
 mod mentors;
 mod models;
 mod training;
@@ -15,13 +16,14 @@ use std::sync::Arc;
 
 use strato_blob::BlobStore;
 use strato_store::{MetaStore, SqliteStore};
-use strato_types::StratoError;
+use strato_types::{ErrorCode, StratoError};
 
 pub use datasets::StoredDataset;
 pub use embedding::{default_model_dir, EmbeddingSource, DEFAULT_MODEL_NAME};
+pub use jobs::Cancellation;
 pub use mentors::{mentor_model_id, AnswerMedia, AnswerResult, Followup, PublishError};
 pub use models::{ModelDetail, Prediction};
-pub use strato_jobs::{AttemptOutcome, JobContext, WorkerPool, WorkerPoolOptions};
+pub use strato_jobs::{Alerter, AlerterOptions, AttemptOutcome, JobContext, WorkerPool, WorkerPoolOptions};
 pub use training::{DataSource, TrainRequest, TrainingHandler};
 
 /// Result with a user-facing error.
@@ -40,6 +42,10 @@ pub struct StratoOptions {
     pub model_cache_size: usize,
     /// Mentors kept loaded (about 0.8 MB each at 100 answers; one not in memory loads in a few ms).
     pub mentor_cache_size: usize,
+    /// `postgres://…` to share metadata and the job queue with other processes; `None`: SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// Blob storage location (`s3://bucket/prefix` or a directory); `None`: `data_dir/blobs`.
+    pub storage: Option<String>,
 }
 
 impl StratoOptions {
@@ -51,6 +57,8 @@ impl StratoOptions {
             max_dataset_bytes: 50 * 1024 * 1024,
             model_cache_size: 64,
             mentor_cache_size: 128,
+            database_url: None,
+            storage: None,
         }
     }
 }
@@ -68,7 +76,34 @@ struct Inner {
     models: models::ModelCache,
     mentors: mentors::MentorCache,
     opts: StratoOptions,
-    waker: parking_lot::RwLock<strato_jobs::Waker>,
+}
+
+/// A database URL without its password, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Like [`internal`], but a store error that means "the database or disk refused the write" (read-only, full,
+/// unreachable) becomes `storage_unavailable` (503): nothing was changed and the client may retry.
+pub(crate) fn storage(what: &'static str) -> impl FnOnce(strato_store::StoreError) -> StratoError {
+    move |e| {
+        tracing::error!(error = %e, "{what}");
+        if e.is_unavailable() {
+            StratoError::new(
+                ErrorCode::StorageUnavailable,
+                format!("{what}: storage is unavailable ({e}); nothing was changed, retry later"),
+            )
+        } else {
+            StratoError::internal(format!("{what}; see the server log"))
+        }
+    }
 }
 
 /// Logs an internal failure with its cause and returns a short error for the client.
@@ -85,11 +120,32 @@ impl Strato {
         std::fs::create_dir_all(&opts.data_dir).map_err(|e| {
             StratoError::internal(format!("cannot create data directory {}: {e}", opts.data_dir.display()))
         })?;
-        let store = SqliteStore::open(&opts.data_dir.join("meta.db")).await.map_err(|e| {
-            StratoError::internal(format!("cannot open {}: {e}", opts.data_dir.join("meta.db").display()))
-        })?;
-        let blobs = BlobStore::local(&opts.data_dir.join("blobs")).map_err(|e| StratoError::internal(e.to_string()))?;
-        Ok(Self::with_parts(Arc::new(store), blobs, opts))
+        let store: Arc<dyn MetaStore> = match opts.database_url.as_deref() {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                return Err(StratoError::internal(format!("PGPENDING {}", redact_url(url))));
+            }
+            Some(other) => {
+                return Err(StratoError::new(
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "unsupported database URL {:?}: use postgres://user:password@host:port/database, or leave it \
+                         unset for SQLite in the data directory",
+                        redact_url(other)
+                    ),
+                ))
+            }
+            None => {
+                let path = opts.data_dir.join("meta.db");
+                Arc::new(
+                    SqliteStore::open(&path)
+                        .await
+                        .map_err(|e| StratoError::internal(format!("cannot open {}: {e}", path.display())))?,
+                )
+            }
+        };
+        let blobs = BlobStore::open(opts.storage.as_deref().unwrap_or(""), &opts.data_dir.join("blobs"))
+            .map_err(|e| StratoError::new(ErrorCode::InvalidRequest, format!("blob storage: {e}")))?;
+        Ok(Self::with_parts(store, blobs, opts))
     }
 
     /// Builds the service from explicit parts (other store or blob backends).
@@ -106,9 +162,17 @@ impl Strato {
                 models: models::ModelCache::new(opts.model_cache_size),
                 mentors: mentors::MentorCache::new(opts.mentor_cache_size),
                 opts,
-                waker: parking_lot::RwLock::new(strato_jobs::Waker::default()),
             }),
         }
+    }
+
+    /// Where metadata and blobs live, for start-up logs (no secrets).
+    pub fn describe_backends(&self) -> String {
+        let db = match &self.inner.opts.database_url {
+            Some(url) => redact_url(url),
+            None => format!("SQLite {}", self.inner.opts.data_dir.join("meta.db").display()),
+        };
+        format!("metadata: {db}; blobs: {}", self.inner.blobs)
     }
 
     /// The metadata store.
@@ -121,15 +185,9 @@ impl Strato {
         &self.inner.opts
     }
 
-    /// Starts the in-process worker pool that runs training jobs.
-    pub fn start_workers(&self, mut opts: WorkerPoolOptions) -> WorkerPool {
-        opts.workers = opts.workers.max(1);
-        let pool = WorkerPool::start(self.inner.store.clone(), Arc::new(TrainingHandler::new(self.clone())), opts);
-        *self.inner.waker.write() = pool.waker();
-        pool
-    }
-
-    fn wake_workers(&self) {
-        self.inner.waker.read().wake();
+    /// Starts the in-process worker pool (`opts.workers` may be 0: an API-only process still reaps leases and
+    /// expires old jobs).
+    pub fn start_workers(&self, opts: WorkerPoolOptions) -> WorkerPool {
+        WorkerPool::start(self.inner.store.clone(), Arc::new(TrainingHandler::new(self.clone())), opts)
     }
 }

@@ -313,7 +313,7 @@ impl Strato {
     }
 
     /// Queues a training of the mentor's classifier. Needs at least two answerable questions.
-    pub async fn submit_mentor_training(&self, id: &str) -> Result<JobRecord> {
+    pub async fn submit_mentor_training(&self, id: &str, idempotency_key: Option<String>) -> Result<JobRecord> {
         let mentor = self.mentor(id).await?;
         let n = mentor.answers.iter().filter(|a| a.is_training_question()).count();
         if n < 2 {
@@ -323,14 +323,24 @@ impl Strato {
                 if n == 1 { "" } else { "s" }
             )));
         }
+        let first = self
+            .inner
+            .store
+            .get_model(&mentor_model_id(id))
+            .await
+            .map_err(internal("reading the mentor's model failed"))?
+            .is_none_or(|m| m.active_version.is_none());
         let job = NewJob {
-            kind: JobKind::TrainMentor,
-            payload: serde_json::to_value(TrainMentorPayload { mentor_id: id.to_string() })
-                .map_err(internal("encoding the job failed"))?,
             key: Some(format!("mentor:{id}")),
-            // A mentor's first training goes before re-trainings.
-            priority: 0,
-            max_attempts: 3,
+            idempotency_key,
+            coalesce: true,
+            // A mentor's first training goes before re-trainings: until then it cannot answer at all.
+            priority: if first { 10 } else { 0 },
+            ..NewJob::new(
+                JobKind::TrainMentor,
+                serde_json::to_value(TrainMentorPayload { mentor_id: id.to_string() })
+                    .map_err(internal("encoding the job failed"))?,
+            )
         };
         match self
             .inner
@@ -339,10 +349,7 @@ impl Strato {
             .await
             .map_err(internal("queueing the training failed"))?
         {
-            TrainSubmission::Queued(j) => {
-                self.wake_workers();
-                Ok(*j)
-            }
+            TrainSubmission::Queued(e) => Ok(e.job),
             TrainSubmission::ModelExists => Err(StratoError::internal("unexpected conflict")),
         }
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use strato_jobs::{JobContext, JobError, JobHandler};
 use strato_ml::{Dataset, DatasetFormat, Example, TrainParams};
-use strato_store::{AddVersion, TrainSubmission};
+use strato_store::{AddVersion, EnqueueOutcome, TrainSubmission};
 use strato_types::{validate_name, ErrorCode, JobKind, JobRecord, NewJob, StratoError};
 
 use crate::datasets::parse_upload;
@@ -37,6 +37,8 @@ pub struct TrainRequest {
     pub force_update: bool,
     /// Free-form metadata kept with the model (e.g. what an Albert client sent).
     pub meta: serde_json::Value,
+    /// Client's `Idempotency-Key`: a repeat with the same key returns the first job.
+    pub idempotency_key: Option<String>,
 }
 
 /// The stored job payload.
@@ -71,10 +73,14 @@ impl Strato {
             .await
             .map_err(internal("queueing the training job failed"))?
         {
-            TrainSubmission::Queued(job) => {
-                let job = *job;
-                self.wake_workers();
-                Ok(job)
+            TrainSubmission::Queued(e) => {
+                match (e.outcome, e.replaced_payload) {
+                    // The coalesced request's own data is unused, or the one it replaced is.
+                    (EnqueueOutcome::Idempotent, _) => self.discard_inline_payload(&job.payload).await,
+                    (EnqueueOutcome::Coalesced, Some(old)) => self.discard_inline_payload(&old).await,
+                    _ => {}
+                }
+                Ok(e.job)
             }
             TrainSubmission::ModelExists => {
                 self.discard_inline(&job).await;
@@ -120,16 +126,23 @@ impl Strato {
         let payload =
             TrainPayload { model_id: req.model_id.clone(), dataset_key, format, dataset, params: req.params.clone() };
         Ok(NewJob {
-            kind: JobKind::TrainModel,
-            payload: serde_json::to_value(&payload).map_err(internal("encoding the job failed"))?,
             key: Some(format!("model:{}", req.model_id)),
-            priority: 0,
-            max_attempts: 3,
+            idempotency_key: req.idempotency_key.clone(),
+            // A second request while one is still queued trains once, on the newest request.
+            coalesce: true,
+            ..NewJob::new(
+                JobKind::TrainModel,
+                serde_json::to_value(&payload).map_err(internal("encoding the job failed"))?,
+            )
         })
     }
 
     async fn discard_inline(&self, job: &NewJob) {
-        if let Some(key) = job.payload.get("dataset_key").and_then(|k| k.as_str()) {
+        self.discard_inline_payload(&job.payload).await
+    }
+
+    async fn discard_inline_payload(&self, payload: &serde_json::Value) {
+        if let Some(key) = payload.get("dataset_key").and_then(|k| k.as_str()) {
             if key.starts_with("datasets/_inline/") {
                 let _ = self.inner.blobs.delete(key).await;
             }
@@ -152,7 +165,7 @@ impl Strato {
             .submit_training(&req.model_id, &req.meta, req.force_update, job.clone(), Some((&worker, opts.lease)))
             .await
         {
-            Ok(TrainSubmission::Queued(j)) => *j,
+            Ok(TrainSubmission::Queued(e)) => e.job,
             Ok(TrainSubmission::ModelExists) => {
                 self.discard_inline(&job).await;
                 return Err(StratoError::new(
@@ -177,28 +190,6 @@ impl Strato {
         let outcome = strato_jobs::run_claimed(&self.inner.store, &handler, submitted, &worker, &opts, ctx).await;
         watcher.abort();
         Ok((self.job(&id).await?, outcome))
-    }
-
-    /// One job.
-    pub async fn job(&self, id: &str) -> Result<JobRecord> {
-        self.inner
-            .store
-            .get_job(id)
-            .await
-            .map_err(internal("reading the job failed"))?
-            .ok_or_else(|| StratoError::new(ErrorCode::JobNotFound, format!("job {id:?} not found")))
-    }
-
-    /// Jobs matching a filter.
-    pub async fn jobs(&self, filter: &strato_store::JobFilter) -> Result<Vec<JobRecord>> {
-        self.inner.store.list_jobs(filter).await.map_err(internal("listing jobs failed"))
-    }
-
-    /// Enqueues an arbitrary job and wakes a worker.
-    pub async fn enqueue(&self, job: NewJob) -> Result<JobRecord> {
-        let j = self.inner.store.enqueue(job).await.map_err(internal("queueing the job failed"))?;
-        self.wake_workers();
-        Ok(j)
     }
 }
 
@@ -292,6 +283,7 @@ impl JobHandler for TrainingHandler {
         match job.kind {
             JobKind::TrainModel => self.train(job, ctx).await,
             JobKind::TrainMentor => self.strato.run_mentor_training(job, ctx).await,
+            JobKind::Noop => strato_jobs::run_noop(job, ctx).await,
         }
     }
 }

@@ -32,12 +32,31 @@ pub struct Options {
     pub admin_token: Option<String>,
     pub max_dataset_bytes: usize,
     pub workers: usize,
+    /// Dead-letter alerts go here.
+    pub alert_url: Option<String>,
+    /// Lease length for this server's workers.
+    pub lease: Duration,
+    /// How long finished jobs are kept.
+    pub job_ttl: Option<Duration>,
 }
 
 impl Options {
     pub fn new(data_dir: &Path, model: PathBuf) -> Self {
-        Self { data_dir: data_dir.to_path_buf(), model, admin_token: None, max_dataset_bytes: 50 << 20, workers: 1 }
+        Self {
+            data_dir: data_dir.to_path_buf(),
+            model,
+            admin_token: None,
+            max_dataset_bytes: 50 << 20,
+            workers: 1,
+            alert_url: None,
+            lease: Duration::from_secs(10),
+            job_ttl: Some(strato_jobs_default_ttl()),
+        }
     }
+}
+
+fn strato_jobs_default_ttl() -> Duration {
+    WorkerPoolOptions::default().job_ttl.unwrap_or(Duration::MAX)
 }
 
 pub struct TestServer {
@@ -61,9 +80,16 @@ pub async fn start(o: Options) -> TestServer {
     let pool = (o.workers > 0).then(|| {
         strato.start_workers(WorkerPoolOptions {
             workers: o.workers,
-            lease: Duration::from_secs(10),
-            heartbeat: Duration::from_secs(1),
+            lease: o.lease,
+            heartbeat: (o.lease / 5).max(Duration::from_millis(100)),
             poll_interval: Duration::from_millis(200),
+            reap_interval: Duration::from_millis(200),
+            job_ttl: o.job_ttl,
+            alerter: o.alert_url.as_ref().map(|url| {
+                let mut a = strato_service::AlerterOptions::new(url.clone());
+                a.first_backoff = Duration::from_millis(100);
+                strato_service::Alerter::start(a)
+            }),
             ..Default::default()
         })
     });
@@ -128,7 +154,7 @@ impl TestServer {
         loop {
             let (code, job) = self.get(&format!("/v1/jobs/{id}")).await;
             assert_eq!(code, 200, "{job}");
-            if matches!(job["status"].as_str(), Some("SUCCESS" | "FAILURE")) {
+            if matches!(job["status"].as_str(), Some("SUCCESS" | "FAILURE" | "CANCELLED")) {
                 return job;
             }
             assert!(start.elapsed() < limit, "job {id} not finished after {limit:?}: {job}");

@@ -6,6 +6,8 @@ mod albert;
 mod cli;
 mod common;
 mod errors;
+mod faults;
+mod jobs;
 mod mentors;
 mod restart;
 mod training;

@@ -26,6 +26,7 @@ async fn job_queued_while_stopped_runs_after_restart() {
             params: Default::default(),
             force_update: false,
             meta: json!({}),
+            idempotency_key: None,
         })
         .await
         .unwrap();
@@ -63,6 +64,7 @@ async fn job_interrupted_by_shutdown_runs_again_after_restart() {
             params: Default::default(),
             force_update: false,
             meta: json!({}),
+            idempotency_key: None,
         })
         .await
         .unwrap();

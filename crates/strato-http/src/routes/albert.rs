@@ -85,6 +85,7 @@ async fn train(State(s): State<AppState>, body: Bytes) -> Response {
             params: TrainParams::default(),
             force_update: truthy(req.get("force_update")),
             meta,
+            idempotency_key: None,
         })
         .await;
     match submitted {

@@ -43,7 +43,7 @@ async fn train(State(s): State<AppState>, body: Bytes) -> Response {
     let Some(mentor) = mentor else {
         return message(StatusCode::BAD_REQUEST, "missing required param 'mentor'");
     };
-    match s.strato.submit_mentor_training(&mentor).await {
+    match s.strato.submit_mentor_training(&mentor, None).await {
         Ok(job) => Json(json!({"data": {
             "id": job.id, "mentor": mentor, "status": job.status.as_str(), "statusUrl": status_url(&job.id),
         }}))

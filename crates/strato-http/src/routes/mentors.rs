@@ -11,7 +11,7 @@ use serde_json::json;
 use strato_store::UserQuestionFilter;
 use strato_types::{AnswerType, ErrorCode, Grade, Mentor};
 
-use crate::extract::{body_error, JsonBody};
+use crate::extract::{body_error, IdempotencyKey, JsonBody};
 use crate::views::JobView;
 use crate::{ApiError, AppState};
 
@@ -61,8 +61,9 @@ pub(crate) fn csv_attachment(id: &str, body: String) -> Response {
 pub(crate) async fn train(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    IdempotencyKey(key): IdempotencyKey,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let job = s.strato.submit_mentor_training(&id).await?;
+    let job = s.strato.submit_mentor_training(&id, key).await?;
     let url = format!("/v1/jobs/{}", job.id);
     let mut v = serde_json::to_value(JobView::from(job)).unwrap_or_default();
     v["status_url"] = json!(url);

@@ -29,8 +29,12 @@ pub(crate) fn v1() -> Router<AppState> {
         .route("/v1/mentors/{id}/answer", get(mentors::answer))
         .route("/v1/mentors/{id}/user-questions", get(mentors::user_questions))
         .route("/v1/user-questions/{feedback_id}/grade", put(mentors::grade))
-        .route("/v1/jobs", get(jobs::list))
+        .route("/v1/jobs", get(jobs::list).post(jobs::submit))
         .route("/v1/jobs/{id}", get(jobs::show))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/dlq", get(jobs::dlq_list))
+        .route("/v1/dlq/{id}", get(jobs::dlq_show).delete(jobs::dlq_delete))
+        .route("/v1/dlq/{id}/replay", post(jobs::dlq_replay))
 }
 
 pub(crate) async fn health() -> Json<serde_json::Value> {

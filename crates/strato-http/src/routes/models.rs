@@ -9,7 +9,7 @@ use strato_ml::{Example, TrainParams};
 use strato_service::{DataSource, TrainRequest};
 use strato_types::ErrorCode;
 
-use crate::extract::JsonBody;
+use crate::extract::{IdempotencyKey, JsonBody};
 use crate::views::{ModelSummaryView, ModelView};
 use crate::{ApiError, AppState};
 
@@ -33,6 +33,7 @@ pub(crate) struct CreateModel {
 
 pub(crate) async fn create(
     State(s): State<AppState>,
+    IdempotencyKey(idempotency_key): IdempotencyKey,
     JsonBody(req): JsonBody<CreateModel>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let data =
@@ -58,6 +59,7 @@ pub(crate) async fn create(
             params: req.params.unwrap_or_default(),
             force_update: req.force_update,
             meta,
+            idempotency_key,
         })
         .await?;
     Ok((

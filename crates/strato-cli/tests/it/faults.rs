@@ -1,0 +1,174 @@
+//! Fault tests with real processes: workers killed with SIGKILL mid-job, and many concurrent submissions through
+//! several API processes and workers sharing one database.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use strato_ml::Example;
+use strato_service::{DataSource, Strato, TrainRequest};
+use strato_types::{AttemptEnd, JobStatus};
+
+use crate::common::{data, model_dir, strato_options, Options};
+
+/// A `strato` child process, killed (SIGKILL) when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(data_dir: &Path, model: &Path, args: &[&str]) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_strato"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--embedding-model")
+        .arg(model)
+        .args(args)
+        .env("STRATO_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn strato");
+    Proc(child)
+}
+
+fn clinc_examples(n: usize) -> Vec<Example> {
+    let csv = std::fs::read_to_string(data("clinc150.csv")).unwrap();
+    csv::Reader::from_reader(csv.as_bytes())
+        .records()
+        .take(n)
+        .map(|r| {
+            let r = r.unwrap();
+            Example { text: r[0].to_string(), label: r[1].to_string(), split: None }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn worker_killed_mid_training_is_finished_by_another_after_the_lease() {
+    let Some(model) = model_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // This process is an API-only node: it queues, the worker processes run.
+    let api = Strato::open(strato_options(&Options::new(dir.path(), model.clone()))).await.unwrap();
+    let job = api
+        .submit_training(TrainRequest {
+            model_id: "victim".into(),
+            data: DataSource::Inline(clinc_examples(2500)),
+            params: Default::default(),
+            force_update: false,
+            meta: json!({}),
+            idempotency_key: None,
+        })
+        .await
+        .unwrap();
+
+    let mut a = spawn(dir.path(), &model, &["worker", "--job-lease-secs", "2"]);
+    let start = Instant::now();
+    let owner_a = loop {
+        let j = api.job(&job.id).await.unwrap();
+        if j.status == JobStatus::InProgress && j.progress > 0 {
+            break j.lease_owner.unwrap();
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "worker A never got going: {j:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _b = spawn(dir.path(), &model, &["worker", "--job-lease-secs", "2"]);
+    a.0.kill().unwrap(); // SIGKILL: no shutdown hook, no release — only the lease can save the job.
+    let _ = a.0.wait();
+
+    let done = loop {
+        let j = api.job(&job.id).await.unwrap();
+        if j.status.is_final() {
+            break j;
+        }
+        assert!(start.elapsed() < Duration::from_secs(180), "not finished after the kill: {j:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(done.status, JobStatus::Success, "{done:?}");
+    assert_eq!(done.attempts, 2, "{done:?}");
+    let attempts = api.job_with_attempts(&job.id).await.unwrap().1;
+    let log: Vec<_> = attempts.iter().map(|a| (a.worker.clone(), a.outcome)).collect();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[0], (owner_a.clone(), AttemptEnd::LeaseExpired), "{log:?}");
+    assert_eq!(log[1].1, AttemptEnd::Succeeded, "{log:?}");
+    assert_ne!(log[1].0, owner_a, "another worker finished it");
+    let versions = api.model("victim").await.unwrap().versions;
+    assert_eq!(versions.len(), 1, "exactly one version: {versions:?}");
+    assert_eq!(api.model("victim").await.unwrap().model.active_version, Some(1));
+}
+
+#[tokio::test]
+async fn a_thousand_jobs_through_two_api_processes_and_three_workers_end_exactly_once() {
+    let Some(model) = model_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let ports = [free_port(), free_port()];
+    // Two API processes (one also runs a worker), and a separate worker process with two workers: 3 workers.
+    let _api1 = spawn(dir.path(), &model, &["serve", "--addr", &format!("127.0.0.1:{}", ports[0]), "--workers", "1"]);
+    let _api2 = spawn(dir.path(), &model, &["serve", "--addr", &format!("127.0.0.1:{}", ports[1]), "--workers", "0"]);
+    let _w = spawn(dir.path(), &model, &["worker", "--workers", "2"]);
+    let client = reqwest::Client::new();
+    for p in ports {
+        let start = Instant::now();
+        while client.get(format!("http://127.0.0.1:{p}/healthz")).send().await.is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30), "server on {p} did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // 4 concurrent clients, 250 jobs each, alternating between the API processes.
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let client = reqwest::Client::new();
+        clients.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..250 {
+                let port = ports[(c + i) % 2];
+                let r = client
+                    .post(format!("http://127.0.0.1:{port}/v1/jobs"))
+                    .json(&json!({"kind": "noop", "payload": {"client": c, "i": i}}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 202);
+                let v: serde_json::Value = r.json().await.unwrap();
+                ids.push(v["id"].as_str().unwrap().to_string());
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for c in clients {
+        ids.extend(c.await.unwrap());
+    }
+    assert_eq!(ids.len(), 1000);
+
+    // Count checks straight in the database.
+    let store = strato_store::SqliteStore::open(&dir.path().join("meta.db")).await.unwrap();
+    let store: &dyn strato_store::MetaStore = &store;
+    let start = Instant::now();
+    loop {
+        let f = strato_store::JobFilter { status: Some(JobStatus::Success), limit: Some(5000), ..Default::default() };
+        let done = store.list_jobs(&f).await.unwrap().len();
+        if done == 1000 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "{done}/1000 finished");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut workers = std::collections::HashSet::new();
+    for id in &ids {
+        let j = store.get_job(id).await.unwrap().unwrap();
+        let log = store.job_attempts(id).await.unwrap();
+        let succeeded: Vec<_> = log.iter().filter(|a| a.outcome == AttemptEnd::Succeeded).collect();
+        assert_eq!((j.status, j.attempts, succeeded.len()), (JobStatus::Success, 1, 1), "{id}: {log:?}");
+        assert!(log.iter().all(|a| a.started_at <= j.finished_at.unwrap()), "nothing ran after success: {log:?}");
+        workers.insert(succeeded[0].worker.clone());
+    }
+    assert_eq!(workers.len(), 3, "all three workers took part: {workers:?}");
+}

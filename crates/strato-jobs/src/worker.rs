@@ -1,0 +1,298 @@
+//! Workers: claim, run under a heartbeat and a time limit, record the outcome; plus the maintenance task.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strato_store::{FailOutcome, Heartbeat, MetaStore};
+use strato_types::JobRecord;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::{backoff, AttemptOutcome, JobContext, JobError, JobHandler, WorkerPoolOptions};
+
+/// Runs one claimed job to its outcome: heartbeat while the handler runs, stop it at its time limit, then store
+/// the result.
+pub async fn run_claimed(
+    store: &Arc<dyn MetaStore>,
+    handler: &Arc<dyn JobHandler>,
+    job: JobRecord,
+    worker: &str,
+    opts: &WorkerPoolOptions,
+    ctx: JobContext,
+) -> AttemptOutcome {
+    let id = job.id.clone();
+    let limit = Duration::from_millis(job.timeout_ms.max(1) as u64);
+    let mut task = {
+        let handler = handler.clone();
+        let ctx = ctx.clone();
+        tokio::spawn(async move { handler.run(&job, &ctx).await })
+    };
+    let beat = tokio::spawn(heartbeat(store.clone(), ctx.clone(), id.clone(), worker.to_string(), opts.clone()));
+
+    // 1. Wait for the handler, up to the time limit; then ask it to stop and give it a grace period.
+    let joined = match tokio::time::timeout(limit, &mut task).await {
+        Ok(r) => Some(r),
+        Err(_) => {
+            ctx.timed_out.store(true, Ordering::Relaxed);
+            tracing::warn!(job = %id, limit_s = limit.as_secs(), "job ran past its time limit; stopping it");
+            match tokio::time::timeout(opts.stop_grace, &mut task).await {
+                Ok(r) => Some(r),
+                Err(_) => {
+                    task.abort();
+                    None
+                }
+            }
+        }
+    };
+    beat.abort();
+    let result = match joined {
+        None => Err(JobError::Retryable(format!("timed out after {} s (the handler did not stop)", limit.as_secs()))),
+        Some(_) if ctx.timed_out() => Err(JobError::Retryable(format!("timed out after {} s", limit.as_secs()))),
+        Some(Ok(r)) => r,
+        Some(Err(e)) if e.is_panic() => Err(JobError::Permanent("the job handler panicked; see the server log".into())),
+        Some(Err(e)) => Err(JobError::Retryable(format!("the job task was cancelled: {e}"))),
+    };
+
+    // 2. Record the outcome; every write is fenced by the lease.
+    let stored = match &result {
+        Ok(v) => store.complete(&id, worker, v).await.map(|ok| if ok { Ok(()) } else { Err(()) }),
+        Err(_) if ctx.cancel_requested() => {
+            store.finish_cancelled(&id, worker).await.map(|ok| if ok { Ok(()) } else { Err(()) })
+        }
+        Err(e) => {
+            let retry_in = match e {
+                JobError::Permanent(_) => None,
+                JobError::Retryable(_) => {
+                    let attempts = store.get_job(&id).await.ok().flatten().map(|j| j.attempts).unwrap_or(1);
+                    Some(backoff(attempts))
+                }
+            };
+            match store.fail(&id, worker, &e.to_string(), retry_in, ctx.timed_out()).await {
+                Ok(FailOutcome::LeaseLost) => Ok(Err(())),
+                Ok(FailOutcome::DeadLettered(job)) => {
+                    tracing::error!(job = %id, error = %e, "job exhausted its attempts; moved to the dead-letter queue");
+                    if let Some(a) = &opts.alerter {
+                        a.dead_lettered(&job);
+                    }
+                    Ok(Ok(()))
+                }
+                Ok(_) => Ok(Ok(())),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match (stored, result) {
+        (Ok(Ok(())), Ok(v)) => AttemptOutcome::Succeeded(v),
+        (Ok(Ok(())), Err(_)) if ctx.cancel_requested() => AttemptOutcome::Cancelled,
+        (Ok(Ok(())), Err(e)) => AttemptOutcome::Failed(e.to_string()),
+        (Ok(Err(())), _) => AttemptOutcome::LeaseLost,
+        (Err(e), _) => {
+            // The lease will lapse and another attempt will run: at-least-once.
+            tracing::error!(job = %id, error = %e, "could not record the job outcome");
+            AttemptOutcome::LeaseLost
+        }
+    }
+}
+
+/// Renews the lease, publishes progress and turns a cancel request into the context's flag.
+async fn heartbeat(store: Arc<dyn MetaStore>, ctx: JobContext, id: String, worker: String, opts: WorkerPoolOptions) {
+    let mut tick = tokio::time::interval(opts.heartbeat);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match store.heartbeat(&id, &worker, opts.lease, Some(ctx.progress())).await {
+            Ok(Heartbeat::Held { cancel_requested }) => {
+                if cancel_requested && !ctx.cancel_requested() {
+                    tracing::info!(job = %id, "cancel requested; asking the handler to stop");
+                    ctx.request_cancel();
+                }
+            }
+            Ok(Heartbeat::Lost) => {
+                tracing::warn!(job = %id, "lease lost; another worker may run this job");
+                ctx.lease_lost.store(true, Ordering::Relaxed);
+                return;
+            }
+            // The database may be restarting: keep the handler running and try again next tick; if the lease
+            // lapses meanwhile, the fenced writes refuse this attempt's outcome.
+            Err(e) => tracing::warn!(job = %id, error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+/// A running pool of workers.
+pub struct WorkerPool {
+    signal: Arc<Notify>,
+    stop: watch::Sender<bool>,
+    handles: Vec<JoinHandle<()>>,
+    store: Arc<dyn MetaStore>,
+    running: Running,
+}
+
+/// Job (and its context) each worker is running, so shutdown can cancel them and hand them back.
+type Running = Arc<parking_lot::Mutex<HashMap<String, (String, JobContext)>>>;
+
+impl WorkerPool {
+    /// Starts `opts.workers` workers (zero is allowed: maintenance only) and the maintenance task.
+    pub fn start(store: Arc<dyn MetaStore>, handler: Arc<dyn JobHandler>, opts: WorkerPoolOptions) -> Self {
+        let signal = store.job_signal();
+        let (stop, stop_rx) = watch::channel(false);
+        let running: Running = Arc::default();
+        let mut handles: Vec<JoinHandle<()>> = (0..opts.workers)
+            .map(|i| {
+                let worker = format!("{}-{i}", opts.worker_id);
+                tokio::spawn(worker_loop(
+                    store.clone(),
+                    handler.clone(),
+                    opts.clone(),
+                    worker,
+                    stop_rx.clone(),
+                    running.clone(),
+                ))
+            })
+            .collect();
+        handles.push(tokio::spawn(maintenance(store.clone(), opts, stop_rx)));
+        Self { signal, stop, handles, store, running }
+    }
+
+    /// Wakes an idle worker: call after enqueueing.
+    pub fn wake(&self) {
+        self.signal.notify_one();
+    }
+
+    /// A handle that can wake workers from anywhere.
+    pub fn waker(&self) -> Waker {
+        Waker(self.signal.clone())
+    }
+
+    /// Stops the workers and hands their running jobs back to the queue, so they run again right after a
+    /// restart (or on another process) instead of waiting for their leases to lapse.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for h in &self.handles {
+            h.abort();
+        }
+        for h in self.handles {
+            let _ = h.await;
+        }
+        let running: Vec<(String, (String, JobContext))> = self.running.lock().drain().collect();
+        for (worker, (job, ctx)) in running {
+            ctx.cancel();
+            match self.store.release(&job, &worker).await {
+                Ok(true) => tracing::info!(%job, "interrupted job handed back to the queue"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(%job, error = %e, "could not hand the job back; it reruns when its lease lapses")
+                }
+            }
+        }
+    }
+}
+
+/// Wakes the pool's idle workers; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Waker(Arc<Notify>);
+
+impl Waker {
+    /// Wakes one idle worker.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+async fn worker_loop(
+    store: Arc<dyn MetaStore>,
+    handler: Arc<dyn JobHandler>,
+    opts: WorkerPoolOptions,
+    worker: String,
+    mut stop: watch::Receiver<bool>,
+    running: Running,
+) {
+    let signal = store.job_signal();
+    let mut failures = 0u32;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match store.claim(&worker, opts.lease).await {
+            Ok(Some(job)) => {
+                failures = 0;
+                // There may be more: pass the wake-up on to another idle worker.
+                signal.notify_one();
+                tracing::info!(job = %job.id, kind = job.kind.as_str(), attempt = job.attempts, %worker, "job started");
+                let id = job.id.clone();
+                let ctx = JobContext::new(&worker);
+                running.lock().insert(worker.clone(), (id.clone(), ctx.clone()));
+                let outcome = run_claimed(&store, &handler, job, &worker, &opts, ctx).await;
+                running.lock().remove(&worker);
+                match &outcome {
+                    AttemptOutcome::Succeeded(_) => tracing::info!(job = %id, "job succeeded"),
+                    AttemptOutcome::Failed(e) => tracing::warn!(job = %id, error = %e, "job attempt failed"),
+                    AttemptOutcome::Cancelled => tracing::info!(job = %id, "job cancelled"),
+                    AttemptOutcome::LeaseLost => tracing::warn!(job = %id, "job outcome dropped: lease lost"),
+                }
+                continue;
+            }
+            Ok(None) => failures = 0,
+            Err(e) => {
+                // The database is down or restarting: back off (up to 10 s) instead of spinning.
+                failures = failures.saturating_add(1);
+                let wait = Duration::from_millis(100u64 << failures.min(7)).min(Duration::from_secs(10));
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "claiming a job failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+        }
+        let wait = match store.next_due_in().await {
+            Ok(Some(d)) => d.min(opts.poll_interval),
+            _ => opts.poll_interval,
+        };
+        tokio::select! {
+            _ = signal.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Reaps lapsed leases (alerting on dead-lettered jobs) and deletes finished jobs past their TTL.
+async fn maintenance(store: Arc<dyn MetaStore>, opts: WorkerPoolOptions, mut stop: watch::Receiver<bool>) {
+    let sweep_every = opts.job_ttl.map(|ttl| (ttl / 10).clamp(Duration::from_secs(1), Duration::from_secs(600)));
+    let mut last_sweep: Option<tokio::time::Instant> = None;
+    loop {
+        match store.reap_expired_leases().await {
+            Ok(r) => {
+                for job in &r.dead_lettered {
+                    tracing::error!(job = %job.id, "the last attempt's worker died; job moved to the dead-letter queue");
+                    if let Some(a) = &opts.alerter {
+                        a.dead_lettered(job);
+                    }
+                }
+                if r.cancelled > 0 {
+                    tracing::info!(count = r.cancelled, "cancelled jobs whose workers stopped");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reaping lapsed leases failed"),
+        }
+        if let (Some(ttl), Some(every)) = (opts.job_ttl, sweep_every) {
+            if last_sweep.is_none_or(|t| t.elapsed() >= every) {
+                last_sweep = Some(tokio::time::Instant::now());
+                let cutoff = chrono::Utc::now() - chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+                match store.delete_finished_before(cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "expired finished jobs"),
+                    Err(e) => tracing::warn!(error = %e, "deleting expired jobs failed"),
+                }
+            }
+        }
+        let wait = sweep_every.map_or(opts.reap_interval, |s| s.min(opts.reap_interval));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
