@@ -38,10 +38,12 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::JobNotFound
         | C::MentorNotFound
         | C::MentorNotTrained
-        | C::FeedbackNotFound => StatusCode::NOT_FOUND,
-        C::ModelExists => StatusCode::CONFLICT,
+        | C::FeedbackNotFound
+        | C::DeadLetterNotFound => StatusCode::NOT_FOUND,
+        C::ModelExists | C::JobFinished => StatusCode::CONFLICT,
         C::Unauthorized => StatusCode::UNAUTHORIZED,
         C::EmbeddingModelMismatch => StatusCode::CONFLICT,
+        C::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use strato_types::{
-    DatasetRecord, Grade, JobKind, JobRecord, JobStatus, ModelRecord, ModelVersionRecord, NewJob, UserQuestionRecord,
+    DatasetRecord, Grade, JobAttempt, JobKind, JobRecord, JobStatus, ModelRecord, ModelVersionRecord, NewJob,
+    UserQuestionRecord,
 };
 
 pub use sqlite::SqliteStore;
@@ -35,10 +36,77 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Outcome of asking to (re)train a model.
 #[derive(Debug)]
 pub enum TrainSubmission {
-    /// The model row exists (or was created) and the job is queued.
-    Queued(Box<JobRecord>),
+    /// The model row exists (or was created) and the job is queued (or an equal one already was).
+    Queued(Box<Enqueued>),
     /// The model exists and `force` was false.
     ModelExists,
+}
+
+/// How an enqueue was satisfied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// A new job was queued.
+    Created,
+    /// A job with the same idempotency key exists; it is returned unchanged.
+    Idempotent,
+    /// A job of the same kind and key was still queued; it now carries the new payload and is returned.
+    Coalesced,
+}
+
+/// A job returned by an enqueue, and how it came about.
+#[derive(Debug, Clone)]
+pub struct Enqueued {
+    /// The job.
+    pub job: JobRecord,
+    /// Whether it is new.
+    pub outcome: EnqueueOutcome,
+}
+
+/// What a heartbeat learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// The worker still holds the job; `cancel_requested` tells the handler to stop.
+    Held {
+        /// Someone asked to cancel the job.
+        cancel_requested: bool,
+    },
+    /// The lease is gone (lapsed and taken over, or the job was finished elsewhere).
+    Lost,
+}
+
+/// What recording a failed attempt did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FailOutcome {
+    /// Queued again; runs after the backoff.
+    Retrying,
+    /// Failed for good without a retry (a permanent error).
+    Failed,
+    /// Attempts exhausted: the job is in the dead-letter queue.
+    DeadLettered(Box<JobRecord>),
+    /// The worker no longer held the job; nothing changed.
+    LeaseLost,
+}
+
+/// What a cancel request did.
+#[derive(Debug, Clone)]
+pub enum CancelOutcome {
+    /// The job was queued and is now `CANCELLED`.
+    Cancelled(Box<JobRecord>),
+    /// The job is running; its handler was asked to stop and the job becomes `CANCELLED` when it does.
+    Requested(Box<JobRecord>),
+    /// The job had already finished; nothing changed.
+    AlreadyFinished(Box<JobRecord>),
+    /// No such job.
+    NotFound,
+}
+
+/// What the periodic lease reaper did.
+#[derive(Debug, Default, Clone)]
+pub struct Reaped {
+    /// Jobs whose last attempt's lease lapsed with no attempts left: now in the dead-letter queue.
+    pub dead_lettered: Vec<JobRecord>,
+    /// Jobs whose lease lapsed after a cancel request: now `CANCELLED`.
+    pub cancelled: usize,
 }
 
 /// Outcome of [`MetaStore::add_version`].
@@ -110,8 +178,8 @@ pub trait MetaStore: Send + Sync + 'static {
     /// One version.
     async fn get_version(&self, model_id: &str, version: i64) -> Result<Option<ModelVersionRecord>>;
     /// In one transaction: refuse if the model exists and `force` is false; else create/update the model row
-    /// (keeping its active version) and enqueue the training job — already claimed by `claimed_by` when given, so
-    /// the caller runs it itself.
+    /// (keeping its active version) and enqueue the training job (idempotency and coalescing as
+    /// [`MetaStore::enqueue`]) — already claimed by `claimed_by` when given, so the caller runs it itself.
     async fn submit_training(
         &self,
         model_id: &str,
@@ -160,27 +228,60 @@ pub trait MetaStore: Send + Sync + 'static {
     /// A mentor's graded user questions.
     async fn graded_user_questions(&self, mentor_id: &str) -> Result<Vec<UserQuestionRecord>>;
 
-    /// Enqueues a job.
-    async fn enqueue(&self, job: NewJob) -> Result<JobRecord>;
+    /// Enqueues a job: returns the existing job when its idempotency key was seen, or the queued job of the same
+    /// kind and key when `coalesce` is set (replacing its payload); else a new `QUEUED` job. Wakes workers.
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued>;
     /// Enqueues a job already claimed by `worker`, so no other worker picks it up (the CLI runs jobs itself).
     async fn enqueue_claimed(&self, job: NewJob, worker: &str, lease: Duration) -> Result<JobRecord>;
     /// One job.
     async fn get_job(&self, id: &str) -> Result<Option<JobRecord>>;
+    /// Every attempt of a job, oldest first.
+    async fn job_attempts(&self, id: &str) -> Result<Vec<JobAttempt>>;
     /// Jobs, newest first.
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>>;
-    /// Claims the next runnable job: queued and due, or in progress with a lapsed lease. Highest priority first,
-    /// then oldest.
+    /// Claims the next runnable job: queued and due, or in progress with a lapsed lease and attempts left. Highest
+    /// priority first, then oldest; a job whose key has another job running under a live lease waits (one
+    /// training per model or mentor at a time). Records the attempt (closing a lapsed one as `lease_expired`).
     async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<JobRecord>>;
-    /// Extends the lease and records progress; false when `worker` no longer holds the job.
-    async fn heartbeat(&self, id: &str, worker: &str, lease: Duration, progress: Option<i32>) -> Result<bool>;
+    /// Extends the lease and records progress.
+    async fn heartbeat(&self, id: &str, worker: &str, lease: Duration, progress: Option<i32>) -> Result<Heartbeat>;
     /// Marks success; false (and no change) when `worker` no longer holds the job.
     async fn complete(&self, id: &str, worker: &str, result: &serde_json::Value) -> Result<bool>;
-    /// Records a failed attempt: back to QUEUED after `retry_in` when attempts remain and a delay is given, else
-    /// FAILURE. False when `worker` no longer holds the job.
-    async fn fail(&self, id: &str, worker: &str, error: &str, retry_in: Option<Duration>) -> Result<bool>;
+    /// Records a failed attempt (`timed_out` says why it ended): back to `QUEUED` after `retry_in` when attempts
+    /// remain and a delay is given; `FAILURE` at once when no delay is given (permanent error); `FAILURE` in the
+    /// dead-letter queue when a retryable error exhausted the attempts.
+    async fn fail(
+        &self,
+        id: &str,
+        worker: &str,
+        error: &str,
+        retry_in: Option<Duration>,
+        timed_out: bool,
+    ) -> Result<FailOutcome>;
     /// Gives a job back to the queue without counting against its attempts (the worker is shutting down).
     /// False when `worker` no longer holds it.
     async fn release(&self, id: &str, worker: &str) -> Result<bool>;
+    /// Cancels a job: at once when queued, by request when running (see [`MetaStore::finish_cancelled`]).
+    async fn cancel_job(&self, id: &str) -> Result<CancelOutcome>;
+    /// Marks a running job `CANCELLED` after its handler stopped on a cancel request; false when `worker` no
+    /// longer holds it.
+    async fn finish_cancelled(&self, id: &str, worker: &str) -> Result<bool>;
+    /// Moves jobs whose lease lapsed with no attempts left to the dead-letter queue, and lapsed jobs with a cancel
+    /// request to `CANCELLED`. Idempotent; any process may run it.
+    async fn reap_expired_leases(&self) -> Result<Reaped>;
+    /// Dead-letter queue entries, newest first.
+    async fn list_dead_letters(&self, limit: i64) -> Result<Vec<JobRecord>>;
+    /// Re-queues a dead-lettered job with fresh attempts (its history is kept); `None` when it is not in the
+    /// dead-letter queue.
+    async fn replay_dead_letter(&self, id: &str) -> Result<Option<JobRecord>>;
+    /// Removes a job from the dead-letter queue and deletes it; false when it is not there.
+    async fn delete_dead_letter(&self, id: &str) -> Result<bool>;
+    /// Deletes finished jobs (and dead-letter entries) that finished before `cutoff`, with their attempts; returns
+    /// how many.
+    async fn delete_finished_before(&self, cutoff: strato_types::Timestamp) -> Result<u64>;
     /// Milliseconds until the earliest queued job becomes due, if any is waiting (lets idle workers sleep exactly).
     async fn next_due_in(&self) -> Result<Option<Duration>>;
+    /// Notified whenever a job may have become claimable: by this process's own writes, and — where the backend
+    /// can tell (PostgreSQL `LISTEN/NOTIFY`) — by other processes' writes. Workers wait on it instead of polling.
+    fn job_signal(&self) -> std::sync::Arc<tokio::sync::Notify>;
 }

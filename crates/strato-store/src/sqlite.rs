@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,17 +11,23 @@ use chrono::{TimeZone, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use strato_types::{
-    AnswerType, DatasetRecord, Grade, JobKind, JobRecord, JobStatus, ModelRecord, ModelVersionRecord, NewJob,
-    Timestamp, UserQuestionRecord,
+    AnswerType, DatasetRecord, Grade, JobAttempt, JobRecord, ModelRecord, ModelVersionRecord, NewJob, Timestamp,
+    UserQuestionRecord,
 };
 
-use crate::{AddVersion, JobFilter, MentorRow, MetaStore, Result, StoreError, TrainSubmission, UserQuestionFilter};
+use crate::{
+    AddVersion, CancelOutcome, Enqueued, FailOutcome, Heartbeat, JobFilter, MentorRow, MetaStore, Reaped, Result,
+    StoreError, TrainSubmission, UserQuestionFilter,
+};
 
 /// Metadata store on a SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Wakes this process's idle workers: SQLite has no cross-process notification, so other processes' workers
+    /// notice new jobs by their poll interval.
+    signal: Arc<tokio::sync::Notify>,
 }
 
 fn now_ms() -> i64 {
@@ -77,31 +84,6 @@ fn version_from_row(row: &SqliteRow) -> Result<ModelVersionRecord> {
     })
 }
 
-fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
-    let kind: String = row.try_get("kind")?;
-    let status: String = row.try_get("status")?;
-    Ok(JobRecord {
-        id: row.try_get("id")?,
-        kind: JobKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("job kind {kind:?}")))?,
-        status: JobStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("job status {status:?}")))?,
-        payload: json_col(row, "payload")?,
-        key: row.try_get("key")?,
-        priority: row.try_get("priority")?,
-        progress: row.try_get("progress")?,
-        error: row.try_get("error")?,
-        result: opt_json_col(row, "result")?,
-        attempts: row.try_get("attempts")?,
-        max_attempts: row.try_get("max_attempts")?,
-        lease_owner: row.try_get("lease_owner")?,
-        lease_expires_at: row.try_get::<Option<i64>, _>("lease_expires_at")?.map(ts),
-        run_after: ts(row.try_get("run_after")?),
-        created_at: ts(row.try_get("created_at")?),
-        updated_at: ts(row.try_get("updated_at")?),
-        started_at: row.try_get::<Option<i64>, _>("started_at")?.map(ts),
-        finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(ts),
-    })
-}
-
 /// Runs `body` inside `BEGIN IMMEDIATE … COMMIT` on the writer, rolling back on error.
 macro_rules! write_tx {
     ($self:expr, |$conn:ident| $body:block) => {{
@@ -125,6 +107,8 @@ macro_rules! write_tx {
     }};
 }
 
+mod jobs;
+
 fn user_question_from_row(row: &SqliteRow) -> Result<UserQuestionRecord> {
     let t: String = row.try_get("answer_type")?;
     Ok(UserQuestionRecord {
@@ -142,9 +126,6 @@ fn user_question_from_row(row: &SqliteRow) -> Result<UserQuestionRecord> {
     })
 }
 
-const JOB_COLS: &str = "id, kind, status, payload, key, priority, progress, error, result, attempts, max_attempts, \
-     lease_owner, lease_expires_at, run_after, created_at, updated_at, started_at, finished_at";
-
 impl SqliteStore {
     /// Opens (creating if needed) the database file and runs migrations.
     pub async fn open(path: &Path) -> Result<Self> {
@@ -158,41 +139,7 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?;
-        Ok(Self { writer, reader })
-    }
-
-    async fn insert_job(
-        conn: &mut sqlx::SqliteConnection,
-        job: &NewJob,
-        claimed: Option<(&str, Duration)>,
-    ) -> Result<JobRecord> {
-        let now = now_ms();
-        let id = uuid::Uuid::now_v7().to_string();
-        let (status, owner, expires, attempts, started) = match claimed {
-            Some((w, lease)) => (JobStatus::InProgress, Some(w), Some(now + lease.as_millis() as i64), 1, Some(now)),
-            None => (JobStatus::Queued, None, None, 0, None),
-        };
-        let row = sqlx::query(&format!(
-            "INSERT INTO jobs (id, kind, status, payload, key, priority, max_attempts, lease_owner, lease_expires_at, \
-             attempts, started_at, run_after, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING {JOB_COLS}"
-        ))
-        .bind(&id)
-        .bind(job.kind.as_str())
-        .bind(status.as_str())
-        .bind(job.payload.to_string())
-        .bind(&job.key)
-        .bind(job.priority)
-        .bind(job.max_attempts.max(1))
-        .bind(owner)
-        .bind(expires)
-        .bind(attempts)
-        .bind(started)
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .fetch_one(&mut *conn)
-        .await?;
-        job_from_row(&row)
+        Ok(Self { writer, reader, signal: Arc::default() })
     }
 }
 
@@ -296,7 +243,10 @@ impl MetaStore for SqliteStore {
         job: NewJob,
         claimed_by: Option<(&str, Duration)>,
     ) -> Result<TrainSubmission> {
-        write_tx!(self, |conn| {
+        let out = write_tx!(self, |conn| {
+            if let Some(e) = Self::idempotent_hit(conn, &job).await? {
+                return Ok(TrainSubmission::Queued(Box::new(e)));
+            }
             let exists = sqlx::query("SELECT 1 FROM models WHERE id = ?")
                 .bind(model_id)
                 .fetch_optional(&mut *conn)
@@ -316,8 +266,10 @@ impl MetaStore for SqliteStore {
             .bind(now)
             .execute(&mut *conn)
             .await?;
-            Ok(TrainSubmission::Queued(Box::new(Self::insert_job(conn, &job, claimed_by).await?)))
-        })
+            Ok(TrainSubmission::Queued(Box::new(Self::enqueue_in(conn, &job, claimed_by).await?)))
+        })?;
+        self.signal.notify_one();
+        Ok(out)
     }
 
     async fn add_version(
@@ -564,139 +516,86 @@ impl MetaStore for SqliteStore {
         .collect()
     }
 
-    async fn enqueue(&self, job: NewJob) -> Result<JobRecord> {
-        let mut conn = self.writer.acquire().await?;
-        Self::insert_job(&mut conn, &job, None).await
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        self.job_enqueue(job).await
     }
 
     async fn enqueue_claimed(&self, job: NewJob, worker: &str, lease: Duration) -> Result<JobRecord> {
-        let mut conn = self.writer.acquire().await?;
-        Self::insert_job(&mut conn, &job, Some((worker, lease))).await
+        self.job_enqueue_claimed(job, worker, lease).await
     }
 
     async fn get_job(&self, id: &str) -> Result<Option<JobRecord>> {
-        sqlx::query(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?
-            .map(|r| job_from_row(&r))
-            .transpose()
+        self.job_get(id).await
+    }
+
+    async fn job_attempts(&self, id: &str) -> Result<Vec<JobAttempt>> {
+        self.job_attempts_list(id).await
     }
 
     async fn list_jobs(&self, f: &JobFilter) -> Result<Vec<JobRecord>> {
-        sqlx::query(&format!(
-            "SELECT {JOB_COLS} FROM jobs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR kind = ?2) \
-             AND (?3 IS NULL OR key = ?3) ORDER BY created_at DESC, id DESC LIMIT ?4"
-        ))
-        .bind(f.status.map(JobStatus::as_str))
-        .bind(f.kind.map(JobKind::as_str))
-        .bind(&f.key)
-        .bind(f.limit.unwrap_or(1000))
-        .fetch_all(&self.reader)
-        .await?
-        .iter()
-        .map(job_from_row)
-        .collect()
+        self.job_list(f).await
     }
 
     async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<JobRecord>> {
-        let now = now_ms();
-        // One statement, so the pick and the claim are atomic under SQLite's single writer.
-        sqlx::query(&format!(
-            "UPDATE jobs SET status = 'IN_PROGRESS', lease_owner = ?1, lease_expires_at = ?2, attempts = attempts + 1, \
-               started_at = COALESCE(started_at, ?3), updated_at = ?3 \
-             WHERE id = (SELECT id FROM jobs WHERE (status = 'QUEUED' AND run_after <= ?3) \
-                           OR (status = 'IN_PROGRESS' AND lease_expires_at < ?3) \
-                         ORDER BY priority DESC, created_at, id LIMIT 1) \
-             RETURNING {JOB_COLS}"
-        ))
-        .bind(worker)
-        .bind(now + lease.as_millis() as i64)
-        .bind(now)
-        .fetch_optional(&self.writer)
-        .await?
-        .map(|r| job_from_row(&r))
-        .transpose()
+        self.job_claim(worker, lease).await
     }
 
-    async fn heartbeat(&self, id: &str, worker: &str, lease: Duration, progress: Option<i32>) -> Result<bool> {
-        let now = now_ms();
-        let done = sqlx::query(
-            "UPDATE jobs SET lease_expires_at = ?1, progress = COALESCE(?2, progress), updated_at = ?3 \
-             WHERE id = ?4 AND lease_owner = ?5 AND status = 'IN_PROGRESS'",
-        )
-        .bind(now + lease.as_millis() as i64)
-        .bind(progress.map(|p| p.clamp(0, 100)))
-        .bind(now)
-        .bind(id)
-        .bind(worker)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+    async fn heartbeat(&self, id: &str, worker: &str, lease: Duration, progress: Option<i32>) -> Result<Heartbeat> {
+        self.job_heartbeat(id, worker, lease, progress).await
     }
 
     async fn complete(&self, id: &str, worker: &str, result: &serde_json::Value) -> Result<bool> {
-        let now = now_ms();
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'SUCCESS', progress = 100, result = ?1, error = NULL, lease_owner = NULL, \
-               lease_expires_at = NULL, finished_at = ?2, updated_at = ?2 \
-             WHERE id = ?3 AND lease_owner = ?4 AND status = 'IN_PROGRESS'",
-        )
-        .bind(result.to_string())
-        .bind(now)
-        .bind(id)
-        .bind(worker)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.job_complete(id, worker, result).await
     }
 
-    async fn fail(&self, id: &str, worker: &str, error: &str, retry_in: Option<Duration>) -> Result<bool> {
-        let now = now_ms();
-        let retry_at = retry_in.map(|d| now + d.as_millis() as i64);
-        let done = sqlx::query(
-            "UPDATE jobs SET \
-               status = CASE WHEN ?1 IS NOT NULL AND attempts < max_attempts THEN 'QUEUED' ELSE 'FAILURE' END, \
-               run_after = COALESCE(?1, run_after), \
-               finished_at = CASE WHEN ?1 IS NOT NULL AND attempts < max_attempts THEN NULL ELSE ?2 END, \
-               error = ?3, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2 \
-             WHERE id = ?4 AND lease_owner = ?5 AND status = 'IN_PROGRESS'",
-        )
-        .bind(retry_at)
-        .bind(now)
-        .bind(error)
-        .bind(id)
-        .bind(worker)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+    async fn fail(
+        &self,
+        id: &str,
+        worker: &str,
+        error: &str,
+        retry_in: Option<Duration>,
+        timed_out: bool,
+    ) -> Result<FailOutcome> {
+        self.job_fail(id, worker, error, retry_in, timed_out).await
     }
 
     async fn release(&self, id: &str, worker: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'QUEUED', attempts = MAX(attempts - 1, 0), lease_owner = NULL, \
-               lease_expires_at = NULL, run_after = ?1, updated_at = ?1 \
-             WHERE id = ?2 AND lease_owner = ?3 AND status = 'IN_PROGRESS'",
-        )
-        .bind(now_ms())
-        .bind(id)
-        .bind(worker)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.job_release(id, worker).await
+    }
+
+    async fn cancel_job(&self, id: &str) -> Result<CancelOutcome> {
+        self.job_cancel(id).await
+    }
+
+    async fn finish_cancelled(&self, id: &str, worker: &str) -> Result<bool> {
+        self.job_finish_cancelled(id, worker).await
+    }
+
+    async fn reap_expired_leases(&self) -> Result<Reaped> {
+        self.job_reap().await
+    }
+
+    async fn list_dead_letters(&self, limit: i64) -> Result<Vec<JobRecord>> {
+        self.dead_letters(limit).await
+    }
+
+    async fn replay_dead_letter(&self, id: &str) -> Result<Option<JobRecord>> {
+        self.dead_letter_replay(id).await
+    }
+
+    async fn delete_dead_letter(&self, id: &str) -> Result<bool> {
+        self.dead_letter_delete(id).await
+    }
+
+    async fn delete_finished_before(&self, cutoff: Timestamp) -> Result<u64> {
+        self.jobs_delete_finished_before(cutoff).await
     }
 
     async fn next_due_in(&self) -> Result<Option<Duration>> {
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(t) FROM (SELECT MIN(run_after) AS t FROM jobs WHERE status = 'QUEUED' \
-             UNION ALL SELECT MIN(lease_expires_at) FROM jobs WHERE status = 'IN_PROGRESS')",
-        )
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(next.map(|t| Duration::from_millis((t - now_ms()).max(0) as u64)))
+        self.jobs_next_due_in().await
+    }
+
+    fn job_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.signal.clone()
     }
 }
-
-#[cfg(test)]
-#[path = "sqlite_test.rs"]
-mod tests;

@@ -34,12 +34,19 @@ pub enum ErrorCode {
     MentorNotTrained,
     /// No such user question (feedback id).
     FeedbackNotFound,
+    /// No such entry in the dead-letter queue.
+    DeadLetterNotFound,
+    /// The job already reached a final status (it cannot be cancelled).
+    JobFinished,
     /// The model exists and the request did not ask to replace it.
     ModelExists,
     /// Missing or wrong credentials.
     Unauthorized,
     /// The embedding model a classifier was trained with differs from the one loaded.
     EmbeddingModelMismatch,
+    /// The data directory, database or object store refused a write (read-only, full, unreachable); nothing was
+    /// changed — retry once the condition clears.
+    StorageUnavailable,
     /// Something failed inside Strato; the server log has the cause chain.
     Internal,
 }
@@ -63,16 +70,19 @@ impl ErrorCode {
             Self::MentorNotFound => "mentor_not_found",
             Self::MentorNotTrained => "mentor_not_trained",
             Self::FeedbackNotFound => "feedback_not_found",
+            Self::DeadLetterNotFound => "dead_letter_not_found",
+            Self::JobFinished => "job_finished",
             Self::ModelExists => "model_exists",
             Self::Unauthorized => "unauthorized",
             Self::EmbeddingModelMismatch => "embedding_model_mismatch",
+            Self::StorageUnavailable => "storage_unavailable",
             Self::Internal => "internal",
         }
     }
 
     /// Whether the caller can fix it (4xx) rather than Strato (5xx). Jobs failing with a user error are not retried.
     pub fn is_user_error(self) -> bool {
-        !matches!(self, Self::Internal)
+        !matches!(self, Self::Internal | Self::StorageUnavailable)
     }
 }
 

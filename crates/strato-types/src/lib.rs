@@ -9,7 +9,7 @@ mod mentor;
 mod model;
 
 pub use error::{ErrorCode, StratoError};
-pub use job::{JobKind, JobRecord, JobStatus, NewJob};
+pub use job::{AttemptEnd, JobAttempt, JobKind, JobRecord, JobStatus, NewJob, DEFAULT_MAX_ATTEMPTS};
 pub use mentor::{
     Answer, AnswerStatus, AnswerType, Grade, Media, Mentor, MentorType, Question, QuestionType, UserQuestionRecord,
     OFF_TOPIC,

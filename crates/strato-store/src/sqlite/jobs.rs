@@ -1,0 +1,513 @@
+//! The durable queue on SQLite. Every state change is one `BEGIN IMMEDIATE` transaction on the single writer
+//! connection, so "pick and claim" is atomic without row locks; the attempt log changes in the same transaction.
+
+use std::time::Duration;
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+use strato_types::{AttemptEnd, JobAttempt, JobKind, JobRecord, JobStatus, NewJob, Timestamp};
+
+use super::{json_col, now_ms, opt_json_col, ts, SqliteStore};
+use crate::{CancelOutcome, EnqueueOutcome, Enqueued, FailOutcome, Heartbeat, JobFilter, Reaped, Result, StoreError};
+
+pub(super) const JOB_COLS: &str = "id, kind, status, payload, key, priority, progress, error, result, attempts, \
+     max_attempts, lease_owner, lease_expires_at, run_after, created_at, updated_at, started_at, finished_at, \
+     timeout_ms, idempotency_key, cancel_requested, dead_lettered_at";
+
+/// Why a lapsed attempt ended, for the attempt log.
+const LEASE_EXPIRED: &str = "lease expired: the worker stopped renewing it (crashed, killed or cut off)";
+
+pub(super) fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
+    let kind: String = row.try_get("kind")?;
+    let status: String = row.try_get("status")?;
+    Ok(JobRecord {
+        id: row.try_get("id")?,
+        kind: JobKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("job kind {kind:?}")))?,
+        status: JobStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("job status {status:?}")))?,
+        payload: json_col(row, "payload")?,
+        key: row.try_get("key")?,
+        priority: row.try_get("priority")?,
+        progress: row.try_get("progress")?,
+        error: row.try_get("error")?,
+        result: opt_json_col(row, "result")?,
+        attempts: row.try_get("attempts")?,
+        max_attempts: row.try_get("max_attempts")?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_expires_at: row.try_get::<Option<i64>, _>("lease_expires_at")?.map(ts),
+        run_after: ts(row.try_get("run_after")?),
+        created_at: ts(row.try_get("created_at")?),
+        updated_at: ts(row.try_get("updated_at")?),
+        started_at: row.try_get::<Option<i64>, _>("started_at")?.map(ts),
+        finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(ts),
+        timeout_ms: row.try_get("timeout_ms")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+        dead_lettered_at: row.try_get::<Option<i64>, _>("dead_lettered_at")?.map(ts),
+    })
+}
+
+fn attempt_from_row(row: &SqliteRow) -> Result<JobAttempt> {
+    let outcome: String = row.try_get("outcome")?;
+    Ok(JobAttempt {
+        attempt: row.try_get("attempt")?,
+        worker: row.try_get("worker")?,
+        started_at: ts(row.try_get("started_at")?),
+        finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(ts),
+        outcome: AttemptEnd::parse(&outcome).ok_or_else(|| StoreError::Corrupt(format!("attempt {outcome:?}")))?,
+        error: row.try_get("error")?,
+    })
+}
+
+async fn job_by_id(conn: &mut SqliteConnection, id: &str) -> Result<Option<JobRecord>> {
+    sqlx::query(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| job_from_row(&r))
+        .transpose()
+}
+
+async fn open_attempt(conn: &mut SqliteConnection, job: &JobRecord, worker: &str, now: i64) -> Result<()> {
+    sqlx::query("INSERT INTO job_attempts (job_id, attempt, worker, started_at) VALUES (?, ?, ?, ?)")
+        .bind(&job.id)
+        .bind(job.attempts)
+        .bind(worker)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn close_attempt(
+    conn: &mut SqliteConnection,
+    job_id: &str,
+    end: AttemptEnd,
+    error: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE job_attempts SET finished_at = ?, outcome = ?, error = ? WHERE job_id = ? AND finished_at IS NULL",
+    )
+    .bind(now)
+    .bind(end.as_str())
+    .bind(error)
+    .bind(job_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// The job an earlier submit with the same idempotency key created, if any.
+    pub(super) async fn idempotent_hit(conn: &mut SqliteConnection, job: &NewJob) -> Result<Option<Enqueued>> {
+        let Some(k) = &job.idempotency_key else { return Ok(None) };
+        let found = sqlx::query(&format!("SELECT {JOB_COLS} FROM jobs WHERE idempotency_key = ?"))
+            .bind(k)
+            .fetch_optional(&mut *conn)
+            .await?;
+        found.map(|row| Ok(Enqueued { job: job_from_row(&row)?, outcome: EnqueueOutcome::Idempotent })).transpose()
+    }
+
+    /// Enqueue inside the caller's transaction: idempotency key, then coalescing, then a new row.
+    pub(super) async fn enqueue_in(
+        conn: &mut SqliteConnection,
+        job: &NewJob,
+        claimed: Option<(&str, Duration)>,
+    ) -> Result<Enqueued> {
+        if let Some(e) = Self::idempotent_hit(conn, job).await? {
+            return Ok(e);
+        }
+        let now = now_ms();
+        if let (true, Some(key), None) = (job.coalesce, &job.key, claimed) {
+            let found = sqlx::query(&format!(
+                "UPDATE jobs SET payload = ?1, priority = MAX(priority, ?2), updated_at = ?3 \
+                 WHERE id = (SELECT id FROM jobs WHERE key = ?4 AND kind = ?5 AND status = 'QUEUED' \
+                             ORDER BY created_at LIMIT 1) RETURNING {JOB_COLS}"
+            ))
+            .bind(job.payload.to_string())
+            .bind(job.priority)
+            .bind(now)
+            .bind(key)
+            .bind(job.kind.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(row) = found {
+                return Ok(Enqueued { job: job_from_row(&row)?, outcome: EnqueueOutcome::Coalesced });
+            }
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        let (status, owner, expires, attempts, started) = match claimed {
+            Some((w, lease)) => (JobStatus::InProgress, Some(w), Some(now + lease.as_millis() as i64), 1, Some(now)),
+            None => (JobStatus::Queued, None, None, 0, None),
+        };
+        let row = sqlx::query(&format!(
+            "INSERT INTO jobs (id, kind, status, payload, key, priority, max_attempts, lease_owner, lease_expires_at, \
+             attempts, started_at, run_after, created_at, updated_at, timeout_ms, idempotency_key) \
+             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING {JOB_COLS}"
+        ))
+        .bind(&id)
+        .bind(job.kind.as_str())
+        .bind(status.as_str())
+        .bind(job.payload.to_string())
+        .bind(&job.key)
+        .bind(job.priority)
+        .bind(job.max_attempts.max(1))
+        .bind(owner)
+        .bind(expires)
+        .bind(attempts)
+        .bind(started)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(job.timeout_or_default().as_millis() as i64)
+        .bind(&job.idempotency_key)
+        .fetch_one(&mut *conn)
+        .await?;
+        let rec = job_from_row(&row)?;
+        if let Some((w, _)) = claimed {
+            open_attempt(conn, &rec, w, now).await?;
+        }
+        Ok(Enqueued { job: rec, outcome: EnqueueOutcome::Created })
+    }
+
+    pub(super) async fn job_enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        let out = write_tx!(self, |conn| { Self::enqueue_in(conn, &job, None).await })?;
+        self.signal.notify_one();
+        Ok(out)
+    }
+
+    pub(super) async fn job_enqueue_claimed(&self, job: NewJob, worker: &str, lease: Duration) -> Result<JobRecord> {
+        write_tx!(self, |conn| { Ok(Self::enqueue_in(conn, &job, Some((worker, lease))).await?.job) })
+    }
+
+    pub(super) async fn job_get(&self, id: &str) -> Result<Option<JobRecord>> {
+        let mut conn = self.reader.acquire().await?;
+        job_by_id(&mut conn, id).await
+    }
+
+    pub(super) async fn job_attempts_list(&self, id: &str) -> Result<Vec<JobAttempt>> {
+        sqlx::query(
+            "SELECT attempt, worker, started_at, finished_at, outcome, error FROM job_attempts WHERE job_id = ? \
+             ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(attempt_from_row)
+        .collect()
+    }
+
+    pub(super) async fn job_list(&self, f: &JobFilter) -> Result<Vec<JobRecord>> {
+        sqlx::query(&format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR kind = ?2) \
+             AND (?3 IS NULL OR key = ?3) ORDER BY created_at DESC, id DESC LIMIT ?4"
+        ))
+        .bind(f.status.map(JobStatus::as_str))
+        .bind(f.kind.map(JobKind::as_str))
+        .bind(&f.key)
+        .bind(f.limit.unwrap_or(1000))
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(job_from_row)
+        .collect()
+    }
+
+    pub(super) async fn job_claim(&self, worker: &str, lease: Duration) -> Result<Option<JobRecord>> {
+        let now = now_ms();
+        write_tx!(self, |conn| {
+            // A lapsed job with no attempts left or a pending cancel is the reaper's, not a new attempt's.
+            let row = sqlx::query(&format!(
+                "UPDATE jobs SET status = 'IN_PROGRESS', lease_owner = ?1, lease_expires_at = ?2, \
+                   attempts = attempts + 1, started_at = COALESCE(started_at, ?3), updated_at = ?3 \
+                 WHERE id = (SELECT j.id FROM jobs j \
+                   WHERE ((j.status = 'QUEUED' AND j.run_after <= ?3) \
+                          OR (j.status = 'IN_PROGRESS' AND j.lease_expires_at < ?3 \
+                              AND j.attempts < j.max_attempts AND j.cancel_requested = 0)) \
+                     AND (j.key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.key = j.key AND o.id <> j.id \
+                          AND o.status = 'IN_PROGRESS' AND o.lease_expires_at >= ?3)) \
+                   ORDER BY j.priority DESC, j.created_at, j.id LIMIT 1) \
+                 RETURNING {JOB_COLS}"
+            ))
+            .bind(worker)
+            .bind(now + lease.as_millis() as i64)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let job = job_from_row(&row)?;
+            close_attempt(conn, &job.id, AttemptEnd::LeaseExpired, Some(LEASE_EXPIRED), now).await?;
+            open_attempt(conn, &job, worker, now).await?;
+            Ok(Some(job))
+        })
+    }
+
+    pub(super) async fn job_heartbeat(
+        &self,
+        id: &str,
+        worker: &str,
+        lease: Duration,
+        progress: Option<i32>,
+    ) -> Result<Heartbeat> {
+        let now = now_ms();
+        let cancel: Option<i64> = sqlx::query_scalar(
+            "UPDATE jobs SET lease_expires_at = ?1, progress = COALESCE(?2, progress), updated_at = ?3 \
+             WHERE id = ?4 AND lease_owner = ?5 AND status = 'IN_PROGRESS' RETURNING cancel_requested",
+        )
+        .bind(now + lease.as_millis() as i64)
+        .bind(progress.map(|p| p.clamp(0, 100)))
+        .bind(now)
+        .bind(id)
+        .bind(worker)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(match cancel {
+            Some(c) => Heartbeat::Held { cancel_requested: c != 0 },
+            None => Heartbeat::Lost,
+        })
+    }
+
+    pub(super) async fn job_complete(&self, id: &str, worker: &str, result: &serde_json::Value) -> Result<bool> {
+        let now = now_ms();
+        let done = write_tx!(self, |conn| {
+            let n = sqlx::query(
+                "UPDATE jobs SET status = 'SUCCESS', progress = 100, result = ?1, error = NULL, lease_owner = NULL, \
+                   lease_expires_at = NULL, finished_at = ?2, updated_at = ?2 \
+                 WHERE id = ?3 AND lease_owner = ?4 AND status = 'IN_PROGRESS'",
+            )
+            .bind(result.to_string())
+            .bind(now)
+            .bind(id)
+            .bind(worker)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                close_attempt(conn, id, AttemptEnd::Succeeded, None, now).await?;
+            }
+            Ok(n == 1)
+        })?;
+        // A job waiting behind this one's key may run now.
+        self.signal.notify_one();
+        Ok(done)
+    }
+
+    pub(super) async fn job_fail(
+        &self,
+        id: &str,
+        worker: &str,
+        error: &str,
+        retry_in: Option<Duration>,
+        timed_out: bool,
+    ) -> Result<FailOutcome> {
+        let now = now_ms();
+        let retry_at = retry_in.map(|d| now + d.as_millis() as i64);
+        let out = write_tx!(self, |conn| {
+            let row = sqlx::query(&format!(
+                "UPDATE jobs SET \
+                   status = CASE WHEN ?1 IS NOT NULL AND attempts < max_attempts THEN 'QUEUED' ELSE 'FAILURE' END, \
+                   run_after = COALESCE(?1, run_after), \
+                   finished_at = CASE WHEN ?1 IS NOT NULL AND attempts < max_attempts THEN NULL ELSE ?2 END, \
+                   dead_lettered_at = CASE WHEN ?1 IS NOT NULL AND attempts >= max_attempts THEN ?2 END, \
+                   error = ?3, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2 \
+                 WHERE id = ?4 AND lease_owner = ?5 AND status = 'IN_PROGRESS' RETURNING {JOB_COLS}"
+            ))
+            .bind(retry_at)
+            .bind(now)
+            .bind(error)
+            .bind(id)
+            .bind(worker)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some(row) = row else { return Ok(FailOutcome::LeaseLost) };
+            let job = job_from_row(&row)?;
+            let end = if timed_out { AttemptEnd::TimedOut } else { AttemptEnd::Failed };
+            close_attempt(conn, id, end, Some(error), now).await?;
+            Ok(match (job.status, job.dead_lettered_at) {
+                (JobStatus::Queued, _) => FailOutcome::Retrying,
+                (_, Some(_)) => FailOutcome::DeadLettered(Box::new(job)),
+                _ => FailOutcome::Failed,
+            })
+        })?;
+        self.signal.notify_one();
+        Ok(out)
+    }
+
+    pub(super) async fn job_release(&self, id: &str, worker: &str) -> Result<bool> {
+        let now = now_ms();
+        let done = write_tx!(self, |conn| {
+            let n = sqlx::query(
+                "UPDATE jobs SET status = 'QUEUED', attempts = MAX(attempts - 1, 0), lease_owner = NULL, \
+                   lease_expires_at = NULL, run_after = ?1, updated_at = ?1 \
+                 WHERE id = ?2 AND lease_owner = ?3 AND status = 'IN_PROGRESS'",
+            )
+            .bind(now)
+            .bind(id)
+            .bind(worker)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                close_attempt(conn, id, AttemptEnd::Released, Some("handed back: the worker shut down"), now).await?;
+            }
+            Ok(n == 1)
+        })?;
+        self.signal.notify_one();
+        Ok(done)
+    }
+
+    pub(super) async fn job_cancel(&self, id: &str) -> Result<CancelOutcome> {
+        let now = now_ms();
+        let out = write_tx!(self, |conn| {
+            let Some(job) = job_by_id(conn, id).await? else { return Ok(CancelOutcome::NotFound) };
+            match job.status {
+                JobStatus::Queued => {
+                    sqlx::query(
+                        "UPDATE jobs SET status = 'CANCELLED', finished_at = ?1, updated_at = ?1, \
+                         error = 'cancelled before it ran' WHERE id = ?2",
+                    )
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                JobStatus::InProgress => {
+                    sqlx::query("UPDATE jobs SET cancel_requested = 1, updated_at = ?1 WHERE id = ?2")
+                        .bind(now)
+                        .bind(id)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                _ => return Ok(CancelOutcome::AlreadyFinished(Box::new(job))),
+            }
+            let after = Box::new(job_by_id(conn, id).await?.ok_or_else(|| StoreError::Corrupt("job vanished".into()))?);
+            Ok(if job.status == JobStatus::Queued {
+                CancelOutcome::Cancelled(after)
+            } else {
+                CancelOutcome::Requested(after)
+            })
+        })?;
+        Ok(out)
+    }
+
+    pub(super) async fn job_finish_cancelled(&self, id: &str, worker: &str) -> Result<bool> {
+        let now = now_ms();
+        let done = write_tx!(self, |conn| {
+            let n = sqlx::query(
+                "UPDATE jobs SET status = 'CANCELLED', error = 'cancelled while running', lease_owner = NULL, \
+                   lease_expires_at = NULL, finished_at = ?1, updated_at = ?1 \
+                 WHERE id = ?2 AND lease_owner = ?3 AND status = 'IN_PROGRESS'",
+            )
+            .bind(now)
+            .bind(id)
+            .bind(worker)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                close_attempt(conn, id, AttemptEnd::Cancelled, None, now).await?;
+            }
+            Ok(n == 1)
+        })?;
+        self.signal.notify_one();
+        Ok(done)
+    }
+
+    pub(super) async fn job_reap(&self) -> Result<Reaped> {
+        let now = now_ms();
+        write_tx!(self, |conn| {
+            sqlx::query(
+                "UPDATE job_attempts SET finished_at = ?1, outcome = 'lease_expired', error = ?2 \
+                 WHERE finished_at IS NULL AND job_id IN (SELECT id FROM jobs WHERE status = 'IN_PROGRESS' \
+                   AND lease_expires_at < ?1 AND (cancel_requested = 1 OR attempts >= max_attempts))",
+            )
+            .bind(now)
+            .bind(LEASE_EXPIRED)
+            .execute(&mut *conn)
+            .await?;
+            let cancelled = sqlx::query(
+                "UPDATE jobs SET status = 'CANCELLED', error = 'cancelled; its worker stopped', lease_owner = NULL, \
+                   lease_expires_at = NULL, finished_at = ?1, updated_at = ?1 \
+                 WHERE status = 'IN_PROGRESS' AND lease_expires_at < ?1 AND cancel_requested = 1",
+            )
+            .bind(now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected() as usize;
+            let dead = sqlx::query(&format!(
+                "UPDATE jobs SET status = 'FAILURE', dead_lettered_at = ?1, finished_at = ?1, updated_at = ?1, \
+                   error = ?2, lease_owner = NULL, lease_expires_at = NULL \
+                 WHERE status = 'IN_PROGRESS' AND lease_expires_at < ?1 AND attempts >= max_attempts \
+                 RETURNING {JOB_COLS}"
+            ))
+            .bind(now)
+            .bind(format!("last attempt lost: {LEASE_EXPIRED}"))
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(job_from_row)
+            .collect::<Result<Vec<_>>>()?;
+            Ok(Reaped { dead_lettered: dead, cancelled })
+        })
+    }
+
+    pub(super) async fn dead_letters(&self, limit: i64) -> Result<Vec<JobRecord>> {
+        sqlx::query(&format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE dead_lettered_at IS NOT NULL ORDER BY dead_lettered_at DESC, id DESC \
+             LIMIT ?"
+        ))
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(job_from_row)
+        .collect()
+    }
+
+    pub(super) async fn dead_letter_replay(&self, id: &str) -> Result<Option<JobRecord>> {
+        let now = now_ms();
+        let row = sqlx::query(&format!(
+            "UPDATE jobs SET status = 'QUEUED', attempts = 0, dead_lettered_at = NULL, finished_at = NULL, \
+               cancel_requested = 0, progress = 0, result = NULL, run_after = ?1, updated_at = ?1 \
+             WHERE id = ?2 AND dead_lettered_at IS NOT NULL RETURNING {JOB_COLS}"
+        ))
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?;
+        self.signal.notify_one();
+        row.map(|r| job_from_row(&r)).transpose()
+    }
+
+    pub(super) async fn dead_letter_delete(&self, id: &str) -> Result<bool> {
+        let n = sqlx::query("DELETE FROM jobs WHERE id = ? AND dead_lettered_at IS NOT NULL")
+            .bind(id)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    pub(super) async fn jobs_delete_finished_before(&self, cutoff: Timestamp) -> Result<u64> {
+        let n = sqlx::query(
+            "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ? \
+             AND status IN ('SUCCESS', 'FAILURE', 'CANCELLED')",
+        )
+        .bind(cutoff.timestamp_millis())
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
+    pub(super) async fn jobs_next_due_in(&self) -> Result<Option<Duration>> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(t) FROM (SELECT MIN(run_after) AS t FROM jobs WHERE status = 'QUEUED' \
+             UNION ALL SELECT MIN(lease_expires_at) FROM jobs WHERE status = 'IN_PROGRESS')",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(next.map(|t| Duration::from_millis((t - now_ms()).max(0) as u64)))
+    }
+}
