@@ -1,9 +1,20 @@
 //! Metadata and the durable job queue, behind one trait.
 //!
-//! [`MetaStore`] is what the service talks to; [`SqliteStore`] is the embedded implementation (one file in the data
-//! dir, WAL). A PostgreSQL implementation slots in behind the same trait. Every multi-row change happens in one
-//! transaction, so a failure never leaves partial state.
+//! [`MetaStore`] is what the service talks to. Two implementations pass the same conformance suite
+//! (`tests/conformance.rs`):
+//!
+//! - [`SqliteStore`]: embedded, one file in the data dir (WAL), one writer connection. One process owns the queue;
+//!   other processes' workers would only notice new jobs by polling.
+//! - [`PgStore`]: PostgreSQL, for several processes sharing one queue. Claims use `FOR UPDATE SKIP LOCKED` plus a
+//!   per-key advisory lock, and writes `NOTIFY` a channel that every store `LISTEN`s on, so
+//!   [`MetaStore::job_signal`] wakes idle workers in all processes. [`PgStoreOptions::schema`] isolates
+//!   deployments (and tests) sharing a database.
+//!
+//! Every multi-row change happens in one transaction, so a failure never leaves partial state. Both backends keep
+//! times as integer milliseconds and apply the numbered migrations in `migrations/<backend>/` at connect; a schema
+//! change adds a file with the same number to both directories.
 
+mod postgres;
 mod sqlite;
 
 use std::time::Duration;
@@ -14,6 +25,7 @@ use strato_types::{
     UserQuestionRecord,
 };
 
+pub use postgres::{PgStore, PgStoreOptions};
 pub use sqlite::SqliteStore;
 
 /// Errors of the store.
