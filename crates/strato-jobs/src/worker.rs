@@ -71,6 +71,11 @@ pub async fn run_claimed(
             };
             match store.fail(&id, worker, &e.to_string(), retry_in, ctx.timed_out()).await {
                 Ok(FailOutcome::LeaseLost) => Ok(Err(())),
+                Ok(FailOutcome::Cancelled) => {
+                    // The cancel request arrived after the last heartbeat: the store already ended the job.
+                    ctx.request_cancel();
+                    Ok(Ok(()))
+                }
                 Ok(FailOutcome::DeadLettered(job)) => {
                     tracing::error!(job = %id, error = %e, "job exhausted its attempts; moved to the dead-letter queue");
                     if let Some(a) = &opts.alerter {

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use strato_blob::BlobStore;
-use strato_store::{MetaStore, SqliteStore};
+use strato_store::{MetaStore, PgStore, SqliteStore};
 use strato_types::{ErrorCode, StratoError};
 
 pub use datasets::StoredDataset;
@@ -122,7 +122,9 @@ impl Strato {
         })?;
         let store: Arc<dyn MetaStore> = match opts.database_url.as_deref() {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                return Err(StratoError::internal(format!("PGPENDING {}", redact_url(url))));
+                Arc::new(PgStore::connect(url).await.map_err(|e| {
+                    StratoError::internal(format!("cannot open the PostgreSQL database ({}): {e}", redact_url(url)))
+                })?)
             }
             Some(other) => {
                 return Err(StratoError::new(

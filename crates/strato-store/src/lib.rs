@@ -1,9 +1,20 @@
 //! Metadata and the durable job queue, behind one trait.
 //!
-//! [`MetaStore`] is what the service talks to; [`SqliteStore`] is the embedded implementation (one file in the data
-//! dir, WAL). A PostgreSQL implementation slots in behind the same trait. Every multi-row change happens in one
-//! transaction, so a failure never leaves partial state.
+//! [`MetaStore`] is what the service talks to. Two implementations pass the same conformance suite
+//! (`tests/conformance.rs`):
+//!
+//! - [`SqliteStore`]: embedded, one file in the data dir (WAL), one writer connection. One process owns the queue;
+//!   other processes' workers would only notice new jobs by polling.
+//! - [`PgStore`]: PostgreSQL, for several processes sharing one queue. Claims use `FOR UPDATE SKIP LOCKED` plus a
+//!   per-key advisory lock, and writes `NOTIFY` a channel that every store `LISTEN`s on, so
+//!   [`MetaStore::job_signal`] wakes idle workers in all processes. [`PgStoreOptions::schema`] isolates
+//!   deployments (and tests) sharing a database.
+//!
+//! Every multi-row change happens in one transaction, so a failure never leaves partial state. Both backends keep
+//! times as integer milliseconds and apply the numbered migrations in `migrations/<backend>/` at connect; a schema
+//! change adds a file with the same number to both directories.
 
+mod postgres;
 mod sqlite;
 
 use std::time::Duration;
@@ -14,6 +25,7 @@ use strato_types::{
     UserQuestionRecord,
 };
 
+pub use postgres::{PgStore, PgStoreOptions};
 pub use sqlite::SqliteStore;
 
 /// Errors of the store.
@@ -111,6 +123,8 @@ pub enum FailOutcome {
     Failed,
     /// Attempts exhausted: the job is in the dead-letter queue.
     DeadLettered(Box<JobRecord>),
+    /// A cancel was requested while the attempt ran: the job is `CANCELLED` instead of retried.
+    Cancelled,
     /// The worker no longer held the job; nothing changed.
     LeaseLost,
 }
@@ -277,7 +291,7 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn complete(&self, id: &str, worker: &str, result: &serde_json::Value) -> Result<bool>;
     /// Records a failed attempt (`timed_out` says why it ended): back to `QUEUED` after `retry_in` when attempts
     /// remain and a delay is given; `FAILURE` at once when no delay is given (permanent error); `FAILURE` in the
-    /// dead-letter queue when a retryable error exhausted the attempts.
+    /// dead-letter queue when a retryable error exhausted the attempts; `CANCELLED` when a cancel was requested.
     async fn fail(
         &self,
         id: &str,
@@ -286,8 +300,8 @@ pub trait MetaStore: Send + Sync + 'static {
         retry_in: Option<Duration>,
         timed_out: bool,
     ) -> Result<FailOutcome>;
-    /// Gives a job back to the queue without counting against its attempts (the worker is shutting down).
-    /// False when `worker` no longer holds it.
+    /// Gives a job back to the queue without counting against its attempts (the worker is shutting down); a job
+    /// with a pending cancel request becomes `CANCELLED` instead. False when `worker` no longer holds it.
     async fn release(&self, id: &str, worker: &str) -> Result<bool>;
     /// Cancels a job: at once when queued, by request when running (see [`MetaStore::finish_cancelled`]).
     async fn cancel_job(&self, id: &str) -> Result<CancelOutcome>;

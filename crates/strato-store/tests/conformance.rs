@@ -184,6 +184,7 @@ async fn same_key_coalesces_while_queued_and_never_runs_twice_at_once() {
         let b = s.enqueue(NewJob { coalesce: true, payload: json!({"v": 2}), ..keyed("model:x") }).await.unwrap();
         assert_eq!((b.outcome, b.job.id.as_str()), (EnqueueOutcome::Coalesced, a.job.id.as_str()));
         assert_eq!(b.job.payload, json!({"v": 2}), "the latest request wins");
+        assert_eq!(b.replaced_payload, Some(json!({"v": 1})), "the caller learns what it replaced");
         let running = s.claim("w1", LEASE).await.unwrap().unwrap();
         // While it runs, a new request queues a second job (it will train the newer data) …
         let c = s.enqueue(NewJob { coalesce: true, ..keyed("model:x") }).await.unwrap();
@@ -214,6 +215,13 @@ async fn cancel_queued_at_once_and_running_by_request() {
         assert_eq!(s.heartbeat(&r.id, "w", LEASE, None).await.unwrap(), Heartbeat::Held { cancel_requested: true });
         assert!(!s.finish_cancelled(&r.id, "other").await.unwrap());
         assert!(s.finish_cancelled(&r.id, "w").await.unwrap());
+
+        // A cancel request also stops retries: the failing attempt ends the job instead of requeueing it.
+        let f = enqueue(s, job(0)).await;
+        s.claim("w", LEASE).await.unwrap().unwrap();
+        s.cancel_job(&f.id).await.unwrap();
+        assert_eq!(s.fail(&f.id, "w", "stopped", Some(Duration::ZERO), false).await.unwrap(), FailOutcome::Cancelled);
+        assert_eq!(s.get_job(&f.id).await.unwrap().unwrap().status, JobStatus::Cancelled);
         let done = s.get_job(&r.id).await.unwrap().unwrap();
         assert_eq!((done.status, done.lease_owner), (JobStatus::Cancelled, None));
         let log = s.job_attempts(&r.id).await.unwrap();

@@ -321,10 +321,13 @@ impl SqliteStore {
         let out = write_tx!(self, |conn| {
             let row = sqlx::query(&format!(
                 "UPDATE jobs SET \
-                   status = CASE WHEN ?1 IS NOT NULL AND attempts < max_attempts THEN 'QUEUED' ELSE 'FAILURE' END, \
+                   status = CASE WHEN cancel_requested = 1 THEN 'CANCELLED' \
+                            WHEN ?1 IS NOT NULL AND attempts < max_attempts THEN 'QUEUED' ELSE 'FAILURE' END, \
                    run_after = COALESCE(?1, run_after), \
-                   finished_at = CASE WHEN ?1 IS NOT NULL AND attempts < max_attempts THEN NULL ELSE ?2 END, \
-                   dead_lettered_at = CASE WHEN ?1 IS NOT NULL AND attempts >= max_attempts THEN ?2 END, \
+                   finished_at = CASE WHEN cancel_requested = 0 AND ?1 IS NOT NULL AND attempts < max_attempts \
+                                 THEN NULL ELSE ?2 END, \
+                   dead_lettered_at = CASE WHEN cancel_requested = 0 AND ?1 IS NOT NULL \
+                                      AND attempts >= max_attempts THEN ?2 END, \
                    error = ?3, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2 \
                  WHERE id = ?4 AND lease_owner = ?5 AND status = 'IN_PROGRESS' RETURNING {JOB_COLS}"
             ))
@@ -341,6 +344,7 @@ impl SqliteStore {
             close_attempt(conn, id, end, Some(error), now).await?;
             Ok(match (job.status, job.dead_lettered_at) {
                 (JobStatus::Queued, _) => FailOutcome::Retrying,
+                (JobStatus::Cancelled, _) => FailOutcome::Cancelled,
                 (_, Some(_)) => FailOutcome::DeadLettered(Box::new(job)),
                 _ => FailOutcome::Failed,
             })
@@ -353,7 +357,9 @@ impl SqliteStore {
         let now = now_ms();
         let done = write_tx!(self, |conn| {
             let n = sqlx::query(
-                "UPDATE jobs SET status = 'QUEUED', attempts = MAX(attempts - 1, 0), lease_owner = NULL, \
+                "UPDATE jobs SET status = CASE WHEN cancel_requested = 1 THEN 'CANCELLED' ELSE 'QUEUED' END, \
+                   finished_at = CASE WHEN cancel_requested = 1 THEN ?1 END, \
+                   attempts = MAX(attempts - 1, 0), lease_owner = NULL, \
                    lease_expires_at = NULL, run_after = ?1, updated_at = ?1 \
                  WHERE id = ?2 AND lease_owner = ?3 AND status = 'IN_PROGRESS'",
             )
