@@ -137,7 +137,19 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let writer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
+        // Several processes may open a fresh data dir at once (API and worker processes): sqlx's SQLite migrator
+        // has no cross-process lock, so migrations run under an exclusive lock on a file beside the database.
+        let lock_path = path.with_extension("db.migrate-lock");
+        let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(lock_path)?;
+            f.lock()?;
+            Ok(f)
+        })
+        .await
+        .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?
+        .map_err(sqlx::Error::Io)?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        drop(lock);
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?;
         Ok(Self { writer, reader, signal: Arc::default() })
     }

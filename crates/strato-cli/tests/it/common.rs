@@ -38,6 +38,8 @@ pub struct Options {
     pub lease: Duration,
     /// How long finished jobs are kept.
     pub job_ttl: Option<Duration>,
+    /// Where metadata and blobs live.
+    pub backend: crate::backend::Backend,
 }
 
 impl Options {
@@ -51,6 +53,7 @@ impl Options {
             alert_url: None,
             lease: Duration::from_secs(10),
             job_ttl: Some(strato_jobs_default_ttl()),
+            backend: crate::backend::Backend::Embedded,
         }
     }
 }
@@ -66,6 +69,8 @@ pub struct TestServer {
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     pool: Option<WorkerPool>,
+    /// Keeps a shared backend's schema and S3 server alive as long as the server.
+    _backend: crate::backend::Backend,
 }
 
 pub fn strato_options(o: &Options) -> StratoOptions {
@@ -76,7 +81,9 @@ pub fn strato_options(o: &Options) -> StratoOptions {
 }
 
 pub async fn start(o: Options) -> TestServer {
-    let strato = Strato::open(strato_options(&o)).await.expect("open");
+    // Server logs go to the test's captured output: shown when a test fails.
+    let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
+    let strato = o.backend.open(strato_options(&o)).await;
     let pool = (o.workers > 0).then(|| {
         strato.start_workers(WorkerPoolOptions {
             workers: o.workers,
@@ -105,7 +112,15 @@ pub async fn start(o: Options) -> TestServer {
             .await
             .unwrap();
     });
-    TestServer { base, client: reqwest::Client::new(), strato, stop: Some(tx), server: Some(server), pool }
+    TestServer {
+        base,
+        client: reqwest::Client::new(),
+        strato,
+        stop: Some(tx),
+        server: Some(server),
+        pool,
+        _backend: o.backend.clone(),
+    }
 }
 
 impl TestServer {

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use strato_ml::Example;
-use strato_service::{DataSource, Strato, TrainRequest};
+use strato_service::{DataSource, TrainRequest};
 use strato_types::{AttemptEnd, JobStatus};
 
+use crate::backend::{on_both_backends, Backend};
 use crate::common::{data, model_dir, strato_options, Options};
 
 /// A `strato` child process, killed (SIGKILL) when dropped.
@@ -22,12 +23,15 @@ impl Drop for Proc {
     }
 }
 
-fn spawn(data_dir: &Path, model: &Path, args: &[&str]) -> Proc {
+fn spawn(backend: &Backend, data_dir: &Path, model: &Path, args: &[&str]) -> Proc {
+    let (backend_args, env) = backend.process_args();
     let child = Command::new(env!("CARGO_BIN_EXE_strato"))
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--embedding-model")
         .arg(model)
+        .args(backend_args)
+        .envs(env)
         .args(args)
         .env("STRATO_LOG", "warn")
         .stdout(Stdio::null())
@@ -49,12 +53,16 @@ fn clinc_examples(n: usize) -> Vec<Example> {
         .collect()
 }
 
-#[tokio::test]
-async fn worker_killed_mid_training_is_finished_by_another_after_the_lease() {
+on_both_backends!(
+    worker_killed_mid_training_is_finished_by_another_after_the_lease,
+    a_thousand_jobs_through_two_api_processes_and_three_workers_end_exactly_once,
+);
+
+async fn worker_killed_mid_training_is_finished_by_another_after_the_lease(backend: Backend) {
     let Some(model) = model_dir() else { return };
     let dir = tempfile::tempdir().unwrap();
     // This process is an API-only node: it queues, the worker processes run.
-    let api = Strato::open(strato_options(&Options::new(dir.path(), model.clone()))).await.unwrap();
+    let api = backend.open(strato_options(&Options::new(dir.path(), model.clone()))).await;
     let job = api
         .submit_training(TrainRequest {
             model_id: "victim".into(),
@@ -67,7 +75,7 @@ async fn worker_killed_mid_training_is_finished_by_another_after_the_lease() {
         .await
         .unwrap();
 
-    let mut a = spawn(dir.path(), &model, &["worker", "--job-lease-secs", "2"]);
+    let mut a = spawn(&backend, dir.path(), &model, &["worker", "--job-lease-secs", "2"]);
     let start = Instant::now();
     let owner_a = loop {
         let j = api.job(&job.id).await.unwrap();
@@ -77,7 +85,7 @@ async fn worker_killed_mid_training_is_finished_by_another_after_the_lease() {
         assert!(start.elapsed() < Duration::from_secs(60), "worker A never got going: {j:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let _b = spawn(dir.path(), &model, &["worker", "--job-lease-secs", "2"]);
+    let _b = spawn(&backend, dir.path(), &model, &["worker", "--job-lease-secs", "2"]);
     a.0.kill().unwrap(); // SIGKILL: no shutdown hook, no release — only the lease can save the job.
     let _ = a.0.wait();
 
@@ -102,16 +110,17 @@ async fn worker_killed_mid_training_is_finished_by_another_after_the_lease() {
     assert_eq!(api.model("victim").await.unwrap().model.active_version, Some(1));
 }
 
-#[tokio::test]
-async fn a_thousand_jobs_through_two_api_processes_and_three_workers_end_exactly_once() {
+async fn a_thousand_jobs_through_two_api_processes_and_three_workers_end_exactly_once(backend: Backend) {
     let Some(model) = model_dir() else { return };
     let dir = tempfile::tempdir().unwrap();
     let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let ports = [free_port(), free_port()];
     // Two API processes (one also runs a worker), and a separate worker process with two workers: 3 workers.
-    let _api1 = spawn(dir.path(), &model, &["serve", "--addr", &format!("127.0.0.1:{}", ports[0]), "--workers", "1"]);
-    let _api2 = spawn(dir.path(), &model, &["serve", "--addr", &format!("127.0.0.1:{}", ports[1]), "--workers", "0"]);
-    let _w = spawn(dir.path(), &model, &["worker", "--workers", "2"]);
+    let _api1 =
+        spawn(&backend, dir.path(), &model, &["serve", "--addr", &format!("127.0.0.1:{}", ports[0]), "--workers", "1"]);
+    let _api2 =
+        spawn(&backend, dir.path(), &model, &["serve", "--addr", &format!("127.0.0.1:{}", ports[1]), "--workers", "0"]);
+    let _w = spawn(&backend, dir.path(), &model, &["worker", "--workers", "2"]);
     let client = reqwest::Client::new();
     for p in ports {
         let start = Instant::now();
@@ -149,8 +158,7 @@ async fn a_thousand_jobs_through_two_api_processes_and_three_workers_end_exactly
     assert_eq!(ids.len(), 1000);
 
     // Count checks straight in the database.
-    let store = strato_store::SqliteStore::open(&dir.path().join("meta.db")).await.unwrap();
-    let store: &dyn strato_store::MetaStore = &store;
+    let store = backend.store(dir.path()).await;
     let start = Instant::now();
     loop {
         let f = strato_store::JobFilter { status: Some(JobStatus::Success), limit: Some(5000), ..Default::default() };

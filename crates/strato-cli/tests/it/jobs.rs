@@ -6,7 +6,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::backend::{on_both_backends, Backend};
 use crate::common::{assert_error, no_model, start, Options, TestServer};
+
+on_both_backends!(
+    noop_jobs_run_and_idempotency_keys_return_the_first_job,
+    cancel_queued_and_running_jobs,
+    failing_job_is_dead_lettered_alerted_and_replayed,
+    attempts_past_the_time_limit_are_stopped_and_permanent_errors_skip_retries,
+    finished_jobs_expire_after_their_ttl
+);
 
 /// A local webhook that records every JSON body it receives.
 struct Webhook {
@@ -47,10 +56,9 @@ async fn wait_until(limit: Duration, what: &str, mut f: impl AsyncFnMut() -> boo
     }
 }
 
-#[tokio::test]
-async fn noop_jobs_run_and_idempotency_keys_return_the_first_job() {
+async fn noop_jobs_run_and_idempotency_keys_return_the_first_job(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let s = start(Options::new(dir.path(), no_model())).await;
+    let s = start(Options { backend, ..Options::new(dir.path(), no_model()) }).await;
     let j = submit(&s, json!({"kind": "noop"})).await;
     let done = s.wait_job(j["id"].as_str().unwrap(), Duration::from_secs(10)).await;
     assert_eq!((done["status"].as_str(), done["attempt_count"].as_i64()), (Some("SUCCESS"), Some(1)), "{done}");
@@ -82,10 +90,9 @@ async fn noop_jobs_run_and_idempotency_keys_return_the_first_job() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn cancel_queued_and_running_jobs() {
+async fn cancel_queued_and_running_jobs(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut o = Options::new(dir.path(), no_model());
+    let mut o = Options { backend, ..Options::new(dir.path(), no_model()) };
     o.lease = Duration::from_secs(1);
     let s = start(o).await;
     // One worker: the long job runs, the second waits in the queue.
@@ -114,11 +121,10 @@ async fn cancel_queued_and_running_jobs() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn failing_job_is_dead_lettered_alerted_and_replayed() {
+async fn failing_job_is_dead_lettered_alerted_and_replayed(backend: Backend) {
     let hook = webhook().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut o = Options::new(dir.path(), no_model());
+    let mut o = Options { backend, ..Options::new(dir.path(), no_model()) };
     o.alert_url = Some(hook.url.clone());
     let s = start(o).await;
     let j = submit(&s, json!({"kind": "noop", "payload": {"fail": "retryable"}, "max_attempts": 2})).await;
@@ -161,10 +167,9 @@ async fn failing_job_is_dead_lettered_alerted_and_replayed() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn attempts_past_the_time_limit_are_stopped_and_permanent_errors_skip_retries() {
+async fn attempts_past_the_time_limit_are_stopped_and_permanent_errors_skip_retries(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let s = start(Options::new(dir.path(), no_model())).await;
+    let s = start(Options { backend, ..Options::new(dir.path(), no_model()) }).await;
     let slow =
         submit(&s, json!({"kind": "noop", "payload": {"sleep_ms": 60_000}, "timeout_secs": 1, "max_attempts": 1}))
             .await;
@@ -184,10 +189,9 @@ async fn attempts_past_the_time_limit_are_stopped_and_permanent_errors_skip_retr
     s.stop().await;
 }
 
-#[tokio::test]
-async fn finished_jobs_expire_after_their_ttl() {
+async fn finished_jobs_expire_after_their_ttl(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut o = Options::new(dir.path(), no_model());
+    let mut o = Options { backend, ..Options::new(dir.path(), no_model()) };
     o.job_ttl = Some(Duration::from_secs(1));
     let s = start(o).await;
     let j = submit(&s, json!({"kind": "noop"})).await;

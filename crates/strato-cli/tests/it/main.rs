@@ -3,6 +3,7 @@
 //! unset — scripts/test.sh and CI set it).
 
 mod albert;
+mod backend;
 mod cli;
 mod common;
 mod errors;
