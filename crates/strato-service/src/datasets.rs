@@ -5,7 +5,7 @@ use chrono::Utc;
 use strato_ml::{parse_dataset, DatasetFormat};
 use strato_types::{validate_name, DatasetRecord, ErrorCode, StratoError};
 
-use crate::{internal, Result, Strato};
+use crate::{blob_storage, internal, storage, Result, Strato};
 
 /// A dataset's record and its file.
 pub struct StoredDataset {
@@ -59,7 +59,7 @@ impl Strato {
         };
         // A fresh key per upload: a training job that captured the old key keeps reading the old file.
         let key = format!("datasets/{name}/{}.{ext}", uuid::Uuid::now_v7());
-        self.inner.blobs.put(&key, bytes).await.map_err(internal("storing the dataset failed"))?;
+        self.inner.blobs.put(&key, bytes).await.map_err(blob_storage("storing the dataset failed"))?;
         let record = DatasetRecord {
             name: name.to_string(),
             format: ds.format.as_str().to_string(),
@@ -86,7 +86,7 @@ impl Strato {
 
     /// All datasets.
     pub async fn list_datasets(&self) -> Result<Vec<DatasetRecord>> {
-        self.inner.store.list_datasets().await.map_err(internal("listing datasets failed"))
+        self.inner.store.list_datasets().await.map_err(storage("listing datasets failed"))
     }
 
     /// A dataset's record.
@@ -103,7 +103,7 @@ impl Strato {
     pub async fn dataset_file(&self, name: &str) -> Result<StoredDataset> {
         let record = self.dataset(name).await?;
         let bytes =
-            self.inner.blobs.get(&record.blob_key).await.map_err(internal("reading the dataset file failed"))?;
+            self.inner.blobs.get(&record.blob_key).await.map_err(blob_storage("reading the dataset file failed"))?;
         let content_type = match record.format.as_str() {
             "csv" => "text/csv",
             "jsonl" => "application/x-ndjson",

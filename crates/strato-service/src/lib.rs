@@ -106,6 +106,21 @@ pub(crate) fn storage(what: &'static str) -> impl FnOnce(strato_store::StoreErro
     }
 }
 
+/// Like [`storage`], for blob storage: a backend failure (S3 unreachable, disk full or read-only) is
+/// `storage_unavailable` (503).
+pub(crate) fn blob_storage(what: &'static str) -> impl FnOnce(strato_blob::BlobError) -> StratoError {
+    move |e| {
+        tracing::error!(error = %e, "{what}");
+        match e {
+            strato_blob::BlobError::Backend(_) | strato_blob::BlobError::Io { .. } => StratoError::new(
+                ErrorCode::StorageUnavailable,
+                format!("{what}: blob storage is unavailable; nothing was changed, retry later"),
+            ),
+            _ => StratoError::internal(format!("{what}; see the server log")),
+        }
+    }
+}
+
 /// Logs an internal failure with its cause and returns a short error for the client.
 pub(crate) fn internal<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> StratoError {
     move |e| {

@@ -25,7 +25,7 @@ use strato_types::{
     UserQuestionRecord, OFF_TOPIC,
 };
 
-use crate::{internal, Result, Strato};
+use crate::{blob_storage, internal, storage, Result, Strato};
 
 /// The model id under which a mentor's classifier versions are stored (`:` cannot appear in user model ids).
 pub fn mentor_model_id(mentor: &str) -> String {
@@ -181,7 +181,7 @@ impl Strato {
         }
         validate(&mentor)?;
         let body = serde_json::to_value(&mentor).map_err(internal("encoding the mentor failed"))?;
-        self.inner.store.put_mentor(id, &body).await.map_err(internal("storing the mentor failed"))?;
+        self.inner.store.put_mentor(id, &body).await.map_err(storage("storing the mentor failed"))?;
         self.inner
             .store
             .ensure_model(&mentor_model_id(id), &json!({"mentor": id}))
@@ -192,14 +192,14 @@ impl Strato {
 
     /// A mentor.
     pub async fn mentor(&self, id: &str) -> Result<Mentor> {
-        let row = self.inner.store.get_mentor(id).await.map_err(internal("reading the mentor failed"))?;
+        let row = self.inner.store.get_mentor(id).await.map_err(storage("reading the mentor failed"))?;
         let row = row.ok_or_else(|| not_found(id))?;
         serde_json::from_value(row.body).map_err(internal("the stored mentor is unreadable"))
     }
 
     /// Deletes a mentor, its user questions and its classifier versions.
     pub async fn delete_mentor(&self, id: &str) -> Result<()> {
-        if !self.inner.store.delete_mentor(id).await.map_err(internal("deleting the mentor failed"))? {
+        if !self.inner.store.delete_mentor(id).await.map_err(storage("deleting the mentor failed"))? {
             return Err(not_found(id));
         }
         match self.delete_model(&mentor_model_id(id)).await {
@@ -488,7 +488,7 @@ impl Strato {
             _ => {
                 let mentor = Arc::new(self.mentor(id).await?);
                 let graded =
-                    self.inner.store.graded_user_questions(id).await.map_err(internal("reading grades failed"))?;
+                    self.inner.store.graded_user_questions(id).await.map_err(storage("reading grades failed"))?;
                 let index = mentor.answers.iter().enumerate().map(|(i, a)| (a.id.clone(), i)).collect();
                 (mentor.clone(), exact_index(&mentor, &graded), Arc::new(index))
             }
@@ -511,7 +511,8 @@ impl Strato {
             .await
             .map_err(internal("reading the version failed"))?
             .ok_or_else(|| StratoError::new(ErrorCode::MentorNotTrained, "the mentor's model version is gone"))?;
-        let bytes = self.inner.blobs.get(&rec.blob_key).await.map_err(internal("reading the mentor model failed"))?;
+        let bytes =
+            self.inner.blobs.get(&rec.blob_key).await.map_err(blob_storage("reading the mentor model failed"))?;
         let model = tokio::task::spawn_blocking(move || MentorModel::from_bytes(&bytes))
             .await
             .map_err(internal("loading task failed"))?
@@ -597,7 +598,7 @@ impl Strato {
             .await
             .map_err(internal("reading the mentor failed"))?
             .ok_or_else(|| not_found(id))?;
-        self.inner.store.list_user_questions(id, filter).await.map_err(internal("listing user questions failed"))
+        self.inner.store.list_user_questions(id, filter).await.map_err(storage("listing user questions failed"))
     }
 
     /// Grades a user question; used for exact matching at once and as training data at the next training.
@@ -617,7 +618,7 @@ impl Strato {
                 return Err(bad(format!("mentor {:?} has no answer {aid:?}", q.mentor_id)));
             }
         }
-        self.inner.store.grade_user_question(feedback_id, &grade).await.map_err(internal("grading failed"))?.ok_or_else(
+        self.inner.store.grade_user_question(feedback_id, &grade).await.map_err(storage("grading failed"))?.ok_or_else(
             || StratoError::new(ErrorCode::FeedbackNotFound, format!("user question {feedback_id:?} not found")),
         )
     }

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use strato_ml::{Classifier, Scored};
 use strato_types::{ErrorCode, ModelRecord, ModelVersionRecord, StratoError};
 
-use crate::{internal, Result, Strato};
+use crate::{blob_storage, internal, storage, Result, Strato};
 
 pub(crate) struct ModelCache {
     lru: Mutex<LruCache<(String, i64), Arc<Classifier>>>,
@@ -65,14 +65,14 @@ fn not_found(id: &str) -> StratoError {
 impl Strato {
     /// All models.
     pub async fn list_models(&self) -> Result<Vec<ModelRecord>> {
-        self.inner.store.list_models().await.map_err(internal("listing models failed"))
+        self.inner.store.list_models().await.map_err(storage("listing models failed"))
     }
 
     /// A model and its versions.
     pub async fn model(&self, id: &str) -> Result<ModelDetail> {
-        let model = self.inner.store.get_model(id).await.map_err(internal("reading the model failed"))?;
+        let model = self.inner.store.get_model(id).await.map_err(storage("reading the model failed"))?;
         let model = model.ok_or_else(|| not_found(id))?;
-        let versions = self.inner.store.list_versions(id).await.map_err(internal("reading versions failed"))?;
+        let versions = self.inner.store.list_versions(id).await.map_err(storage("reading versions failed"))?;
         Ok(ModelDetail { model, versions })
     }
 
@@ -96,7 +96,7 @@ impl Strato {
 
     /// Makes `version` the one predictions use.
     pub async fn activate_version(&self, id: &str, version: i64) -> Result<ModelDetail> {
-        if !self.inner.store.activate_version(id, version).await.map_err(internal("activating failed"))? {
+        if !self.inner.store.activate_version(id, version).await.map_err(storage("activating failed"))? {
             self.model(id).await?;
             return Err(StratoError::new(ErrorCode::VersionNotFound, format!("model {id:?} has no version {version}")));
         }
@@ -105,7 +105,7 @@ impl Strato {
 
     /// The active classifier of a model, from the cache or loaded from blob storage.
     pub async fn classifier(&self, id: &str) -> Result<(i64, Arc<Classifier>)> {
-        let model = self.inner.store.get_model(id).await.map_err(internal("reading the model failed"))?;
+        let model = self.inner.store.get_model(id).await.map_err(storage("reading the model failed"))?;
         let model = model.ok_or_else(|| not_found(id))?;
         let version = model.active_version.ok_or_else(|| {
             StratoError::new(
@@ -123,7 +123,8 @@ impl Strato {
             .await
             .map_err(internal("reading the version failed"))?
             .ok_or_else(|| not_found(id))?;
-        let bytes = self.inner.blobs.get(&rec.blob_key).await.map_err(internal("reading the model artifact failed"))?;
+        let bytes =
+            self.inner.blobs.get(&rec.blob_key).await.map_err(blob_storage("reading the model artifact failed"))?;
         let classifier = tokio::task::spawn_blocking(move || Classifier::from_bytes(&bytes))
             .await
             .map_err(internal("loading task failed"))?

@@ -13,7 +13,7 @@ use strato_store::{AddVersion, EnqueueOutcome, TrainSubmission};
 use strato_types::{validate_name, ErrorCode, JobKind, JobRecord, NewJob, StratoError};
 
 use crate::datasets::parse_upload;
-use crate::{internal, Result, Strato};
+use crate::{blob_storage, internal, Result, Strato};
 
 /// Where training data comes from.
 #[derive(Debug, Clone)]
@@ -119,7 +119,11 @@ impl Strato {
                     body.push(b'\n');
                 }
                 let key = format!("datasets/_inline/{}.jsonl", uuid::Uuid::now_v7());
-                self.inner.blobs.put(&key, Bytes::from(body)).await.map_err(internal("storing inline data failed"))?;
+                self.inner
+                    .blobs
+                    .put(&key, Bytes::from(body))
+                    .await
+                    .map_err(blob_storage("storing inline data failed"))?;
                 (key, "jsonl".to_string(), None)
             }
         };

@@ -10,5 +10,6 @@ mod errors;
 mod faults;
 mod jobs;
 mod mentors;
+mod outages;
 mod restart;
 mod training;
