@@ -102,3 +102,51 @@ fn train_respects_the_split_column() {
     assert!(stdout.lines().any(|l| l.trim_start().starts_with("validation n=3")), "{stdout}");
     assert!(stdout.lines().any(|l| l.trim_start().starts_with("test       n=3")), "{stdout}");
 }
+
+#[tokio::test]
+async fn jobs_and_dlq_commands_work_on_the_data_directory() {
+    use strato_store::MetaStore;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // A job that exhausted its attempts, and one still queued, written as a worker would.
+    let store = strato_store::SqliteStore::open(&data.join("meta.db")).await.unwrap();
+    let noop = |max_attempts| strato_types::NewJob {
+        max_attempts,
+        ..strato_types::NewJob::new(strato_types::JobKind::Noop, serde_json::json!({}))
+    };
+    let dead = store.enqueue(noop(1)).await.unwrap().job.id;
+    store.claim("w-test", std::time::Duration::from_secs(30)).await.unwrap().unwrap();
+    store.fail(&dead, "w-test", "boom", Some(std::time::Duration::ZERO), false).await.unwrap();
+    let queued = store.enqueue(noop(5)).await.unwrap().job.id;
+    drop(store);
+
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_strato")).arg("--data-dir").arg(&data).args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&["dlq", "list"]);
+    assert!(ok && out.contains(&dead) && !out.contains(&queued), "{out}{err}");
+    let (ok, out, _) = run(&["dlq", "show", &dead]);
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(ok && shown["attempt_log"][0]["error"] == "boom", "{out}");
+    let (ok, out, _) = run(&["jobs", "list", "--status", "queued"]);
+    assert!(ok && out.contains(&queued) && !out.contains(&dead), "{out}");
+    let (ok, out, _) = run(&["jobs", "cancel", &queued]);
+    assert!(ok && out.contains("cancelled"), "{out}");
+    let (ok, _, err) = run(&["jobs", "cancel", &queued]);
+    assert!(!ok && err.contains("already finished"), "{err}");
+    let (ok, out, _) = run(&["dlq", "replay", &dead]);
+    assert!(ok && out.contains("replayed"), "{out}");
+    let (ok, _, err) = run(&["dlq", "delete", &dead]);
+    assert!(!ok && err.contains("not in the dead-letter queue"), "a replayed job left the DLQ: {err}");
+    let (ok, out, _) = run(&["jobs", "show", &dead]);
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(ok && shown["status"] == "QUEUED" && shown["attempts"] == 0, "{out}");
+    let (ok, _, err) = run(&["jobs", "list", "--status", "nope"]);
+    assert!(!ok && err.contains("unknown status"), "{err}");
+}
