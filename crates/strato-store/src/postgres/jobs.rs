@@ -294,10 +294,13 @@ impl PgStore {
             let mut busy: Vec<String> = Vec::new();
             for _ in 0..CLAIM_CANDIDATES {
                 // 1. The best candidate no other transaction holds. A lapsed job with no attempts left or a
-                //    pending cancel is the reaper's, not a new attempt's.
+                //    pending cancel is the reaper's, not a new attempt's. The status list matches
+                //    `jobs_claim_order`'s predicate, so the pick walks that index in claim order and stops at the first
+                //    runnable row instead of sorting every queued job.
                 let candidate: Option<(String, Option<String>)> = sqlx::query_as(
                     "SELECT j.id, j.key FROM jobs j \
-                     WHERE ((j.status = 'QUEUED' AND j.run_after <= $1) \
+                     WHERE j.status IN ('QUEUED', 'IN_PROGRESS') \
+                       AND ((j.status = 'QUEUED' AND j.run_after <= $1) \
                             OR (j.status = 'IN_PROGRESS' AND j.lease_expires_at < $1 \
                                 AND j.attempts < j.max_attempts AND NOT j.cancel_requested)) \
                        AND (j.key IS NULL OR (NOT (j.key = ANY($2)) AND NOT EXISTS (SELECT 1 FROM jobs o \
