@@ -3,8 +3,12 @@
 //! - `strato-bench embed MODEL_DIR CSV [N]`: batch-32 embedding throughput on CLINC150 texts (after a warm-up).
 //! - `strato-bench predict DATA_DIR MODEL_DIR MODEL_ID CSV [N]`: single-query predict latency (embed one text +
 //!   classify, through the service as the HTTP handler calls it) over N distinct test texts.
+//! - `strato-bench jobs [--database-url URL] …`: the job queue under no-op jobs (throughput, enqueue → start
+//!   latency, idle CPU) on SQLite and PostgreSQL; one JSON line per measurement (see `jobs.rs`).
 
 #![allow(clippy::print_stdout, reason = "prints its measurements")]
+
+mod jobs;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -249,13 +253,16 @@ async fn many_mentors(args: &[String]) -> Result<serde_json::Value> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("jobs") {
+        return jobs::run(&args[1..]).await;
+    }
     let out = match args.first().map(String::as_str) {
         Some("embed") => embed(&args[1..])?,
         Some("predict") => predict(&args[1..]).await?,
         Some("offtopic") => offtopic(&args[1..])?,
         Some("mentor") => mentor(&args[1..]).await?,
         Some("many-mentors") => many_mentors(&args[1..]).await?,
-        _ => bail!("usage: strato-bench embed|predict …"),
+        _ => bail!("usage: strato-bench embed|predict|offtopic|mentor|many-mentors|jobs …"),
     };
     println!("{out}");
     Ok(())

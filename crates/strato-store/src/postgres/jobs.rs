@@ -294,12 +294,18 @@ impl PgStore {
             let mut busy: Vec<String> = Vec::new();
             for _ in 0..CLAIM_CANDIDATES {
                 // 1. The best candidate no other transaction holds. A lapsed job with no attempts left or a
-                //    pending cancel is the reaper's, not a new attempt's.
+                //    pending cancel is the reaper's, not a new attempt's. The status list matches
+                //    `jobs_claim_order`'s predicate, so the pick walks that index in claim order and stops at the first
+                //    runnable row instead of sorting every queued job. The per-status test is a CASE, not
+                //    `(status = 'QUEUED' AND …) OR (status = 'IN_PROGRESS' AND …)`: given that OR, a planner without
+                //    fresh statistics (a new table, or a backlog that built up since the last ANALYZE) ORs two
+                //    bitmap scans of `jobs_claimable` and sorts the whole queue on every claim.
                 let candidate: Option<(String, Option<String>)> = sqlx::query_as(
                     "SELECT j.id, j.key FROM jobs j \
-                     WHERE ((j.status = 'QUEUED' AND j.run_after <= $1) \
-                            OR (j.status = 'IN_PROGRESS' AND j.lease_expires_at < $1 \
-                                AND j.attempts < j.max_attempts AND NOT j.cancel_requested)) \
+                     WHERE j.status IN ('QUEUED', 'IN_PROGRESS') \
+                       AND CASE WHEN j.status = 'QUEUED' THEN j.run_after <= $1 \
+                                ELSE j.lease_expires_at < $1 AND j.attempts < j.max_attempts AND NOT j.cancel_requested \
+                           END \
                        AND (j.key IS NULL OR (NOT (j.key = ANY($2)) AND NOT EXISTS (SELECT 1 FROM jobs o \
                             WHERE o.key = j.key AND o.id <> j.id AND o.status = 'IN_PROGRESS' \
                               AND o.lease_expires_at >= $1))) \

@@ -232,12 +232,15 @@ impl SqliteStore {
     pub(super) async fn job_claim(&self, worker: &str, lease: Duration) -> Result<Option<JobRecord>> {
         let now = now_ms();
         write_tx!(self, |conn| {
-            // A lapsed job with no attempts left or a pending cancel is the reaper's, not a new attempt's.
+            // A lapsed job with no attempts left or a pending cancel is the reaper's, not a new attempt's. The pick
+            // walks `jobs_claim_order` (already in claim order) and stops at the first runnable row; left to itself
+            // SQLite would collect and sort every queued job on each claim.
             let row = sqlx::query(&format!(
                 "UPDATE jobs SET status = 'IN_PROGRESS', lease_owner = ?1, lease_expires_at = ?2, \
                    attempts = attempts + 1, started_at = COALESCE(started_at, ?3), updated_at = ?3 \
-                 WHERE id = (SELECT j.id FROM jobs j \
-                   WHERE ((j.status = 'QUEUED' AND j.run_after <= ?3) \
+                 WHERE id = (SELECT j.id FROM jobs j INDEXED BY jobs_claim_order \
+                   WHERE j.status IN ('QUEUED', 'IN_PROGRESS') \
+                     AND ((j.status = 'QUEUED' AND j.run_after <= ?3) \
                           OR (j.status = 'IN_PROGRESS' AND j.lease_expires_at < ?3 \
                               AND j.attempts < j.max_attempts AND j.cancel_requested = 0)) \
                      AND (j.key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.key = j.key AND o.id <> j.id \
