@@ -220,8 +220,18 @@ impl Tmpfs {
     }
 
     fn remount(&self, mode: &str) {
-        let out = Command::new("mount").args(["-o", &format!("remount,{mode}")]).arg(self.path()).output().unwrap();
-        assert!(out.status.success(), "remount {mode}: {}", String::from_utf8_lossy(&out.stderr));
+        // A stopped server's pooled SQLite connections close in the background; until they do, a read-only
+        // remount is refused as busy.
+        let start = Instant::now();
+        loop {
+            let out = Command::new("mount").args(["-o", &format!("remount,{mode}")]).arg(self.path()).output().unwrap();
+            if out.status.success() {
+                return;
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("busy") && start.elapsed() < Duration::from_secs(20), "remount {mode}: {err}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
