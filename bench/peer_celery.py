@@ -56,7 +56,8 @@ def rconn():
     # Per process and created on first use: a prefork child must not share its parent's socket.
     global _redis
     if _redis is None:
-        _redis = redis.Redis.from_url(BROKER)
+        # redis-py 8 times socket reads out after 5 s by default; the driver's BLPOP waits for a whole run.
+        _redis = redis.Redis.from_url(BROKER, socket_timeout=700)
     return _redis
 
 

@@ -197,6 +197,8 @@ def measure_jobs(database_url, with_peer):
     cmd = [str(BENCH), "jobs"] + (["--database-url", database_url] if database_url else ["--backends", "sqlite"])
     print("+", " ".join(cmd), file=sys.stderr)
     strato_lines = [json.loads(l) for l in subprocess.check_output(cmd).decode().splitlines() if l.startswith("{")]
+    # Kept even if the peer fails below.
+    (OUT / "jobs-strato.jsonl").write_text("".join(json.dumps(l) + "\n" for l in strato_lines))
     celery_lines = []
     if with_peer:
         sh(["bash", str(REPO / "bench" / "setup_celery.sh")])

@@ -114,10 +114,17 @@ fn user_question_from_row(row: &PgRow) -> Result<UserQuestionRecord> {
     })
 }
 
-/// Runs `body` in a transaction on a pooled connection: commits on `Ok`, rolls back on `Err`.
+/// Runs `body` in a transaction on a pooled connection: commits on `Ok`, rolls back on `Err`. `begin = SQL` opens
+/// the transaction with that statement instead of `BEGIN` (sent in the same round trip).
 macro_rules! pg_tx {
-    ($self:expr, |$conn:ident| $body:block) => {{
-        let mut tx = $self.pool.begin().await?;
+    ($self:expr, |$conn:ident| $body:block) => {
+        pg_tx!(@run $self.pool.begin().await?, |$conn| $body)
+    };
+    ($self:expr, begin = $begin:expr, |$conn:ident| $body:block) => {
+        pg_tx!(@run $self.pool.begin_with($begin).await?, |$conn| $body)
+    };
+    (@run $begin:expr, |$conn:ident| $body:block) => {{
+        let mut tx = $begin;
         let out: Result<_> = async {
             let $conn: &mut sqlx::PgConnection = &mut *tx;
             $body
