@@ -10,11 +10,13 @@
 //! - **Per-key serialisation by advisory lock.** `SKIP LOCKED` alone lets two transactions claim two *different*
 //!   jobs of one key at once: each checks "no other job of this key runs" against a snapshot that cannot see the
 //!   other's uncommitted claim. So a claim of a keyed job takes `pg_try_advisory_xact_lock(CLAIM_KEY_LOCK,
-//!   hashtext(key))` and then re-checks the key in the `UPDATE` itself, whose snapshot is taken after the lock and
+//!   hashtext(schema, key))` and then re-checks the key in the `UPDATE` itself, whose snapshot is taken after the lock and
 //!   so sees every earlier claim of that key committed. When the lock is taken (another process is claiming that
 //!   key right now) or the re-check fails, the key is busy: the claim moves on to the next candidate. A partial
 //!   unique index on `key WHERE status = 'IN_PROGRESS'` would be simpler but stricter than the contract: a lapsed
 //!   job must not block its key, and `enqueue_claimed` may start a job beside a running one of the same key.
+//!   Advisory locks are database-wide, so the hashed name includes the schema: deployments (or tests) in different
+//!   schemas of one database never block each other's keys.
 //! - **Enqueue locks.** An enqueue with an idempotency key, or coalescing on a key, first takes an advisory lock on
 //!   that key (`ENQUEUE_LOCK` namespace), so "look, then insert" cannot race with another enqueue of the same key
 //!   (SQLite gets the same from its single writer).
@@ -110,7 +112,7 @@ async fn notify_workers(conn: &mut PgConnection) -> Result<()> {
 
 /// Holds `text`'s enqueue lock until the transaction ends.
 async fn enqueue_lock(conn: &mut PgConnection, text: &str) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema() || chr(31) || $2))")
         .bind(ENQUEUE_LOCK)
         .bind(text)
         .execute(&mut *conn)
@@ -324,11 +326,13 @@ impl PgStore {
                 let Some((id, key)) = candidate else { return Ok(None) };
                 // 2. Keyed: hold the key's claim lock, or leave the key to whoever is claiming it.
                 if let Some(key) = &key {
-                    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, hashtext($2))")
-                        .bind(CLAIM_KEY_LOCK)
-                        .bind(key)
-                        .fetch_one(&mut *conn)
-                        .await?;
+                    let locked: bool = sqlx::query_scalar(
+                        "SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema() || chr(31) || $2))",
+                    )
+                    .bind(CLAIM_KEY_LOCK)
+                    .bind(key)
+                    .fetch_one(&mut *conn)
+                    .await?;
                     if !locked {
                         busy.push(key.clone());
                         continue;
