@@ -191,11 +191,14 @@ def latency_and_idle(args, pool, concurrency):
         with app.producer_or_acquire() as producer:
             producer.connection.ensure_connection()
             start = time.monotonic()
+            calls = []
             for i in range(n):
                 delay = start + i / args.rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                noop_timed.apply_async((run, time.monotonic()), producer=producer)
+                sent = time.monotonic()
+                noop_timed.apply_async((run, sent), producer=producer)
+                calls.append((time.monotonic() - sent) * 1000)
         achieved = n / (time.monotonic() - start)
         key = f"bench:lat:{run}"
         deadline = time.monotonic() + 120
@@ -207,7 +210,7 @@ def latency_and_idle(args, pool, concurrency):
         latency = {"bench": "jobs", "backend": "celery", "measure": "latency", "pool": pool,
                    "concurrency": concurrency, "rate": args.rate, "jobs": n, "achieved_rate": achieved,
                    "p50_ms": percentile(ms, 0.5), "p90_ms": percentile(ms, 0.9), "p99_ms": percentile(ms, 0.99),
-                   "max_ms": ms[-1]}
+                   "max_ms": ms[-1], "enqueue_call_p50_ms": percentile(sorted(calls), 0.5)}
         time.sleep(0.5)
         c0, t0 = w.cpu_ns(), time.monotonic()
         time.sleep(args.idle_secs)

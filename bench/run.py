@@ -282,6 +282,8 @@ def render_jobs(jobs):
         "≤ 1 SQLite, ≤ 3 PostgreSQL |",
         f"| enqueue → start p99 at 200 jobs/s (ms) | {cell('sqlite', lat, 'p99_ms', False)} | "
         f"{cell('postgres', lat, 'p99_ms', False)} | {cell('celery', lat, 'p99_ms', False)} | |",
+        f"| of which the enqueue call itself, p50 (ms) | {fmt(lat['sqlite'].get('enqueue_call_p50_ms'))} | "
+        f"{fmt(lat['postgres'].get('enqueue_call_p50_ms'))} | {fmt(lat['celery'].get('enqueue_call_p50_ms'))} | |",
         f"| latency run's workers | {who('sqlite', lat)} | {who('postgres', lat)} | {who('celery', lat)} | |",
         f"| CPU while idle for {fmt(idle['sqlite'].get('seconds'))} s (% of one core) | "
         f"{fmt(idle['sqlite'].get('cpu_pct_of_core'))} | {fmt(idle['postgres'].get('cpu_pct_of_core'))} | "
@@ -305,21 +307,59 @@ def render_jobs(jobs):
     return "\n".join(lines)
 
 
-# How the job-queue figures are taken, and what limits them (from profiling; see the commit that added them).
+# How the job-queue figures are taken, and what limits them (from profiling with perf, strace and EXPLAIN while the
+# benchmark was written; see the strato-store commits of the same branch).
 JOBS_NOTES = [
     "How it is measured:",
     "- Throughput: 20,000 jobs. *Concurrently*: 4 tasks enqueue 5,000 each (as API processes would) while the pool "
     "runs; jobs/s = 20,000 / (first enqueue → the last outcome written). *Drain only*: all enqueued first, then the "
-    "pool is started. Strato tries 2, 4 and 8 workers; Celery one worker process with prefork ×1, prefork ×2, "
-    "threads ×2 and solo, its 4 enqueuers being processes. Each Celery task INCRs a Redis counter so the driver "
-    "sees the last one end without polling.",
+    "pool is started. Strato tries 2, 4 and 8 workers (one process, tokio's default 2 runtime threads); Celery one "
+    "worker process with prefork ×1, prefork ×2, threads ×2 and solo, its 4 enqueuers being processes. Each Celery "
+    "task INCRs a Redis counter so the driver sees the last one end without polling.",
     "- Latency: one enqueue every 5 ms for 10 s, the workers idle in between; from an `Instant` (Celery: "
-    "`time.monotonic()`) taken just before the enqueue call to the one the handler takes when it starts.",
+    "`time.monotonic()`) taken just before the enqueue call to the one the handler takes when it starts, so it "
+    "includes the enqueue's own commit.",
     "- Idle CPU: the whole Strato process (pool, store, runtime), or Celery's worker and its children, over 5 s "
-    "with nothing queued, from `/proc/*/task/*/schedstat`.",
+    "with nothing queued, from `/proc/*/task/*/schedstat`. Strato's idle cost is each worker's 1 s safety poll "
+    "(`poll_interval`) and the 5 s lease reaper; wake-ups come from the job signal, not polling.",
     "- Celery runs with `--without-gossip --without-mingle --without-heartbeat`, `--loglevel=WARNING` and no result "
     "backend, and acknowledges each message before running it (its default: a worker killed mid-task loses the "
-    "task). Strato writes every job, attempt and outcome durably (at-least-once, lease-fenced).",
+    "task); this machine's Redis persists nothing (`appendonly no`, no `save`). Strato writes every job, attempt "
+    "and outcome durably (at-least-once, lease-fenced), SQLite in WAL with `synchronous=NORMAL`, PostgreSQL with "
+    "`synchronous_commit=on`.",
+    "",
+    "What limits throughput:",
+    "- Each job is 3 write transactions: enqueue (insert + wake-up), claim (pick + update + attempt-log row) and "
+    "complete (update + close the attempt). On SQLite that is 12 statements, and sqlx runs each SQLite statement "
+    "on the connection's own thread, so every statement is a cross-thread round trip: perf puts ~35 % of the CPU "
+    "in those wake-ups and ~35 % in SQLite itself (the jobs table has 7 indexes, 4 of them on every job); 10,000 "
+    "jobs through SQLite (enqueued concurrently, then drain only) took 6.7 s of user and 11.3 s of system CPU, the "
+    "system part mostly futex wake-ups and WAL writes. On PostgreSQL it is "
+    "14 round trips and 3 commits that each wait for a WAL flush; `synchronous_commit=off` doubled the throughput "
+    "and halved the latency in a side run, but would drop acknowledged enqueues on a crash, so it is not used. "
+    "PostgreSQL also serialises the commits of transactions that `NOTIFY` (a global lock held through commit), so "
+    "concurrent enqueues cannot share a flush.",
+    "- CPU: about 1 ms of CPU per job (Strato process plus PostgreSQL backends) puts the ceiling near 2,000 "
+    "jobs/s on 2 free cores, and the cores were not free (load average above). Celery is bound the same way by "
+    "its Python per-task overhead.",
+    "- Fixed on this branch: every claim used to sort the whole queue (both backends: no index matched the claim "
+    "order), O(queue length) per claim; PostgreSQL additionally planned the claim from estimates that a queue "
+    "defeats (a generic plan made on an empty table kept sorting the backlog). Migration 0004 adds "
+    "`jobs_claim_order`, SQLite is told `INDEXED BY` and PostgreSQL claims with `enable_sort` off. Drain-only "
+    "throughput no longer falls as the backlog grows (side runs, load average 1-6): SQLite with 2 workers was "
+    "1,036 jobs/s with 5,000 queued and 498 with 10,000, now 1,189 and 1,127 with 5,000 and 20,000; PostgreSQL "
+    "with 8 workers was 766 with 1,000 and 204 with 10,000, now 1,566 with 10,000.",
+    "",
+    "What would raise it (not done here; each changes the store trait or the worker loop):",
+    "- Complete a job and claim the next in one transaction (3 → 2 transactions and flushes per job).",
+    "- Claim batches: claim up to k jobs per transaction for idle workers, and record outcomes in batches "
+    "(amortises BEGIN/COMMIT, the WAL flush and the attempt-log writes).",
+    "- SQLite: run each write transaction as one closure on a dedicated connection thread (one hand-off per "
+    "transaction instead of per statement); skip the no-op \"close a lapsed attempt\" update on first attempts.",
+    "- PostgreSQL: fold `pg_notify` into the insert (one round trip less per enqueue) and notify only when a "
+    "worker may be idle, which also keeps busy enqueues off the global NOTIFY commit lock.",
+    "- Workers: after each claim a worker passes the wake-up on; when the pool keeps up, the worker it wakes runs "
+    "an empty claim transaction. A claim that says whether more work is runnable would avoid those.",
 ]
 
 
