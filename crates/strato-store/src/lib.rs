@@ -14,6 +14,7 @@
 //! times as integer milliseconds and apply the numbered migrations in `migrations/<backend>/` at connect; a schema
 //! change adds a file with the same number to both directories.
 
+mod batch;
 mod postgres;
 mod sqlite;
 
@@ -34,6 +35,9 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The SQLite batch writer's connection failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// Migrations failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -47,6 +51,9 @@ impl StoreError {
     /// or full disk, I/O error, lost connection, server shutting down): the caller may retry later, and nothing
     /// was changed because every change is one transaction.
     pub fn is_unavailable(&self) -> bool {
+        if let StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) = self {
+            return sqlite_code_unavailable(i64::from(e.extended_code));
+        }
         let StoreError::Database(e) = self else { return false };
         match e {
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
@@ -54,17 +61,22 @@ impl StoreError {
             }
             sqlx::Error::Database(d) => {
                 let code = d.code().unwrap_or_default();
-                // SQLite primary codes (extended codes keep the primary in the low byte): BUSY 5, LOCKED 6,
-                // NOMEM 7, READONLY 8, IOERR 10, FULL 13, CANTOPEN 14. PostgreSQL SQLSTATEs: 08xxx connection,
-                // 53xxx insufficient resources (disk full), 57Pxx shutdown, 25006 read-only transaction.
+                // SQLite codes are numbers. PostgreSQL SQLSTATEs: 08xxx connection, 53xxx insufficient resources
+                // (disk full), 57Pxx shutdown, 25006 read-only transaction.
                 if let Ok(n) = code.parse::<i64>() {
-                    return matches!(n & 0xff, 5 | 6 | 7 | 8 | 10 | 13 | 14);
+                    return sqlite_code_unavailable(n);
                 }
                 code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") || code == "25006"
             }
             _ => false,
         }
     }
+}
+
+/// SQLite result codes (extended codes keep the primary in the low byte) that mean "not now": BUSY 5, LOCKED 6,
+/// NOMEM 7, READONLY 8, IOERR 10, FULL 13, CANTOPEN 14.
+fn sqlite_code_unavailable(code: i64) -> bool {
+    matches!(code & 0xff, 5 | 6 | 7 | 8 | 10 | 13 | 14)
 }
 
 /// Result alias.

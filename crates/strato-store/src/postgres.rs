@@ -18,6 +18,7 @@ use strato_types::{
     UserQuestionRecord,
 };
 
+use crate::batch::Batcher;
 use crate::{
     AddVersion, CancelOutcome, Enqueued, FailOutcome, Heartbeat, JobFilter, MentorRow, MetaStore, Reaped, Result,
     StoreError, TrainSubmission, UserQuestionFilter,
@@ -50,6 +51,8 @@ pub struct PgStore {
     pool: PgPool,
     /// Woken by this process's writes and, through the listener, by every other process's.
     signal: Arc<tokio::sync::Notify>,
+    /// Group commit for enqueues, claims and completions.
+    jobs: Batcher,
     _listener: Arc<listener::ListenerTask>,
 }
 
@@ -224,7 +227,8 @@ impl PgStore {
             .await?;
         let signal = Arc::new(tokio::sync::Notify::new());
         let listener = listener::ListenerTask::start(&connect, options.acquire_timeout, signal.clone()).await?;
-        Ok(Self { pool, signal, _listener: Arc::new(listener) })
+        let jobs = Batcher::spawn(jobs::PgBatchWriter { pool: pool.clone(), signal: signal.clone() });
+        Ok(Self { pool, signal, jobs, _listener: Arc::new(listener) })
     }
 
     /// The connection pool, for callers that need to look at the database directly (admin tools, tests).

@@ -15,6 +15,7 @@ use strato_types::{
     UserQuestionRecord,
 };
 
+use crate::batch::Batcher;
 use crate::{
     AddVersion, CancelOutcome, Enqueued, FailOutcome, Heartbeat, JobFilter, MentorRow, MetaStore, Reaped, Result,
     StoreError, TrainSubmission, UserQuestionFilter,
@@ -28,6 +29,8 @@ pub struct SqliteStore {
     /// Wakes this process's idle workers: SQLite has no cross-process notification, so other processes' workers
     /// notice new jobs by their poll interval.
     signal: Arc<tokio::sync::Notify>,
+    /// Group commit for enqueues, claims and completions.
+    jobs: Batcher,
 }
 
 fn now_ms() -> i64 {
@@ -38,13 +41,51 @@ fn ts(ms: i64) -> Timestamp {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
-fn json_col(row: &SqliteRow, col: &str) -> Result<serde_json::Value> {
-    let s: String = row.try_get(col)?;
+/// Column access shared by sqlx's rows and rusqlite's (the batch writer's), so one mapping serves both.
+pub(super) trait Columns {
+    fn text(&self, col: &str) -> Result<String>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>>;
+    fn int(&self, col: &str) -> Result<i64>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>>;
+}
+
+impl Columns for SqliteRow {
+    fn text(&self, col: &str) -> Result<String> {
+        Ok(self.try_get(col)?)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>> {
+        Ok(self.try_get(col)?)
+    }
+    fn int(&self, col: &str) -> Result<i64> {
+        Ok(self.try_get(col)?)
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>> {
+        Ok(self.try_get(col)?)
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn text(&self, col: &str) -> Result<String> {
+        Ok(self.get(col)?)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>> {
+        Ok(self.get(col)?)
+    }
+    fn int(&self, col: &str) -> Result<i64> {
+        Ok(self.get(col)?)
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>> {
+        Ok(self.get(col)?)
+    }
+}
+
+fn json_col(row: &impl Columns, col: &str) -> Result<serde_json::Value> {
+    let s = row.text(col)?;
     serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
 }
 
-fn opt_json_col(row: &SqliteRow, col: &str) -> Result<Option<serde_json::Value>> {
-    let s: Option<String> = row.try_get(col)?;
+fn opt_json_col(row: &impl Columns, col: &str) -> Result<Option<serde_json::Value>> {
+    let s = row.opt_text(col)?;
     s.map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))).transpose()
 }
 
@@ -151,7 +192,9 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         drop(lock);
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?;
-        Ok(Self { writer, reader, signal: Arc::default() })
+        let signal: Arc<tokio::sync::Notify> = Arc::default();
+        let jobs = Batcher::spawn_on_thread(jobs::SqliteBatchWriter::open(path, signal.clone())?)?;
+        Ok(Self { writer, reader, signal, jobs })
     }
 }
 

@@ -424,3 +424,51 @@ async fn claims_race_safely_across_many_workers() {
         assert_eq!((before, ids.len()), (n, n), "every job claimed exactly once");
     });
 }
+
+#[tokio::test]
+async fn concurrent_claims_share_a_batch_and_still_honour_keys() {
+    each_backend!(|s| {
+        let mut same_key = Vec::new();
+        for _ in 0..3 {
+            same_key.push(enqueue(s, keyed("model:k")).await);
+        }
+        let mut free = Vec::new();
+        for _ in 0..3 {
+            free.push(enqueue(s, job(0)).await);
+        }
+        let urgent = enqueue(s, job(5)).await;
+        // Eight claims in flight at once (written as one group commit): one job per claimer, never two of a key.
+        let claims = (0..8).map(|w| {
+            let s = s.clone();
+            async move { (format!("w{w}"), s.claim(&format!("w{w}"), LEASE).await.unwrap()) }
+        });
+        let got: Vec<(String, strato_types::JobRecord)> =
+            futures::future::join_all(claims).await.into_iter().filter_map(|(w, j)| j.map(|j| (w, j))).collect();
+        let mut ids: Vec<&str> = got.iter().map(|(_, j)| j.id.as_str()).collect();
+        ids.sort();
+        let mut want: Vec<&str> = free.iter().chain([&urgent, &same_key[0]]).map(|j| j.id.as_str()).collect();
+        want.sort();
+        assert_eq!(ids, want, "the oldest of the key, every free job and the urgent one");
+        for (w, j) in &got {
+            assert_eq!((j.lease_owner.as_deref(), j.attempts, j.status), (Some(w.as_str()), 1, JobStatus::InProgress));
+            let log = s.job_attempts(&j.id).await.unwrap();
+            assert_eq!(log.len(), 1);
+            assert_eq!((log[0].worker.as_str(), log[0].outcome), (w.as_str(), AttemptEnd::Running));
+        }
+        // Completions in flight at once, one of them by a worker that does not hold the job.
+        let done = futures::future::join_all(got.iter().map(|(w, j)| {
+            let s = s.clone();
+            async move { s.complete(&j.id, w, &json!({"by": w})).await.unwrap() }
+        }))
+        .await;
+        assert!(done.iter().all(|d| *d));
+        assert!(!s.complete(&urgent.id, "w-stranger", &json!(null)).await.unwrap());
+        for (w, j) in &got {
+            let after = s.get_job(&j.id).await.unwrap().unwrap();
+            assert_eq!((after.status, after.result), (JobStatus::Success, Some(json!({"by": w}))));
+            assert_eq!(s.job_attempts(&j.id).await.unwrap()[0].outcome, AttemptEnd::Succeeded);
+        }
+        // The key is free again: its next job is claimable.
+        assert_eq!(s.claim("w9", LEASE).await.unwrap().unwrap().id, same_key[1].id);
+    });
+}

@@ -30,6 +30,7 @@ use sqlx::{PgConnection, Row};
 use strato_types::{AttemptEnd, JobAttempt, JobKind, JobRecord, JobStatus, NewJob, Timestamp};
 
 use super::{now_ms, ts, PgStore};
+use crate::batch::{distinct_keys, is_plain, BatchInput, BatchOutput, BatchWriter, Claim, Completion};
 use crate::{CancelOutcome, EnqueueOutcome, Enqueued, FailOutcome, Heartbeat, JobFilter, Reaped, Result, StoreError};
 
 const JOB_COLS: &str = "id, kind, status, payload, key, priority, progress, error, result, attempts, \
@@ -183,6 +184,16 @@ pub(super) async fn enqueue_in(
     job: &NewJob,
     claimed: Option<(&str, Duration)>,
 ) -> Result<Enqueued> {
+    enqueue_notifying(conn, job, claimed, true).await
+}
+
+/// [`enqueue_in`], leaving the notification to the caller when `notify` is false (a batch sends one for all).
+async fn enqueue_notifying(
+    conn: &mut PgConnection,
+    job: &NewJob,
+    claimed: Option<(&str, Duration)>,
+    notify: bool,
+) -> Result<Enqueued> {
     if let Some(e) = idempotent_hit(conn, job).await? {
         return Ok(e);
     }
@@ -206,7 +217,9 @@ pub(super) async fn enqueue_in(
         .fetch_optional(&mut *conn)
         .await?;
         if let Some(row) = found {
-            notify_workers(conn).await?;
+            if notify {
+                notify_workers(conn).await?;
+            }
             let replaced: serde_json::Value = row.try_get("old_payload")?;
             return Ok(Enqueued {
                 job: job_from_row(&row)?,
@@ -244,16 +257,15 @@ pub(super) async fn enqueue_in(
     let rec = job_from_row(&row)?;
     match claimed {
         Some((w, _)) => open_attempt(conn, &rec, w, now).await?,
-        None => notify_workers(conn).await?,
+        None if notify => notify_workers(conn).await?,
+        None => {}
     }
     Ok(Enqueued { job: rec, outcome: EnqueueOutcome::Created, replaced_payload: None })
 }
 
 impl PgStore {
     pub(super) async fn job_enqueue(&self, job: NewJob) -> Result<Enqueued> {
-        let out = pg_tx!(self, |conn| { enqueue_in(conn, &job, None).await })?;
-        self.signal.notify_one();
-        Ok(out)
+        self.jobs.enqueue(job).await
     }
 
     pub(super) async fn job_enqueue_claimed(&self, job: NewJob, worker: &str, lease: Duration) -> Result<JobRecord> {
@@ -296,74 +308,7 @@ impl PgStore {
 
     /// Claims the best runnable job; see the module docs for how keys stay serialised across processes.
     pub(super) async fn job_claim(&self, worker: &str, lease: Duration) -> Result<Option<JobRecord>> {
-        pg_tx!(self, begin = CLAIM_BEGIN, |conn| {
-            // Read the clock once a connection is held: waiting for one must not shorten the lease.
-            let now = now_ms();
-            // Keys found busy in this round; their jobs are passed over.
-            let mut busy: Vec<String> = Vec::new();
-            for _ in 0..CLAIM_CANDIDATES {
-                // 1. The best candidate no other transaction holds. A lapsed job with no attempts left or a
-                //    pending cancel is the reaper's, not a new attempt's. The status list matches
-                //    `jobs_claim_order`'s predicate, so the pick walks that index in claim order and stops at the first
-                //    runnable row instead of sorting every queued job (see `CLAIM_BEGIN`). The per-status test is a
-                //    CASE, not `(status = 'QUEUED' AND …) OR (status = 'IN_PROGRESS' AND …)`, which invites a BitmapOr
-                //    over `jobs_claimable`.
-                let candidate: Option<(String, Option<String>)> = sqlx::query_as(
-                    "SELECT j.id, j.key FROM jobs j \
-                     WHERE j.status IN ('QUEUED', 'IN_PROGRESS') \
-                       AND CASE WHEN j.status = 'QUEUED' THEN j.run_after <= $1 \
-                                ELSE j.lease_expires_at < $1 AND j.attempts < j.max_attempts AND NOT j.cancel_requested \
-                           END \
-                       AND (j.key IS NULL OR (NOT (j.key = ANY($2)) AND NOT EXISTS (SELECT 1 FROM jobs o \
-                            WHERE o.key = j.key AND o.id <> j.id AND o.status = 'IN_PROGRESS' \
-                              AND o.lease_expires_at >= $1))) \
-                     ORDER BY j.priority DESC, j.created_at, j.id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                )
-                .bind(now)
-                .bind(&busy)
-                .fetch_optional(&mut *conn)
-                .await?;
-                let Some((id, key)) = candidate else { return Ok(None) };
-                // 2. Keyed: hold the key's claim lock, or leave the key to whoever is claiming it.
-                if let Some(key) = &key {
-                    let locked: bool = sqlx::query_scalar(
-                        "SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema() || chr(31) || $2))",
-                    )
-                    .bind(CLAIM_KEY_LOCK)
-                    .bind(key)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                    if !locked {
-                        busy.push(key.clone());
-                        continue;
-                    }
-                }
-                // 3. Claim, re-checking the key under a snapshot taken after the lock.
-                let row = sqlx::query(&format!(
-                    "UPDATE jobs SET status = 'IN_PROGRESS', lease_owner = $1, lease_expires_at = $2, \
-                       attempts = attempts + 1, started_at = COALESCE(started_at, $3), updated_at = $3 \
-                     WHERE id = $4 AND (key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.key = jobs.key \
-                       AND o.id <> jobs.id AND o.status = 'IN_PROGRESS' AND o.lease_expires_at >= $3)) \
-                     RETURNING {JOB_COLS}"
-                ))
-                .bind(worker)
-                .bind(now + millis(lease))
-                .bind(now)
-                .bind(&id)
-                .fetch_optional(&mut *conn)
-                .await?;
-                let Some(row) = row else {
-                    busy.extend(key);
-                    continue;
-                };
-                // 4. The attempt log: close a lapsed attempt, open this one.
-                let job = job_from_row(&row)?;
-                close_attempt(conn, &job.id, AttemptEnd::LeaseExpired, Some(LEASE_EXPIRED), now).await?;
-                open_attempt(conn, &job, worker, now).await?;
-                return Ok(Some(job));
-            }
-            Ok(None)
-        })
+        self.jobs.claim(worker, lease).await
     }
 
     pub(super) async fn job_heartbeat(
@@ -392,29 +337,7 @@ impl PgStore {
     }
 
     pub(super) async fn job_complete(&self, id: &str, worker: &str, result: &serde_json::Value) -> Result<bool> {
-        let now = now_ms();
-        let done = pg_tx!(self, |conn| {
-            let key: Option<Option<String>> = sqlx::query_scalar(
-                "UPDATE jobs SET status = 'SUCCESS', progress = 100, result = $1, error = NULL, lease_owner = NULL, \
-                   lease_expires_at = NULL, finished_at = $2, updated_at = $2 \
-                 WHERE id = $3 AND lease_owner = $4 AND status = 'IN_PROGRESS' RETURNING key",
-            )
-            .bind(result)
-            .bind(now)
-            .bind(id)
-            .bind(worker)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let Some(key) = key else { return Ok(false) };
-            close_attempt(conn, id, AttemptEnd::Succeeded, None, now).await?;
-            // A job waiting behind this one's key may run now.
-            if key.is_some() {
-                notify_workers(conn).await?;
-            }
-            Ok(true)
-        })?;
-        self.signal.notify_one();
-        Ok(done)
+        self.jobs.complete(id, worker, result).await
     }
 
     pub(super) async fn job_fail(
@@ -657,4 +580,216 @@ impl PgStore {
         .await?;
         Ok(next.map(|t| Duration::from_millis((t - now_ms()).max(0) as u64)))
     }
+}
+
+/// Writes the queue's hot path for [`PgStore`]: one transaction per batch, with the batch's plain enqueues, claims
+/// and completions each in a few set-based statements, and one notification.
+pub(super) struct PgBatchWriter {
+    pub(super) pool: sqlx::PgPool,
+    pub(super) signal: std::sync::Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl BatchWriter for PgBatchWriter {
+    async fn apply(&self, batch: &BatchInput) -> Result<BatchOutput> {
+        pg_tx!(self, begin = CLAIM_BEGIN, |conn| {
+            // Read the clock once a connection is held: waiting for one must not shorten the leases.
+            let now = now_ms();
+            let (completed, freed_key) = complete_many(conn, &batch.completions, now).await?;
+            let mut enqueued = insert_plain(conn, &batch.enqueues, now).await?;
+            for (slot, job) in enqueued.iter_mut().zip(&batch.enqueues) {
+                if slot.is_none() {
+                    *slot = Some(enqueue_notifying(conn, job, None, false).await?);
+                }
+            }
+            let enqueued: Vec<Enqueued> = enqueued.into_iter().flatten().collect();
+            let claimed = claim_many(conn, &batch.claims, now).await?;
+            // Other processes' workers learn of new jobs, and of keys freed for jobs waiting behind them.
+            let claimable = enqueued.iter().any(|e| e.outcome != EnqueueOutcome::Idempotent);
+            if claimable || freed_key {
+                notify_workers(conn).await?;
+            }
+            Ok(BatchOutput { completed, enqueued, claimed })
+        })
+    }
+
+    fn committed(&self, _batch: &BatchInput, out: &BatchOutput) {
+        let created = out.enqueued.iter().filter(|e| e.outcome == EnqueueOutcome::Created).count();
+        let freed = out.completed.iter().any(|c| *c);
+        for _ in 0..created + usize::from(freed) {
+            self.signal.notify_one();
+        }
+    }
+}
+
+/// Inserts the batch's plain jobs with one statement; the others are left `None` for [`enqueue_notifying`].
+async fn insert_plain(conn: &mut PgConnection, jobs: &[NewJob], now: i64) -> Result<Vec<Option<Enqueued>>> {
+    let mut out: Vec<Option<Enqueued>> = jobs.iter().map(|_| None).collect();
+    let plain: Vec<(usize, &NewJob)> = jobs.iter().enumerate().filter(|(_, j)| is_plain(j)).collect();
+    if plain.is_empty() {
+        return Ok(out);
+    }
+    let ids: Vec<String> = plain.iter().map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let rows = sqlx::query(&format!(
+        "INSERT INTO jobs (id, kind, status, payload, key, priority, max_attempts, attempts, run_after, created_at, \
+           updated_at, timeout_ms) \
+         SELECT u.id, u.kind, 'QUEUED', u.payload, u.key, u.priority, u.max_attempts, 0, $1, $1, $1, u.timeout_ms \
+         FROM unnest($2::text[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::int[], $8::bigint[]) \
+           WITH ORDINALITY AS u(id, kind, payload, key, priority, max_attempts, timeout_ms, n) ORDER BY u.n \
+         RETURNING {JOB_COLS}"
+    ))
+    .bind(now)
+    .bind(&ids)
+    .bind(plain.iter().map(|(_, j)| j.kind.as_str()).collect::<Vec<_>>())
+    .bind(plain.iter().map(|(_, j)| j.payload.clone()).collect::<Vec<_>>())
+    .bind(plain.iter().map(|(_, j)| j.key.clone()).collect::<Vec<_>>())
+    .bind(plain.iter().map(|(_, j)| j.priority).collect::<Vec<_>>())
+    .bind(plain.iter().map(|(_, j)| j.max_attempts.max(1)).collect::<Vec<_>>())
+    .bind(plain.iter().map(|(_, j)| millis(j.timeout_or_default())).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    let slot: std::collections::HashMap<&str, usize> =
+        ids.iter().zip(&plain).map(|(id, (i, _))| (id.as_str(), *i)).collect();
+    for row in &rows {
+        let job = job_from_row(row)?;
+        let i = *slot.get(job.id.as_str()).ok_or_else(|| StoreError::Corrupt("inserted an unknown job".into()))?;
+        out[i] = Some(Enqueued { job, outcome: EnqueueOutcome::Created, replaced_payload: None });
+    }
+    Ok(out)
+}
+
+/// Records the successes of a batch, each only while its worker still holds the lease. Also says whether a
+/// finished job had a key (a job waiting behind it may run now).
+async fn complete_many(conn: &mut PgConnection, cs: &[Completion], now: i64) -> Result<(Vec<bool>, bool)> {
+    if cs.is_empty() {
+        return Ok((Vec::new(), false));
+    }
+    let results = cs
+        .iter()
+        .map(|c| serde_json::from_str(&c.result))
+        .collect::<std::result::Result<Vec<serde_json::Value>, _>>()
+        .map_err(|e| StoreError::Corrupt(format!("job result: {e}")))?;
+    let done: Vec<(String, Option<String>)> = sqlx::query_as(
+        "UPDATE jobs SET status = 'SUCCESS', progress = 100, result = c.result, error = NULL, lease_owner = NULL, \
+           lease_expires_at = NULL, finished_at = $1, updated_at = $1 \
+         FROM unnest($2::text[], $3::text[], $4::jsonb[]) AS c(id, worker, result) \
+         WHERE jobs.id = c.id AND jobs.lease_owner = c.worker AND jobs.status = 'IN_PROGRESS' \
+         RETURNING jobs.id, jobs.key",
+    )
+    .bind(now)
+    .bind(cs.iter().map(|c| c.id.as_str()).collect::<Vec<_>>())
+    .bind(cs.iter().map(|c| c.worker.as_str()).collect::<Vec<_>>())
+    .bind(results)
+    .fetch_all(&mut *conn)
+    .await?;
+    let freed_key = done.iter().any(|(_, k)| k.is_some());
+    let ids: Vec<String> = done.into_iter().map(|(id, _)| id).collect();
+    if !ids.is_empty() {
+        sqlx::query(
+            "UPDATE job_attempts SET finished_at = $1, outcome = $2, error = NULL \
+             WHERE finished_at IS NULL AND job_id = ANY($3)",
+        )
+        .bind(now)
+        .bind(AttemptEnd::Succeeded.as_str())
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let ids: std::collections::HashSet<String> = ids.into_iter().collect();
+    Ok((cs.iter().map(|c| ids.contains(&c.id)).collect(), freed_key))
+}
+
+/// Gives each claimer at most one runnable job: one locked pick (`SKIP LOCKED`) for the whole batch, a
+/// `pg_try_advisory_xact_lock` per key picked, one update and one insert into the attempt log.
+async fn claim_many(conn: &mut PgConnection, claims: &[Claim], now: i64) -> Result<Vec<Option<JobRecord>>> {
+    let mut out: Vec<Option<JobRecord>> = claims.iter().map(|_| None).collect();
+    if claims.is_empty() {
+        return Ok(out);
+    }
+    // See `job_claim` for the shape of this pick. Extra candidates cover jobs passed over for a repeated key.
+    let candidates: Vec<(String, Option<String>, String)> = sqlx::query_as(
+        "SELECT j.id, j.key, j.status FROM jobs j \
+         WHERE j.status IN ('QUEUED', 'IN_PROGRESS') \
+           AND CASE WHEN j.status = 'QUEUED' THEN j.run_after <= $1 \
+                    ELSE j.lease_expires_at < $1 AND j.attempts < j.max_attempts AND NOT j.cancel_requested \
+               END \
+           AND (j.key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.key = j.key AND o.id <> j.id \
+                AND o.status = 'IN_PROGRESS' AND o.lease_expires_at >= $1)) \
+         ORDER BY j.priority DESC, j.created_at, j.id LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(now)
+    .bind((claims.len() + claims.len().min(CLAIM_CANDIDATES)) as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    let picked = distinct_keys(
+        candidates.into_iter().map(|(id, key, status)| ((id, key.clone(), status), key)).collect(),
+        claims.len(),
+    );
+    // A key another process is claiming right now stays with it.
+    let keys: Vec<&str> = picked.iter().filter_map(|(_, k, _)| k.as_deref()).collect();
+    let held: std::collections::HashSet<String> = if keys.is_empty() {
+        Default::default()
+    } else {
+        sqlx::query_scalar(
+            "SELECT k FROM unnest($2::text[]) AS k \
+             WHERE pg_try_advisory_xact_lock($1, hashtext(current_schema() || chr(31) || k))",
+        )
+        .bind(CLAIM_KEY_LOCK)
+        .bind(&keys)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect()
+    };
+    let picked: Vec<(String, String)> = picked
+        .into_iter()
+        .filter(|(_, k, _)| k.as_ref().is_none_or(|k| held.contains(k)))
+        .map(|(id, _, status)| (id, status))
+        .collect();
+    if picked.is_empty() {
+        return Ok(out);
+    }
+    let ids: Vec<&str> = picked.iter().map(|(id, _)| id.as_str()).collect();
+    let workers: Vec<&str> = claims.iter().take(picked.len()).map(|c| c.worker.as_str()).collect();
+    let expires: Vec<i64> = claims.iter().take(picked.len()).map(|c| now + millis(c.lease)).collect();
+    // The key is re-checked under a snapshot taken after the key locks.
+    let rows = sqlx::query(&format!(
+        "UPDATE jobs SET status = 'IN_PROGRESS', lease_owner = c.worker, lease_expires_at = c.expires, \
+           attempts = attempts + 1, started_at = COALESCE(started_at, $1), updated_at = $1 \
+         FROM unnest($2::text[], $3::text[], $4::bigint[]) AS c(id, worker, expires) \
+         WHERE jobs.id = c.id AND (jobs.key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.key = jobs.key \
+           AND o.id <> jobs.id AND o.status = 'IN_PROGRESS' AND o.lease_expires_at >= $1)) \
+         RETURNING {}",
+        JOB_COLS.split(", ").map(|c| format!("jobs.{}", c.trim())).collect::<Vec<_>>().join(", ")
+    ))
+    .bind(now)
+    .bind(&ids)
+    .bind(&workers)
+    .bind(&expires)
+    .fetch_all(&mut *conn)
+    .await?;
+    let jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
+    for job in &jobs {
+        if picked.iter().any(|(id, status)| id == &job.id && status == JobStatus::InProgress.as_str()) {
+            close_attempt(conn, &job.id, AttemptEnd::LeaseExpired, Some(LEASE_EXPIRED), now).await?;
+        }
+    }
+    if !jobs.is_empty() {
+        sqlx::query(
+            "INSERT INTO job_attempts (job_id, attempt, worker, started_at) \
+             SELECT * FROM unnest($1::text[], $2::int[], $3::text[]), (SELECT $4::bigint) AS t",
+        )
+        .bind(jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.attempts).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.lease_owner.clone().unwrap_or_default()).collect::<Vec<_>>())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let slot: std::collections::HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    for job in jobs {
+        let i = *slot.get(job.id.as_str()).ok_or_else(|| StoreError::Corrupt("claimed an unpicked job".into()))?;
+        out[i] = Some(job);
+    }
+    Ok(out)
 }

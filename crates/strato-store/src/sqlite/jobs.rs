@@ -7,7 +7,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 use strato_types::{AttemptEnd, JobAttempt, JobKind, JobRecord, JobStatus, NewJob, Timestamp};
 
-use super::{json_col, now_ms, opt_json_col, ts, SqliteStore};
+use super::{json_col, now_ms, opt_json_col, ts, Columns, SqliteStore};
+use crate::batch::{distinct_keys, is_plain, BatchInput, BatchOutput, BatchWriter, Claim, Completion};
 use crate::{CancelOutcome, EnqueueOutcome, Enqueued, FailOutcome, Heartbeat, JobFilter, Reaped, Result, StoreError};
 
 pub(super) const JOB_COLS: &str = "id, kind, status, payload, key, priority, progress, error, result, attempts, \
@@ -17,32 +18,35 @@ pub(super) const JOB_COLS: &str = "id, kind, status, payload, key, priority, pro
 /// Why a lapsed attempt ended, for the attempt log.
 const LEASE_EXPIRED: &str = "lease expired: the worker stopped renewing it (crashed, killed or cut off)";
 
-pub(super) fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
-    let kind: String = row.try_get("kind")?;
-    let status: String = row.try_get("status")?;
+pub(super) fn job_from_row(row: &impl Columns) -> Result<JobRecord> {
+    let kind = row.text("kind")?;
+    let status = row.text("status")?;
+    let int32 = |col: &str| -> Result<i32> {
+        i32::try_from(row.int(col)?).map_err(|_| StoreError::Corrupt(format!("{col} out of range")))
+    };
     Ok(JobRecord {
-        id: row.try_get("id")?,
+        id: row.text("id")?,
         kind: JobKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("job kind {kind:?}")))?,
         status: JobStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("job status {status:?}")))?,
         payload: json_col(row, "payload")?,
-        key: row.try_get("key")?,
-        priority: row.try_get("priority")?,
-        progress: row.try_get("progress")?,
-        error: row.try_get("error")?,
+        key: row.opt_text("key")?,
+        priority: int32("priority")?,
+        progress: int32("progress")?,
+        error: row.opt_text("error")?,
         result: opt_json_col(row, "result")?,
-        attempts: row.try_get("attempts")?,
-        max_attempts: row.try_get("max_attempts")?,
-        lease_owner: row.try_get("lease_owner")?,
-        lease_expires_at: row.try_get::<Option<i64>, _>("lease_expires_at")?.map(ts),
-        run_after: ts(row.try_get("run_after")?),
-        created_at: ts(row.try_get("created_at")?),
-        updated_at: ts(row.try_get("updated_at")?),
-        started_at: row.try_get::<Option<i64>, _>("started_at")?.map(ts),
-        finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(ts),
-        timeout_ms: row.try_get("timeout_ms")?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
-        dead_lettered_at: row.try_get::<Option<i64>, _>("dead_lettered_at")?.map(ts),
+        attempts: int32("attempts")?,
+        max_attempts: int32("max_attempts")?,
+        lease_owner: row.opt_text("lease_owner")?,
+        lease_expires_at: row.opt_int("lease_expires_at")?.map(ts),
+        run_after: ts(row.int("run_after")?),
+        created_at: ts(row.int("created_at")?),
+        updated_at: ts(row.int("updated_at")?),
+        started_at: row.opt_int("started_at")?.map(ts),
+        finished_at: row.opt_int("finished_at")?.map(ts),
+        timeout_ms: row.int("timeout_ms")?,
+        idempotency_key: row.opt_text("idempotency_key")?,
+        cancel_requested: row.int("cancel_requested")? != 0,
+        dead_lettered_at: row.opt_int("dead_lettered_at")?.map(ts),
     })
 }
 
@@ -85,15 +89,7 @@ async fn close_attempt(
     error: Option<&str>,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "UPDATE job_attempts SET finished_at = ?, outcome = ?, error = ? WHERE job_id = ? AND finished_at IS NULL",
-    )
-    .bind(now)
-    .bind(end.as_str())
-    .bind(error)
-    .bind(job_id)
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(CLOSE_ATTEMPT).bind(now).bind(end.as_str()).bind(error).bind(job_id).execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -186,6 +182,10 @@ impl SqliteStore {
     }
 
     pub(super) async fn job_enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        if is_plain(&job) {
+            return self.jobs.enqueue(job).await;
+        }
+        // Idempotency keys and coalescing look before they insert; they are rare enough to take the long way.
         let out = write_tx!(self, |conn| { Self::enqueue_in(conn, &job, None).await })?;
         self.signal.notify_one();
         Ok(out)
@@ -230,35 +230,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn job_claim(&self, worker: &str, lease: Duration) -> Result<Option<JobRecord>> {
-        let now = now_ms();
-        write_tx!(self, |conn| {
-            // A lapsed job with no attempts left or a pending cancel is the reaper's, not a new attempt's. The pick
-            // walks `jobs_claim_order` (already in claim order) and stops at the first runnable row; left to itself
-            // SQLite would collect and sort every queued job on each claim.
-            let row = sqlx::query(&format!(
-                "UPDATE jobs SET status = 'IN_PROGRESS', lease_owner = ?1, lease_expires_at = ?2, \
-                   attempts = attempts + 1, started_at = COALESCE(started_at, ?3), updated_at = ?3 \
-                 WHERE id = (SELECT j.id FROM jobs j INDEXED BY jobs_claim_order \
-                   WHERE j.status IN ('QUEUED', 'IN_PROGRESS') \
-                     AND ((j.status = 'QUEUED' AND j.run_after <= ?3) \
-                          OR (j.status = 'IN_PROGRESS' AND j.lease_expires_at < ?3 \
-                              AND j.attempts < j.max_attempts AND j.cancel_requested = 0)) \
-                     AND (j.key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.key = j.key AND o.id <> j.id \
-                          AND o.status = 'IN_PROGRESS' AND o.lease_expires_at >= ?3)) \
-                   ORDER BY j.priority DESC, j.created_at, j.id LIMIT 1) \
-                 RETURNING {JOB_COLS}"
-            ))
-            .bind(worker)
-            .bind(now + lease.as_millis() as i64)
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let Some(row) = row else { return Ok(None) };
-            let job = job_from_row(&row)?;
-            close_attempt(conn, &job.id, AttemptEnd::LeaseExpired, Some(LEASE_EXPIRED), now).await?;
-            open_attempt(conn, &job, worker, now).await?;
-            Ok(Some(job))
-        })
+        self.jobs.claim(worker, lease).await
     }
 
     pub(super) async fn job_heartbeat(
@@ -287,28 +259,8 @@ impl SqliteStore {
     }
 
     pub(super) async fn job_complete(&self, id: &str, worker: &str, result: &serde_json::Value) -> Result<bool> {
-        let now = now_ms();
-        let done = write_tx!(self, |conn| {
-            let n = sqlx::query(
-                "UPDATE jobs SET status = 'SUCCESS', progress = 100, result = ?1, error = NULL, lease_owner = NULL, \
-                   lease_expires_at = NULL, finished_at = ?2, updated_at = ?2 \
-                 WHERE id = ?3 AND lease_owner = ?4 AND status = 'IN_PROGRESS'",
-            )
-            .bind(result.to_string())
-            .bind(now)
-            .bind(id)
-            .bind(worker)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            if n == 1 {
-                close_attempt(conn, id, AttemptEnd::Succeeded, None, now).await?;
-            }
-            Ok(n == 1)
-        })?;
-        // A job waiting behind this one's key may run now.
-        self.signal.notify_one();
-        Ok(done)
+        // A job waiting behind this one's key may run now: the batch writer wakes a worker.
+        self.jobs.complete(id, worker, result).await
     }
 
     pub(super) async fn job_fail(
@@ -534,4 +486,146 @@ impl SqliteStore {
         .await?;
         Ok(next.map(|t| Duration::from_millis((t - now_ms()).max(0) as u64)))
     }
+}
+
+/// Ends an open attempt in the log: `(finished_at, outcome, error, job_id)`.
+const CLOSE_ATTEMPT: &str =
+    "UPDATE job_attempts SET finished_at = ?1, outcome = ?2, error = ?3 WHERE job_id = ?4 AND finished_at IS NULL";
+
+/// Writes the queue's hot path for [`SqliteStore`] on a connection of its own, on a thread of its own: a batch
+/// is one `BEGIN IMMEDIATE` transaction of prepared statements run in place, so it costs one hand-off between
+/// threads (sqlx's SQLite driver hands every statement to its connection thread and back, which dominated the
+/// cost of a job before).
+pub(super) struct SqliteBatchWriter {
+    conn: std::sync::Mutex<rusqlite::Connection>,
+    signal: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl SqliteBatchWriter {
+    /// Opens the writer's connection with the same settings as the sqlx pools.
+    pub(super) fn open(path: &std::path::Path, signal: std::sync::Arc<tokio::sync::Notify>) -> Result<Self> {
+        let conn = rusqlite::Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "wal")?;
+        conn.pragma_update(None, "synchronous", "normal")?;
+        conn.pragma_update(None, "foreign_keys", "on")?;
+        Ok(Self { conn: std::sync::Mutex::new(conn), signal })
+    }
+
+    fn apply_now(&self, batch: &BatchInput) -> Result<BatchOutput> {
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now = now_ms();
+        let completed = complete_many(&tx, &batch.completions, now)?;
+        let enqueued = batch.enqueues.iter().map(|job| insert_plain(&tx, job, now)).collect::<Result<_>>()?;
+        let claimed = claim_many(&tx, &batch.claims, now)?;
+        tx.commit()?;
+        Ok(BatchOutput { completed, enqueued, claimed })
+    }
+}
+
+#[async_trait::async_trait]
+impl BatchWriter for SqliteBatchWriter {
+    async fn apply(&self, batch: &BatchInput) -> Result<BatchOutput> {
+        // Runs on the batcher's own thread (`Batcher::spawn_on_thread`): blocking here blocks no runtime.
+        self.apply_now(batch)
+    }
+
+    fn committed(&self, _batch: &BatchInput, out: &BatchOutput) {
+        // One wake-up per new job for idle workers (each wakes one), and one when a finished job may unblock a
+        // job waiting behind its key.
+        let created = out.enqueued.iter().filter(|e| e.outcome == EnqueueOutcome::Created).count();
+        let freed = out.completed.iter().any(|c| *c);
+        for _ in 0..created + usize::from(freed) {
+            self.signal.notify_one();
+        }
+    }
+}
+
+/// Inserts a plain job (no idempotency key, no coalescing: those take [`SqliteStore::enqueue_in`]'s path).
+fn insert_plain(tx: &rusqlite::Transaction<'_>, job: &NewJob, now: i64) -> Result<Enqueued> {
+    if !is_plain(job) {
+        return Err(StoreError::Corrupt("the batch writer only inserts plain jobs".into()));
+    }
+    let mut stmt = tx.prepare_cached(&format!(
+        "INSERT INTO jobs (id, kind, status, payload, key, priority, max_attempts, attempts, run_after, created_at, \
+           updated_at, timeout_ms) VALUES (?1, ?2, 'QUEUED', ?3, ?4, ?5, ?6, 0, ?7, ?7, ?7, ?8) RETURNING {JOB_COLS}"
+    ))?;
+    let params = rusqlite::params![
+        uuid::Uuid::now_v7().to_string(),
+        job.kind.as_str(),
+        job.payload.to_string(),
+        job.key,
+        job.priority,
+        job.max_attempts.max(1),
+        now,
+        job.timeout_or_default().as_millis() as i64,
+    ];
+    let job = stmt.query_row(params, |row| Ok(job_from_row(row)))??;
+    Ok(Enqueued { job, outcome: EnqueueOutcome::Created, replaced_payload: None })
+}
+
+/// Records the successes of a batch; each is applied only while its worker still holds the lease.
+fn complete_many(tx: &rusqlite::Transaction<'_>, cs: &[Completion], now: i64) -> Result<Vec<bool>> {
+    let mut done = tx.prepare_cached(
+        "UPDATE jobs SET status = 'SUCCESS', progress = 100, result = ?1, error = NULL, lease_owner = NULL, \
+           lease_expires_at = NULL, finished_at = ?2, updated_at = ?2 \
+         WHERE id = ?3 AND lease_owner = ?4 AND status = 'IN_PROGRESS'",
+    )?;
+    let mut close = tx.prepare_cached(CLOSE_ATTEMPT)?;
+    let mut out = Vec::with_capacity(cs.len());
+    for c in cs {
+        let ok = done.execute(rusqlite::params![c.result, now, c.id, c.worker])? == 1;
+        if ok {
+            close.execute(rusqlite::params![now, AttemptEnd::Succeeded.as_str(), None::<String>, c.id])?;
+        }
+        out.push(ok);
+    }
+    Ok(out)
+}
+
+/// Gives each claimer at most one runnable job: one pick over `jobs_claim_order` for the whole batch, then an
+/// update and an attempt-log row per job.
+fn claim_many(tx: &rusqlite::Transaction<'_>, claims: &[Claim], now: i64) -> Result<Vec<Option<JobRecord>>> {
+    let mut out: Vec<Option<JobRecord>> = claims.iter().map(|_| None).collect();
+    if claims.is_empty() {
+        return Ok(out);
+    }
+    // A lapsed job with no attempts left or a pending cancel is the reaper's, not a new attempt's. The pick walks
+    // `jobs_claim_order` (already in claim order) and stops once it has enough rows; left to itself SQLite would
+    // collect and sort every queued job. Extra candidates cover jobs passed over for a repeated key.
+    let mut pick = tx.prepare_cached(
+        "SELECT j.id, j.key, j.status FROM jobs j INDEXED BY jobs_claim_order \
+         WHERE j.status IN ('QUEUED', 'IN_PROGRESS') \
+           AND ((j.status = 'QUEUED' AND j.run_after <= ?1) \
+                OR (j.status = 'IN_PROGRESS' AND j.lease_expires_at < ?1 \
+                    AND j.attempts < j.max_attempts AND j.cancel_requested = 0)) \
+           AND (j.key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.key = j.key AND o.id <> j.id \
+                AND o.status = 'IN_PROGRESS' AND o.lease_expires_at >= ?1)) \
+         ORDER BY j.priority DESC, j.created_at, j.id LIMIT ?2",
+    )?;
+    let limit = (claims.len() * 2 + 8) as i64;
+    let candidates = pick
+        .query_map(rusqlite::params![now, limit], |r| {
+            Ok(((r.get::<_, String>(0)?, r.get::<_, String>(2)?), r.get::<_, Option<String>>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut take = tx.prepare_cached(&format!(
+        "UPDATE jobs SET status = 'IN_PROGRESS', lease_owner = ?1, lease_expires_at = ?2, attempts = attempts + 1, \
+           started_at = COALESCE(started_at, ?3), updated_at = ?3 WHERE id = ?4 RETURNING {JOB_COLS}"
+    ))?;
+    let mut close = tx.prepare_cached(CLOSE_ATTEMPT)?;
+    let mut open =
+        tx.prepare_cached("INSERT INTO job_attempts (job_id, attempt, worker, started_at) VALUES (?1, ?2, ?3, ?4)")?;
+    for (((id, status), claim), slot) in distinct_keys(candidates, claims.len()).into_iter().zip(claims).zip(&mut out) {
+        let expires = now + claim.lease.as_millis() as i64;
+        let job = take.query_row(rusqlite::params![claim.worker, expires, now, id], |r| Ok(job_from_row(r)))??;
+        // A lapsed attempt still open in the log ends here.
+        if status == JobStatus::InProgress.as_str() {
+            close.execute(rusqlite::params![now, AttemptEnd::LeaseExpired.as_str(), LEASE_EXPIRED, id])?;
+        }
+        open.execute(rusqlite::params![id, job.attempts, claim.worker, now])?;
+        *slot = Some(job);
+    }
+    Ok(out)
 }
