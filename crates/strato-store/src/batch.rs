@@ -129,7 +129,17 @@ fn stopped() -> StoreError {
 
 async fn run(writer: impl BatchWriter, mut rx: mpsc::UnboundedReceiver<JobOp>) {
     let mut ops = Vec::new();
-    while rx.recv_many(&mut ops, MAX_BATCH).await > 0 {
+    while let Some(op) = rx.recv().await {
+        ops.push(op);
+        // Let the tasks the last batch's answers woke (enqueuers, workers) send their next requests first, so they
+        // join this batch instead of waiting for the one after; free when nothing else is ready to run.
+        tokio::task::yield_now().await;
+        while ops.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
         write(&writer, std::mem::take(&mut ops)).await;
     }
 }

@@ -226,8 +226,11 @@ impl PgStore {
             .connect_with(connect.clone())
             .await?;
         let signal = Arc::new(tokio::sync::Notify::new());
-        let listener = listener::ListenerTask::start(&connect, options.acquire_timeout, signal.clone()).await?;
-        let jobs = Batcher::spawn(jobs::PgBatchWriter { pool: pool.clone(), signal: signal.clone() });
+        // Tells this store's own notifications apart from other processes'.
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let listener =
+            listener::ListenerTask::start(&connect, options.acquire_timeout, signal.clone(), token.clone()).await?;
+        let jobs = Batcher::spawn(jobs::PgBatchWriter::new(pool.clone(), signal.clone(), &token));
         Ok(Self { pool, signal, jobs, _listener: Arc::new(listener) })
     }
 

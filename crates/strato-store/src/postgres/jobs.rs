@@ -56,10 +56,6 @@ const ENQUEUE_LOCK: i32 = 0x5354_0002;
 /// is never needed here, so it is disabled for this transaction only.
 const CLAIM_BEGIN: &str = "BEGIN; SET LOCAL enable_sort = off";
 
-/// Candidates a claim looks at before giving up for this round (each skipped one is a key being claimed or run
-/// right now); the caller is woken again when something changes.
-const CLAIM_CANDIDATES: usize = 8;
-
 fn job_from_row(row: &PgRow) -> Result<JobRecord> {
     let kind: String = row.try_get("kind")?;
     let status: String = row.try_get("status")?;
@@ -582,17 +578,39 @@ impl PgStore {
     }
 }
 
-/// Writes the queue's hot path for [`PgStore`]: one transaction per batch, with the batch's plain enqueues, claims
-/// and completions each in a few set-based statements, and one notification.
+/// Opens a batch's transaction (see [`CLAIM_BEGIN`]) and, when the batch enqueues, sends the wake-up in the
+/// same round trip (PostgreSQL delivers it at commit, and only then). The payload carries the sending store's
+/// token after the schema, so its own listener can skip it: the batch writer has already woken this process's
+/// workers, and a second wake-up would only send an idle worker to claim nothing.
+fn batch_begin_notify(token: &str) -> String {
+    format!(
+        "BEGIN; SET LOCAL enable_sort = off; \
+         SELECT pg_notify('{CHANNEL}', COALESCE(current_schema(), '') || chr(31) || '{token}')"
+    )
+}
+
+/// Writes the queue's hot path for [`PgStore`]: one transaction per batch, in about six round trips whatever its
+/// size: begin (with the notification), the completions, the plain enqueues, the claim's pick, the claim, commit.
 pub(super) struct PgBatchWriter {
-    pub(super) pool: sqlx::PgPool,
-    pub(super) signal: std::sync::Arc<tokio::sync::Notify>,
+    pool: sqlx::PgPool,
+    signal: std::sync::Arc<tokio::sync::Notify>,
+    begin_notify: String,
+}
+
+impl PgBatchWriter {
+    /// `token` identifies this store's notifications to its own listener (a plain word: it is inlined in SQL).
+    pub(super) fn new(pool: sqlx::PgPool, signal: std::sync::Arc<tokio::sync::Notify>, token: &str) -> Self {
+        debug_assert!(token.chars().all(|c| c.is_ascii_alphanumeric()));
+        Self { pool, signal, begin_notify: batch_begin_notify(token) }
+    }
 }
 
 #[async_trait::async_trait]
 impl BatchWriter for PgBatchWriter {
     async fn apply(&self, batch: &BatchInput) -> Result<BatchOutput> {
-        pg_tx!(self, begin = CLAIM_BEGIN, |conn| {
+        // Other processes' workers learn of new jobs (the notification) …
+        let begin = if batch.enqueues.is_empty() { CLAIM_BEGIN.to_string() } else { self.begin_notify.clone() };
+        pg_tx!(self, begin = begin, |conn| {
             // Read the clock once a connection is held: waiting for one must not shorten the leases.
             let now = now_ms();
             let (completed, freed_key) = complete_many(conn, &batch.completions, now).await?;
@@ -604,9 +622,8 @@ impl BatchWriter for PgBatchWriter {
             }
             let enqueued: Vec<Enqueued> = enqueued.into_iter().flatten().collect();
             let claimed = claim_many(conn, &batch.claims, now).await?;
-            // Other processes' workers learn of new jobs, and of keys freed for jobs waiting behind them.
-            let claimable = enqueued.iter().any(|e| e.outcome != EnqueueOutcome::Idempotent);
-            if claimable || freed_key {
+            // … and of keys freed for jobs waiting behind them.
+            if freed_key && batch.enqueues.is_empty() {
                 notify_workers(conn).await?;
             }
             Ok(BatchOutput { completed, enqueued, claimed })
@@ -658,8 +675,8 @@ async fn insert_plain(conn: &mut PgConnection, jobs: &[NewJob], now: i64) -> Res
     Ok(out)
 }
 
-/// Records the successes of a batch, each only while its worker still holds the lease. Also says whether a
-/// finished job had a key (a job waiting behind it may run now).
+/// Records the successes of a batch (each only while its worker still holds the lease) and closes their attempts,
+/// in one statement. Also says whether a finished job had a key (a job waiting behind it may run now).
 async fn complete_many(conn: &mut PgConnection, cs: &[Completion], now: i64) -> Result<(Vec<bool>, bool)> {
     if cs.is_empty() {
         return Ok((Vec::new(), false));
@@ -670,43 +687,41 @@ async fn complete_many(conn: &mut PgConnection, cs: &[Completion], now: i64) -> 
         .collect::<std::result::Result<Vec<serde_json::Value>, _>>()
         .map_err(|e| StoreError::Corrupt(format!("job result: {e}")))?;
     let done: Vec<(String, Option<String>)> = sqlx::query_as(
-        "UPDATE jobs SET status = 'SUCCESS', progress = 100, result = c.result, error = NULL, lease_owner = NULL, \
-           lease_expires_at = NULL, finished_at = $1, updated_at = $1 \
-         FROM unnest($2::text[], $3::text[], $4::jsonb[]) AS c(id, worker, result) \
-         WHERE jobs.id = c.id AND jobs.lease_owner = c.worker AND jobs.status = 'IN_PROGRESS' \
-         RETURNING jobs.id, jobs.key",
+        "WITH done AS (UPDATE jobs SET status = 'SUCCESS', progress = 100, result = c.result, error = NULL, \
+             lease_owner = NULL, lease_expires_at = NULL, finished_at = $1, updated_at = $1 \
+           FROM unnest($2::text[], $3::text[], $4::jsonb[]) AS c(id, worker, result) \
+           WHERE jobs.id = c.id AND jobs.lease_owner = c.worker AND jobs.status = 'IN_PROGRESS' \
+           RETURNING jobs.id, jobs.key), \
+         closed AS (UPDATE job_attempts a SET finished_at = $1, outcome = $5, error = NULL FROM done \
+           WHERE a.job_id = done.id AND a.finished_at IS NULL) \
+         SELECT id, key FROM done",
     )
     .bind(now)
     .bind(cs.iter().map(|c| c.id.as_str()).collect::<Vec<_>>())
     .bind(cs.iter().map(|c| c.worker.as_str()).collect::<Vec<_>>())
     .bind(results)
+    .bind(AttemptEnd::Succeeded.as_str())
     .fetch_all(&mut *conn)
     .await?;
     let freed_key = done.iter().any(|(_, k)| k.is_some());
-    let ids: Vec<String> = done.into_iter().map(|(id, _)| id).collect();
-    if !ids.is_empty() {
-        sqlx::query(
-            "UPDATE job_attempts SET finished_at = $1, outcome = $2, error = NULL \
-             WHERE finished_at IS NULL AND job_id = ANY($3)",
-        )
-        .bind(now)
-        .bind(AttemptEnd::Succeeded.as_str())
-        .bind(&ids)
-        .execute(&mut *conn)
-        .await?;
-    }
-    let ids: std::collections::HashSet<String> = ids.into_iter().collect();
+    let ids: std::collections::HashSet<String> = done.into_iter().map(|(id, _)| id).collect();
     Ok((cs.iter().map(|c| ids.contains(&c.id)).collect(), freed_key))
 }
 
 /// Gives each claimer at most one runnable job: one locked pick (`SKIP LOCKED`) for the whole batch, a
-/// `pg_try_advisory_xact_lock` per key picked, one update and one insert into the attempt log.
+/// `pg_try_advisory_xact_lock` per key picked, then one statement that claims, closes lapsed attempts and opens
+/// the new ones.
 async fn claim_many(conn: &mut PgConnection, claims: &[Claim], now: i64) -> Result<Vec<Option<JobRecord>>> {
     let mut out: Vec<Option<JobRecord>> = claims.iter().map(|_| None).collect();
     if claims.is_empty() {
         return Ok(out);
     }
-    // See `job_claim` for the shape of this pick. Extra candidates cover jobs passed over for a repeated key.
+    // A lapsed job with no attempts left or a pending cancel is the reaper's, not a new attempt's. The status list
+    // matches `jobs_claim_order`'s predicate, so the pick walks that index in claim order and stops once it has
+    // enough rows instead of sorting every queued job (see `CLAIM_BEGIN`). The per-status test is a CASE, not
+    // `(status = 'QUEUED' AND …) OR (status = 'IN_PROGRESS' AND …)`, which invites a BitmapOr over
+    // `jobs_claimable`. No spare candidates: every row picked is locked (a WAL record and a dirty page each), so a
+    // job passed over for a repeated key waits for the next batch.
     let candidates: Vec<(String, Option<String>, String)> = sqlx::query_as(
         "SELECT j.id, j.key, j.status FROM jobs j \
          WHERE j.status IN ('QUEUED', 'IN_PROGRESS') \
@@ -718,7 +733,7 @@ async fn claim_many(conn: &mut PgConnection, claims: &[Claim], now: i64) -> Resu
          ORDER BY j.priority DESC, j.created_at, j.id LIMIT $2 FOR UPDATE SKIP LOCKED",
     )
     .bind(now)
-    .bind((claims.len() + claims.len().min(CLAIM_CANDIDATES)) as i64)
+    .bind(claims.len() as i64)
     .fetch_all(&mut *conn)
     .await?;
     let picked = distinct_keys(
@@ -750,46 +765,53 @@ async fn claim_many(conn: &mut PgConnection, claims: &[Claim], now: i64) -> Resu
         return Ok(out);
     }
     let ids: Vec<&str> = picked.iter().map(|(id, _)| id.as_str()).collect();
+    let reclaimed: Vec<&str> =
+        picked.iter().filter(|(_, st)| st == JobStatus::InProgress.as_str()).map(|(id, _)| id.as_str()).collect();
     let workers: Vec<&str> = claims.iter().take(picked.len()).map(|c| c.worker.as_str()).collect();
     let expires: Vec<i64> = claims.iter().take(picked.len()).map(|c| now + millis(c.lease)).collect();
-    // The key is re-checked under a snapshot taken after the key locks.
+    // The key is re-checked under a snapshot taken after the key locks. The CTEs share one snapshot, so closing
+    // the lapsed attempts cannot touch the attempts this statement opens.
     let rows = sqlx::query(&format!(
-        "UPDATE jobs SET status = 'IN_PROGRESS', lease_owner = c.worker, lease_expires_at = c.expires, \
-           attempts = attempts + 1, started_at = COALESCE(started_at, $1), updated_at = $1 \
-         FROM unnest($2::text[], $3::text[], $4::bigint[]) AS c(id, worker, expires) \
-         WHERE jobs.id = c.id AND (jobs.key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.key = jobs.key \
-           AND o.id <> jobs.id AND o.status = 'IN_PROGRESS' AND o.lease_expires_at >= $1)) \
-         RETURNING {}",
+        "WITH claimed AS (UPDATE jobs SET status = 'IN_PROGRESS', lease_owner = c.worker, \
+             lease_expires_at = c.expires, attempts = attempts + 1, started_at = COALESCE(started_at, $1), \
+             updated_at = $1 \
+           FROM unnest($2::text[], $3::text[], $4::bigint[]) AS c(id, worker, expires) \
+           WHERE jobs.id = c.id AND (jobs.key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs o \
+             WHERE o.key = jobs.key AND o.id <> jobs.id AND o.status = 'IN_PROGRESS' AND o.lease_expires_at >= $1)) \
+           RETURNING {}), \
+         lapsed AS (UPDATE job_attempts SET finished_at = $1, outcome = $6, error = $7 \
+           WHERE finished_at IS NULL AND job_id = ANY($5::text[]) AND job_id IN (SELECT id FROM claimed)), \
+         opened AS (INSERT INTO job_attempts (job_id, attempt, worker, started_at) \
+           SELECT id, attempts, lease_owner, $1 FROM claimed) \
+         SELECT * FROM claimed",
         JOB_COLS.split(", ").map(|c| format!("jobs.{}", c.trim())).collect::<Vec<_>>().join(", ")
     ))
     .bind(now)
     .bind(&ids)
     .bind(&workers)
     .bind(&expires)
+    .bind(&reclaimed)
+    .bind(AttemptEnd::LeaseExpired.as_str())
+    .bind(LEASE_EXPIRED)
     .fetch_all(&mut *conn)
     .await?;
-    let jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
-    for job in &jobs {
-        if picked.iter().any(|(id, status)| id == &job.id && status == JobStatus::InProgress.as_str()) {
-            close_attempt(conn, &job.id, AttemptEnd::LeaseExpired, Some(LEASE_EXPIRED), now).await?;
-        }
-    }
-    if !jobs.is_empty() {
-        sqlx::query(
-            "INSERT INTO job_attempts (job_id, attempt, worker, started_at) \
-             SELECT * FROM unnest($1::text[], $2::int[], $3::text[]), (SELECT $4::bigint) AS t",
-        )
-        .bind(jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.attempts).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.lease_owner.clone().unwrap_or_default()).collect::<Vec<_>>())
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    }
     let slot: std::collections::HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-    for job in jobs {
+    for row in &rows {
+        let job = job_from_row(row)?;
         let i = *slot.get(job.id.as_str()).ok_or_else(|| StoreError::Corrupt("claimed an unpicked job".into()))?;
         out[i] = Some(job);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{batch_begin_notify, CHANNEL};
+
+    #[test]
+    fn the_batch_notification_goes_to_the_listened_channel_with_the_token() {
+        let sql = batch_begin_notify("abc123");
+        assert!(sql.contains(&format!("pg_notify('{CHANNEL}',")));
+        assert!(sql.contains("chr(31) || 'abc123'"));
+    }
 }

@@ -36,6 +36,7 @@ impl ListenerTask {
         connect: &PgConnectOptions,
         acquire_timeout: Duration,
         signal: Arc<Notify>,
+        own_token: String,
     ) -> Result<Self> {
         // No lifetime or idle limits: the connection is busy listening, not idle.
         let pool = PgPoolOptions::new()
@@ -46,7 +47,7 @@ impl ListenerTask {
             .connect_lazy_with(connect.clone());
         let schema: String = sqlx::query_scalar("SELECT COALESCE(current_schema(), '')").fetch_one(&pool).await?;
         let listener = listen(&pool).await?;
-        Ok(Self(tokio::spawn(run(pool, listener, schema, signal))))
+        Ok(Self(tokio::spawn(run(pool, listener, schema, signal, own_token))))
     }
 }
 
@@ -56,7 +57,7 @@ async fn listen(pool: &PgPool) -> Result<PgListener> {
     Ok(listener)
 }
 
-async fn run(pool: PgPool, listener: PgListener, schema: String, signal: Arc<Notify>) {
+async fn run(pool: PgPool, listener: PgListener, schema: String, signal: Arc<Notify>, own_token: String) {
     let mut listener = Some(listener);
     let mut backoff = MIN_BACKOFF;
     loop {
@@ -80,8 +81,10 @@ async fn run(pool: PgPool, listener: PgListener, schema: String, signal: Arc<Not
         match active.try_recv().await {
             Ok(Some(n)) => {
                 backoff = MIN_BACKOFF;
-                // An empty payload is a manual `NOTIFY strato_jobs`: wake up too.
-                if n.payload().is_empty() || n.payload() == schema {
+                // The payload is the schema, then (from batch writers) the sending store's token. An empty payload
+                // is a manual `NOTIFY strato_jobs`: wake up too. This store's own batches woke its workers already.
+                let (for_schema, from) = n.payload().split_once('\u{1f}').unwrap_or((n.payload(), ""));
+                if (n.payload().is_empty() || for_schema == schema) && from != own_token {
                     signal.notify_one();
                 }
             }
