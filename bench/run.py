@@ -206,14 +206,20 @@ def measure_jobs(database_url, with_peer):
         print("+", py, "bench/peer_celery.py", file=sys.stderr)
         out = subprocess.check_output([py, str(REPO / "bench" / "peer_celery.py")], cwd=REPO).decode()
         celery_lines = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+        # As many enqueuers as Strato's widest setting, on Celery's fastest pool.
+        out = subprocess.check_output([py, str(REPO / "bench" / "peer_celery.py"), "--enqueuers", "32", "--pools",
+                                       "prefork:2", "--latency-secs", "1", "--idle-secs", "1"], cwd=REPO).decode()
+        celery_lines += [l for l in (json.loads(x) for x in out.splitlines() if x.startswith("{"))
+                         if l.get("measure") == "throughput"]
     return {"date": str(datetime.date.today()), "load_before": load_before, "load_after": os.getloadavg(),
             "strato": strato_lines, "celery": celery_lines}
 
 
-def jobs_pick(lines, backend, measure, mode=None):
-    """The measurement lines of one backend; for throughput, the fastest setting of `mode`."""
+def jobs_pick(lines, backend, measure, mode=None, enqueuers=None):
+    """The measurement lines of one backend; for throughput, the fastest setting of `mode` (with `enqueuers`
+    enqueuers when given)."""
     rows = [l for l in lines if l.get("backend") == backend and l.get("measure") == measure
-            and (mode is None or l.get("mode") == mode)]
+            and (mode is None or l.get("mode") == mode) and (enqueuers is None or l.get("enqueuers") == enqueuers)]
     if measure == "throughput":
         return max(rows, key=lambda l: l["jobs_per_s"], default={})
     return rows[0] if rows else {}
@@ -224,7 +230,10 @@ def render_jobs(jobs):
     lines_all = jobs.get("strato", []) + jobs.get("celery", [])
     cols = ["sqlite", "postgres", "celery"]
     conc = {b: jobs_pick(lines_all, b, "throughput", "concurrent") for b in cols}
+    conc4 = {b: jobs_pick(lines_all, b, "throughput", "concurrent", 4) for b in cols}
     drain = {b: jobs_pick(lines_all, b, "throughput", "drain") for b in cols}
+    enq = {b: max((l for l in lines_all if l.get("backend") == b and l.get("mode") == "drain"),
+                  key=lambda l: l["enqueue_per_s"], default={}) for b in cols}
     lat = {b: jobs_pick(lines_all, b, "latency") for b in cols}
     idle = {b: jobs_pick(lines_all, b, "idle_cpu") for b in cols}
     versions = jobs_pick(lines_all, "celery", "versions")
@@ -240,9 +249,10 @@ def render_jobs(jobs):
         r = row[b]
         if not r:
             return "—"
+        e = f", {r['enqueuers']} enqueuers" if "enqueuers" in r else ""
         if b == "celery":
-            return f"{r['pool']}, concurrency {r['concurrency']}"
-        return f"{r['workers']} workers"
+            return f"{r['pool']}, concurrency {r['concurrency']}{e}"
+        return f"{r['workers']} workers{e}"
 
     def met(v, target, higher_is_better):
         if v is None:
@@ -254,6 +264,7 @@ def render_jobs(jobs):
     for l in lines_all:
         if l.get("measure") == "throughput":
             setting = (f"{l['pool']} ×{l['concurrency']}" if l["backend"] == "celery" else f"{l['workers']} workers")
+            setting += f", {l['enqueuers']} enqueuers"
             per_setting.append(f"{l['backend']} {l['mode']} {setting}: {fmt(l['jobs_per_s'])}")
     lines = [
         "## Job queue",
@@ -271,12 +282,18 @@ def render_jobs(jobs):
         f"| no-op throughput, enqueued concurrently (jobs/s) | {cell('sqlite', conc, 'jobs_per_s', True)} | "
         f"{cell('postgres', conc, 'jobs_per_s', True)} | {cell('celery', conc, 'jobs_per_s', True)} | "
         "≥ 5,000 SQLite, ≥ 10,000 PostgreSQL |",
-        f"| workers (fastest setting) | {who('sqlite', conc)} | {who('postgres', conc)} | {who('celery', conc)} | |",
+        f"| fastest setting | {who('sqlite', conc)} | {who('postgres', conc)} | {who('celery', conc)} | |",
+        f"| no-op throughput, enqueued concurrently by 4 enqueuers (jobs/s) | {cell('sqlite', conc4, 'jobs_per_s', True)} "
+        f"| {cell('postgres', conc4, 'jobs_per_s', True)} | {cell('celery', conc4, 'jobs_per_s', True)} | |",
+        f"| fastest setting with 4 enqueuers | {who('sqlite', conc4)} | {who('postgres', conc4)} | "
+        f"{who('celery', conc4)} | |",
         f"| no-op throughput, drain only (jobs/s) | {cell('sqlite', drain, 'jobs_per_s', True)} | "
         f"{cell('postgres', drain, 'jobs_per_s', True)} | {cell('celery', drain, 'jobs_per_s', True)} | |",
-        f"| enqueue alone, {drain['sqlite'].get('enqueuers', 4)} concurrent enqueuers (jobs/s) | "
-        f"{cell('sqlite', drain, 'enqueue_per_s', True)} | {cell('postgres', drain, 'enqueue_per_s', True)} | "
-        f"{cell('celery', drain, 'enqueue_per_s', True)} | |",
+        f"| fastest drain setting | {who('sqlite', drain)} | {who('postgres', drain)} | {who('celery', drain)} | |",
+        f"| enqueue alone (jobs/s) | {cell('sqlite', enq, 'enqueue_per_s', True)} | "
+        f"{cell('postgres', enq, 'enqueue_per_s', True)} | {cell('celery', enq, 'enqueue_per_s', True)} | |",
+        f"| enqueuers | {enq['sqlite'].get('enqueuers', '—')} | {enq['postgres'].get('enqueuers', '—')} | "
+        f"{enq['celery'].get('enqueuers', '—')} | |",
         f"| enqueue → start p50 at 200 jobs/s (ms) | {cell('sqlite', lat, 'p50_ms', False)} | "
         f"{cell('postgres', lat, 'p50_ms', False)} | {cell('celery', lat, 'p50_ms', False)} | "
         "≤ 1 SQLite, ≤ 3 PostgreSQL |",
@@ -311,11 +328,12 @@ def render_jobs(jobs):
 # benchmark was written; see the strato-store commits of the same branch).
 JOBS_NOTES = [
     "How it is measured:",
-    "- Throughput: 20,000 jobs. *Concurrently*: 4 tasks enqueue 5,000 each (as API processes would) while the pool "
-    "runs; jobs/s = 20,000 / (first enqueue → the last outcome written). *Drain only*: all enqueued first, then the "
-    "pool is started. Strato tries 2, 4 and 8 workers (one process, tokio's default 2 runtime threads); Celery one "
-    "worker process with prefork ×1, prefork ×2, threads ×2 and solo, its 4 enqueuers being processes. Each Celery "
-    "task INCRs a Redis counter so the driver sees the last one end without polling.",
+    "- Throughput: 20,000 jobs. *Concurrently*: E tasks (4 or 32) enqueue 20,000 / E each, one job per call (as "
+    "API requests would), while the pool runs; jobs/s = 20,000 / (first enqueue → the last outcome written). "
+    "*Drain only*: all enqueued first, then the pool is started. Strato tries 8, 32 and 128 workers (one process, "
+    "tokio's default 2 runtime threads); Celery one worker process with prefork ×1, prefork ×2, threads ×2 and solo "
+    "with 4 enqueuer processes, and prefork ×2 with 32. Each Celery task INCRs a Redis counter so the driver sees the "
+    "last one end without polling.",
     "- Latency: one enqueue every 5 ms for 10 s, the workers idle in between; from an `Instant` (Celery: "
     "`time.monotonic()`) taken just before the enqueue call to the one the handler takes when it starts, so it "
     "includes the enqueue's own commit.",
@@ -328,38 +346,33 @@ JOBS_NOTES = [
     "and outcome durably (at-least-once, lease-fenced), SQLite in WAL with `synchronous=NORMAL`, PostgreSQL with "
     "`synchronous_commit=on`.",
     "",
-    "What limits throughput:",
-    "- Each job is 3 write transactions: enqueue (insert + wake-up), claim (pick + update + attempt-log row) and "
-    "complete (update + close the attempt). On SQLite that is 12 statements, and sqlx runs each SQLite statement "
-    "on the connection's own thread, so every statement is a cross-thread round trip: perf puts ~35 % of the CPU "
-    "in those wake-ups and ~35 % in SQLite itself (the jobs table has 7 indexes, 4 of them on every job); 10,000 "
-    "jobs through SQLite (enqueued concurrently, then drain only) took 6.7 s of user and 11.3 s of system CPU, the "
-    "system part mostly futex wake-ups and WAL writes. On PostgreSQL it is "
-    "14 round trips and 3 commits that each wait for a WAL flush; `synchronous_commit=off` doubled the throughput "
-    "and halved the latency in a side run, but would drop acknowledged enqueues on a crash, so it is not used. "
-    "PostgreSQL also serialises the commits of transactions that `NOTIFY` (a global lock held through commit), so "
-    "concurrent enqueues cannot share a flush.",
-    "- CPU: about 1 ms of CPU per job (Strato process plus PostgreSQL backends) puts the ceiling near 2,000 "
-    "jobs/s on 2 free cores, and the cores were not free (load average above). Celery is bound the same way by "
-    "its Python per-task overhead.",
-    "- Fixed on this branch: every claim used to sort the whole queue (both backends: no index matched the claim "
-    "order), O(queue length) per claim; PostgreSQL additionally planned the claim from estimates that a queue "
-    "defeats (a generic plan made on an empty table kept sorting the backlog). Migration 0004 adds "
-    "`jobs_claim_order`, SQLite is told `INDEXED BY` and PostgreSQL claims with `enable_sort` off. Drain-only "
-    "throughput no longer falls as the backlog grows (side runs, load average 1-6): SQLite with 2 workers was "
-    "1,036 jobs/s with 5,000 queued and 498 with 10,000, now 1,189 and 1,127 with 5,000 and 20,000; PostgreSQL "
-    "with 8 workers was 766 with 1,000 and 204 with 10,000, now 1,566 with 10,000.",
+    "How Strato gets there (strato-store's `batch` module): group commit. A process's concurrent enqueues, claims "
+    "and completions go to one batcher, which writes whatever arrived while the previous batch was being written "
+    "as one transaction (completions first, then enqueues, then claims, so a claim can take a job enqueued in the "
+    "same batch). A lone request goes through at once, with no waiting window; a busy queue makes large batches by "
+    "itself. A failed batch is retried request by request, so each caller gets its own answer or error.",
+    "- SQLite: the batcher is a thread with its own rusqlite connection running prepared statements in place, one "
+    "`BEGIN IMMEDIATE` per batch. Before, each job cost 3 transactions and 12 statements, and sqlx hands every "
+    "SQLite statement to its connection thread and back: perf put half the CPU in those thread wake-ups, and "
+    "throughput was 989 jobs/s (enqueued concurrently) and 1,265 (drain). Now a batch costs one hand-off.",
+    "- PostgreSQL: about six round trips per batch whatever its size: `BEGIN` with the `NOTIFY` folded in, the "
+    "completions and their attempt-log updates in one statement, the plain enqueues in one `INSERT … SELECT FROM "
+    "unnest(…)`, the claim's pick (`FOR UPDATE SKIP LOCKED`, a try-lock per key), the claim with its attempt-log "
+    "rows in one statement, and `COMMIT` (one WAL flush). The store's own listener skips its own batches' "
+    "notifications (its workers were already woken), which removed claim-nothing batches.",
     "",
-    "What would raise it (not done here; each changes the store trait or the worker loop):",
-    "- Complete a job and claim the next in one transaction (3 → 2 transactions and flushes per job).",
-    "- Claim batches: claim up to k jobs per transaction for idle workers, and record outcomes in batches "
-    "(amortises BEGIN/COMMIT, the WAL flush and the attempt-log writes).",
-    "- SQLite: run each write transaction as one closure on a dedicated connection thread (one hand-off per "
-    "transaction instead of per statement); skip the no-op \"close a lapsed attempt\" update on first attempts.",
-    "- PostgreSQL: fold `pg_notify` into the insert (one round trip less per enqueue) and notify only when a "
-    "worker may be idle, which also keeps busy enqueues off the global NOTIFY commit lock.",
-    "- Workers: after each claim a worker passes the wake-up on; when the pool keeps up, the worker it wakes runs "
-    "an empty claim transaction. A claim that says whether more work is runnable would avoid those.",
+    "What limits it now:",
+    "- With few enqueuers, each waits for a whole batch per job: with 4 enqueuers, throughput is at most 4 / (batch "
+    "time). SQLite batches take a fraction of a millisecond; PostgreSQL's take 1-3 ms on this machine (six round "
+    "trips to a server sharing the 2 cores, plus the WAL flush), which caps 4 enqueuers near 2,000 jobs/s. More "
+    "concurrent callers (an API process under load) make larger batches.",
+    "- PostgreSQL's per-job work: a claimed job is a row lock, an update (a new row version in 4 indexes, since "
+    "`status` is indexed), an attempt-log insert; a completed one another update and an attempt-log update. perf "
+    "put about half of the machine's CPU in the PostgreSQL backends during a 32-worker run. Fewer indexes on "
+    "`jobs` (`jobs_claimable` overlaps `jobs_claim_order`) and a claim that takes its row lock and update in one "
+    "statement would cut it; `synchronous_commit=off` is not an option (it drops acknowledged enqueues on a crash).",
+    "- Workers: each job costs a worker two batches (claim, then complete). Completing a job and claiming the next "
+    "in one request would halve that.",
 ]
 
 
@@ -524,8 +537,14 @@ def main():
                          "Job queue section of BENCHMARKS.md, keeping the rest of the file as it is")
     ap.add_argument("--database-url", default=os.environ.get("STRATO_BENCH_DATABASE_URL"),
                     help="PostgreSQL for the job-queue benchmark (a schema per run, dropped after); none: SQLite only")
+    ap.add_argument("--render-jobs", action="store_true",
+                    help="rewrite the Job queue section of BENCHMARKS.md from bench/out/jobs.json, measuring nothing")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.render_jobs:
+        md = REPO / "BENCHMARKS.md"
+        md.write_text(splice_jobs(md.read_text(), render_jobs(json.loads((OUT / "jobs.json").read_text()))))
+        return
     sh(["cargo", "build", "--release", "--locked", "-p", "strato-cli", "-p", "strato-bench"], cwd=REPO)
     if args.only_jobs:
         jobs = measure_jobs(args.database_url, not args.no_peer)

@@ -35,7 +35,7 @@ struct JobsOptions {
     backends: Vec<String>,
     jobs: usize,
     workers: Vec<usize>,
-    enqueuers: usize,
+    enqueuers: Vec<usize>,
     rate: f64,
     latency_secs: f64,
     latency_workers: Option<usize>,
@@ -48,8 +48,8 @@ impl JobsOptions {
             database_url: None,
             backends: vec!["sqlite".into(), "postgres".into()],
             jobs: 20_000,
-            workers: vec![2, 4, 8],
-            enqueuers: 4,
+            workers: vec![8, 32, 128],
+            enqueuers: vec![4, 32],
             rate: 200.0,
             latency_secs: 10.0,
             latency_workers: None,
@@ -63,18 +63,18 @@ impl JobsOptions {
                 "--backends" => o.backends = value.split(',').map(str::to_string).collect(),
                 "--jobs" => o.jobs = value.parse()?,
                 "--workers" => o.workers = value.split(',').map(str::parse).collect::<Result<_, _>>()?,
-                "--enqueuers" => o.enqueuers = value.parse()?,
+                "--enqueuers" => o.enqueuers = value.split(',').map(str::parse).collect::<Result<_, _>>()?,
                 "--rate" => o.rate = value.parse()?,
                 "--latency-secs" => o.latency_secs = value.parse()?,
                 "--latency-workers" => o.latency_workers = Some(value.parse()?),
                 "--idle-secs" => o.idle_secs = value.parse()?,
                 _ => bail!(
-                    "usage: jobs [--database-url URL] [--backends sqlite,postgres] [--jobs N] [--workers 2,4,8] \
-                     [--enqueuers E] [--rate PER_S] [--latency-secs S] [--latency-workers W] [--idle-secs S]"
+                    "usage: jobs [--database-url URL] [--backends sqlite,postgres] [--jobs N] [--workers 8,32,128] \
+                     [--enqueuers 4,32] [--rate PER_S] [--latency-secs S] [--latency-workers W] [--idle-secs S]"
                 ),
             }
         }
-        if o.workers.is_empty() || o.enqueuers == 0 || o.jobs == 0 {
+        if o.workers.is_empty() || o.enqueuers.is_empty() || o.enqueuers.contains(&0) || o.jobs == 0 {
             bail!("--workers, --enqueuers and --jobs must be positive");
         }
         Ok(o)
@@ -216,14 +216,20 @@ async fn enqueue_concurrently(store: &Arc<dyn MetaStore>, n: usize, tasks: usize
 }
 
 /// Measurement 1: jobs/s with enqueues running beside the pool (`concurrent`), or all enqueued first (`drain`).
-async fn throughput(o: &JobsOptions, backend: &str, workers: usize, drain: bool) -> Result<serde_json::Value> {
-    let db = Db::open(backend, o.database_url.as_deref(), (workers + o.enqueuers + 2) as u32).await?;
+async fn throughput(
+    o: &JobsOptions,
+    backend: &str,
+    workers: usize,
+    enqueuers: usize,
+    drain: bool,
+) -> Result<serde_json::Value> {
+    let db = Db::open(backend, o.database_url.as_deref(), (workers + enqueuers + 2) as u32).await?;
     let store = db.store.clone();
     let handler = Arc::new(RecordingHandler::default());
     handler.expect(o.jobs);
     let (secs, enqueue_secs) = if drain {
         let t = Instant::now();
-        enqueue_concurrently(&store, o.jobs, o.enqueuers).await?;
+        enqueue_concurrently(&store, o.jobs, enqueuers).await?;
         let enqueue_secs = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let pool = WorkerPool::start(store.clone(), handler.clone(), pool_options(workers));
@@ -237,7 +243,7 @@ async fn throughput(o: &JobsOptions, backend: &str, workers: usize, drain: bool)
         // Let the idle workers reach their wait before the clock starts.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let t = Instant::now();
-        enqueue_concurrently(&store, o.jobs, o.enqueuers).await?;
+        enqueue_concurrently(&store, o.jobs, enqueuers).await?;
         let enqueue_secs = t.elapsed().as_secs_f64();
         handler.wait_all_seen(Duration::from_secs(600)).await?;
         wait_store_drained(&store).await?;
@@ -250,7 +256,7 @@ async fn throughput(o: &JobsOptions, backend: &str, workers: usize, drain: bool)
     db.drop_it().await?;
     Ok(json!({
         "bench": "jobs", "backend": backend, "measure": "throughput", "mode": if drain { "drain" } else { "concurrent" },
-        "workers": workers, "enqueuers": o.enqueuers, "jobs": o.jobs, "seconds": secs,
+        "workers": workers, "enqueuers": enqueuers, "jobs": o.jobs, "seconds": secs,
         "jobs_per_s": o.jobs as f64 / secs, "enqueue_per_s": o.jobs as f64 / enqueue_secs,
     }))
 }
@@ -345,16 +351,18 @@ pub async fn run(args: &[String]) -> Result<()> {
             continue;
         }
         let mut best: Option<(f64, usize)> = None;
-        for &w in &o.workers {
-            let r = throughput(&o, backend, w, false).await?;
-            println!("{r}");
-            let rate = r["jobs_per_s"].as_f64().unwrap_or(0.0);
-            if best.is_none_or(|(b, _)| rate > b) {
-                best = Some((rate, w));
+        for &e in &o.enqueuers {
+            for &w in &o.workers {
+                let r = throughput(&o, backend, w, e, false).await?;
+                println!("{r}");
+                let rate = r["jobs_per_s"].as_f64().unwrap_or(0.0);
+                if best.is_none_or(|(b, _)| rate > b) {
+                    best = Some((rate, w));
+                }
             }
-        }
-        for &w in &o.workers {
-            println!("{}", throughput(&o, backend, w, true).await?);
+            for &w in &o.workers {
+                println!("{}", throughput(&o, backend, w, e, true).await?);
+            }
         }
         let w = o.latency_workers.or(best.map(|(_, w)| w)).unwrap_or(1);
         for line in latency_and_idle(&o, backend, w).await? {

@@ -1,5 +1,7 @@
-//! SQLite implementation: one file, WAL, a single-connection writer pool (SQLite has one writer anyway, and
-//! serialising writes in-process avoids lock-upgrade deadlocks) and a small reader pool.
+//! SQLite implementation: one file, WAL, a single-connection writer pool (SQLite has one writer anyway), the job
+//! queue's batch writer (a second connection on a thread of its own) and a small reader pool. Every write
+//! transaction starts with `BEGIN IMMEDIATE`, so the two writers queue for the write lock (`busy_timeout`) instead
+//! of failing a lock upgrade.
 
 use std::path::Path;
 use std::str::FromStr;

@@ -1,5 +1,7 @@
-//! The durable queue on SQLite. Every state change is one `BEGIN IMMEDIATE` transaction on the single writer
-//! connection, so "pick and claim" is atomic without row locks; the attempt log changes in the same transaction.
+//! The durable queue on SQLite. Every state change is one `BEGIN IMMEDIATE` transaction, so "pick and claim" is
+//! atomic without row locks (SQLite has one writer at a time); the attempt log changes in the same transaction.
+//! Enqueues, claims and completions go through the batch writer (its own rusqlite connection and thread, see
+//! [`SqliteBatchWriter`]); the rarer changes run on the sqlx writer connection.
 
 use std::time::Duration;
 
