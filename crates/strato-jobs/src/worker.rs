@@ -22,6 +22,20 @@ pub async fn run_claimed(
     opts: &WorkerPoolOptions,
     ctx: JobContext,
 ) -> AttemptOutcome {
+    run_claimed_then(store, handler, job, worker, opts, ctx, false).await.0
+}
+
+/// [`run_claimed`]; with `claim_next`, a success is recorded together with the claim of the worker's next job
+/// (one store round trip instead of two), which is returned.
+async fn run_claimed_then(
+    store: &Arc<dyn MetaStore>,
+    handler: &Arc<dyn JobHandler>,
+    job: JobRecord,
+    worker: &str,
+    opts: &WorkerPoolOptions,
+    ctx: JobContext,
+    claim_next: bool,
+) -> (AttemptOutcome, Option<JobRecord>) {
     let id = job.id.clone();
     let limit = Duration::from_millis(job.timeout_ms.max(1) as u64);
     let mut task = {
@@ -56,7 +70,15 @@ pub async fn run_claimed(
     };
 
     // 2. Record the outcome; every write is fenced by the lease.
+    let mut next = None;
     let stored = match &result {
+        Ok(v) if claim_next => match store.complete_and_claim(&id, worker, v, opts.lease).await {
+            Ok((ok, n)) => {
+                next = n;
+                Ok(if ok { Ok(()) } else { Err(()) })
+            }
+            Err(e) => Err(e),
+        },
         Ok(v) => store.complete(&id, worker, v).await.map(|ok| if ok { Ok(()) } else { Err(()) }),
         Err(_) if ctx.cancel_requested() => {
             store.finish_cancelled(&id, worker).await.map(|ok| if ok { Ok(()) } else { Err(()) })
@@ -88,7 +110,7 @@ pub async fn run_claimed(
             }
         }
     };
-    match (stored, result) {
+    let outcome = match (stored, result) {
         (Ok(Ok(())), Ok(v)) => AttemptOutcome::Succeeded(v),
         (Ok(Ok(())), Err(_)) if ctx.cancel_requested() => AttemptOutcome::Cancelled,
         (Ok(Ok(())), Err(e)) => AttemptOutcome::Failed(e.to_string()),
@@ -98,7 +120,8 @@ pub async fn run_claimed(
             tracing::error!(job = %id, error = %e, "could not record the job outcome");
             AttemptOutcome::LeaseLost
         }
-    }
+    };
+    (outcome, next)
 }
 
 /// Renews the lease, publishes progress and turns a cancel request into the context's flag.
@@ -216,11 +239,21 @@ async fn worker_loop(
 ) {
     let signal = store.job_signal();
     let mut failures = 0u32;
+    // The job claimed together with the last success, if any.
+    let mut next: Option<JobRecord> = None;
     loop {
         if *stop.borrow() {
+            if let Some(job) = next.take() {
+                // Claimed but not started: hand it straight back rather than leave it to its lease.
+                let _ = store.release(&job.id, &worker).await;
+            }
             return;
         }
-        match store.claim(&worker, opts.lease).await {
+        let claimed = match next.take() {
+            Some(job) => Ok(Some(job)),
+            None => store.claim(&worker, opts.lease).await,
+        };
+        match claimed {
             Ok(Some(job)) => {
                 failures = 0;
                 // There may be more: pass the wake-up on to another idle worker.
@@ -229,7 +262,8 @@ async fn worker_loop(
                 let id = job.id.clone();
                 let ctx = JobContext::new(&worker);
                 running.lock().insert(worker.clone(), (id.clone(), ctx.clone()));
-                let outcome = run_claimed(&store, &handler, job, &worker, &opts, ctx).await;
+                let (outcome, then) = run_claimed_then(&store, &handler, job, &worker, &opts, ctx, true).await;
+                next = then;
                 running.lock().remove(&worker);
                 match &outcome {
                     AttemptOutcome::Succeeded(_) => tracing::info!(job = %id, "job succeeded"),

@@ -121,6 +121,24 @@ impl Batcher {
         let c = Completion { id: id.to_string(), worker: worker.to_string(), result: result.to_string() };
         self.call(|tx| JobOp::Complete(c, tx)).await
     }
+
+    /// Sends a completion and a claim together: they land in the same batch (or the claim in the next one), and the
+    /// completion is applied first either way.
+    pub async fn complete_and_claim(
+        &self,
+        id: &str,
+        worker: &str,
+        result: &serde_json::Value,
+        lease: Duration,
+    ) -> Result<(bool, Option<JobRecord>)> {
+        let c = Completion { id: id.to_string(), worker: worker.to_string(), result: result.to_string() };
+        let (done_tx, done_rx) = oneshot::channel();
+        let (next_tx, next_rx) = oneshot::channel();
+        self.tx.send(JobOp::Complete(c, done_tx)).map_err(|_| stopped())?;
+        self.tx.send(JobOp::Claim(Claim { worker: worker.to_string(), lease }, next_tx)).map_err(|_| stopped())?;
+        let done = done_rx.await.map_err(|_| stopped())??;
+        Ok((done, next_rx.await.map_err(|_| stopped())??))
+    }
 }
 
 fn stopped() -> StoreError {

@@ -304,6 +304,18 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn heartbeat(&self, id: &str, worker: &str, lease: Duration, progress: Option<i32>) -> Result<Heartbeat>;
     /// Marks success; false (and no change) when `worker` no longer holds the job.
     async fn complete(&self, id: &str, worker: &str, result: &serde_json::Value) -> Result<bool>;
+    /// [`MetaStore::complete`], then [`MetaStore::claim`] for the same worker: a worker's "done, what's next". The
+    /// batching stores send both at once, so they share a transaction (the completion applied first).
+    async fn complete_and_claim(
+        &self,
+        id: &str,
+        worker: &str,
+        result: &serde_json::Value,
+        lease: Duration,
+    ) -> Result<(bool, Option<JobRecord>)> {
+        let done = self.complete(id, worker, result).await?;
+        Ok((done, self.claim(worker, lease).await?))
+    }
     /// Records a failed attempt (`timed_out` says why it ended): back to `QUEUED` after `retry_in` when attempts
     /// remain and a delay is given; `FAILURE` at once when no delay is given (permanent error); `FAILURE` in the
     /// dead-letter queue when a retryable error exhausted the attempts; `CANCELLED` when a cancel was requested.

@@ -654,6 +654,16 @@ impl MetaStore for PgStore {
         self.job_complete(id, worker, result).await
     }
 
+    async fn complete_and_claim(
+        &self,
+        id: &str,
+        worker: &str,
+        result: &serde_json::Value,
+        lease: Duration,
+    ) -> Result<(bool, Option<JobRecord>)> {
+        self.jobs.complete_and_claim(id, worker, result, lease).await
+    }
+
     async fn fail(
         &self,
         id: &str,

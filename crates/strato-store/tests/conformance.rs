@@ -472,3 +472,28 @@ async fn concurrent_claims_share_a_batch_and_still_honour_keys() {
         assert_eq!(s.claim("w9", LEASE).await.unwrap().unwrap().id, same_key[1].id);
     });
 }
+
+#[tokio::test]
+async fn complete_and_claim_records_the_success_then_hands_out_the_next_job() {
+    each_backend!(|s| {
+        let a = enqueue(s, keyed("model:k")).await;
+        let b = enqueue(s, keyed("model:k")).await;
+        let c = enqueue(s, job(0)).await;
+        assert_eq!(s.claim("w1", LEASE).await.unwrap().unwrap().id, a.id);
+        // The completion is applied first, so the job waiting behind the same key is the next one.
+        let (done, next) = s.complete_and_claim(&a.id, "w1", &json!("a"), LEASE).await.unwrap();
+        assert!(done);
+        let next = next.unwrap();
+        assert_eq!((next.id.as_str(), next.lease_owner.as_deref()), (b.id.as_str(), Some("w1")));
+        assert_eq!(s.get_job(&a.id).await.unwrap().unwrap().status, JobStatus::Success);
+        assert_eq!(s.job_attempts(&b.id).await.unwrap()[0].worker, "w1");
+        // A worker that lost the job records nothing, but may still take work.
+        let (done, next) = s.complete_and_claim(&b.id, "w-stale", &json!("b"), LEASE).await.unwrap();
+        assert!(!done);
+        assert_eq!(next.unwrap().id, c.id);
+        assert_eq!(s.get_job(&b.id).await.unwrap().unwrap().status, JobStatus::InProgress);
+        // Nothing left: the claim half comes back empty.
+        let (done, next) = s.complete_and_claim(&b.id, "w1", &json!("b"), LEASE).await.unwrap();
+        assert!(done && next.is_none());
+    });
+}

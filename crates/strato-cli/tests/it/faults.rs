@@ -130,7 +130,9 @@ async fn a_thousand_jobs_through_two_api_processes_and_three_workers_end_exactly
         }
     }
 
-    // 4 concurrent clients, 250 jobs each, alternating between the API processes.
+    // 4 concurrent clients, 250 jobs each, alternating between the API processes. Each job takes 10 ms: instant
+    // jobs are drained by whichever worker wakes first (one worker does ~10,000 a second on SQLite), which would
+    // say nothing about several processes sharing the queue.
     let mut clients = Vec::new();
     for c in 0..4 {
         let client = reqwest::Client::new();
@@ -140,7 +142,7 @@ async fn a_thousand_jobs_through_two_api_processes_and_three_workers_end_exactly
                 let port = ports[(c + i) % 2];
                 let r = client
                     .post(format!("http://127.0.0.1:{port}/v1/jobs"))
-                    .json(&json!({"kind": "noop", "payload": {"client": c, "i": i}}))
+                    .json(&json!({"kind": "noop", "payload": {"client": c, "i": i, "sleep_ms": 10}}))
                     .send()
                     .await
                     .unwrap();

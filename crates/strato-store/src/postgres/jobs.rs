@@ -720,7 +720,7 @@ async fn claim_many(conn: &mut PgConnection, claims: &[Claim], now: i64) -> Resu
     // matches `jobs_claim_order`'s predicate, so the pick walks that index in claim order and stops once it has
     // enough rows instead of sorting every queued job (see `CLAIM_BEGIN`). The per-status test is a CASE, not
     // `(status = 'QUEUED' AND …) OR (status = 'IN_PROGRESS' AND …)`, which invites a BitmapOr over
-    // `jobs_claimable`. No spare candidates: every row picked is locked (a WAL record and a dirty page each), so a
+    // the partial status indexes. No spare candidates: every row picked is locked (a WAL record and a dirty page each), so a
     // job passed over for a repeated key waits for the next batch.
     let candidates: Vec<(String, Option<String>, String)> = sqlx::query_as(
         "SELECT j.id, j.key, j.status FROM jobs j \
