@@ -130,32 +130,29 @@ async fn a_thousand_jobs_through_two_api_processes_and_three_workers_end_exactly
         }
     }
 
-    // 4 concurrent clients, 250 jobs each, alternating between the API processes. Each job takes 10 ms: instant
+    // 4 client processes, 250 jobs each, alternating between the API processes. Each job takes 10 ms: instant
     // jobs are drained by whichever worker wakes first (one worker does ~10,000 a second on SQLite), which would
     // say nothing about several processes sharing the queue.
-    let mut clients = Vec::new();
-    for c in 0..4 {
-        let client = reqwest::Client::new();
-        clients.push(tokio::spawn(async move {
-            let mut ids = Vec::new();
-            for i in 0..250 {
-                let port = ports[(c + i) % 2];
-                let r = client
-                    .post(format!("http://127.0.0.1:{port}/v1/jobs"))
-                    .json(&json!({"kind": "noop", "payload": {"client": c, "i": i, "sleep_ms": 10}}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 202);
-                let v: serde_json::Value = r.json().await.unwrap();
-                ids.push(v["id"].as_str().unwrap().to_string());
-            }
-            ids
-        }));
-    }
+    let ports_arg = format!("{},{}", ports[0], ports[1]);
+    let clients: Vec<Child> = (0..4)
+        .map(|c| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["faults::submit_jobs_as_a_client_process", "--exact", "--ignored", "--nocapture"])
+                .env(CLIENT_ENV, format!("{c}:{ports_arg}"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("spawn a client process")
+        })
+        .collect();
     let mut ids = Vec::new();
     for c in clients {
-        ids.extend(c.await.unwrap());
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "a client process failed: {:?}", out.status);
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mine: Vec<String> = text.lines().filter_map(|l| l.strip_prefix("JOB ")).map(str::to_string).collect();
+        assert_eq!(mine.len(), 250, "each client submits 250 jobs: {text}");
+        ids.extend(mine);
     }
     assert_eq!(ids.len(), 1000);
 
@@ -181,4 +178,31 @@ async fn a_thousand_jobs_through_two_api_processes_and_three_workers_end_exactly
         workers.insert(succeeded[0].worker.clone());
     }
     assert_eq!(workers.len(), 3, "all three workers took part: {workers:?}");
+}
+
+/// Tells [`submit_jobs_as_a_client_process`] who it is: `CLIENT:PORT,PORT`.
+const CLIENT_ENV: &str = "STRATO_TEST_JOB_CLIENT";
+
+/// Not a test of its own: the client process of the 1000-job test (which runs this binary with this test's name).
+/// Submits 250 no-op jobs, alternating between the two API processes, and prints each job's id.
+#[tokio::test]
+#[ignore = "a client process of a_thousand_jobs_…; runs only when that test starts it"]
+async fn submit_jobs_as_a_client_process() {
+    let spec = std::env::var(CLIENT_ENV).expect("started by the 1000-job test");
+    let (c, ports) = spec.split_once(':').unwrap();
+    let c: usize = c.parse().unwrap();
+    let ports: Vec<&str> = ports.split(',').collect();
+    let client = reqwest::Client::new();
+    for i in 0..250 {
+        let port = ports[(c + i) % ports.len()];
+        let r = client
+            .post(format!("http://127.0.0.1:{port}/v1/jobs"))
+            .json(&json!({"kind": "noop", "payload": {"client": c, "i": i, "sleep_ms": 10}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let v: serde_json::Value = r.json().await.unwrap();
+        println!("JOB {}", v["id"].as_str().unwrap());
+    }
 }

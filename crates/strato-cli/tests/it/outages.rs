@@ -219,9 +219,9 @@ impl Tmpfs {
         self.0.path()
     }
 
-    fn remount(&self, mode: &str) {
-        // A stopped server's pooled SQLite connections close in the background; until they do, a read-only
-        // remount is refused as busy.
+    async fn remount(&self, mode: &str) {
+        // A stopped server's pooled SQLite connections close in the background, on this test's runtime; until they
+        // do, a read-only remount is refused as busy. So the wait must let the runtime run (no thread sleep).
         let start = Instant::now();
         loop {
             let out = Command::new("mount").args(["-o", &format!("remount,{mode}")]).arg(self.path()).output().unwrap();
@@ -230,7 +230,7 @@ impl Tmpfs {
             }
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(err.contains("busy") && start.elapsed() < Duration::from_secs(20), "remount {mode}: {err}");
-            std::thread::sleep(Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
@@ -283,7 +283,7 @@ async fn full_or_read_only_data_dir_is_a_clear_error_and_corrupts_nothing() {
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
 
     // 3. Read-only: a clear error naming the database, not a panic; fine again once writable.
-    fs.remount("ro");
+    fs.remount("ro").await;
     let ro = Command::new(env!("CARGO_BIN_EXE_strato"))
         .arg("--data-dir")
         .arg(&data_dir)
@@ -293,7 +293,7 @@ async fn full_or_read_only_data_dir_is_a_clear_error_and_corrupts_nothing() {
     let err = String::from_utf8_lossy(&ro.stderr);
     assert!(!ro.status.success(), "{err}");
     assert!(err.contains("meta.db") && !err.contains("panicked"), "{err}");
-    fs.remount("rw");
+    fs.remount("rw").await;
     let s = start(Options { workers: 0, ..Options::new(&data_dir, no_model()) }).await;
     let (_, list) = s.get("/v1/datasets").await;
     assert_eq!(list["datasets"].as_array().unwrap().len(), 2, "{list}");
