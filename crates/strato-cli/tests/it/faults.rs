@@ -187,6 +187,7 @@ const CLIENT_ENV: &str = "STRATO_TEST_JOB_CLIENT";
 /// Submits 250 no-op jobs, alternating between the two API processes, and prints each job's id.
 #[tokio::test]
 #[ignore = "a client process of a_thousand_jobs_…; runs only when that test starts it"]
+#[allow(clippy::print_stdout, reason = "the parent test reads the job ids from this process's stdout")]
 async fn submit_jobs_as_a_client_process() {
     let spec = std::env::var(CLIENT_ENV).expect("started by the 1000-job test");
     let (c, ports) = spec.split_once(':').unwrap();
