@@ -61,8 +61,8 @@ pub(crate) struct BatchOutput {
 pub(crate) trait BatchWriter: Send + Sync + 'static {
     /// Applies the whole batch in one transaction: every change or none.
     async fn apply(&self, batch: &BatchInput) -> Result<BatchOutput>;
-    /// Runs after the commit (wake-ups).
-    fn committed(&self, batch: &BatchInput, out: &BatchOutput);
+    /// This process's job signal, woken after each commit.
+    fn signal(&self) -> &tokio::sync::Notify;
 }
 
 /// The handle stores keep: sends requests to the batcher task and waits for the answers.
@@ -207,7 +207,7 @@ async fn write(writer: &impl BatchWriter, ops: Vec<JobOp>) {
     );
     match applied {
         Ok(out) => {
-            writer.committed(&input, &out);
+            wake(writer.signal(), &out);
             for (tx, v) in replies.completions.into_iter().zip(out.completed) {
                 let _ = tx.send(Ok(v));
             }
@@ -242,6 +242,16 @@ async fn write(writer: &impl BatchWriter, ops: Vec<JobOp>) {
                 Box::pin(write(writer, vec![JobOp::Claim(c, tx)])).await;
             }
         }
+    }
+}
+
+/// One wake-up per new job for idle workers (each wakes one), and one when a finished job may unblock a job
+/// waiting behind its key.
+fn wake(signal: &tokio::sync::Notify, out: &BatchOutput) {
+    let created = out.enqueued.iter().filter(|e| e.outcome == crate::EnqueueOutcome::Created).count();
+    let freed = out.completed.iter().any(|c| *c);
+    for _ in 0..created + usize::from(freed) {
+        signal.notify_one();
     }
 }
 
@@ -284,6 +294,7 @@ mod tests {
     struct FakeWriter {
         batches: Arc<parking_lot::Mutex<Vec<usize>>>,
         commits: Arc<AtomicUsize>,
+        signal: Arc<tokio::sync::Notify>,
     }
 
     fn record(job: &NewJob) -> JobRecord {
@@ -321,6 +332,7 @@ mod tests {
             if b.enqueues.iter().any(|j| j.payload["poison"] == true) {
                 return Err(StoreError::Corrupt("poisoned batch".into()));
             }
+            self.commits.fetch_add(1, Ordering::Relaxed);
             Ok(BatchOutput {
                 completed: b.completions.iter().map(|c| c.worker == "holder").collect(),
                 enqueued: b
@@ -332,8 +344,8 @@ mod tests {
             })
         }
 
-        fn committed(&self, _: &BatchInput, _: &BatchOutput) {
-            self.commits.fetch_add(1, Ordering::Relaxed);
+        fn signal(&self) -> &tokio::sync::Notify {
+            &self.signal
         }
     }
 

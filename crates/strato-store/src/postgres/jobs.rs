@@ -630,12 +630,8 @@ impl BatchWriter for PgBatchWriter {
         })
     }
 
-    fn committed(&self, _batch: &BatchInput, out: &BatchOutput) {
-        let created = out.enqueued.iter().filter(|e| e.outcome == EnqueueOutcome::Created).count();
-        let freed = out.completed.iter().any(|c| *c);
-        for _ in 0..created + usize::from(freed) {
-            self.signal.notify_one();
-        }
+    fn signal(&self) -> &tokio::sync::Notify {
+        &self.signal
     }
 }
 

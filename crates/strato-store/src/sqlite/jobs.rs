@@ -533,14 +533,8 @@ impl BatchWriter for SqliteBatchWriter {
         self.apply_now(batch)
     }
 
-    fn committed(&self, _batch: &BatchInput, out: &BatchOutput) {
-        // One wake-up per new job for idle workers (each wakes one), and one when a finished job may unblock a
-        // job waiting behind its key.
-        let created = out.enqueued.iter().filter(|e| e.outcome == EnqueueOutcome::Created).count();
-        let freed = out.completed.iter().any(|c| *c);
-        for _ in 0..created + usize::from(freed) {
-            self.signal.notify_one();
-        }
+    fn signal(&self) -> &tokio::sync::Notify {
+        &self.signal
     }
 }
 
