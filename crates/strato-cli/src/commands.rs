@@ -14,7 +14,7 @@ use crate::config::{
 
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(&cli.global, args).await,
+        Command::Serve(args) => serve(&cli.global, *args).await,
         Command::Worker(args) => worker(&cli.global, args).await,
         Command::Jobs { command } => jobs(&cli.global, command).await,
         Command::Dlq { command } => dlq(&cli.global, command).await,
@@ -55,7 +55,8 @@ async fn open(g: &Global) -> Result<Strato> {
 async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     // 1. Refuse an open, unauthenticated server unless explicitly asked for.
     let loopback = args.addr.ip().is_loopback();
-    if args.admin_token.is_none() && !loopback && !args.insecure_no_auth {
+    let http = http_options(&args)?;
+    if !http.auth.enabled() && !loopback && !args.insecure_no_auth {
         bail!(
             "refusing to listen on {} without credentials: set --admin-token / STRATO_ADMIN_TOKEN, bind a loopback \
              address, or pass --insecure-no-auth",
@@ -75,12 +76,17 @@ async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     let listener =
         tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("cannot bind {}", args.addr))?;
     let addr = listener.local_addr()?;
-    match (&args.admin_token, loopback) {
-        (Some(_), _) => tracing::info!("bearer-token authentication is on"),
-        (None, true) => {
+    match (http.auth.enabled(), loopback) {
+        (true, _) => tracing::info!(
+            admin_token = http.auth.admin_token.is_some(),
+            jwt = http.auth.jwt.is_some(),
+            public_routes = http.auth.public_routes.len(),
+            "authentication is on"
+        ),
+        (false, true) => {
             tracing::warn!("no credentials configured: accepting unauthenticated requests, on a loopback address only")
         }
-        (None, false) => tracing::warn!("--insecure-no-auth: accepting unauthenticated requests from the network"),
+        (false, false) => tracing::warn!("--insecure-no-auth: accepting unauthenticated requests from the network"),
     }
     tracing::info!(
         workers = args.jobs.workers,
@@ -88,11 +94,53 @@ async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         g.data_dir.display(),
         strato.describe_backends()
     );
-    let app = strato_http::router(strato, strato_http::HttpOptions { admin_token: args.admin_token });
+    let app = strato_http::router(strato, http);
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     tracing::info!("shutting down; interrupted jobs are re-run after restart");
     pool.shutdown().await;
     Ok(())
+}
+
+/// The gateway's settings from the command line; a policy file that does not parse stops the start.
+fn http_options(args: &ServeArgs) -> Result<strato_http::HttpOptions> {
+    use strato_http::auth::{AuthOptions, ClaimsMapping, JwksSource, JwtOptions, Policy};
+    let g = &args.gateway;
+    let jwks = match (&g.jwks_url, &g.jwks_file) {
+        (Some(u), _) => Some(JwksSource::Url(u.clone())),
+        (None, Some(f)) => Some(JwksSource::File(f.clone())),
+        (None, None) => None,
+    };
+    if matches!(&g.jwt_secret, Some(s) if s.len() < 32) {
+        bail!("the JWT secret is too short: use at least 32 random characters");
+    }
+    let jwt = (g.jwt_secret.is_some() || jwks.is_some()).then(|| JwtOptions {
+        hs256_secret: g.jwt_secret.clone(),
+        jwks,
+        issuer: g.jwt_issuer.clone(),
+        audience: g.jwt_audience.clone(),
+        leeway: std::time::Duration::from_secs(g.jwt_leeway_secs),
+        ..Default::default()
+    });
+    let policy = match &g.access_policy {
+        Some(p) => Policy::load(p).map_err(|e| anyhow::anyhow!("cannot read the access policy: {e}"))?,
+        None => Policy::default(),
+    };
+    Ok(strato_http::HttpOptions {
+        auth: AuthOptions {
+            admin_token: args.admin_token.clone(),
+            jwt,
+            claims: ClaimsMapping {
+                subject: g.jwt_subject_claims.clone(),
+                roles: g.jwt_role_claims.clone(),
+                groups: g.jwt_group_claims.clone(),
+                owned_mentors: g.jwt_mentor_claims.clone(),
+            },
+            policy,
+            public_routes: g.public_routes.iter().map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect(),
+        },
+        cors_origins: g.cors_origins.iter().map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect(),
+        hsts_max_age: g.hsts_max_age,
+    })
 }
 
 async fn shutdown_signal() {

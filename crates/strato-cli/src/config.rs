@@ -38,12 +38,15 @@ pub struct Global {
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `strato_service=debug`.
     #[arg(long, env = "STRATO_LOG", global = true)]
     pub log: Option<String>,
+    /// Log format: `auto` (human on a terminal, JSON otherwise), `json` or `text`.
+    #[arg(long, env = "STRATO_LOG_FORMAT", default_value = "auto", value_parser = ["auto", "json", "text"], global = true)]
+    pub log_format: String,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the HTTP API and the job workers (`--workers 0`: API only).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run job workers only (no HTTP), beside API processes sharing the same database and storage.
     Worker(WorkerArgs),
     /// List, show, submit or cancel jobs.
@@ -79,12 +82,62 @@ pub struct ServeArgs {
     pub addr: SocketAddr,
     #[command(flatten)]
     pub jobs: JobArgs,
-    /// Require `Authorization: Bearer <token>` on every request.
+    /// Bootstrap admin credential: `Authorization: Bearer <token>` may do everything.
     #[arg(long, env = "STRATO_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// Allow binding a non-loopback address without credentials.
     #[arg(long, env = "STRATO_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+/// Authentication, authorization and HTTP hygiene.
+#[derive(Args, Debug, Clone)]
+pub struct GatewayArgs {
+    /// HS256 secret for bearer JWTs (MentorPal-style tokens).
+    #[arg(long, env = "STRATO_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// JWKS URL for RS256/ES256 bearer JWTs (e.g. a Cognito user pool's), fetched on first use and again on an
+    /// unknown `kid`.
+    #[arg(long, env = "STRATO_JWKS_URL", conflicts_with = "jwks_file")]
+    pub jwks_url: Option<String>,
+    /// JWKS file for RS256/ES256 bearer JWTs, re-read on an unknown `kid`.
+    #[arg(long, env = "STRATO_JWKS_FILE")]
+    pub jwks_file: Option<PathBuf>,
+    /// Required JWT issuer (`iss`).
+    #[arg(long, env = "STRATO_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required JWT audience (`aud`).
+    #[arg(long, env = "STRATO_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    #[arg(long, env = "STRATO_JWT_LEEWAY_SECS", default_value_t = 30)]
+    pub jwt_leeway_secs: u64,
+    /// Claims naming the caller, first present wins (comma-separated).
+    #[arg(long, env = "STRATO_JWT_SUBJECT_CLAIMS", value_delimiter = ',', default_value = "sub,id")]
+    pub jwt_subject_claims: Vec<String>,
+    /// Claims listing the caller's roles: admin/editor/user, or MentorPal's ADMIN/CONTENT_MANAGER/USER.
+    #[arg(long, env = "STRATO_JWT_ROLE_CLAIMS", value_delimiter = ',', default_value = "role,roles")]
+    pub jwt_role_claims: Vec<String>,
+    /// Claims listing the caller's groups, for --access-policy.
+    #[arg(long, env = "STRATO_JWT_GROUP_CLAIMS", value_delimiter = ',', default_value = "cognito:groups,groups")]
+    pub jwt_group_claims: Vec<String>,
+    /// Claims listing the mentors the caller owns and may edit.
+    #[arg(long, env = "STRATO_JWT_MENTOR_CLAIMS", value_delimiter = ',', default_value = "mentorIds")]
+    pub jwt_mentor_claims: Vec<String>,
+    /// Group → models/mentors grants, a JSON or TOML file (Quetzal's cognito_group_access.json works as is).
+    #[arg(long, env = "STRATO_ACCESS_POLICY")]
+    pub access_policy: Option<PathBuf>,
+    /// Routes anonymous callers may use, comma-separated: `GET /classifier/questions`, or a pattern for any method.
+    #[arg(long, env = "STRATO_PUBLIC_ROUTES", value_delimiter = ',')]
+    pub public_routes: Vec<String>,
+    /// Origins browsers may call from, comma-separated (`*` for any); none by default.
+    #[arg(long, env = "STRATO_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Send `Strict-Transport-Security` with this max-age (seconds): set it when clients reach Strato over TLS.
+    #[arg(long, env = "STRATO_HSTS_MAX_AGE")]
+    pub hsts_max_age: Option<u64>,
 }
 
 /// Job-worker settings shared by `serve` and `worker`.
@@ -207,8 +260,17 @@ pub fn init_logging(cli: &Cli) {
         _ => "warn",
     };
     let filter = cli.global.log.clone().or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| default.into());
-    tracing_subscriber::fmt()
+    let json = match cli.global.log_format.as_str() {
+        "json" => true,
+        "text" => false,
+        _ => !std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        fmt.json().flatten_event(true).init();
+    } else {
+        fmt.init();
+    }
 }

@@ -42,6 +42,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::DeadLetterNotFound => StatusCode::NOT_FOUND,
         C::ModelExists | C::JobFinished => StatusCode::CONFLICT,
         C::Unauthorized => StatusCode::UNAUTHORIZED,
+        C::Forbidden => StatusCode::FORBIDDEN,
+        C::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         C::EmbeddingModelMismatch => StatusCode::CONFLICT,
         C::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         C::Internal => StatusCode::INTERNAL_SERVER_ERROR,

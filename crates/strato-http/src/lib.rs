@@ -1,34 +1,35 @@
-//! Strato's HTTP API: the native `/v1` routes, the Albert-compatible routes, auth, and the one place errors become
+//! Strato's HTTP API: the native `/v1` routes, the Albert- and MentorPal-compatible routes, the gateway
+//! (authentication, authorization, request ids, secure headers, CORS, access log), and the one place errors become
 //! responses.
 //!
-//! Handlers validate input, call [`strato_service::Strato`], and return views; they never touch storage directly.
+//! Handlers check the caller's [`auth::Principal`], call [`strato_service::Strato`], and return views; they never
+//! touch storage directly.
 
-mod auth;
+pub mod auth;
 mod error;
 mod extract;
+mod hygiene;
 mod routes;
 mod views;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderValue;
 use axum::Router;
 use strato_service::Strato;
-use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
 /// HTTP-layer settings.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct HttpOptions {
-    /// When set, every request except `/healthz` needs `Authorization: Bearer <token>`.
-    pub admin_token: Option<String>,
-}
-
-impl std::fmt::Debug for HttpOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpOptions").field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>")).finish()
-    }
+    /// Credentials and grants.
+    pub auth: auth::AuthOptions,
+    /// Origins browsers may call from (`*` for any); none by default.
+    pub cors_origins: Vec<String>,
+    /// `Strict-Transport-Security: max-age=<secs>` on every response, for deployments behind TLS.
+    pub hsts_max_age: Option<u64>,
 }
 
 /// Shared handler state.
@@ -38,22 +39,31 @@ pub struct AppState {
     pub strato: Strato,
     /// Settings.
     pub opts: Arc<HttpOptions>,
+    pub(crate) auth: Arc<auth::Auth>,
 }
 
-/// Builds the router with every route, the JSON 404/405 fallbacks, auth and tracing.
+/// Builds the router: every route, the JSON 404/405 fallbacks, and the gateway layers.
 pub fn router(strato: Strato, opts: HttpOptions) -> Router {
     // Bodies beyond the dataset limit are refused while streaming; the handler turns that into a JSON 413.
     let limit = strato.options().max_dataset_bytes + 64 * 1024;
-    let state = AppState { strato, opts: Arc::new(opts) };
-    Router::new()
+    let hsts = opts.hsts_max_age.and_then(|s| HeaderValue::from_str(&format!("max-age={s}; includeSubDomains")).ok());
+    let cors = hygiene::cors(&opts.cors_origins);
+    let auth = Arc::new(auth::Auth::new(opts.auth.clone()));
+    let state = AppState { strato, opts: Arc::new(opts), auth };
+    let app = Router::new()
         .merge(routes::v1())
         .merge(routes::albert::routes())
         .merge(routes::mentorpal::routes())
+        // Route layers see the matched route: the public-route check and the access log need it.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .route_layer(axum::middleware::from_fn(hygiene::label_route))
+        .route("/healthz", axum::routing::get(routes::health))
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
-        .route("/healthz", axum::routing::get(routes::health))
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(limit));
+    let app = match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    app.layer(axum::middleware::from_fn_with_state(hsts, hygiene::request_envelope)).with_state(state)
 }

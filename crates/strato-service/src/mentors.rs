@@ -603,15 +603,7 @@ impl Strato {
 
     /// Grades a user question; used for exact matching at once and as training data at the next training.
     pub async fn grade(&self, feedback_id: &str, grade: Grade) -> Result<UserQuestionRecord> {
-        let q = self
-            .inner
-            .store
-            .get_user_question(feedback_id)
-            .await
-            .map_err(internal("reading the user question failed"))?
-            .ok_or_else(|| {
-                StratoError::new(ErrorCode::FeedbackNotFound, format!("user question {feedback_id:?} not found"))
-            })?;
+        let q = self.user_question(feedback_id).await?;
         if let Grade::Answer(aid) = &grade {
             let mentor = self.mentor(&q.mentor_id).await?;
             if !mentor.answers.iter().any(|a| &a.id == aid) {
@@ -621,6 +613,18 @@ impl Strato {
         self.inner.store.grade_user_question(feedback_id, &grade).await.map_err(storage("grading failed"))?.ok_or_else(
             || StratoError::new(ErrorCode::FeedbackNotFound, format!("user question {feedback_id:?} not found")),
         )
+    }
+
+    /// One user question, by its feedback id.
+    pub async fn user_question(&self, feedback_id: &str) -> Result<UserQuestionRecord> {
+        self.inner
+            .store
+            .get_user_question(feedback_id)
+            .await
+            .map_err(internal("reading the user question failed"))?
+            .ok_or_else(|| {
+                StratoError::new(ErrorCode::FeedbackNotFound, format!("user question {feedback_id:?} not found"))
+            })
     }
 
     /// Follow-up questions for a category's answers, most relevant first.

@@ -42,6 +42,10 @@ pub enum ErrorCode {
     ModelExists,
     /// Missing or wrong credentials.
     Unauthorized,
+    /// The credentials are fine but do not allow this.
+    Forbidden,
+    /// Credentials cannot be checked right now (the JWKS cannot be loaded).
+    AuthUnavailable,
     /// The embedding model a classifier was trained with differs from the one loaded.
     EmbeddingModelMismatch,
     /// The data directory, database or object store refused a write (read-only, full, unreachable); nothing was
@@ -74,6 +78,8 @@ impl ErrorCode {
             Self::JobFinished => "job_finished",
             Self::ModelExists => "model_exists",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::AuthUnavailable => "auth_unavailable",
             Self::EmbeddingModelMismatch => "embedding_model_mismatch",
             Self::StorageUnavailable => "storage_unavailable",
             Self::Internal => "internal",
@@ -82,7 +88,7 @@ impl ErrorCode {
 
     /// Whether the caller can fix it (4xx) rather than Strato (5xx). Jobs failing with a user error are not retried.
     pub fn is_user_error(self) -> bool {
-        !matches!(self, Self::Internal | Self::StorageUnavailable)
+        !matches!(self, Self::Internal | Self::StorageUnavailable | Self::AuthUnavailable)
     }
 }
 

@@ -30,6 +30,8 @@ pub struct Options {
     pub data_dir: PathBuf,
     pub model: PathBuf,
     pub admin_token: Option<String>,
+    /// Gateway settings; `admin_token` above is added to them.
+    pub http: strato_http::HttpOptions,
     pub max_dataset_bytes: usize,
     pub workers: usize,
     /// Dead-letter alerts go here.
@@ -48,6 +50,7 @@ impl Options {
             data_dir: data_dir.to_path_buf(),
             model,
             admin_token: None,
+            http: strato_http::HttpOptions::default(),
             max_dataset_bytes: 50 << 20,
             workers: 1,
             alert_url: None,
@@ -100,7 +103,11 @@ pub async fn start(o: Options) -> TestServer {
             ..Default::default()
         })
     });
-    let app = strato_http::router(strato.clone(), strato_http::HttpOptions { admin_token: o.admin_token });
+    let mut http = o.http.clone();
+    if o.admin_token.is_some() {
+        http.auth.admin_token = o.admin_token.clone();
+    }
+    let app = strato_http::router(strato.clone(), http);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = oneshot::channel();

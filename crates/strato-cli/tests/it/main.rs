@@ -8,6 +8,7 @@ mod cli;
 mod common;
 mod errors;
 mod faults;
+mod gateway;
 mod jobs;
 mod mentors;
 mod outages;

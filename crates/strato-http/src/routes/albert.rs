@@ -15,6 +15,7 @@ use strato_ml::TrainParams;
 use strato_service::{DataSource, TrainRequest};
 use strato_types::{ErrorCode, JobStatus, ModelRecord, StratoError};
 
+use crate::auth::Principal;
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -43,7 +44,7 @@ fn truthy(v: Option<&Value>) -> bool {
     }
 }
 
-async fn train(State(s): State<AppState>, body: Bytes) -> Response {
+async fn train(p: Principal, State(s): State<AppState>, body: Bytes) -> Response {
     let req: Option<serde_json::Map<String, Value>> = serde_json::from_slice(&body).ok();
     let Some(req) = req.filter(|r| ["id", "s3bucket", "training_object"].iter().all(|k| r.contains_key(*k))) else {
         return compat_error(StatusCode::BAD_REQUEST, "Required parameters not supplied");
@@ -53,6 +54,9 @@ async fn train(State(s): State<AppState>, body: Bytes) -> Response {
         other => other.to_string(),
     };
     let (id, bucket, object) = (as_str("id"), as_str("s3bucket"), as_str("training_object"));
+    if let Err(e) = p.may_edit_model(&id) {
+        return e.into_response();
+    }
     // The original stored datasets as S3 objects; here they are datasets, found by the object's name or its stem.
     let stem = object.rsplit('/').next().unwrap_or(&object);
     let stem = stem.rsplit_once('.').map(|(a, _)| a).unwrap_or(stem).to_string();
@@ -109,11 +113,11 @@ async fn item(s: &AppState, m: &ModelRecord) -> Value {
     json!({"key": "model", "sort": m.id, "data": m.meta, "status": status, "active_version": m.active_version})
 }
 
-async fn list(State(s): State<AppState>) -> Response {
+async fn list(p: Principal, State(s): State<AppState>) -> Response {
     match s.strato.list_models().await {
         Ok(models) => {
             let mut items = Vec::with_capacity(models.len());
-            for m in &models {
+            for m in models.iter().filter(|m| p.can_use_model(&m.id)) {
                 items.push(item(&s, m).await);
             }
             Json(Value::Array(items)).into_response()
@@ -122,7 +126,10 @@ async fn list(State(s): State<AppState>) -> Response {
     }
 }
 
-async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+async fn remove(p: Principal, State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    if let Err(e) = p.may_edit_model(&id) {
+        return e.into_response();
+    }
     let Ok(detail) = s.strato.model(&id).await else {
         return compat_error(StatusCode::BAD_REQUEST, "Requested Model ID does not exist");
     };
@@ -137,6 +144,7 @@ async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Response {
 }
 
 async fn predict(
+    p: Principal,
     State(s): State<AppState>,
     Query(query): Query<std::collections::HashMap<String, String>>,
     body: Bytes,
@@ -155,6 +163,9 @@ async fn predict(
     else {
         return compat_error(StatusCode::BAD_REQUEST, "Required parameters not supplied");
     };
+    if let Err(e) = p.may_use_model(model_id) {
+        return e.into_response();
+    }
     let n_top = match params.get("n_top") {
         None => Some(5),
         Some(Value::Number(n)) => n.as_u64().map(|n| n as usize),

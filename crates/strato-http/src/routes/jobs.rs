@@ -9,11 +9,17 @@ use strato_service::Cancellation;
 use strato_store::{EnqueueOutcome, JobFilter};
 use strato_types::{ErrorCode, JobKind, JobStatus, NewJob};
 
+use crate::auth::Principal;
 use crate::extract::{IdempotencyKey, JsonBody};
 use crate::views::JobView;
 use crate::{ApiError, AppState};
 
-pub(crate) async fn show(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+pub(crate) async fn show(
+    p: Principal,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    p.may_see_job(&s.strato.job(&id).await?)?;
     let (job, attempts) = s.strato.job_with_attempts(&id).await?;
     Ok(Json(JobView::with_attempts(job, attempts)))
 }
@@ -37,9 +43,11 @@ fn parse_kind(v: &str) -> Result<JobKind, ApiError> {
 }
 
 pub(crate) async fn list(
+    p: Principal,
     State(s): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    p.require_admin("list jobs")?;
     let status = q
         .status
         .map(|v| {
@@ -72,10 +80,12 @@ pub(crate) struct SubmitJob {
 
 /// `POST /v1/jobs`: generic submission (the `noop` kind: queue drills and benchmarks).
 pub(crate) async fn submit(
+    p: Principal,
     State(s): State<AppState>,
     IdempotencyKey(idempotency_key): IdempotencyKey,
     JsonBody(req): JsonBody<SubmitJob>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    p.require_admin("submit jobs")?;
     let kind = parse_kind(&req.kind)?;
     let payload = if req.payload.is_null() { json!({}) } else { req.payload };
     let mut job = NewJob {
@@ -97,9 +107,11 @@ pub(crate) async fn submit(
 
 /// `POST /v1/jobs/{id}/cancel`.
 pub(crate) async fn cancel(
+    p: Principal,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    p.may_see_job(&s.strato.job(&id).await?)?;
     let (how, job) = s.strato.cancel_job(&id).await?;
     let mut v = serde_json::to_value(JobView::from(job)).unwrap_or_default();
     let (code, cancel) = match how {
@@ -117,29 +129,43 @@ pub(crate) struct DlqQuery {
 
 /// `GET /v1/dlq`.
 pub(crate) async fn dlq_list(
+    p: Principal,
     State(s): State<AppState>,
     Query(q): Query<DlqQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    p.require_admin("read the dead-letter queue")?;
     let jobs: Vec<JobView> = s.strato.dead_letters(q.limit.unwrap_or(100)).await?.into_iter().map(Into::into).collect();
     Ok(Json(json!({"jobs": jobs})))
 }
 
 /// `GET /v1/dlq/{id}`.
-pub(crate) async fn dlq_show(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+pub(crate) async fn dlq_show(
+    p: Principal,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    p.require_admin("read the dead-letter queue")?;
     let (job, attempts) = s.strato.dead_letter(&id).await?;
     Ok(Json(JobView::with_attempts(job, attempts)))
 }
 
 /// `POST /v1/dlq/{id}/replay`.
 pub(crate) async fn dlq_replay(
+    p: Principal,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    p.require_admin("replay dead-lettered jobs")?;
     Ok((StatusCode::ACCEPTED, Json(s.strato.replay_dead_letter(&id).await?.into())))
 }
 
 /// `DELETE /v1/dlq/{id}`.
-pub(crate) async fn dlq_delete(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub(crate) async fn dlq_delete(
+    p: Principal,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    p.require_admin("delete dead-lettered jobs")?;
     s.strato.delete_dead_letter(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use strato_types::{ErrorCode, StratoError};
 
+use crate::auth::Principal;
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -38,11 +39,14 @@ fn status_url(id: &str) -> String {
     format!("/classifier/train/status/{id}")
 }
 
-async fn train(State(s): State<AppState>, body: Bytes) -> Response {
+async fn train(p: Principal, State(s): State<AppState>, body: Bytes) -> Response {
     let mentor = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("mentor")?.as_str().map(String::from));
     let Some(mentor) = mentor else {
         return message(StatusCode::BAD_REQUEST, "missing required param 'mentor'");
     };
+    if let Err(e) = p.may_edit_mentor(&mentor) {
+        return e.into_response();
+    }
     match s.strato.submit_mentor_training(&mentor, None).await {
         Ok(job) => Json(json!({"data": {
             "id": job.id, "mentor": mentor, "status": job.status.as_str(), "statusUrl": status_url(&job.id),
@@ -52,9 +56,9 @@ async fn train(State(s): State<AppState>, body: Bytes) -> Response {
     }
 }
 
-async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+async fn status(p: Principal, State(s): State<AppState>, Path(id): Path<String>) -> Response {
     let job = match s.strato.job(&id).await {
-        Ok(j) if j.kind == strato_types::JobKind::TrainMentor => j,
+        Ok(j) if j.kind == strato_types::JobKind::TrainMentor && p.may_see_job(&j).is_ok() => j,
         Ok(_) | Err(StratoError { code: ErrorCode::JobNotFound, .. }) => {
             return (
                 StatusCode::BAD_REQUEST,
@@ -85,10 +89,13 @@ struct QuestionsQuery {
     chatsessionid: Option<String>,
 }
 
-async fn questions(State(s): State<AppState>, Query(q): Query<QuestionsQuery>) -> Response {
+async fn questions(p: Principal, State(s): State<AppState>, Query(q): Query<QuestionsQuery>) -> Response {
     let (Some(mentor), Some(query)) = (q.mentor, q.query.filter(|t| !t.trim().is_empty())) else {
         return message(StatusCode::BAD_REQUEST, "missing required query parameters 'mentor' and 'query'");
     };
+    if let Err(e) = p.may_use_mentor(&mentor) {
+        return e.into_response();
+    }
     match s.strato.answer(&mentor, &query, q.chatsessionid).await {
         Ok(a) => Json(a).into_response(),
         Err(e) if matches!(e.code, ErrorCode::MentorNotTrained | ErrorCode::MentorNotFound) => {
@@ -98,7 +105,10 @@ async fn questions(State(s): State<AppState>, Query(q): Query<QuestionsQuery>) -
     }
 }
 
-async fn training_data(State(s): State<AppState>, Path(mentor): Path<String>) -> Response {
+async fn training_data(p: Principal, State(s): State<AppState>, Path(mentor): Path<String>) -> Response {
+    if let Err(e) = p.may_edit_mentor(&mentor) {
+        return e.into_response();
+    }
     match s.strato.mentor_training_csv(&mentor).await {
         // The original returns the CSV inside JSON, served with the CSV type and a download name.
         Ok(csv) => (
@@ -113,20 +123,28 @@ async fn training_data(State(s): State<AppState>, Path(mentor): Path<String>) ->
     }
 }
 
-async fn followups_for(s: &AppState, mentor: &str, category: &str) -> Response {
+async fn followups_for(p: &Principal, s: &AppState, mentor: &str, category: &str) -> Response {
+    if let Err(e) = p.may_use_mentor(mentor) {
+        return e.into_response();
+    }
     match s.strato.followups(mentor, category).await {
         Ok(f) => Json(json!({"data": {"followups": f}})).into_response(),
         Err(e) => from_strato(e),
     }
 }
 
-async fn followups(State(s): State<AppState>, Path((category, mentor)): Path<(String, String)>) -> Response {
-    followups_for(&s, &mentor, &category).await
+async fn followups(
+    p: Principal,
+    State(s): State<AppState>,
+    Path((category, mentor)): Path<(String, String)>,
+) -> Response {
+    followups_for(&p, &s, &mentor, &category).await
 }
 
-/// "me" is the caller's own mentor: until the gateway's user tokens exist, it is named by the `X-Mentor-Id` header
-/// or the `mentor` query parameter.
+/// "me" is the caller's own mentor: the first of the token's owned mentors (`mentorIds`), or the one named by the
+/// `X-Mentor-Id` header or the `mentor` query parameter.
 async fn my_followups(
+    p: Principal,
     State(s): State<AppState>,
     Path(category): Path<String>,
     headers: HeaderMap,
@@ -134,8 +152,9 @@ async fn my_followups(
 ) -> Response {
     let mentor =
         headers.get("x-mentor-id").and_then(|v| v.to_str().ok()).map(String::from).or(q.get("mentor").cloned());
+    let mentor = mentor.or_else(|| p.owned_mentors.first().cloned());
     match mentor {
-        Some(m) => followups_for(&s, &m, &category).await,
+        Some(m) => followups_for(&p, &s, &m, &category).await,
         None => message(StatusCode::BAD_REQUEST, "name your mentor with the X-Mentor-Id header or ?mentor="),
     }
 }

@@ -11,38 +11,58 @@ use serde_json::json;
 use strato_store::UserQuestionFilter;
 use strato_types::{AnswerType, ErrorCode, Grade, Mentor};
 
+use crate::auth::Principal;
 use crate::extract::{body_error, IdempotencyKey, JsonBody};
 use crate::views::JobView;
 use crate::{ApiError, AppState};
 
 pub(crate) async fn put(
+    p: Principal,
     State(s): State<AppState>,
     Path(id): Path<String>,
     JsonBody(mentor): JsonBody<Mentor>,
 ) -> Result<Json<Mentor>, ApiError> {
+    p.may_edit_mentor(&id)?;
     Ok(Json(s.strato.put_mentor(&id, mentor).await?))
 }
 
-pub(crate) async fn show(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Mentor>, ApiError> {
+pub(crate) async fn show(
+    p: Principal,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Mentor>, ApiError> {
+    p.may_use_mentor(&id)?;
     Ok(Json(s.strato.mentor(&id).await?))
 }
 
-pub(crate) async fn delete(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub(crate) async fn delete(
+    p: Principal,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    p.may_edit_mentor(&id)?;
     s.strato.delete_mentor(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(crate) async fn import(
+    p: Principal,
     State(s): State<AppState>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Mentor>, ApiError> {
+    p.may_edit_mentor(&id)?;
     let body = body.map_err(body_error)?;
     Ok(Json(s.strato.import_mentor_csv(&id, body).await?))
 }
 
 /// The training data as a CSV download.
-pub(crate) async fn training_data(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(crate) async fn training_data(
+    p: Principal,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    p.may_edit_mentor(&id)?;
     let csv = s.strato.mentor_training_csv(&id).await?;
     Ok(csv_attachment(&id, csv))
 }
@@ -59,10 +79,12 @@ pub(crate) fn csv_attachment(id: &str, body: String) -> Response {
 }
 
 pub(crate) async fn train(
+    p: Principal,
     State(s): State<AppState>,
     Path(id): Path<String>,
     IdempotencyKey(key): IdempotencyKey,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    p.may_edit_mentor(&id)?;
     let job = s.strato.submit_mentor_training(&id, key).await?;
     let url = format!("/v1/jobs/{}", job.id);
     let mut v = serde_json::to_value(JobView::from(job)).unwrap_or_default();
@@ -78,10 +100,12 @@ pub(crate) struct AnswerQuery {
 }
 
 pub(crate) async fn answer(
+    p: Principal,
     State(s): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<AnswerQuery>,
 ) -> Result<Json<strato_service::AnswerResult>, ApiError> {
+    p.may_use_mentor(&id)?;
     let query = q
         .query
         .filter(|t| !t.trim().is_empty())
@@ -99,10 +123,12 @@ pub(crate) struct UserQuestionsQuery {
 }
 
 pub(crate) async fn user_questions(
+    p: Principal,
     State(s): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<UserQuestionsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    p.may_edit_mentor(&id)?;
     let answer_type = q
         .answer_type
         .map(|t| {
@@ -127,10 +153,16 @@ pub(crate) struct GradeBody {
 }
 
 pub(crate) async fn grade(
+    p: Principal,
     State(s): State<AppState>,
     Path(feedback_id): Path<String>,
     JsonBody(g): JsonBody<GradeBody>,
 ) -> Result<Json<strato_types::UserQuestionRecord>, ApiError> {
+    let q = s.strato.user_question(&feedback_id).await?;
+    if p.may_edit_mentor(&q.mentor_id).is_err() {
+        // The same answer as an unknown id: feedback ids cannot be probed.
+        return Err(ApiError::new(ErrorCode::FeedbackNotFound, format!("user question {feedback_id:?} not found")));
+    }
     let grade = match (g.answer_id, g.off_topic) {
         (Some(a), None | Some(false)) => Grade::Answer(a),
         (None, Some(true)) => Grade::OffTopic,

@@ -9,6 +9,7 @@ use strato_ml::{Example, TrainParams};
 use strato_service::{DataSource, TrainRequest};
 use strato_types::ErrorCode;
 
+use crate::auth::Principal;
 use crate::extract::{IdempotencyKey, JsonBody};
 use crate::views::{ModelSummaryView, ModelView};
 use crate::{ApiError, AppState};
@@ -32,10 +33,12 @@ pub(crate) struct CreateModel {
 }
 
 pub(crate) async fn create(
+    p: Principal,
     State(s): State<AppState>,
     IdempotencyKey(idempotency_key): IdempotencyKey,
     JsonBody(req): JsonBody<CreateModel>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    p.may_edit_model(&req.id)?;
     let data =
         match (req.dataset, req.data) {
             (Some(name), None) => DataSource::Dataset(name),
@@ -73,25 +76,38 @@ pub(crate) async fn create(
     ))
 }
 
-pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let models: Vec<ModelSummaryView> = s.strato.list_models().await?.into_iter().map(Into::into).collect();
+pub(crate) async fn list(p: Principal, State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let models: Vec<ModelSummaryView> =
+        s.strato.list_models().await?.into_iter().filter(|m| p.can_use_model(&m.id)).map(Into::into).collect();
     Ok(Json(json!({"models": models})))
 }
 
-pub(crate) async fn show(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<ModelView>, ApiError> {
+pub(crate) async fn show(
+    p: Principal,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ModelView>, ApiError> {
+    p.may_use_model(&id)?;
     let d = s.strato.model(&id).await?;
     Ok(Json(ModelView::new(d.model, d.versions)))
 }
 
-pub(crate) async fn delete(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub(crate) async fn delete(
+    p: Principal,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    p.may_edit_model(&id)?;
     s.strato.delete_model(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(crate) async fn activate(
+    p: Principal,
     State(s): State<AppState>,
     Path((id, version)): Path<(String, String)>,
 ) -> Result<Json<ModelView>, ApiError> {
+    p.may_edit_model(&id)?;
     let version: i64 = version
         .parse()
         .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, format!("version must be a number, not {version:?}")))?;
@@ -108,10 +124,12 @@ pub(crate) struct PredictBody {
 }
 
 pub(crate) async fn predict(
+    p: Principal,
     State(s): State<AppState>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<PredictBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    p.may_use_model(&id)?;
     let texts = match (body.text, body.texts) {
         (Some(t), None) => vec![t],
         (None, Some(ts)) if !ts.is_empty() => ts,

@@ -1,0 +1,373 @@
+//! The gateway over real HTTP: JWT attacks, JWKS rotation, per-tenant access, public routes, secure headers,
+//! request ids and CORS. No embedding model is needed: every request here is decided before any embedding.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use strato_http::auth::{AuthOptions, JwksSource, JwtOptions, Policy};
+use strato_http::HttpOptions;
+
+use crate::common::{data, no_model, start, Options, TestServer};
+
+const SECRET: &str = "a-test-secret-that-is-long-enough-0123456789";
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn key_file(name: &str) -> Vec<u8> {
+    std::fs::read(data("gateway").join(name)).unwrap()
+}
+
+fn hs(claims: Value) -> String {
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+}
+
+fn rs(kid: &str, pem: &str, claims: Value) -> String {
+    let mut h = Header::new(Algorithm::RS256);
+    h.kid = Some(kid.into());
+    jsonwebtoken::encode(&h, &claims, &EncodingKey::from_rsa_pem(&key_file(pem)).unwrap()).unwrap()
+}
+
+fn es(kid: &str, claims: Value) -> String {
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some(kid.into());
+    jsonwebtoken::encode(&h, &claims, &EncodingKey::from_ec_pem(&key_file("ec1.pem")).unwrap()).unwrap()
+}
+
+fn b64(v: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
+}
+
+/// A token signed with HMAC over `key` (used to forge tokens with a public key as the secret).
+fn hs_with(key: &[u8], header: Value, claims: Value) -> String {
+    use hmac::Mac;
+    let signing = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(signing.as_bytes());
+    format!("{signing}.{}", b64(&mac.finalize().into_bytes()))
+}
+
+fn admin_claims() -> Value {
+    json!({"sub": "root", "role": "ADMIN", "exp": now() + 600})
+}
+
+async fn server(dir: &std::path::Path, auth: AuthOptions) -> TestServer {
+    let mut o = Options::new(dir, no_model());
+    o.workers = 0;
+    o.http = HttpOptions { auth, cors_origins: vec!["https://app.example".into()], hsts_max_age: Some(31_536_000) };
+    start(o).await
+}
+
+fn jwt_auth(jwks: JwksSource) -> AuthOptions {
+    AuthOptions {
+        jwt: Some(JwtOptions {
+            hs256_secret: Some(SECRET.into()),
+            jwks: Some(jwks),
+            jwks_min_refresh: Duration::from_millis(100),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn status_with(s: &TestServer, path: &str, token: &str) -> (u16, Value) {
+    let r = s.client.get(s.url(path)).bearer_auth(token).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn jwt_attacks_are_refused_and_valid_tokens_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path(), jwt_auth(JwksSource::File(data("gateway").join("jwks-1.json")))).await;
+    let claims = admin_claims();
+
+    // Valid tokens of every accepted kind.
+    for (what, t) in [
+        ("HS256", hs(claims.clone())),
+        ("RS256", rs("rsa1", "rsa1.pem", claims.clone())),
+        ("ES256", es("ec1", claims.clone())),
+    ] {
+        let (st, body) = status_with(&s, "/v1/jobs", &t).await;
+        assert_eq!(st, 200, "{what}: {body}");
+    }
+
+    let payload = b64(claims.to_string().as_bytes());
+    let attacks: Vec<(&str, String, &str)> = vec![
+        // `alg: none`, no signature.
+        ("alg none", format!("{}.{payload}.", b64(br#"{"alg":"none","typ":"JWT"}"#)), "malformed"),
+        // HS256 "signed" with the published RSA public key as the HMAC secret.
+        (
+            "HS/RS confusion",
+            hs_with(&key_file("rsa1.pub.pem"), json!({"alg": "HS256", "typ": "JWT", "kid": "rsa1"}), claims.clone()),
+            "signature",
+        ),
+        // A key id the JWKS does not have.
+        ("unknown kid", rs("nope", "rsa1.pem", claims.clone()), "unknown signing key"),
+        // A listed kid, but signed by another key.
+        ("forged with a rogue key", rs("rsa1", "rsa-rogue.pem", claims.clone()), "signature"),
+        // An ES256 key id used for an RS256 token.
+        ("key of another algorithm", rs("ec1", "rsa1.pem", claims.clone()), "not RS256"),
+        ("expired", hs(json!({"sub": "x", "role": "ADMIN", "exp": now() - 120})), "expired"),
+        ("not yet valid", hs(json!({"sub": "x", "role": "ADMIN", "exp": now() + 600, "nbf": now() + 120})), "nbf"),
+        ("no exp", hs(json!({"sub": "x", "role": "ADMIN"})), "exp"),
+        ("garbage", "not.a.token".to_string(), "malformed"),
+    ];
+    for (what, token, says) in attacks {
+        let (st, body) = status_with(&s, "/v1/jobs", &token).await;
+        assert_eq!(st, 401, "{what}: {body}");
+        assert_eq!(body["error"]["code"], "unauthorized", "{what}");
+        let msg = body["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(says), "{what}: {msg}");
+    }
+
+    // A tampered payload (role raised) breaks the signature.
+    let t = hs(json!({"sub": "u", "role": "USER", "exp": now() + 600}));
+    let parts: Vec<&str> = t.split('.').collect();
+    let tampered = format!("{}.{payload}.{}", parts[0], parts[2]);
+    assert_eq!(status_with(&s, "/v1/jobs", &tampered).await.0, 401);
+
+    // Leeway: a token expired 10 s ago still passes (30 s of allowed skew).
+    assert_eq!(status_with(&s, "/v1/jobs", &hs(json!({"sub": "x", "role": "ADMIN", "exp": now() - 10}))).await.0, 200);
+    // No credentials at all.
+    let r = s.client.get(s.url("/v1/jobs")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn issuer_and_audience_are_enforced_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut auth = jwt_auth(JwksSource::File(data("gateway").join("jwks-1.json")));
+    let jwt = auth.jwt.as_mut().unwrap();
+    jwt.issuer = Some("https://issuer.example".into());
+    jwt.audience = Some("strato".into());
+    let s = server(dir.path(), auth).await;
+    let ok = json!({"sub": "a", "role": "ADMIN", "exp": now() + 600, "iss": "https://issuer.example", "aud": "strato"});
+    assert_eq!(status_with(&s, "/v1/jobs", &hs(ok.clone())).await.0, 200);
+    let mut wrong_iss = ok.clone();
+    wrong_iss["iss"] = json!("https://evil.example");
+    let (st, body) = status_with(&s, "/v1/jobs", &hs(wrong_iss)).await;
+    assert_eq!(st, 401);
+    assert!(body["error"]["message"].as_str().unwrap().contains("issuer"), "{body}");
+    let mut wrong_aud = ok;
+    wrong_aud["aud"] = json!("someone-else");
+    let (st, body) = status_with(&s, "/v1/jobs", &hs(wrong_aud)).await;
+    assert_eq!(st, 401);
+    assert!(body["error"]["message"].as_str().unwrap().contains("audience"), "{body}");
+    s.stop().await;
+}
+
+/// A JWKS endpoint whose document the test can swap.
+async fn jwks_server(doc: Arc<parking_lot::Mutex<Vec<u8>>>) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let doc = doc.lock().clone();
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move { ([("content-type", "application/json")], doc) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, hits)
+}
+
+#[tokio::test]
+async fn jwks_rotation_is_picked_up_on_an_unknown_kid() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = Arc::new(parking_lot::Mutex::new(key_file("jwks-1.json")));
+    let (url, hits) = jwks_server(doc.clone()).await;
+    let s = server(dir.path(), jwt_auth(JwksSource::Url(url))).await;
+    let old = rs("rsa1", "rsa1.pem", admin_claims());
+    let new = rs("rsa2", "rsa2.pem", admin_claims());
+
+    assert_eq!(status_with(&s, "/v1/jobs", &old).await.0, 200);
+    assert_eq!(status_with(&s, "/v1/jobs", &new).await.0, 401, "rsa2 is not published yet");
+    // Cached: many requests with a known kid do not refetch.
+    for _ in 0..5 {
+        assert_eq!(status_with(&s, "/v1/jobs", &old).await.0, 200);
+    }
+    let fetched = hits.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(fetched <= 2, "the JWKS was fetched {fetched} times");
+
+    // The issuer rotates: rsa2 in, rsa1 out.
+    *doc.lock() = key_file("jwks-2.json");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(status_with(&s, "/v1/jobs", &new).await.0, 200, "the new key is fetched on its unknown kid");
+    assert_eq!(status_with(&s, "/v1/jobs", &old).await.0, 401, "the retired key no longer verifies");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn tenants_only_reach_what_they_are_granted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut auth = jwt_auth(JwksSource::File(data("gateway").join("jwks-1.json")));
+    auth.policy = Policy::parse(r#"{"planners": ["paris"]}"#, false).unwrap();
+    let s = server(dir.path(), auth).await;
+    let admin = hs(admin_claims());
+    let owner_a = hs(json!({"id": "user-a", "role": "USER", "mentorIds": ["mentor-a"], "exp": now() + 600}));
+    let planner = hs(json!({"sub": "p", "cognito:groups": ["planners"], "exp": now() + 600}));
+    let mentor = |id: &str| json!({"id": id, "name": "A mentor", "answers": []});
+
+    // The admin creates mentor B; user A owns A only.
+    let r =
+        s.client.put(s.url("/v1/mentors/mentor-b")).bearer_auth(&admin).json(&mentor("mentor-b")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = s
+        .client
+        .put(s.url("/v1/mentors/mentor-a"))
+        .bearer_auth(&owner_a)
+        .json(&mentor("mentor-a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the owner edits its own mentor: {}", r.text().await.unwrap());
+
+    for (method, path) in [
+        ("GET", "/v1/mentors/mentor-b"),
+        ("PUT", "/v1/mentors/mentor-b"),
+        ("POST", "/v1/mentors/mentor-b/train"),
+        ("GET", "/v1/mentors/mentor-b/answer?query=hi"),
+        ("GET", "/v1/mentors/mentor-b/trainingdata"),
+        ("DELETE", "/v1/mentors/mentor-b"),
+        // A mentor that does not exist gets the same answer: nothing leaks.
+        ("GET", "/v1/mentors/mentor-c"),
+        ("POST", "/classifier/train"),
+        ("GET", "/classifier/trainingdata/mentor-b"),
+        ("GET", "/v1/jobs"),
+        ("GET", "/v1/dlq"),
+        ("GET", "/v1/datasets"),
+    ] {
+        let mut req = s.client.request(method.parse().unwrap(), s.url(path)).bearer_auth(&owner_a);
+        if method != "GET" && method != "DELETE" {
+            req = req.json(&if path.starts_with("/classifier") {
+                json!({"mentor": "mentor-b"})
+            } else {
+                mentor("mentor-b")
+            });
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 403, "{method} {path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "forbidden", "{method} {path}: {body}");
+    }
+    // Mentor B is untouched.
+    let (st, b) = status_with(&s, "/v1/mentors/mentor-b", &admin).await;
+    assert_eq!((st, b["name"].as_str()), (200, Some("A mentor")));
+
+    // Groups → models: planners may use `paris` (not trained: 404 past the gate), not `lyon` (403), and may not
+    // create models at all.
+    let predict = |model: &str| {
+        s.client.post(s.url(&format!("/v1/models/{model}/predict"))).bearer_auth(&planner).json(&json!({"text": "x"}))
+    };
+    assert_eq!(predict("paris").send().await.unwrap().status(), 404);
+    assert_eq!(predict("lyon").send().await.unwrap().status(), 403);
+    let r = s.client.get(s.url("/prediction?model_id=lyon&text=x")).bearer_auth(&planner).send().await.unwrap();
+    assert_eq!(r.status(), 403, "the Albert route is gated too");
+    let r = s
+        .client
+        .post(s.url("/v1/models"))
+        .bearer_auth(&planner)
+        .json(&json!({"id": "paris", "data": [{"text": "a", "label": "b"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a user role may not train");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn public_routes_take_anonymous_callers_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut auth = jwt_auth(JwksSource::File(data("gateway").join("jwks-1.json")));
+    auth.public_routes = vec!["GET /classifier/questions".into()];
+    let s = server(dir.path(), auth).await;
+    // Past the gate: the mentor has no classifier, which is the route's own 404.
+    let r = s.client.get(s.url("/classifier/questions?mentor=m&query=hello")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = s.client.get(s.url("/classifier/trainingdata/m")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = s.client.get(s.url("/v1/models")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // A bad token is refused even on a public route.
+    let r = s.client.get(s.url("/classifier/questions?mentor=m&query=hello")).bearer_auth("junk").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn every_response_has_secure_headers_and_a_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let s =
+        server(dir.path(), AuthOptions { admin_token: Some("an-admin-token-0123456789".into()), ..Default::default() })
+            .await;
+    let cases = [
+        ("/healthz", None, 200),
+        ("/v1/models", Some("an-admin-token-0123456789"), 200),
+        ("/v1/models/nope", Some("an-admin-token-0123456789"), 404),
+        ("/no/such/route", None, 404),
+        ("/v1/models", None, 401),
+    ];
+    for (path, token, status) in cases {
+        let mut req = s.client.get(s.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        let h = r.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert!(h["content-security-policy"].to_str().unwrap().contains("default-src 'none'"), "{path}");
+        assert_eq!(h["strict-transport-security"], "max-age=31536000; includeSubDomains", "{path}");
+        let id = h["x-request-id"].to_str().unwrap();
+        assert_eq!(id.len(), 36, "a generated UUID on {path}: {id}");
+    }
+    // A client's id is echoed; a bad one is replaced.
+    let r = s.client.get(s.url("/healthz")).header("x-request-id", "trace-42").send().await.unwrap();
+    assert_eq!(r.headers()["x-request-id"], "trace-42");
+    let r = s.client.get(s.url("/healthz")).header("x-request-id", "a b").send().await.unwrap();
+    assert_ne!(r.headers()["x-request-id"], "a b");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn cors_preflight_allows_configured_origins_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s =
+        server(dir.path(), AuthOptions { admin_token: Some("an-admin-token-0123456789".into()), ..Default::default() })
+            .await;
+    let preflight = |origin: &str| {
+        s.client
+            .request(reqwest::Method::OPTIONS, s.url("/v1/models"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type")
+    };
+    let r = preflight("https://app.example").send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://app.example");
+    let methods = r.headers()["access-control-allow-methods"].to_str().unwrap().to_string();
+    assert!(methods.contains("POST"), "{methods}");
+    let headers = r.headers()["access-control-allow-headers"].to_str().unwrap().to_ascii_lowercase();
+    assert!(headers.contains("authorization"), "{headers}");
+
+    let r = preflight("https://evil.example").send().await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none(), "an unlisted origin gets no CORS grant");
+
+    // An actual cross-origin call carries the grant and still needs credentials.
+    let r = s.client.get(s.url("/v1/models")).header("origin", "https://app.example").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://app.example");
+    s.stop().await;
+}

@@ -1,0 +1,135 @@
+//! What every response gets whatever its route: a request id, secure headers, CORS, and one access-log line.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::Response;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// The request id header: taken from the client when it is sane, generated otherwise, always echoed back.
+pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The route pattern a request matched, copied onto the response so the outer access log can name it.
+#[derive(Clone)]
+pub(crate) struct RouteLabel(pub String);
+
+/// Who made a request, copied onto the response by the auth layer for the access log.
+#[derive(Clone)]
+pub(crate) struct PrincipalLabel(pub String);
+
+/// A client's id is kept only when it is short printable ASCII, so it cannot forge log lines or grow them unbounded.
+fn client_request_id(req: &Request) -> Option<String> {
+    let v = req.headers().get(&REQUEST_ID)?.to_str().ok()?;
+    let ok = !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic());
+    ok.then(|| v.to_string())
+}
+
+/// Outermost layer: assigns the request id, adds the secure headers, and logs one line per request.
+pub(crate) async fn request_envelope(
+    axum::extract::State(hsts): axum::extract::State<Option<HeaderValue>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let id = client_request_id(&req).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let id_value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    req.headers_mut().insert(REQUEST_ID.clone(), id_value.clone());
+    let method = req.method().clone();
+    let mut res = next.run(req).await;
+
+    let h = res.headers_mut();
+    h.insert(REQUEST_ID.clone(), id_value);
+    for (name, value) in SECURE_HEADERS {
+        h.entry(*name).or_insert(HeaderValue::from_static(value));
+    }
+    if let Some(hsts) = hsts {
+        h.entry(header::STRICT_TRANSPORT_SECURITY).or_insert(hsts);
+    }
+
+    let status = res.status().as_u16();
+    let route = res.extensions().get::<RouteLabel>().map_or("(unmatched)", |r| r.0.as_str());
+    let principal = res.extensions().get::<PrincipalLabel>().map_or("-", |p| p.0.as_str());
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::error!(request_id = %id, %method, route, status, latency_ms, principal, "request");
+    } else {
+        tracing::info!(request_id = %id, %method, route, status, latency_ms, principal, "request");
+    }
+    res
+}
+
+/// Headers every API response carries. The CSP forbids everything: API responses are data, never documents.
+const SECURE_HEADERS: &[(&HeaderName, &str)] = &[
+    (&header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (&header::X_FRAME_OPTIONS, "DENY"),
+    (&header::REFERRER_POLICY, "no-referrer"),
+    (&header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
+    (&header::CACHE_CONTROL, "no-store"),
+];
+
+/// Inner (route) layer: records the matched route pattern for the access log.
+pub(crate) async fn label_route(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let mut res = next.run(req).await;
+    if let Some(route) = route {
+        res.extensions_mut().insert(RouteLabel(route));
+    }
+    res
+}
+
+/// CORS for the configured origins; `None` when there are none (browsers then refuse cross-origin calls).
+pub(crate) fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let any = origins.iter().any(|o| o == "*");
+    let allow = if any {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-api-key"),
+                HeaderName::from_static("idempotency-key"),
+                REQUEST_ID.clone(),
+            ])
+            .expose_headers([
+                REQUEST_ID.clone(),
+                header::RETRY_AFTER,
+                HeaderName::from_static("ratelimit-limit"),
+                HeaderName::from_static("ratelimit-remaining"),
+                HeaderName::from_static("ratelimit-reset"),
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req_with_id(v: &str) -> Request {
+        axum::http::Request::builder().header("x-request-id", v).body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn client_ids_are_kept_only_when_short_and_printable() {
+        assert_eq!(client_request_id(&req_with_id("abc-123")).as_deref(), Some("abc-123"));
+        assert_eq!(client_request_id(&req_with_id("has space")), None);
+        assert_eq!(client_request_id(&req_with_id(&"x".repeat(129))), None);
+    }
+
+    #[test]
+    fn no_origins_means_no_cors_layer() {
+        assert!(cors(&[]).is_none());
+        assert!(cors(&["https://app.example".into()]).is_some());
+    }
+}
