@@ -8,8 +8,8 @@ use strato_ml::{parse_dataset, DatasetFormat, TrainParams};
 use strato_service::{AttemptOutcome, DataSource, Strato, StratoOptions, TrainRequest, WorkerPoolOptions};
 
 use crate::config::{
-    Cli, Command, DlqCommand, Global, JobArgs, JobsCommand, ModelCommand, ModelsCommand, PredictArgs, ServeArgs,
-    TrainArgs, WorkerArgs,
+    ApiKeysCommand, Cli, Command, DlqCommand, Global, JobArgs, JobsCommand, ModelCommand, ModelsCommand, PredictArgs,
+    ServeArgs, TrainArgs, WorkerArgs,
 };
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -18,6 +18,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Worker(args) => worker(&cli.global, args).await,
         Command::Jobs { command } => jobs(&cli.global, command).await,
         Command::Dlq { command } => dlq(&cli.global, command).await,
+        Command::ApiKeys { command } => api_keys(&cli.global, command).await,
         Command::Train(args) => train(&cli.global, args).await,
         Command::Predict(args) => predict(&cli.global, args).await,
         Command::Models { command } => models(&cli.global, command).await,
@@ -95,7 +96,10 @@ async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         strato.describe_backends()
     );
     let app = strato_http::router(strato, http);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    // The peer address keys anonymous callers' rate limits.
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     tracing::info!("shutting down; interrupted jobs are re-run after restart");
     pool.shutdown().await;
     Ok(())
@@ -140,6 +144,19 @@ fn http_options(args: &ServeArgs) -> Result<strato_http::HttpOptions> {
         },
         cors_origins: g.cors_origins.iter().map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect(),
         hsts_max_age: g.hsts_max_age,
+        limits: strato_http::limits::LimitOptions {
+            default_plan: strato_types::UsagePlan {
+                rate_per_sec: g.rate_limit,
+                burst: g.rate_limit_burst,
+                daily_quota: g.daily_quota,
+            },
+            anonymous_plan: strato_types::UsagePlan {
+                rate_per_sec: Some(g.anonymous_rate_limit).filter(|r| *r > 0.0),
+                burst: Some(g.anonymous_rate_limit_burst),
+                daily_quota: None,
+            },
+            quota_window: g.quota_window,
+        },
     })
 }
 
@@ -202,6 +219,43 @@ async fn jobs(g: &Global, cmd: JobsCommand) -> Result<()> {
                 println!("cancel requested for {id}: it stops at its next check (within a heartbeat)")
             }
         },
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout, reason = "the command's output")]
+async fn api_keys(g: &Global, cmd: ApiKeysCommand) -> Result<()> {
+    let strato = open(g).await?;
+    let err = |e: strato_types::StratoError| anyhow::anyhow!(e.message);
+    match cmd {
+        ApiKeysCommand::Create { name, role, models, mentors, rate_per_sec, burst, daily_quota } => {
+            let plan = strato_types::UsagePlan { rate_per_sec, burst, daily_quota };
+            let req = strato_service::NewApiKey { name, role: Some(role), models, mentors, plan };
+            let (key, secret) = strato.create_api_key(req).await.map_err(err)?;
+            println!("created {} ({}, role {})", key.id, key.name, key.role);
+            println!("secret (shown once; send it as x-api-key): {secret}");
+        }
+        ApiKeysCommand::List => {
+            let keys = strato.api_keys().await.map_err(err)?;
+            if keys.is_empty() {
+                println!("no API keys");
+            }
+            for k in keys {
+                let state = k.revoked_at.map_or("active".to_string(), |t| format!("revoked {}", t.to_rfc3339()));
+                println!(
+                    "{}  {:<6} {:<24} models={} mentors={}  {state}",
+                    k.id,
+                    k.role,
+                    k.name,
+                    k.models.join(","),
+                    k.mentors.join(",")
+                );
+            }
+        }
+        ApiKeysCommand::Revoke { id } => {
+            strato.revoke_api_key(&id).await.map_err(err)?;
+            println!("revoked {id}");
+        }
     }
     Ok(())
 }

@@ -59,6 +59,11 @@ pub enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Create, list or revoke API keys (`x-api-key`).
+    ApiKeys {
+        #[command(subcommand)]
+        command: ApiKeysCommand,
+    },
     /// Train a model version from a dataset file, in this process.
     Train(TrainArgs),
     /// Predict labels for texts with a model's active version.
@@ -138,6 +143,24 @@ pub struct GatewayArgs {
     /// Send `Strict-Transport-Security` with this max-age (seconds): set it when clients reach Strato over TLS.
     #[arg(long, env = "STRATO_HSTS_MAX_AGE")]
     pub hsts_max_age: Option<u64>,
+    /// Default sustained requests per second per API key and per token subject (per process); none by default.
+    #[arg(long, env = "STRATO_RATE_LIMIT")]
+    pub rate_limit: Option<f64>,
+    /// Default burst above that rate.
+    #[arg(long, env = "STRATO_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
+    /// Default requests per quota window per API key and token subject (service-wide); none by default.
+    #[arg(long, env = "STRATO_DAILY_QUOTA")]
+    pub daily_quota: Option<u64>,
+    /// Requests per second per client IP for anonymous callers of public routes.
+    #[arg(long, env = "STRATO_ANONYMOUS_RATE_LIMIT", default_value_t = 10.0)]
+    pub anonymous_rate_limit: f64,
+    /// Burst for anonymous callers.
+    #[arg(long, env = "STRATO_ANONYMOUS_RATE_LIMIT_BURST", default_value_t = 20)]
+    pub anonymous_rate_limit_burst: u32,
+    /// The quota window, e.g. `1d` (default) or `1h`.
+    #[arg(long, env = "STRATO_QUOTA_WINDOW", default_value = "1d", value_parser = parse_duration)]
+    pub quota_window: std::time::Duration,
 }
 
 /// Job-worker settings shared by `serve` and `worker`.
@@ -181,6 +204,38 @@ pub enum JobsCommand {
     Show { id: String },
     /// Cancel a job: at once when queued; a running job stops at its next check.
     Cancel { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiKeysCommand {
+    /// Create a key and print its secret (shown this once).
+    Create {
+        /// What the key is for.
+        #[arg(long)]
+        name: String,
+        /// admin, editor or user.
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// Models it may use, comma-separated (`*`: all).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Mentors it may use, comma-separated (`*`: all).
+        #[arg(long, value_delimiter = ',')]
+        mentors: Vec<String>,
+        /// Sustained requests per second.
+        #[arg(long)]
+        rate_per_sec: Option<f64>,
+        /// Requests allowed at once above the rate.
+        #[arg(long)]
+        burst: Option<u32>,
+        /// Requests per quota window (a day).
+        #[arg(long)]
+        daily_quota: Option<u64>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by id.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand, Debug)]

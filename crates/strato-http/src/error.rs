@@ -39,7 +39,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::MentorNotFound
         | C::MentorNotTrained
         | C::FeedbackNotFound
-        | C::DeadLetterNotFound => StatusCode::NOT_FOUND,
+        | C::DeadLetterNotFound
+        | C::ApiKeyNotFound => StatusCode::NOT_FOUND,
+        C::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         C::ModelExists | C::JobFinished => StatusCode::CONFLICT,
         C::Unauthorized => StatusCode::UNAUTHORIZED,
         C::Forbidden => StatusCode::FORBIDDEN,

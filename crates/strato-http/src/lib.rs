@@ -9,6 +9,7 @@ pub mod auth;
 mod error;
 mod extract;
 mod hygiene;
+pub mod limits;
 mod routes;
 mod views;
 
@@ -30,6 +31,8 @@ pub struct HttpOptions {
     pub cors_origins: Vec<String>,
     /// `Strict-Transport-Security: max-age=<secs>` on every response, for deployments behind TLS.
     pub hsts_max_age: Option<u64>,
+    /// Rate limits and quotas.
+    pub limits: limits::LimitOptions,
 }
 
 /// Shared handler state.
@@ -40,6 +43,7 @@ pub struct AppState {
     /// Settings.
     pub opts: Arc<HttpOptions>,
     pub(crate) auth: Arc<auth::Auth>,
+    pub(crate) limits: Arc<limits::Limits>,
 }
 
 /// Builds the router: every route, the JSON 404/405 fallbacks, and the gateway layers.
@@ -49,7 +53,8 @@ pub fn router(strato: Strato, opts: HttpOptions) -> Router {
     let hsts = opts.hsts_max_age.and_then(|s| HeaderValue::from_str(&format!("max-age={s}; includeSubDomains")).ok());
     let cors = hygiene::cors(&opts.cors_origins);
     let auth = Arc::new(auth::Auth::new(opts.auth.clone()));
-    let state = AppState { strato, opts: Arc::new(opts), auth };
+    let limits = Arc::new(limits::Limits::new(opts.limits.clone()));
+    let state = AppState { strato, opts: Arc::new(opts), auth, limits };
     let app = Router::new()
         .merge(routes::v1())
         .merge(routes::albert::routes())

@@ -4,6 +4,7 @@
 //! (lazily loaded, shared) embedding model and a bounded LRU of loaded classifiers. Blocking work — parsing,
 //! embedding, training — runs on blocking threads; the async side never holds a lock across an await.
 
+mod access;
 mod datasets;
 mod embedding;
 mod jobs;
@@ -18,6 +19,7 @@ use strato_blob::BlobStore;
 use strato_store::{MetaStore, PgStore, SqliteStore};
 use strato_types::{ErrorCode, StratoError};
 
+pub use access::NewApiKey;
 pub use datasets::StoredDataset;
 pub use embedding::{default_model_dir, EmbeddingSource, DEFAULT_MODEL_NAME};
 pub use jobs::Cancellation;
@@ -75,6 +77,7 @@ struct Inner {
     embedder: embedding::EmbedderCell,
     models: models::ModelCache,
     mentors: mentors::MentorCache,
+    keys: access::KeyCache,
     opts: StratoOptions,
 }
 
@@ -178,6 +181,7 @@ impl Strato {
                 embedder: embedding::EmbedderCell::new(source),
                 models: models::ModelCache::new(opts.model_cache_size),
                 mentors: mentors::MentorCache::new(opts.mentor_cache_size),
+                keys: access::KeyCache::new(),
                 opts,
             }),
         }

@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use strato_types::{
-    DatasetRecord, Grade, JobAttempt, JobKind, JobRecord, JobStatus, ModelRecord, ModelVersionRecord, NewJob,
-    UserQuestionRecord,
+    ApiKeyRecord, DatasetRecord, Grade, JobAttempt, JobKind, JobRecord, JobStatus, ModelRecord, ModelVersionRecord,
+    NewJob, UserQuestionRecord,
 };
 
 pub use postgres::{PgStore, PgStoreOptions};
@@ -353,4 +353,62 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Notified whenever a job may have become claimable: by this process's own writes, and — where the backend
     /// can tell (PostgreSQL `LISTEN/NOTIFY`) — by other processes' writes. Workers wait on it instead of polling.
     fn job_signal(&self) -> std::sync::Arc<tokio::sync::Notify>;
+
+    // API keys and usage.
+    /// Stores a new API key.
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
+    /// Every key, revoked ones included, newest first.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>>;
+    /// The key whose secret hashes to `secret_hash`, revoked or not.
+    async fn api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>>;
+    /// Marks a key revoked (once; a second revoke keeps the first time); `None` when there is no such key.
+    async fn revoke_api_key(&self, id: &str, at: strato_types::Timestamp) -> Result<Option<ApiKeyRecord>>;
+    /// Counts one request for `subject` in the quota window starting at `window_start` (ms), unless `limit` requests
+    /// were already counted there: `Some(count)` with the new count, or `None` when the quota is used up. Atomic
+    /// across processes sharing the database.
+    async fn take_usage(&self, subject: &str, window_start: i64, limit: u64) -> Result<Option<u64>>;
+    /// Forgets usage windows that started before `cutoff` (ms).
+    async fn delete_usage_before(&self, cutoff: i64) -> Result<u64>;
+}
+
+/// Rebuilds an API key from its stored columns (grants and plan are JSON text in both backends).
+#[allow(clippy::too_many_arguments, reason = "one argument per stored column")]
+pub(crate) fn api_key_from_columns(
+    id: String,
+    name: String,
+    secret_hash: String,
+    role: String,
+    grants: &str,
+    plan: &str,
+    created_at: i64,
+    revoked_at: Option<i64>,
+) -> Result<ApiKeyRecord> {
+    use chrono::TimeZone;
+    #[derive(serde::Deserialize)]
+    struct Grants {
+        #[serde(default)]
+        models: Vec<String>,
+        #[serde(default)]
+        mentors: Vec<String>,
+    }
+    let g: Grants = serde_json::from_str(grants).map_err(|e| StoreError::Corrupt(format!("api key grants: {e}")))?;
+    let plan = serde_json::from_str(plan).map_err(|e| StoreError::Corrupt(format!("api key plan: {e}")))?;
+    let ts = |ms: i64| chrono::Utc.timestamp_millis_opt(ms).single().unwrap_or_default();
+    Ok(ApiKeyRecord {
+        id,
+        name,
+        secret_hash,
+        role,
+        models: g.models,
+        mentors: g.mentors,
+        plan,
+        created_at: ts(created_at),
+        revoked_at: revoked_at.map(ts),
+    })
+}
+
+/// The JSON text stored for a key's grants and plan.
+pub(crate) fn api_key_documents(key: &ApiKeyRecord) -> (String, String) {
+    let grants = serde_json::json!({"models": key.models, "mentors": key.mentors}).to_string();
+    (grants, serde_json::to_string(&key.plan).unwrap_or_else(|_| "{}".into()))
 }

@@ -14,8 +14,8 @@ use chrono::{TimeZone, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use strato_types::{
-    AnswerType, DatasetRecord, Grade, JobAttempt, JobRecord, ModelRecord, ModelVersionRecord, NewJob, Timestamp,
-    UserQuestionRecord,
+    AnswerType, ApiKeyRecord, DatasetRecord, Grade, JobAttempt, JobRecord, ModelRecord, ModelVersionRecord, NewJob,
+    Timestamp, UserQuestionRecord,
 };
 
 use crate::batch::Batcher;
@@ -714,6 +714,91 @@ impl MetaStore for PgStore {
     fn job_signal(&self) -> Arc<tokio::sync::Notify> {
         self.signal.clone()
     }
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        let (grants, plan) = crate::api_key_documents(key);
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, secret_hash, role, grants, plan, created_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(&key.secret_hash)
+        .bind(&key.role)
+        .bind(grants)
+        .bind(plan)
+        .bind(key.created_at.timestamp_millis())
+        .bind(key.revoked_at.map(|t| t.timestamp_millis()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        sqlx::query("SELECT * FROM api_keys ORDER BY created_at DESC, id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(api_key_from_row)
+            .collect()
+    }
+
+    async fn api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        sqlx::query("SELECT * FROM api_keys WHERE secret_hash = $1")
+            .bind(secret_hash)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| api_key_from_row(&r))
+            .transpose()
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: strato_types::Timestamp) -> Result<Option<ApiKeyRecord>> {
+        sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING *")
+            .bind(id)
+            .bind(at.timestamp_millis())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| api_key_from_row(&r))
+            .transpose()
+    }
+
+    async fn take_usage(&self, subject: &str, window_start: i64, limit: u64) -> Result<Option<u64>> {
+        if limit == 0 {
+            return Ok(None);
+        }
+        // One conditional upsert: concurrent callers, in any process, never count past `limit`.
+        let count: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO usage_counters (subject, window_start, count) VALUES ($1, $2, 1) \
+             ON CONFLICT (subject, window_start) DO UPDATE SET count = usage_counters.count + 1 \
+             WHERE usage_counters.count < $3 RETURNING count",
+        )
+        .bind(subject)
+        .bind(window_start)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(count.map(|c| c.max(0) as u64))
+    }
+
+    async fn delete_usage_before(&self, cutoff: i64) -> Result<u64> {
+        let r =
+            sqlx::query("DELETE FROM usage_counters WHERE window_start < $1").bind(cutoff).execute(&self.pool).await?;
+        Ok(r.rows_affected())
+    }
+}
+
+fn api_key_from_row(row: &PgRow) -> Result<ApiKeyRecord> {
+    let grants: String = row.try_get("grants")?;
+    let plan: String = row.try_get("plan")?;
+    crate::api_key_from_columns(
+        row.try_get("id")?,
+        row.try_get("name")?,
+        row.try_get("secret_hash")?,
+        row.try_get("role")?,
+        &grants,
+        &plan,
+        row.try_get("created_at")?,
+        row.try_get("revoked_at")?,
+    )
 }
 
 #[cfg(test)]

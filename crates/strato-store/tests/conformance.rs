@@ -497,3 +497,56 @@ async fn complete_and_claim_records_the_success_then_hands_out_the_next_job() {
         assert!(done && next.is_none());
     });
 }
+
+#[tokio::test]
+async fn api_keys_round_trip_and_revoke_once() {
+    each_backend!(|s| {
+        let key = strato_types::ApiKeyRecord {
+            id: "ak_1".into(),
+            name: "app".into(),
+            secret_hash: "abc123".into(),
+            role: "user".into(),
+            models: vec!["m1".into()],
+            mentors: vec!["*".into()],
+            plan: strato_types::UsagePlan { rate_per_sec: Some(2.5), burst: Some(5), daily_quota: Some(100) },
+            created_at: ts(1_000),
+            revoked_at: None,
+        };
+        s.insert_api_key(&key).await.unwrap();
+        assert!(s.insert_api_key(&key).await.is_err(), "ids are unique");
+        assert_eq!(s.api_key_by_hash("abc123").await.unwrap().as_ref(), Some(&key));
+        assert_eq!(s.api_key_by_hash("other").await.unwrap(), None);
+        assert_eq!(s.list_api_keys().await.unwrap(), vec![key.clone()]);
+        let revoked = s.revoke_api_key("ak_1", ts(2_000)).await.unwrap().unwrap();
+        assert_eq!(revoked.revoked_at, Some(ts(2_000)));
+        let again = s.revoke_api_key("ak_1", ts(3_000)).await.unwrap().unwrap();
+        assert_eq!(again.revoked_at, Some(ts(2_000)), "the first revocation time is kept");
+        assert_eq!(s.revoke_api_key("nope", ts(3_000)).await.unwrap(), None);
+    });
+}
+
+#[tokio::test]
+async fn usage_counts_never_pass_the_limit_under_concurrency() {
+    each_backend!(|s| {
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let s = s.clone();
+                tokio::spawn(async move { s.take_usage("key:a", 60_000, 25).await.unwrap() })
+            })
+            .collect();
+        let mut granted: Vec<u64> = Vec::new();
+        for t in tasks {
+            if let Some(n) = t.await.unwrap() {
+                granted.push(n);
+            }
+        }
+        granted.sort_unstable();
+        assert_eq!(granted, (1..=25).collect::<Vec<u64>>(), "each count handed out once, none past the limit");
+        // Another window and another subject start from zero.
+        assert_eq!(s.take_usage("key:a", 120_000, 25).await.unwrap(), Some(1));
+        assert_eq!(s.take_usage("key:b", 60_000, 25).await.unwrap(), Some(1));
+        assert_eq!(s.take_usage("key:c", 60_000, 0).await.unwrap(), None);
+        assert_eq!(s.delete_usage_before(120_000).await.unwrap(), 2);
+        assert_eq!(s.take_usage("key:a", 60_000, 25).await.unwrap(), Some(1), "a forgotten window starts over");
+    });
+}

@@ -36,6 +36,10 @@ pub enum ErrorCode {
     FeedbackNotFound,
     /// No such entry in the dead-letter queue.
     DeadLetterNotFound,
+    /// No such API key.
+    ApiKeyNotFound,
+    /// Too many requests: the rate limit or the quota is used up (see `Retry-After`).
+    RateLimited,
     /// The job already reached a final status (it cannot be cancelled).
     JobFinished,
     /// The model exists and the request did not ask to replace it.
@@ -75,6 +79,8 @@ impl ErrorCode {
             Self::MentorNotTrained => "mentor_not_trained",
             Self::FeedbackNotFound => "feedback_not_found",
             Self::DeadLetterNotFound => "dead_letter_not_found",
+            Self::ApiKeyNotFound => "api_key_not_found",
+            Self::RateLimited => "rate_limited",
             Self::JobFinished => "job_finished",
             Self::ModelExists => "model_exists",
             Self::Unauthorized => "unauthorized",

@@ -3,11 +3,13 @@
 //! Nothing here does I/O: these are the nouns the store persists, the service manipulates and the HTTP
 //! layer turns into views.
 
+mod access;
 mod error;
 mod job;
 mod mentor;
 mod model;
 
+pub use access::{ApiKeyRecord, UsagePlan};
 pub use error::{ErrorCode, StratoError};
 pub use job::{AttemptEnd, JobAttempt, JobKind, JobRecord, JobStatus, NewJob, DEFAULT_MAX_ATTEMPTS};
 pub use mentor::{

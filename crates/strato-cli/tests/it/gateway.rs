@@ -58,7 +58,12 @@ fn admin_claims() -> Value {
 async fn server(dir: &std::path::Path, auth: AuthOptions) -> TestServer {
     let mut o = Options::new(dir, no_model());
     o.workers = 0;
-    o.http = HttpOptions { auth, cors_origins: vec!["https://app.example".into()], hsts_max_age: Some(31_536_000) };
+    o.http = HttpOptions {
+        auth,
+        cors_origins: vec!["https://app.example".into()],
+        hsts_max_age: Some(31_536_000),
+        ..Default::default()
+    };
     start(o).await
 }
 
@@ -370,4 +375,153 @@ async fn cors_preflight_allows_configured_origins_only() {
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["access-control-allow-origin"], "https://app.example");
     s.stop().await;
+}
+
+const ADMIN: &str = "an-admin-token-0123456789";
+
+async fn keyed_server(dir: &std::path::Path, limits: strato_http::limits::LimitOptions) -> TestServer {
+    let mut o = Options::new(dir, no_model());
+    o.workers = 0;
+    o.http = HttpOptions {
+        auth: AuthOptions { admin_token: Some(ADMIN.into()), ..Default::default() },
+        limits,
+        ..Default::default()
+    };
+    start(o).await
+}
+
+async fn create_key(s: &TestServer, body: Value) -> (String, String) {
+    let r = s.client.post(s.url("/v1/api-keys")).bearer_auth(ADMIN).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    (v["id"].as_str().unwrap().to_string(), v["secret"].as_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn api_keys_are_created_used_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = keyed_server(dir.path(), Default::default()).await;
+    let (id, secret) = create_key(&s, json!({"name": "reporting app", "models": ["paris"]})).await;
+    assert!(secret.starts_with("strato_") && secret.len() > 60, "{secret}");
+
+    // Only a hash is stored, and the listing shows neither.
+    let stored = s.strato.api_keys().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_ne!(stored[0].secret_hash, secret);
+    assert_eq!(stored[0].secret_hash, hex_sha256(&secret));
+    let listed = s.client.get(s.url("/v1/api-keys")).bearer_auth(ADMIN).send().await.unwrap().text().await.unwrap();
+    assert!(!listed.contains(&secret) && !listed.contains(&stored[0].secret_hash), "{listed}");
+    assert!(listed.contains(&id));
+
+    // The key reaches what it is granted, and no more.
+    let predict = |model: &str| {
+        s.client
+            .post(s.url(&format!("/v1/models/{model}/predict")))
+            .header("x-api-key", &secret)
+            .json(&json!({"text": "x"}))
+    };
+    assert_eq!(predict("paris").send().await.unwrap().status(), 404, "granted: past the gate");
+    assert_eq!(predict("lyon").send().await.unwrap().status(), 403);
+    let r = s.client.get(s.url("/v1/api-keys")).header("x-api-key", &secret).send().await.unwrap();
+    assert_eq!(r.status(), 403, "a user key is not an admin");
+    let r = s.client.get(s.url("/v1/models")).header("x-api-key", "strato_made-up").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Revoked: refused at once.
+    let r = s.client.delete(s.url(&format!("/v1/api-keys/{id}"))).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["revoked_at"].is_string(), "{v}");
+    assert_eq!(predict("paris").send().await.unwrap().status(), 401);
+    let r = s.client.delete(s.url("/v1/api-keys/ak_nope")).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    // Bad requests say what to fix.
+    let r = s
+        .client
+        .post(s.url("/v1/api-keys"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "x", "role": "root"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("admin, editor or user"));
+    s.stop().await;
+}
+
+fn hex_sha256(s: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn rate_limit_is_exact_under_32_concurrent_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = keyed_server(dir.path(), Default::default()).await;
+    // Ten at once, then one every 1000 s: the refill cannot blur the count.
+    let (_, secret) =
+        create_key(&s, json!({"name": "burst", "models": ["*"], "plan": {"rate_per_sec": 0.001, "burst": 10}})).await;
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (client, url, secret) = (reqwest::Client::new(), s.url("/v1/models"), secret.clone());
+        tasks.push(tokio::spawn(async move { client.get(url).header("x-api-key", secret).send().await.unwrap() }));
+    }
+    let mut ok = 0;
+    let mut limited = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status().as_u16() {
+            200 => ok += 1,
+            429 => {
+                limited += 1;
+                let h = r.headers();
+                let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!(retry >= 1, "{retry}");
+                assert_eq!(h["ratelimit-limit"], "10");
+                assert_eq!(h["ratelimit-remaining"], "0");
+                let body: Value = r.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "rate_limited");
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!((ok, limited), (10, 22));
+    // The admin token is never limited.
+    let r = s.client.get(s.url("/v1/models")).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn quotas_are_shared_by_api_processes_and_reset_with_their_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let window = Duration::from_secs(3);
+    let limits = strato_http::limits::LimitOptions { quota_window: window, ..Default::default() };
+    // Two API servers on one store, as two processes sharing a database would be.
+    let a = keyed_server(dir.path(), limits.clone()).await;
+    let b = keyed_server(dir.path(), limits).await;
+    let (_, secret) = create_key(&a, json!({"name": "quota", "models": ["*"], "plan": {"daily_quota": 4}})).await;
+    // Start just after a window boundary so the whole check fits in one window.
+    let ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let len = window.as_millis() as u64;
+    tokio::time::sleep(Duration::from_millis(len - ms % len + 20)).await;
+    let get = |s: &TestServer| s.client.get(s.url("/v1/models")).header("x-api-key", secret.clone()).send();
+    let mut remaining = Vec::new();
+    for s in [&a, &b, &a, &b] {
+        let r = get(s).await.unwrap();
+        assert_eq!(r.status(), 200);
+        remaining.push(r.headers()["ratelimit-remaining"].to_str().unwrap().to_string());
+    }
+    assert_eq!(remaining, ["3", "2", "1", "0"]);
+    for s in [&a, &b] {
+        let r = get(s).await.unwrap();
+        assert_eq!(r.status(), 429, "the quota holds across both servers");
+        let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=3).contains(&retry), "{retry}");
+    }
+    // The next window starts afresh.
+    tokio::time::sleep(window).await;
+    assert_eq!(get(&b).await.unwrap().status(), 200);
+    a.stop().await;
+    b.stop().await;
 }

@@ -11,7 +11,7 @@ pub mod policy;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -132,6 +132,8 @@ pub enum Credential {
     AdminToken,
     /// A bearer JWT.
     Jwt,
+    /// An API key (`x-api-key`).
+    ApiKey,
     /// No credentials, on a public route.
     Anonymous,
 }
@@ -153,7 +155,17 @@ pub struct Principal {
     pub groups: Vec<String>,
     /// Anonymous use is allowed on this route.
     pub public_route: bool,
+    /// Models granted directly (an API key's), `*` for all.
+    pub granted_models: Vec<String>,
+    /// Mentors granted directly (an API key's), `*` for all.
+    pub granted_mentors: Vec<String>,
+    /// The API key's own limits (unset fields take the server's defaults).
+    pub plan: strato_types::UsagePlan,
     policy: Arc<Policy>,
+}
+
+fn listed(list: &[String], id: &str) -> bool {
+    list.iter().any(|x| x == "*" || x == id)
 }
 
 impl Principal {
@@ -166,8 +178,40 @@ impl Principal {
             owned_mentors: Vec::new(),
             groups: Vec::new(),
             public_route: false,
+            granted_models: Vec::new(),
+            granted_mentors: Vec::new(),
+            plan: Default::default(),
             policy,
         }
+    }
+
+    fn from_api_key(key: strato_types::ApiKeyRecord, policy: Arc<Policy>) -> Self {
+        let role = match key.role.as_str() {
+            "admin" => Role::Admin,
+            "editor" => Role::Editor,
+            _ => Role::User,
+        };
+        Self {
+            subject: key.id,
+            credential: Credential::ApiKey,
+            role,
+            edit_any: role == Role::Admin,
+            owned_mentors: Vec::new(),
+            groups: Vec::new(),
+            public_route: false,
+            granted_models: key.models,
+            granted_mentors: key.mentors,
+            plan: key.plan,
+            policy,
+        }
+    }
+
+    fn model_granted(&self, id: &str) -> bool {
+        listed(&self.granted_models, id) || self.policy.allows_model(&self.groups, id)
+    }
+
+    fn mentor_granted(&self, id: &str) -> bool {
+        listed(&self.granted_mentors, id) || self.policy.allows_mentor(&self.groups, id)
     }
 
     fn deny(&self, what: &str) -> ApiError {
@@ -197,7 +241,7 @@ impl Principal {
 
     /// May read or predict with model `id`.
     pub fn can_use_model(&self, id: &str) -> bool {
-        self.public_route || self.edit_any || self.policy.allows_model(&self.groups, id)
+        self.public_route || self.edit_any || self.model_granted(id)
     }
 
     /// May predict with model `id`.
@@ -207,16 +251,13 @@ impl Principal {
 
     /// May train, replace or delete model `id`.
     pub fn may_edit_model(&self, id: &str) -> Result<(), ApiError> {
-        let ok = self.edit_any || (self.role >= Role::Editor && self.policy.allows_model(&self.groups, id));
+        let ok = self.edit_any || (self.role >= Role::Editor && self.model_granted(id));
         self.check(ok, || format!("change model {id:?}"))
     }
 
     /// May read or ask mentor `id`.
     pub fn can_use_mentor(&self, id: &str) -> bool {
-        self.public_route
-            || self.edit_any
-            || self.owned_mentors.iter().any(|m| m == id)
-            || self.policy.allows_mentor(&self.groups, id)
+        self.public_route || self.edit_any || self.owned_mentors.iter().any(|m| m == id) || self.mentor_granted(id)
     }
 
     /// May ask mentor `id`.
@@ -228,7 +269,7 @@ impl Principal {
     pub fn may_edit_mentor(&self, id: &str) -> Result<(), ApiError> {
         let ok = self.edit_any
             || self.owned_mentors.iter().any(|m| m == id)
-            || (self.role >= Role::Editor && self.policy.allows_mentor(&self.groups, id));
+            || (self.role >= Role::Editor && self.mentor_granted(id));
         self.check(ok, || format!("change mentor {id:?}"))
     }
 
@@ -315,6 +356,9 @@ fn principal_from_claims(claims: &Map<String, Value>, map: &ClaimsMapping, polic
         owned_mentors: strings(claims, &map.owned_mentors),
         groups,
         public_route: false,
+        granted_models: Vec::new(),
+        granted_mentors: Vec::new(),
+        plan: Default::default(),
         policy,
     }
 }
@@ -328,6 +372,7 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
     let auth = &state.auth;
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
     let public = auth.is_public(req.method().as_str(), &route);
+    let api_key = req.headers().get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim).map(String::from);
     let bearer = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -338,6 +383,12 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
 
     let mut principal = if !auth.opts.enabled() {
         Principal::admin("local", Credential::Open, auth.policy.clone())
+    } else if let Some(secret) = api_key {
+        match state.strato.api_key_for_secret(&secret).await {
+            Ok(Some(key)) => Principal::from_api_key(key, auth.policy.clone()),
+            Ok(None) => return unauthorized("unknown or revoked API key"),
+            Err(e) => return ApiError::from(e).into_response(),
+        }
     } else if let Some(token) = bearer {
         match resolve_bearer(auth, &token).await {
             Ok(p) => p,
@@ -354,8 +405,55 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
     };
     principal.public_route = public;
     let label = PrincipalLabel(format!("{:?}:{}", principal.credential, principal.subject).to_ascii_lowercase());
+
+    // Limits: per key, per token subject, per client IP for anonymous callers; the admin token is never limited.
+    let limits = &state.limits;
+    let subject = match principal.credential {
+        Credential::Open | Credential::AdminToken => None,
+        Credential::ApiKey => Some(format!("key:{}", principal.subject)),
+        Credential::Jwt => Some(format!("sub:{}", principal.subject)),
+        Credential::Anonymous => {
+            let ip = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string());
+            Some(format!("ip:{}", ip.unwrap_or_else(|| "unknown".into())))
+        }
+    };
+    let mut budget = None;
+    if let Some(key) = subject {
+        let plan = limits.plan(&principal.plan, principal.credential == Credential::Anonymous);
+        let s = crate::limits::Subject { key, plan };
+        match limits.check_rate(&s) {
+            Ok(b) => budget = b,
+            Err(refused) => {
+                let mut res = refused.into_response();
+                res.extensions_mut().insert(label);
+                return res;
+            }
+        }
+        if let Some(limit) = s.plan.daily_quota {
+            let taken = state.strato.take_quota(&s.key, limits.opts.quota_window, limit).await;
+            match taken.map(|(used, reset)| crate::limits::quota_budget(limit, used, reset)) {
+                // The tighter of the two budgets is the one to report.
+                Ok(Ok(q)) => {
+                    budget = Some(match budget.take() {
+                        Some(r) => r.tighter(q),
+                        None => q,
+                    })
+                }
+                Ok(Err(refused)) => {
+                    let mut res = refused.into_response();
+                    res.extensions_mut().insert(label);
+                    return res;
+                }
+                Err(e) => return ApiError::from(e).into_response(),
+            }
+        }
+    }
+
     req.extensions_mut().insert(principal);
     let mut res = next.run(req).await;
+    if let Some(b) = budget {
+        b.write(res.headers_mut());
+    }
     res.extensions_mut().insert(label);
     res
 }

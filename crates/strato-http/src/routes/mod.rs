@@ -3,6 +3,7 @@
 pub(crate) mod albert;
 mod datasets;
 mod jobs;
+mod keys;
 pub(crate) mod mentorpal;
 mod mentors;
 mod models;
@@ -35,6 +36,8 @@ pub(crate) fn v1() -> Router<AppState> {
         .route("/v1/dlq", get(jobs::dlq_list))
         .route("/v1/dlq/{id}", get(jobs::dlq_show).delete(jobs::dlq_delete))
         .route("/v1/dlq/{id}/replay", post(jobs::dlq_replay))
+        .route("/v1/api-keys", post(keys::create).get(keys::list))
+        .route("/v1/api-keys/{id}", axum::routing::delete(keys::revoke))
 }
 
 pub(crate) async fn health() -> Json<serde_json::Value> {

@@ -1,0 +1,46 @@
+//! API keys and usage plans.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Timestamp;
+
+/// Limits attached to a credential. Empty means the server's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsagePlan {
+    /// Sustained requests per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_sec: Option<f64>,
+    /// Requests allowed at once above the sustained rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    /// Requests per quota window (a UTC day by default), counted service-wide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_quota: Option<u64>,
+}
+
+/// An API key as stored: the secret itself is never kept, only its SHA-256.
+///
+/// # Warning
+/// Persisted (`api_keys` table): changing fields needs a migration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKeyRecord {
+    /// Public id (`ak_…`), used to list and revoke.
+    pub id: String,
+    /// What the key is for.
+    pub name: String,
+    /// Hex SHA-256 of the secret.
+    pub secret_hash: String,
+    /// `admin`, `editor` or `user`.
+    pub role: String,
+    /// Models the key may use (`*`: all).
+    pub models: Vec<String>,
+    /// Mentors the key may use (`*`: all).
+    pub mentors: Vec<String>,
+    /// Its limits.
+    pub plan: UsagePlan,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// When it was revoked; a revoked key authenticates nothing.
+    pub revoked_at: Option<Timestamp>,
+}
