@@ -56,7 +56,7 @@ async fn open(g: &Global) -> Result<Strato> {
 async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     // 1. Refuse an open, unauthenticated server unless explicitly asked for.
     let loopback = args.addr.ip().is_loopback();
-    let http = http_options(&args)?;
+    let mut http = http_options(&args)?;
     if !http.auth.enabled() && !loopback && !args.insecure_no_auth {
         bail!(
             "refusing to listen on {} without credentials: set --admin-token / STRATO_ADMIN_TOKEN, bind a loopback \
@@ -73,7 +73,9 @@ async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     strato.embedder().await.map_err(|e| anyhow::anyhow!(e.message)).context("loading the embedding model")?;
 
     // 3. Workers, then the listener.
-    let pool = strato.start_workers(worker_options(&args.jobs));
+    let worker_opts = worker_options(&args.jobs);
+    http.alerter = worker_opts.alerter.clone();
+    let pool = strato.start_workers(worker_opts);
     let listener =
         tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("cannot bind {}", args.addr))?;
     let addr = listener.local_addr()?;
@@ -157,7 +159,27 @@ fn http_options(args: &ServeArgs) -> Result<strato_http::HttpOptions> {
             },
             quota_window: g.quota_window,
         },
+        slow: strato_http::observe::SlowOptions {
+            default_ms: Some(g.slow_response_ms).filter(|ms| *ms > 0),
+            per_route: slow_routes(&g.slow_routes)?,
+            alert_every: std::time::Duration::from_secs(60),
+        },
+        alerter: None,
     })
+}
+
+/// Parses `ROUTE=MS` pairs.
+fn slow_routes(items: &[String]) -> Result<std::collections::HashMap<String, u64>> {
+    items
+        .iter()
+        .filter(|i| !i.trim().is_empty())
+        .map(|i| {
+            let (route, ms) = i.rsplit_once('=').with_context(|| format!("--slow-routes: {i:?} is not ROUTE=MS"))?;
+            let ms =
+                ms.trim().parse().with_context(|| format!("--slow-routes: {ms:?} in {i:?} is not milliseconds"))?;
+            Ok((route.trim().to_string(), ms))
+        })
+        .collect()
 }
 
 async fn shutdown_signal() {

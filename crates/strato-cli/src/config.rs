@@ -158,6 +158,13 @@ pub struct GatewayArgs {
     /// Burst for anonymous callers.
     #[arg(long, env = "STRATO_ANONYMOUS_RATE_LIMIT_BURST", default_value_t = 20)]
     pub anonymous_rate_limit_burst: u32,
+    /// Responses slower than this (ms) are logged as warnings, counted and alerted (the alert webhook, at most once
+    /// a minute per route).
+    #[arg(long, env = "STRATO_SLOW_RESPONSE_MS", default_value_t = 2000)]
+    pub slow_response_ms: u64,
+    /// Per-route slow thresholds, comma-separated `ROUTE=MS`, e.g. `/v1/models/{id}/predict=50`.
+    #[arg(long, env = "STRATO_SLOW_ROUTES", value_delimiter = ',')]
+    pub slow_routes: Vec<String>,
     /// The quota window, e.g. `1d` (default) or `1h`.
     #[arg(long, env = "STRATO_QUOTA_WINDOW", default_value = "1d", value_parser = parse_duration)]
     pub quota_window: std::time::Duration,

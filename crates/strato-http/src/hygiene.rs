@@ -28,7 +28,7 @@ fn client_request_id(req: &Request) -> Option<String> {
 
 /// Outermost layer: assigns the request id, adds the secure headers, and logs one line per request.
 pub(crate) async fn request_envelope(
-    axum::extract::State(hsts): axum::extract::State<Option<HeaderValue>>,
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -44,14 +44,16 @@ pub(crate) async fn request_envelope(
     for (name, value) in SECURE_HEADERS {
         h.entry(*name).or_insert(HeaderValue::from_static(value));
     }
-    if let Some(hsts) = hsts {
-        h.entry(header::STRICT_TRANSPORT_SECURITY).or_insert(hsts);
+    if let Some(hsts) = &state.hsts {
+        h.entry(header::STRICT_TRANSPORT_SECURITY).or_insert(hsts.clone());
     }
 
     let status = res.status().as_u16();
     let route = res.extensions().get::<RouteLabel>().map_or("(unmatched)", |r| r.0.as_str());
     let principal = res.extensions().get::<PrincipalLabel>().map_or("-", |p| p.0.as_str());
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
+    state.observer.record(method.as_str(), route, status, elapsed, &id);
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
     if status >= 500 {
         tracing::error!(request_id = %id, %method, route, status, latency_ms, principal, "request");
     } else {

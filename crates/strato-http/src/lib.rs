@@ -10,6 +10,7 @@ mod error;
 mod extract;
 mod hygiene;
 pub mod limits;
+pub mod observe;
 mod routes;
 mod views;
 
@@ -33,6 +34,10 @@ pub struct HttpOptions {
     pub hsts_max_age: Option<u64>,
     /// Rate limits and quotas.
     pub limits: limits::LimitOptions,
+    /// Slow-response thresholds.
+    pub slow: observe::SlowOptions,
+    /// Where slow-response alerts go (the jobs' alert webhook).
+    pub alerter: Option<strato_service::Alerter>,
 }
 
 /// Shared handler state.
@@ -44,6 +49,8 @@ pub struct AppState {
     pub opts: Arc<HttpOptions>,
     pub(crate) auth: Arc<auth::Auth>,
     pub(crate) limits: Arc<limits::Limits>,
+    pub(crate) observer: Arc<observe::HttpObserver>,
+    pub(crate) hsts: Option<HeaderValue>,
 }
 
 /// Builds the router: every route, the JSON 404/405 fallbacks, and the gateway layers.
@@ -54,7 +61,8 @@ pub fn router(strato: Strato, opts: HttpOptions) -> Router {
     let cors = hygiene::cors(&opts.cors_origins);
     let auth = Arc::new(auth::Auth::new(opts.auth.clone()));
     let limits = Arc::new(limits::Limits::new(opts.limits.clone()));
-    let state = AppState { strato, opts: Arc::new(opts), auth, limits };
+    let observer = Arc::new(observe::HttpObserver::new(opts.slow.clone(), opts.alerter.clone()));
+    let state = AppState { strato, opts: Arc::new(opts), auth, limits, observer, hsts };
     let app = Router::new()
         .merge(routes::v1())
         .merge(routes::albert::routes())
@@ -63,6 +71,7 @@ pub fn router(strato: Strato, opts: HttpOptions) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .route_layer(axum::middleware::from_fn(hygiene::label_route))
         .route("/healthz", axum::routing::get(routes::health))
+        .route("/readyz", axum::routing::get(observe::ready))
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit));
@@ -70,5 +79,5 @@ pub fn router(strato: Strato, opts: HttpOptions) -> Router {
         Some(cors) => app.layer(cors),
         None => app,
     };
-    app.layer(axum::middleware::from_fn_with_state(hsts, hygiene::request_envelope)).with_state(state)
+    app.layer(axum::middleware::from_fn_with_state(state.clone(), hygiene::request_envelope)).with_state(state)
 }

@@ -102,6 +102,27 @@ impl Alerter {
     }
 }
 
+impl Alerter {
+    /// Announces a response slower than its route's threshold. Never blocks; the caller rate-limits.
+    pub fn slow_response(&self, method: &str, route: &str, latency_ms: f64, threshold_ms: u64, request_id: &str) {
+        let text = format!(
+            "Strato: {method} {route} took {latency_ms:.0} ms, over its {threshold_ms} ms threshold (request {request_id})"
+        );
+        let msg = json!({
+            "text": text,
+            "event": "http.slow_response",
+            "method": method,
+            "route": route,
+            "latency_ms": latency_ms,
+            "threshold_ms": threshold_ms,
+            "request_id": request_id,
+        });
+        if let Err(e) = self.tx.try_send(msg) {
+            tracing::error!(error = %e, "alert dropped: the alert queue is full or closed");
+        }
+    }
+}
+
 async fn deliver(client: reqwest::Client, opts: AlerterOptions, msg: serde_json::Value) {
     let job = msg["job_id"].as_str().unwrap_or_default().to_string();
     let mut wait = opts.first_backoff;

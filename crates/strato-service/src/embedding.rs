@@ -120,6 +120,7 @@ impl Strato {
     /// Embeds texts on a blocking thread.
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
         let embedder = self.embedder().await?;
+        self.inner.metrics.embedding_batch.observe(texts.len() as f64);
         tokio::task::spawn_blocking(move || {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             if refs.len() <= strato_ml::embedder::BATCH_SIZE {

@@ -9,6 +9,7 @@ mod datasets;
 mod embedding;
 mod jobs;
 mod mentors;
+mod metrics;
 mod models;
 mod training;
 
@@ -24,6 +25,7 @@ pub use datasets::StoredDataset;
 pub use embedding::{default_model_dir, EmbeddingSource, DEFAULT_MODEL_NAME};
 pub use jobs::Cancellation;
 pub use mentors::{mentor_model_id, AnswerMedia, AnswerResult, Followup, PublishError};
+pub use metrics::Metrics;
 pub use models::{ModelDetail, Prediction};
 pub use strato_jobs::{Alerter, AlerterOptions, AttemptOutcome, JobContext, WorkerPool, WorkerPoolOptions};
 pub use training::{DataSource, TrainRequest, TrainingHandler};
@@ -78,6 +80,7 @@ struct Inner {
     models: models::ModelCache,
     mentors: mentors::MentorCache,
     keys: access::KeyCache,
+    metrics: metrics::Metrics,
     opts: StratoOptions,
 }
 
@@ -182,9 +185,15 @@ impl Strato {
                 models: models::ModelCache::new(opts.model_cache_size),
                 mentors: mentors::MentorCache::new(opts.mentor_cache_size),
                 keys: access::KeyCache::new(),
+                metrics: metrics::Metrics::new(),
                 opts,
             }),
         }
+    }
+
+    /// Whether blob storage answers (a lookup of a key that need not exist).
+    pub async fn blobs_reachable(&self) -> bool {
+        self.inner.blobs.exists("readyz-probe").await.is_ok()
     }
 
     /// Where metadata and blobs live, for start-up logs (no secrets).
@@ -209,6 +218,7 @@ impl Strato {
     /// Starts the in-process worker pool (`opts.workers` may be 0: an API-only process still reaps leases and
     /// expires old jobs).
     pub fn start_workers(&self, opts: WorkerPoolOptions) -> WorkerPool {
-        WorkerPool::start(self.inner.store.clone(), Arc::new(TrainingHandler::new(self.clone())), opts)
+        let handler = metrics::Timed { inner: TrainingHandler::new(self.clone()), metrics: self.inner.metrics.clone() };
+        WorkerPool::start(self.inner.store.clone(), Arc::new(handler), opts)
     }
 }

@@ -114,8 +114,10 @@ impl Strato {
             )
         })?;
         if let Some(c) = self.inner.models.get(id, version) {
+            self.inner.metrics.model_cache.with_label_values(&["hit"]).inc();
             return Ok((version, c));
         }
+        self.inner.metrics.model_cache.with_label_values(&["miss"]).inc();
         let rec = self
             .inner
             .store
@@ -148,6 +150,7 @@ impl Strato {
         }
         let classifier = Arc::new(classifier);
         self.inner.models.put(id, version, classifier.clone());
+        self.inner.metrics.model_loads.inc();
         Ok((version, classifier))
     }
 

@@ -369,6 +369,8 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn take_usage(&self, subject: &str, window_start: i64, limit: u64) -> Result<Option<u64>>;
     /// Forgets usage windows that started before `cutoff` (ms).
     async fn delete_usage_before(&self, cutoff: i64) -> Result<u64>;
+    /// How many jobs there are per kind and status (dead-lettered jobs count as `DEAD_LETTER`).
+    async fn job_counts(&self) -> Result<Vec<(String, String, i64)>>;
 }
 
 /// Rebuilds an API key from its stored columns (grants and plan are JSON text in both backends).

@@ -779,6 +779,15 @@ impl MetaStore for PgStore {
         Ok(count.map(|c| c.max(0) as u64))
     }
 
+    async fn job_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT kind, CASE WHEN dead_lettered_at IS NOT NULL THEN 'DEAD_LETTER' ELSE status END AS s, COUNT(*) \
+             FROM jobs GROUP BY kind, s ORDER BY kind, s",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn delete_usage_before(&self, cutoff: i64) -> Result<u64> {
         let r =
             sqlx::query("DELETE FROM usage_counters WHERE window_start < $1").bind(cutoff).execute(&self.pool).await?;

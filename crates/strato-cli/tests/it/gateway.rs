@@ -525,3 +525,101 @@ async fn quotas_are_shared_by_api_processes_and_reset_with_their_window() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_reflect_traffic_and_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = keyed_server(dir.path(), Default::default()).await;
+    for _ in 0..3 {
+        assert_eq!(s.client.get(s.url("/v1/models")).bearer_auth(ADMIN).send().await.unwrap().status(), 200);
+    }
+    assert_eq!(s.client.get(s.url("/v1/models/nope")).bearer_auth(ADMIN).send().await.unwrap().status(), 404);
+    let r = s.client.post(s.url("/v1/jobs")).bearer_auth(ADMIN).json(&json!({"kind": "noop"})).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+
+    let (_, user) = create_key(&s, json!({"name": "u"})).await;
+    let r = s.client.get(s.url("/metrics")).header("x-api-key", &user).send().await.unwrap();
+    assert_eq!(r.status(), 403, "metrics are for admins unless made public");
+
+    let r = s.client.get(s.url("/metrics")).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = r.text().await.unwrap();
+    for line in [
+        r#"strato_http_requests_total{method="GET",route="/v1/models",status="200"} 3"#,
+        r#"strato_http_requests_total{method="GET",route="/v1/models/{id}",status="404"} 1"#,
+        r#"strato_http_requests_total{method="POST",route="/v1/jobs",status="202"} 1"#,
+        r#"strato_http_request_duration_seconds_count{method="GET",route="/v1/models"} 3"#,
+        r#"strato_jobs{kind="noop",status="QUEUED"} 1"#,
+        "strato_model_loads_total 0",
+        "strato_embedding_batch_size_count 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn readyz_names_the_failing_dependency() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = keyed_server(dir.path(), Default::default()).await;
+    // No credentials needed; the embedding model is missing on purpose.
+    let r = s.client.get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["checks"], json!({"store": "ok", "blob_storage": "ok", "embedding_model": "failing"}), "{v}");
+    assert_eq!(s.client.get(s.url("/healthz")).send().await.unwrap().status(), 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn slow_responses_are_counted_and_alerted_once_per_interval() {
+    let received = Arc::new(parking_lot::Mutex::new(Vec::<Value>::new()));
+    let r2 = received.clone();
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            r2.lock().push(v);
+            async { "ok" }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new(dir.path(), no_model());
+    o.workers = 0;
+    o.http = HttpOptions {
+        // Every response is "slow" past 0 ms on /v1/models; others use a threshold nothing reaches.
+        slow: strato_http::observe::SlowOptions {
+            default_ms: Some(60_000),
+            per_route: [("/v1/models".to_string(), 0)].into(),
+            alert_every: Duration::from_secs(60),
+        },
+        alerter: Some(strato_service::Alerter::start(strato_service::AlerterOptions::new(hook_url))),
+        ..Default::default()
+    };
+    let s = start(o).await;
+    for _ in 0..3 {
+        s.client.get(s.url("/v1/models")).send().await.unwrap();
+        s.client.get(s.url("/v1/datasets")).send().await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while received.lock().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let alerts = received.lock().clone();
+    assert_eq!(alerts.len(), 1, "one alert per route per interval: {alerts:?}");
+    assert_eq!(alerts[0]["event"], "http.slow_response");
+    assert_eq!(alerts[0]["route"], "/v1/models");
+    assert!(alerts[0]["text"].as_str().unwrap().contains("/v1/models"));
+    let text = s.client.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        text.lines().any(|l| l == r#"strato_http_slow_responses_total{method="GET",route="/v1/models"} 3"#),
+        "{text}"
+    );
+    assert!(!text.contains(r#"strato_http_slow_responses_total{method="GET",route="/v1/datasets"}"#));
+    s.stop().await;
+}

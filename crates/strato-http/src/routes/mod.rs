@@ -38,6 +38,7 @@ pub(crate) fn v1() -> Router<AppState> {
         .route("/v1/dlq/{id}/replay", post(jobs::dlq_replay))
         .route("/v1/api-keys", post(keys::create).get(keys::list))
         .route("/v1/api-keys/{id}", axum::routing::delete(keys::revoke))
+        .route("/metrics", get(crate::observe::metrics))
 }
 
 pub(crate) async fn health() -> Json<serde_json::Value> {
