@@ -97,13 +97,14 @@ async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         g.data_dir.display(),
         strato.describe_backends()
     );
-    let app = strato_http::router(strato, http);
+    let app = strato_http::router(strato.clone(), http);
     // The peer address keys anonymous callers' rate limits.
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("shutting down; interrupted jobs are re-run after restart");
     pool.shutdown().await;
+    strato.close().await;
     Ok(())
 }
 
@@ -165,6 +166,9 @@ fn http_options(args: &ServeArgs) -> Result<strato_http::HttpOptions> {
             alert_every: std::time::Duration::from_secs(60),
         },
         alerter: None,
+        max_json_bytes: g.max_json_bytes,
+        max_concurrent_requests: g.max_concurrent_requests,
+        request_timeout: g.request_timeout.max(std::time::Duration::from_millis(100)),
     })
 }
 
@@ -211,6 +215,7 @@ async fn worker(g: &Global, args: WorkerArgs) -> Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down; running jobs go back to the queue");
     pool.shutdown().await;
+    strato.close().await;
     Ok(())
 }
 

@@ -165,6 +165,15 @@ pub struct GatewayArgs {
     /// Per-route slow thresholds, comma-separated `ROUTE=MS`, e.g. `/v1/models/{id}/predict=50`.
     #[arg(long, env = "STRATO_SLOW_ROUTES", value_delimiter = ',')]
     pub slow_routes: Vec<String>,
+    /// Largest JSON body on routes other than dataset uploads, imports and inline training data.
+    #[arg(long, env = "STRATO_MAX_JSON_BYTES", default_value_t = 2 << 20)]
+    pub max_json_bytes: usize,
+    /// Requests handled at once; beyond it, 503 `overloaded` with Retry-After.
+    #[arg(long, env = "STRATO_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    pub max_concurrent_requests: usize,
+    /// Longest a request may take, e.g. `60s`; beyond it, 503 `request_timeout`.
+    #[arg(long, env = "STRATO_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub request_timeout: std::time::Duration,
     /// The quota window, e.g. `1d` (default) or `1h`.
     #[arg(long, env = "STRATO_QUOTA_WINDOW", default_value = "1d", value_parser = parse_duration)]
     pub quota_window: std::time::Duration,

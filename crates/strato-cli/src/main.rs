@@ -12,6 +12,24 @@ use crate::config::Cli;
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     config::init_logging(&cli);
+    // With SENTRY_DSN set, 5xx responses and panics are reported; the guard flushes pending reports at exit.
+    let _sentry = match std::env::var("SENTRY_DSN").ok().filter(|d| !d.trim().is_empty()) {
+        None => None,
+        Some(dsn) => match dsn.trim().parse::<sentry::types::Dsn>() {
+            Ok(dsn) => {
+                tracing::info!(host = dsn.host(), "reporting errors to Sentry");
+                let mut opts = sentry::ClientOptions::new();
+                opts.dsn = Some(dsn);
+                opts.release = sentry::release_name!();
+                opts.attach_stacktrace = true;
+                Some(sentry::init(opts))
+            }
+            Err(e) => {
+                eprintln!("error: SENTRY_DSN is not a valid DSN: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -45,7 +45,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         C::ModelExists | C::JobFinished => StatusCode::CONFLICT,
         C::Unauthorized => StatusCode::UNAUTHORIZED,
         C::Forbidden => StatusCode::FORBIDDEN,
-        C::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        C::AuthUnavailable | C::Overloaded | C::RequestTimeout => StatusCode::SERVICE_UNAVAILABLE,
         C::EmbeddingModelMismatch => StatusCode::CONFLICT,
         C::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         C::Internal => StatusCode::INTERNAL_SERVER_ERROR,

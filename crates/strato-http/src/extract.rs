@@ -14,7 +14,8 @@ pub(crate) fn body_error(e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             ErrorCode::PayloadTooLarge,
-            "the request body is larger than the configured limit (STRATO_MAX_DATASET_BYTES)",
+            "the request body is larger than this route's limit: datasets, imports and inline training data up to \
+             STRATO_MAX_DATASET_BYTES, other JSON bodies up to STRATO_MAX_JSON_BYTES",
         )
     } else {
         ApiError::new(ErrorCode::InvalidRequest, format!("cannot read the request body: {e}"))
@@ -38,10 +39,37 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     if bytes.is_empty() {
         return Err(ApiError::new(ErrorCode::InvalidJson, "the request body is empty; send a JSON object"));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let code = if e.is_data() { ErrorCode::InvalidRequest } else { ErrorCode::InvalidJson };
-        ApiError::new(code, format!("invalid request body: {e}"))
-    })
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let code = if inner.is_data() { ErrorCode::InvalidRequest } else { ErrorCode::InvalidJson };
+        // The path names the field to fix (`params.C`, `data[3].label`); "." is the whole body.
+        if inner.is_data() && path != "." {
+            ApiError::new(code, format!("invalid request body at `{path}`: {inner}"))
+        } else {
+            ApiError::new(code, format!("invalid request body: {inner}"))
+        }
+    })?;
+    Ok(value)
+}
+
+/// Query parameters whose rejection is our JSON error, naming the parameter.
+pub(crate) struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(QueryParams).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let at = if path == "." { String::new() } else { format!(" `{path}`") };
+            ApiError::new(ErrorCode::InvalidRequest, format!("invalid query parameter{at}: {inner}"))
+        })
+    }
 }
 
 /// The optional `Idempotency-Key` header: a repeat of a submit with the same key returns the first job.

@@ -50,6 +50,9 @@ pub(crate) async fn request_envelope(
 
     let status = res.status().as_u16();
     let route = res.extensions().get::<RouteLabel>().map_or("(unmatched)", |r| r.0.as_str());
+    if status >= 500 {
+        report_to_sentry(method.as_str(), route, status, &id);
+    }
     let principal = res.extensions().get::<PrincipalLabel>().map_or("-", |p| p.0.as_str());
     let elapsed = started.elapsed();
     state.observer.record(method.as_str(), route, status, elapsed, &id);
@@ -62,6 +65,30 @@ pub(crate) async fn request_envelope(
     res
 }
 
+/// Sends a 5xx to Sentry when a client is configured (`SENTRY_DSN`); a no-op otherwise. 503s that mean "busy" or
+/// "retry later" are load, not bugs, and are left out.
+fn report_to_sentry(method: &str, route: &str, status: u16, request_id: &str) {
+    if status == 503 || sentry::Hub::current().client().is_none() {
+        return;
+    }
+    sentry::with_scope(
+        |scope| {
+            scope.set_tag("route", route);
+            scope.set_tag("method", method);
+            scope.set_tag("status", status);
+            scope.set_tag("request_id", request_id);
+        },
+        || sentry::capture_message(&format!("{method} {route} answered {status}"), sentry::Level::Error),
+    );
+}
+
+/// A panicking handler becomes a JSON 500 (the panic itself is logged and, with Sentry on, reported by its hook).
+pub(crate) fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    use axum::response::IntoResponse;
+    crate::ApiError::new(strato_types::ErrorCode::Internal, "an internal error occurred; the server log has details")
+        .into_response()
+}
+
 /// Headers every API response carries. The CSP forbids everything: API responses are data, never documents.
 const SECURE_HEADERS: &[(&HeaderName, &str)] = &[
     (&header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
@@ -70,6 +97,40 @@ const SECURE_HEADERS: &[(&HeaderName, &str)] = &[
     (&header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
     (&header::CACHE_CONTROL, "no-store"),
 ];
+
+/// Admission: at most `max_concurrent_requests` in flight (503 `overloaded` beyond, never an unbounded queue) and
+/// each one within `request_timeout` (503 `request_timeout`). Health and readiness probes are always admitted.
+pub(crate) async fn admission(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    use axum::response::IntoResponse;
+    if matches!(req.uri().path(), "/healthz" | "/readyz") {
+        return next.run(req).await;
+    }
+    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+        let mut res = crate::ApiError::new(
+            strato_types::ErrorCode::Overloaded,
+            "the server is handling as many requests as it allows; retry in a moment",
+        )
+        .into_response();
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return res;
+    };
+    let limit = state.opts.request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => crate::ApiError::new(
+            strato_types::ErrorCode::RequestTimeout,
+            format!(
+                "the request took longer than {} s and was stopped; long work belongs in jobs",
+                limit.as_secs_f64()
+            ),
+        )
+        .into_response(),
+    }
+}
 
 /// Inner (route) layer: records the matched route pattern for the access log.
 pub(crate) async fn label_route(req: Request, next: Next) -> Response {

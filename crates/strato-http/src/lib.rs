@@ -24,7 +24,7 @@ use strato_service::Strato;
 pub use error::ApiError;
 
 /// HTTP-layer settings.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct HttpOptions {
     /// Credentials and grants.
     pub auth: auth::AuthOptions,
@@ -38,6 +38,29 @@ pub struct HttpOptions {
     pub slow: observe::SlowOptions,
     /// Where slow-response alerts go (the jobs' alert webhook).
     pub alerter: Option<strato_service::Alerter>,
+    /// Largest body for JSON routes; dataset uploads, mentor imports and inline training data get the service's
+    /// dataset limit instead.
+    pub max_json_bytes: usize,
+    /// Requests in flight at once; more get 503 `overloaded`.
+    pub max_concurrent_requests: usize,
+    /// Longest a request may take.
+    pub request_timeout: std::time::Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            auth: Default::default(),
+            cors_origins: Vec::new(),
+            hsts_max_age: None,
+            limits: Default::default(),
+            slow: Default::default(),
+            alerter: None,
+            max_json_bytes: 2 << 20,
+            max_concurrent_requests: 1024,
+            request_timeout: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 /// Shared handler state.
@@ -51,20 +74,23 @@ pub struct AppState {
     pub(crate) limits: Arc<limits::Limits>,
     pub(crate) observer: Arc<observe::HttpObserver>,
     pub(crate) hsts: Option<HeaderValue>,
+    pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// Builds the router: every route, the JSON 404/405 fallbacks, and the gateway layers.
 pub fn router(strato: Strato, opts: HttpOptions) -> Router {
-    // Bodies beyond the dataset limit are refused while streaming; the handler turns that into a JSON 413.
-    let limit = strato.options().max_dataset_bytes + 64 * 1024;
+    // Bodies beyond the route's limit are refused while streaming; the handler turns that into a JSON 413.
+    let dataset_limit = strato.options().max_dataset_bytes + 64 * 1024;
+    let json_limit = opts.max_json_bytes.max(1024);
     let hsts = opts.hsts_max_age.and_then(|s| HeaderValue::from_str(&format!("max-age={s}; includeSubDomains")).ok());
     let cors = hygiene::cors(&opts.cors_origins);
     let auth = Arc::new(auth::Auth::new(opts.auth.clone()));
     let limits = Arc::new(limits::Limits::new(opts.limits.clone()));
     let observer = Arc::new(observe::HttpObserver::new(opts.slow.clone(), opts.alerter.clone()));
-    let state = AppState { strato, opts: Arc::new(opts), auth, limits, observer, hsts };
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(opts.max_concurrent_requests.max(1)));
+    let state = AppState { strato, opts: Arc::new(opts), auth, limits, observer, hsts, in_flight };
     let app = Router::new()
-        .merge(routes::v1())
+        .merge(routes::v1(dataset_limit))
         .merge(routes::albert::routes())
         .merge(routes::mentorpal::routes())
         // Route layers see the matched route: the public-route check and the access log need it.
@@ -74,7 +100,9 @@ pub fn router(strato: Strato, opts: HttpOptions) -> Router {
         .route("/readyz", axum::routing::get(observe::ready))
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(DefaultBodyLimit::max(limit));
+        .layer(DefaultBodyLimit::max(json_limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(hygiene::panic_response))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), hygiene::admission));
     let app = match cors {
         Some(cors) => app.layer(cors),
         None => app,

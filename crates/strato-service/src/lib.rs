@@ -191,6 +191,11 @@ impl Strato {
         }
     }
 
+    /// Closes the store once in-flight writes finish (call it after the workers and the server have stopped).
+    pub async fn close(&self) {
+        self.inner.store.close().await;
+    }
+
     /// Whether blob storage answers (a lookup of a key that need not exist).
     pub async fn blobs_reachable(&self) -> bool {
         self.inner.blobs.exists("readyz-probe").await.is_ok()

@@ -371,6 +371,9 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn delete_usage_before(&self, cutoff: i64) -> Result<u64>;
     /// How many jobs there are per kind and status (dead-lettered jobs count as `DEAD_LETTER`).
     async fn job_counts(&self) -> Result<Vec<(String, String, i64)>>;
+    /// Waits for in-flight writes (a batch's transaction) to finish and closes the connections; later calls fail.
+    /// Call it last, at shutdown.
+    async fn close(&self) {}
 }
 
 /// Rebuilds an API key from its stored columns (grants and plan are JSON text in both backends).

@@ -779,6 +779,10 @@ impl MetaStore for PgStore {
         Ok(count.map(|c| c.max(0) as u64))
     }
 
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
     async fn job_counts(&self) -> Result<Vec<(String, String, i64)>> {
         Ok(sqlx::query_as(
             "SELECT kind, CASE WHEN dead_lettered_at IS NOT NULL THEN 'DEAD_LETTER' ELSE status END AS s, COUNT(*) \

@@ -40,6 +40,10 @@ pub enum ErrorCode {
     ApiKeyNotFound,
     /// Too many requests: the rate limit or the quota is used up (see `Retry-After`).
     RateLimited,
+    /// The server is at its concurrent-request limit; retry shortly.
+    Overloaded,
+    /// The request took longer than the server's time limit; nothing more is done for it.
+    RequestTimeout,
     /// The job already reached a final status (it cannot be cancelled).
     JobFinished,
     /// The model exists and the request did not ask to replace it.
@@ -81,6 +85,8 @@ impl ErrorCode {
             Self::DeadLetterNotFound => "dead_letter_not_found",
             Self::ApiKeyNotFound => "api_key_not_found",
             Self::RateLimited => "rate_limited",
+            Self::Overloaded => "overloaded",
+            Self::RequestTimeout => "request_timeout",
             Self::JobFinished => "job_finished",
             Self::ModelExists => "model_exists",
             Self::Unauthorized => "unauthorized",
@@ -94,7 +100,10 @@ impl ErrorCode {
 
     /// Whether the caller can fix it (4xx) rather than Strato (5xx). Jobs failing with a user error are not retried.
     pub fn is_user_error(self) -> bool {
-        !matches!(self, Self::Internal | Self::StorageUnavailable | Self::AuthUnavailable)
+        !matches!(
+            self,
+            Self::Internal | Self::StorageUnavailable | Self::AuthUnavailable | Self::Overloaded | Self::RequestTimeout
+        )
     }
 }
 

@@ -96,6 +96,9 @@ impl Drop for SharedBackend {
             rt.block_on(async {
                 use sqlx::Connection;
                 let mut c = sqlx::PgConnection::connect(&url).await.ok()?;
+                // This thread blocks the test's runtime while it waits: a transaction that runtime still has open
+                // would never end, so give up (leaving the schema) rather than wait forever.
+                sqlx::query("SET lock_timeout = '10s'").execute(&mut c).await.ok()?;
                 sqlx::query(&sql).execute(&mut c).await.ok()
             })
         })

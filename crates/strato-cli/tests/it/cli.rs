@@ -150,3 +150,73 @@ async fn jobs_and_dlq_commands_work_on_the_data_directory() {
     let (ok, _, err) = run(&["jobs", "list", "--status", "nope"]);
     assert!(!ok && err.contains("unknown status"), "{err}");
 }
+
+#[test]
+fn api_keys_commands_create_list_and_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = strato(dir.path(), std::path::Path::new("/nonexistent")).args(args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{args:?}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    };
+    let created =
+        run(&["api-keys", "create", "--name", "ci bot", "--role", "editor", "--models", "a,b", "--burst", "5"]);
+    let id = created.split_whitespace().nth(1).unwrap().to_string();
+    assert!(id.starts_with("ak_"), "{created}");
+    let secret = created.lines().find_map(|l| l.split(": ").nth(1)).unwrap().trim().to_string();
+    assert!(secret.starts_with("strato_"), "{created}");
+    let listed = run(&["api-keys", "list"]);
+    assert!(listed.contains(&id) && listed.contains("editor") && listed.contains("models=a,b"), "{listed}");
+    assert!(listed.contains("active") && !listed.contains(&secret), "{listed}");
+    run(&["api-keys", "revoke", &id]);
+    assert!(run(&["api-keys", "list"]).contains("revoked"));
+    let out = strato(dir.path(), std::path::Path::new("/nonexistent"))
+        .args(["api-keys", "revoke", "ak_nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn serve_logs_one_json_line_per_request_without_secrets() {
+    use std::io::Read;
+    let Some(model) = model_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let token = "log-test-admin-token-0123456789";
+    let mut child = strato(&dir.path().join("data"), &model)
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--log-format", "json", "--workers", "0"])
+        .env("STRATO_ADMIN_TOKEN", token)
+        .env("STRATO_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::blocking::Client::new();
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while client.get(url("/healthz")).send().is_err() {
+        assert!(std::time::Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let r = client.get(url("/v1/models")).bearer_auth(token).header("x-request-id", "log-test-1").send().unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client.get(url("/v1/models")).bearer_auth("wrong-token").send().unwrap();
+    assert_eq!(r.status(), 401);
+    let _ = child.kill();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let _ = child.wait();
+    let lines: Vec<serde_json::Value> = err.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(!lines.is_empty() && lines.len() == err.lines().count(), "every line is JSON:\n{err}");
+    let line =
+        lines.iter().find(|l| l["request_id"] == "log-test-1").unwrap_or_else(|| panic!("no request line:\n{err}"));
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["route"], "/v1/models");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["principal"], "admintoken:admin");
+    assert!(line["latency_ms"].as_f64().is_some(), "{line}");
+    assert!(lines.iter().any(|l| l["status"] == 401), "refusals are logged too:\n{err}");
+    assert!(!err.contains(token) && !err.contains("wrong-token"), "no secret in the logs:\n{err}");
+}

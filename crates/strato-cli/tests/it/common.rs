@@ -146,6 +146,8 @@ impl TestServer {
         if let Some(p) = self.pool.take() {
             p.shutdown().await;
         }
+        // Lets an in-flight batch commit before the schema is dropped (the drop blocks this runtime).
+        self.strato.close().await;
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {

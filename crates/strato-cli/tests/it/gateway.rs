@@ -623,3 +623,159 @@ async fn slow_responses_are_counted_and_alerted_once_per_interval() {
     assert!(!text.contains(r#"strato_http_slow_responses_total{method="GET",route="/v1/datasets"}"#));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn validation_errors_name_the_field_and_body_limits_depend_on_the_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new(dir.path(), no_model());
+    o.workers = 0;
+    o.max_dataset_bytes = 200_000;
+    o.http = HttpOptions { max_json_bytes: 4096, ..Default::default() };
+    let s = start(o).await;
+    let post = |path: &str, body: Value| s.client.post(s.url(path)).json(&body).send();
+
+    // Wrong type deep in the body: the path names it.
+    let r = post("/v1/models", json!({"id": "m", "data": [{"text": "a", "label": 3}]})).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "invalid_request");
+    assert!(v["error"]["message"].as_str().unwrap().contains("`data[0].label`"), "{v}");
+    // Unknown enum value in a query parameter.
+    let r = s.client.get(s.url("/v1/jobs?status=SLEEPING")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("SLEEPING"), "{v}");
+    // Wrong type in a query parameter.
+    let r = s.client.get(s.url("/v1/jobs?limit=many")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("`limit`"), "{v}");
+
+    // 10 kB of JSON: too big for a job submit, fine as inline training data.
+    let filler = "x".repeat(10_000);
+    let r = post("/v1/jobs", json!({"kind": "noop", "payload": {"filler": filler}})).await.unwrap();
+    assert_eq!(r.status(), 413);
+    let rows: Vec<Value> = (0..100).map(|i| json!({"text": format!("{filler:.90} {i}"), "label": i % 2})).collect();
+    let r = post("/v1/models", json!({"id": "m", "data": rows})).await.unwrap();
+    assert_eq!(r.status(), 400, "past the size limit, refused for the label type instead");
+    s.stop().await;
+}
+
+/// Opens a request whose body never finishes, holding a request slot until the connection drops.
+async fn stalled_request(base: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr = base.trim_start_matches("http://");
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "PUT /v1/datasets/slow HTTP/1.1\r\nhost: {addr}\r\ncontent-type: text/csv\r\ncontent-length: 1000\r\n\r\ntext,label\n"
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    c
+}
+
+#[tokio::test]
+async fn overload_and_slow_requests_get_a_clear_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new(dir.path(), no_model());
+    o.workers = 0;
+    o.http =
+        HttpOptions { max_concurrent_requests: 1, request_timeout: Duration::from_millis(500), ..Default::default() };
+    let s = start(o).await;
+    let stalled = stalled_request(&s.base).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = s.client.get(s.url("/v1/models")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "overloaded");
+    assert_eq!(s.client.get(s.url("/healthz")).send().await.unwrap().status(), 200, "probes are always admitted");
+
+    // The stalled request is cut off at the time limit, which frees its slot.
+    use tokio::io::AsyncReadExt;
+    let mut stalled = stalled;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stalled.read(&mut buf)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert_eq!(s.client.get(s.url("/v1/models")).send().await.unwrap().status(), 200);
+    drop(stalled);
+    s.stop().await;
+}
+
+/// Deletes every stored blob: what was written is gone, so reading it is an internal error.
+fn lose_all_blobs(dir: &std::path::Path) {
+    fn walk(p: &std::path::Path) {
+        for e in std::fs::read_dir(p).unwrap().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path);
+            } else {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+    }
+    walk(&dir.join("blobs"));
+}
+
+#[tokio::test]
+async fn a_500_has_secure_headers_and_is_reported_to_sentry() {
+    // A stand-in Sentry that records envelopes.
+    let envelopes = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+    let e2 = envelopes.clone();
+    let sentry_app = axum::Router::new().route(
+        "/api/42/envelope/",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            e2.lock().push(String::from_utf8_lossy(&body).to_string());
+            async { "{}" }
+        }),
+    );
+    // On a runtime of its own: the Sentry client's shutdown (its guard's drop) blocks this test's runtime while it
+    // delivers what is left, so a server on this runtime could never answer.
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let dsn = format!("http://public@{}/42", std_listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+            axum::serve(listener, sentry_app).await.unwrap()
+        })
+    });
+    // This test runs in a process of its own (nextest), so the global client touches no other test.
+    let mut opts = sentry::ClientOptions::new();
+    opts.dsn = Some(dsn.parse().unwrap());
+    let _guard = sentry::init(opts);
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = keyed_server(dir.path(), Default::default()).await;
+    let r = s
+        .client
+        .put(s.url("/v1/datasets/d"))
+        .bearer_auth(ADMIN)
+        .header("content-type", "text/csv")
+        .body("text,label\na,b\nc,d\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    lose_all_blobs(dir.path());
+    let r =
+        s.client.get(s.url("/v1/datasets/d")).bearer_auth(ADMIN).header("x-request-id", "boom-1").send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    let h = r.headers();
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert!(h["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
+    assert_eq!(h["x-request-id"], "boom-1");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "internal");
+
+    sentry::Hub::current().client().unwrap().flush(Some(Duration::from_secs(5)));
+    let got = envelopes.lock().clone();
+    let event = got.iter().find(|e| e.contains("answered 500")).unwrap_or_else(|| panic!("no report: {got:?}"));
+    assert!(event.contains("GET /v1/datasets/{name} answered 500"), "{event}");
+    assert!(event.contains("boom-1"), "the request id is a tag: {event}");
+    assert!(!event.contains(ADMIN), "no credentials in reports");
+    s.stop().await;
+}

@@ -5,7 +5,7 @@
 //! its parameters from a JSON body (as the original did) or from the query string.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -16,6 +16,7 @@ use strato_service::{DataSource, TrainRequest};
 use strato_types::{ErrorCode, JobStatus, ModelRecord, StratoError};
 
 use crate::auth::Principal;
+use crate::extract::QueryParams;
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -146,7 +147,7 @@ async fn remove(p: Principal, State(s): State<AppState>, Path(id): Path<String>)
 async fn predict(
     p: Principal,
     State(s): State<AppState>,
-    Query(query): Query<std::collections::HashMap<String, String>>,
+    QueryParams(query): QueryParams<std::collections::HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
     // The original read a JSON body on GET; query parameters are the friendlier alternative.

@@ -1,6 +1,6 @@
 //! `/v1/jobs` and `/v1/dlq`: the job facility.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -10,6 +10,7 @@ use strato_store::{EnqueueOutcome, JobFilter};
 use strato_types::{ErrorCode, JobKind, JobStatus, NewJob};
 
 use crate::auth::Principal;
+use crate::extract::QueryParams;
 use crate::extract::{IdempotencyKey, JsonBody};
 use crate::views::JobView;
 use crate::{ApiError, AppState};
@@ -45,7 +46,7 @@ fn parse_kind(v: &str) -> Result<JobKind, ApiError> {
 pub(crate) async fn list(
     p: Principal,
     State(s): State<AppState>,
-    Query(q): Query<ListQuery>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     p.require_admin("list jobs")?;
     let status = q
@@ -131,7 +132,7 @@ pub(crate) struct DlqQuery {
 pub(crate) async fn dlq_list(
     p: Principal,
     State(s): State<AppState>,
-    Query(q): Query<DlqQuery>,
+    QueryParams(q): QueryParams<DlqQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     p.require_admin("read the dead-letter queue")?;
     let jobs: Vec<JobView> = s.strato.dead_letters(q.limit.unwrap_or(100)).await?.into_iter().map(Into::into).collect();

@@ -4,7 +4,7 @@
 //! original's bodies (`{"data": {"error", "message"}}` for status lookups, `{"message"}` for a missing model).
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use strato_types::{ErrorCode, StratoError};
 
 use crate::auth::Principal;
+use crate::extract::QueryParams;
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -89,7 +90,7 @@ struct QuestionsQuery {
     chatsessionid: Option<String>,
 }
 
-async fn questions(p: Principal, State(s): State<AppState>, Query(q): Query<QuestionsQuery>) -> Response {
+async fn questions(p: Principal, State(s): State<AppState>, QueryParams(q): QueryParams<QuestionsQuery>) -> Response {
     let (Some(mentor), Some(query)) = (q.mentor, q.query.filter(|t| !t.trim().is_empty())) else {
         return message(StatusCode::BAD_REQUEST, "missing required query parameters 'mentor' and 'query'");
     };
@@ -148,7 +149,7 @@ async fn my_followups(
     State(s): State<AppState>,
     Path(category): Path<String>,
     headers: HeaderMap,
-    Query(q): Query<std::collections::HashMap<String, String>>,
+    QueryParams(q): QueryParams<std::collections::HashMap<String, String>>,
 ) -> Response {
     let mentor =
         headers.get("x-mentor-id").and_then(|v| v.to_str().ok()).map(String::from).or(q.get("mentor").cloned());

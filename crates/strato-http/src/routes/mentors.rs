@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,6 +12,7 @@ use strato_store::UserQuestionFilter;
 use strato_types::{AnswerType, ErrorCode, Grade, Mentor};
 
 use crate::auth::Principal;
+use crate::extract::QueryParams;
 use crate::extract::{body_error, IdempotencyKey, JsonBody};
 use crate::views::JobView;
 use crate::{ApiError, AppState};
@@ -103,7 +104,7 @@ pub(crate) async fn answer(
     p: Principal,
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<AnswerQuery>,
+    QueryParams(q): QueryParams<AnswerQuery>,
 ) -> Result<Json<strato_service::AnswerResult>, ApiError> {
     p.may_use_mentor(&id)?;
     let query = q
@@ -126,7 +127,7 @@ pub(crate) async fn user_questions(
     p: Principal,
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<UserQuestionsQuery>,
+    QueryParams(q): QueryParams<UserQuestionsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     p.may_edit_mentor(&id)?;
     let answer_type = q

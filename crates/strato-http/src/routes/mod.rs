@@ -15,16 +15,19 @@ use serde_json::json;
 use crate::AppState;
 
 /// Native `/v1` routes.
-pub(crate) fn v1() -> Router<AppState> {
+pub(crate) fn v1(dataset_limit: usize) -> Router<AppState> {
+    // Routes whose bodies are datasets (uploads, imports, inline training data, whole mentors) take the dataset
+    // limit; every other JSON body the smaller default.
+    let big = || axum::extract::DefaultBodyLimit::max(dataset_limit);
     Router::new()
         .route("/v1/datasets", get(datasets::list))
-        .route("/v1/datasets/{name}", put(datasets::put).get(datasets::download).delete(datasets::delete))
-        .route("/v1/models", post(models::create).get(models::list))
+        .route("/v1/datasets/{name}", put(datasets::put).layer(big()).get(datasets::download).delete(datasets::delete))
+        .route("/v1/models", post(models::create).layer(big()).get(models::list))
         .route("/v1/models/{id}", get(models::show).delete(models::delete))
         .route("/v1/models/{id}/predict", post(models::predict))
         .route("/v1/models/{id}/versions/{version}/activate", post(models::activate))
-        .route("/v1/mentors/{id}", put(mentors::put).get(mentors::show).delete(mentors::delete))
-        .route("/v1/mentors/{id}/import", post(mentors::import))
+        .route("/v1/mentors/{id}", put(mentors::put).layer(big()).get(mentors::show).delete(mentors::delete))
+        .route("/v1/mentors/{id}/import", post(mentors::import).layer(big()))
         .route("/v1/mentors/{id}/trainingdata", get(mentors::training_data))
         .route("/v1/mentors/{id}/train", post(mentors::train))
         .route("/v1/mentors/{id}/answer", get(mentors::answer))
