@@ -23,7 +23,14 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Predict(args) => predict(&cli.global, args).await,
         Command::Models { command } => models(&cli.global, command).await,
         Command::Model { command: ModelCommand::Pull } => pull(&cli.global).await,
+        Command::Openapi => openapi(),
     }
+}
+
+#[allow(clippy::print_stdout, reason = "the command's output")]
+fn openapi() -> Result<()> {
+    println!("{}", strato_http::openapi_document().to_pretty_json().context("cannot write the OpenAPI document")?);
+    Ok(())
 }
 
 fn options(g: &Global) -> StratoOptions {

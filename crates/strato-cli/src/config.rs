@@ -78,6 +78,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
+    /// Print the HTTP API's OpenAPI 3.1 document (as served at /openapi.json), e.g. to generate a client.
+    Openapi,
 }
 
 #[derive(Args, Debug)]

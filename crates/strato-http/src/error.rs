@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
 use strato_types::{ErrorCode, StratoError};
 
 /// An error returned by a native route: `{"error": {"code", "message"}}`.
@@ -21,6 +21,23 @@ impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self(StratoError::new(code, message))
     }
+}
+
+/// The error body of native routes (and of the gateway's refusals on every route).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// Stable, machine-readable code, e.g. `model_not_found`, `invalid_request`, `rate_limited`.
+    #[schema(example = "model_not_found")]
+    code: &'static str,
+    /// What to fix, for people.
+    message: String,
 }
 
 /// HTTP status of each code.
@@ -55,7 +72,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = status_of(self.0.code);
-        let body = Json(json!({"error": {"code": self.0.code.as_str(), "message": self.0.message}}));
+        let body = Json(ErrorBody { error: ErrorDetail { code: self.0.code.as_str(), message: self.0.message } });
         if status == StatusCode::UNAUTHORIZED {
             return (status, [("www-authenticate", "Bearer")], body).into_response();
         }

@@ -34,24 +34,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// Parses JSON with an error that says where it broke.
+/// Parses JSON with an error that says where it broke: the syntax first (with line and column), then the shape
+/// (with the field path; structs only from objects, see [`crate::strict`]).
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::new(ErrorCode::InvalidJson, "the request body is empty; send a JSON object"));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(de).map_err(|e| {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("invalid request body: {e}")))?;
+    serde_path_to_error::deserialize(crate::strict::Strict(value)).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let code = if inner.is_data() { ErrorCode::InvalidRequest } else { ErrorCode::InvalidJson };
         // The path names the field to fix (`params.C`, `data[3].label`); "." is the whole body.
-        if inner.is_data() && path != "." {
-            ApiError::new(code, format!("invalid request body at `{path}`: {inner}"))
+        if path != "." {
+            ApiError::new(ErrorCode::InvalidRequest, format!("invalid request body at `{path}`: {inner}"))
         } else {
-            ApiError::new(code, format!("invalid request body: {inner}"))
+            ApiError::new(ErrorCode::InvalidRequest, format!("invalid request body: {inner}"))
         }
-    })?;
-    Ok(value)
+    })
 }
 
 /// Query parameters whose rejection is our JSON error, naming the parameter.
@@ -70,6 +70,16 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
             ApiError::new(ErrorCode::InvalidRequest, format!("invalid query parameter{at}: {inner}"))
         })
     }
+}
+
+/// The `Idempotency-Key` header, for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // read by `IdempotencyKey`; this type only describes it
+pub(crate) struct IdempotencyHeader {
+    /// 1-255 visible ASCII characters; a repeated submission with the same key returns the first job.
+    #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$")]
+    idempotency_key: Option<String>,
 }
 
 /// The optional `Idempotency-Key` header: a repeat of a submit with the same key returns the first job.

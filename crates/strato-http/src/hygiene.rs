@@ -98,6 +98,18 @@ const SECURE_HEADERS: &[(&HeaderName, &str)] = &[
     (&header::CACHE_CONTROL, "no-store"),
 ];
 
+/// Swagger UI is a document: it may load its own scripts, styles (it sets some inline) and images (some are
+/// `data:` URIs), and fetch the OpenAPI document and the API it tries out; nothing from elsewhere, never framed.
+const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+    img-src 'self' data:; font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+    form-action 'none'";
+
+/// Responses of `/docs` get the Swagger UI policy instead of the API's.
+pub(crate) async fn docs_headers(mut res: Response) -> Response {
+    res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(DOCS_CSP));
+    res
+}
+
 /// Admission: at most `max_concurrent_requests` in flight (503 `overloaded` beyond, never an unbounded queue) and
 /// each one within `request_timeout` (503 `request_timeout`). Health and readiness probes are always admitted.
 pub(crate) async fn admission(

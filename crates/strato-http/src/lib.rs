@@ -11,7 +11,9 @@ mod extract;
 mod hygiene;
 pub mod limits;
 pub mod observe;
+mod openapi;
 mod routes;
+mod strict;
 mod views;
 
 use std::sync::Arc;
@@ -77,6 +79,12 @@ pub struct AppState {
     pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
 }
 
+/// The OpenAPI document of every route (as served at `/openapi.json`).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, doc) = routes::authenticated(0).merge(routes::open()).split_for_parts();
+    openapi::finish(doc)
+}
+
 /// Builds the router: every route, the JSON 404/405 fallbacks, and the gateway layers.
 pub fn router(strato: Strato, opts: HttpOptions) -> Router {
     // Bodies beyond the route's limit are refused while streaming; the handler turns that into a JSON 413.
@@ -89,15 +97,16 @@ pub fn router(strato: Strato, opts: HttpOptions) -> Router {
     let observer = Arc::new(observe::HttpObserver::new(opts.slow.clone(), opts.alerter.clone()));
     let in_flight = Arc::new(tokio::sync::Semaphore::new(opts.max_concurrent_requests.max(1)));
     let state = AppState { strato, opts: Arc::new(opts), auth, limits, observer, hsts, in_flight };
-    let app = Router::new()
-        .merge(routes::v1(dataset_limit))
-        .merge(routes::albert::routes())
-        .merge(routes::mentorpal::routes())
+    let (authenticated, doc) = routes::authenticated(dataset_limit).split_for_parts();
+    let (open, open_doc) = routes::open().split_for_parts();
+    let doc = openapi::finish(doc.merge_from(open_doc));
+    let docs: Router<AppState> = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc).into();
+    let app = authenticated
         // Route layers see the matched route: the public-route check and the access log need it.
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .merge(open)
+        .merge(docs.layer(axum::middleware::map_response(hygiene::docs_headers)))
         .route_layer(axum::middleware::from_fn(hygiene::label_route))
-        .route("/healthz", axum::routing::get(routes::health))
-        .route("/readyz", axum::routing::get(observe::ready))
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(json_limit))

@@ -9,7 +9,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
-use serde_json::json;
 
 use crate::auth::Principal;
 use crate::{ApiError, AppState};
@@ -97,6 +96,8 @@ impl HttpObserver {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 /// `GET /metrics`: the service's and the HTTP layer's metrics plus the queue depth, in Prometheus' text format.
 pub(crate) async fn metrics(p: Principal, State(s): State<AppState>) -> Result<Response, ApiError> {
     if !p.public_route {
@@ -116,6 +117,24 @@ pub(crate) async fn metrics(p: Principal, State(s): State<AppState>) -> Result<R
     Ok(([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], out).into_response())
 }
 
+/// Readiness and the checks behind it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Readiness {
+    /// `ready` or `not_ready`.
+    status: &'static str,
+    checks: ReadinessChecks,
+}
+
+/// Each dependency: `ok` or `failing`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ReadinessChecks {
+    store: &'static str,
+    blob_storage: &'static str,
+    embedding_model: &'static str,
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses((status = 200, description = "Ready", body = Readiness), (status = 503, description = "Not ready", body = Readiness)))]
 /// `GET /readyz`: 200 when the store and blob storage answer and the embedding model is loaded (or loads), 503
 /// with the failing checks otherwise. No credentials needed, and no details beyond ok/failing.
 pub(crate) async fn ready(State(s): State<AppState>) -> Response {
@@ -123,10 +142,10 @@ pub(crate) async fn ready(State(s): State<AppState>) -> Response {
     let blobs = s.strato.blobs_reachable().await;
     let model = s.strato.embedder().await.is_ok();
     let word = |ok: bool| if ok { "ok" } else { "failing" };
-    let body = json!({
-        "status": if store && blobs && model { "ready" } else { "not_ready" },
-        "checks": {"store": word(store), "blob_storage": word(blobs), "embedding_model": word(model)},
-    });
+    let body = Readiness {
+        status: if store && blobs && model { "ready" } else { "not_ready" },
+        checks: ReadinessChecks { store: word(store), blob_storage: word(blobs), embedding_model: word(model) },
+    };
     let status = if store && blobs && model { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
 }

@@ -1,16 +1,22 @@
 //! Response shapes of the native API, kept apart from stored records.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
-use strato_types::{DatasetRecord, JobAttempt, JobRecord, ModelRecord, ModelVersionRecord, Timestamp};
+use strato_ml::Scored;
+use strato_types::{
+    ApiKeyRecord, AttemptEnd, DatasetRecord, JobAttempt, JobKind, JobRecord, JobStatus, ModelRecord,
+    ModelVersionRecord, UsagePlan, UserQuestionRecord,
+};
+use utoipa::ToSchema;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct DatasetView {
     pub name: String,
     pub rows: i64,
     pub labels: Vec<String>,
     pub format: String,
     pub size_bytes: i64,
-    pub created_at: Timestamp,
+    pub created_at: DateTime<Utc>,
 }
 
 impl From<DatasetRecord> for DatasetView {
@@ -26,10 +32,12 @@ impl From<DatasetRecord> for DatasetView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct JobView {
     pub id: String,
+    #[schema(value_type = JobKind)]
     pub kind: &'static str,
+    #[schema(value_type = JobStatus)]
     pub status: &'static str,
     pub key: Option<String>,
     pub priority: i32,
@@ -42,21 +50,22 @@ pub(crate) struct JobView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<Vec<AttemptView>>,
     pub cancel_requested: bool,
-    pub dead_lettered_at: Option<Timestamp>,
+    pub dead_lettered_at: Option<DateTime<Utc>>,
     pub timeout_secs: i64,
-    pub run_after: Timestamp,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-    pub started_at: Option<Timestamp>,
-    pub finished_at: Option<Timestamp>,
+    pub run_after: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct AttemptView {
     pub attempt: i32,
     pub worker: String,
-    pub started_at: Timestamp,
-    pub finished_at: Option<Timestamp>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    #[schema(value_type = AttemptEnd)]
     pub outcome: &'static str,
     pub error: Option<String>,
 }
@@ -108,12 +117,12 @@ impl From<JobRecord> for JobView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct ModelSummaryView {
     pub id: String,
     pub active_version: Option<i64>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 impl From<ModelRecord> for ModelSummaryView {
@@ -122,22 +131,22 @@ impl From<ModelRecord> for ModelSummaryView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct VersionView {
     pub version: i64,
     pub active: bool,
     pub metrics: serde_json::Value,
     pub params: serde_json::Value,
     pub job_id: Option<String>,
-    pub created_at: Timestamp,
+    pub created_at: DateTime<Utc>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct ModelView {
     pub id: String,
     pub active_version: Option<i64>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
     pub versions: Vec<VersionView>,
 }
 
@@ -162,4 +171,129 @@ impl ModelView {
             updated_at: model.updated_at,
         }
     }
+}
+
+/// `GET /v1/datasets`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DatasetList {
+    pub datasets: Vec<DatasetView>,
+}
+
+/// A dataset as stored by `PUT /v1/datasets/{name}`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DatasetStored {
+    pub name: String,
+    pub rows: i64,
+    pub labels: Vec<String>,
+    /// `csv`, `jsonl`, `json` or `spacy`.
+    pub format: String,
+}
+
+/// A training job accepted by `POST /v1/models`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TrainAccepted {
+    pub job_id: String,
+    pub model_id: String,
+    #[schema(value_type = JobStatus)]
+    pub status: &'static str,
+    /// Where to follow the job.
+    pub status_url: String,
+}
+
+/// `GET /v1/models`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ModelList {
+    pub models: Vec<ModelSummaryView>,
+}
+
+/// Ranked labels, one list per text.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PredictView {
+    pub model_id: String,
+    /// The version that answered.
+    pub version: i64,
+    pub predictions: Vec<Vec<Scored>>,
+}
+
+/// A list of jobs (`GET /v1/jobs`, `GET /v1/dlq`).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct JobList {
+    pub jobs: Vec<JobView>,
+}
+
+/// A job just submitted, with where to follow it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SubmittedJob {
+    #[serde(flatten)]
+    pub job: JobView,
+    pub status_url: String,
+    /// The mentor being trained (mentor training only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mentor: Option<String>,
+}
+
+impl SubmittedJob {
+    pub(crate) fn new(job: JobRecord, mentor: Option<String>) -> Self {
+        let status_url = format!("/v1/jobs/{}", job.id);
+        Self { job: job.into(), status_url, mentor }
+    }
+}
+
+/// The answer to `POST /v1/jobs/{id}/cancel`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CancelView {
+    #[serde(flatten)]
+    pub job: JobView,
+    /// `cancelled` (it had not started) or `requested` (the running attempt is told to stop).
+    pub cancel: &'static str,
+}
+
+/// `GET /v1/mentors/{id}/user-questions`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UserQuestionList {
+    pub user_questions: Vec<UserQuestionRecord>,
+}
+
+/// An API key as shown to admins: never its secret or hash.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ApiKeyView {
+    pub id: String,
+    pub name: String,
+    /// `admin`, `editor` or `user`.
+    pub role: String,
+    pub models: Vec<String>,
+    pub mentors: Vec<String>,
+    pub plan: UsagePlan,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<&ApiKeyRecord> for ApiKeyView {
+    fn from(k: &ApiKeyRecord) -> Self {
+        Self {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            role: k.role.clone(),
+            models: k.models.clone(),
+            mentors: k.mentors.clone(),
+            plan: k.plan.clone(),
+            created_at: k.created_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+/// A new API key with its secret, shown this once.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CreatedApiKey {
+    #[serde(flatten)]
+    pub key: ApiKeyView,
+    /// Send it as `x-api-key`; only its SHA-256 is kept.
+    pub secret: String,
+}
+
+/// `GET /v1/api-keys`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ApiKeyList {
+    pub api_keys: Vec<ApiKeyView>,
 }

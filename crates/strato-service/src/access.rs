@@ -16,13 +16,15 @@ const SECRET_PREFIX: &str = "strato_";
 const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// A key to create.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     /// What the key is for.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// `admin`, `editor` or `user` (default).
     #[serde(default)]
+    #[schema(pattern = "^(admin|editor|user)$")]
     pub role: Option<String>,
     /// Models it may use (`*`: all).
     #[serde(default)]
@@ -56,7 +58,7 @@ impl Strato {
     /// Creates a key; the secret is returned here and never again.
     pub async fn create_api_key(&self, req: NewApiKey) -> Result<(ApiKeyRecord, String)> {
         let name = req.name.trim().to_string();
-        if name.is_empty() || name.len() > 200 {
+        if name.is_empty() || name.chars().count() > 200 {
             return Err(bad("\"name\" must be 1-200 characters"));
         }
         let role = req.role.unwrap_or_else(|| "user".into()).to_ascii_lowercase();
@@ -64,8 +66,16 @@ impl Strato {
             return Err(bad(format!("\"role\" must be admin, editor or user, not {role:?}")));
         }
         let p = &req.plan;
-        if p.rate_per_sec.is_some_and(|r| !(r > 0.0 && r.is_finite())) || p.burst == Some(0) {
-            return Err(bad("\"plan.rate_per_sec\" and \"plan.burst\" must be positive"));
+        if p.rate_per_sec.is_some_and(|r| !(r > 0.0 && r <= UsagePlan::MAX_RATE))
+            || p.burst.is_some_and(|b| !(1..=UsagePlan::MAX_BURST).contains(&b))
+            || p.daily_quota.is_some_and(|q| q > UsagePlan::MAX_QUOTA)
+        {
+            return Err(bad(format!(
+                "\"plan.rate_per_sec\" must be in (0, {}], \"plan.burst\" in [1, {}] and \"plan.daily_quota\" at most {}",
+                UsagePlan::MAX_RATE,
+                UsagePlan::MAX_BURST,
+                UsagePlan::MAX_QUOTA
+            )));
         }
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);

@@ -26,6 +26,9 @@ fn not_dead(id: &str) -> StratoError {
     )
 }
 
+/// Longest time limit a submitted job may ask for.
+const MAX_TIMEOUT_SECS: u64 = 86_400;
+
 impl Strato {
     /// One job.
     pub async fn job(&self, id: &str) -> Result<JobRecord> {
@@ -64,6 +67,12 @@ impl Strato {
         }
         if !(1..=100).contains(&job.max_attempts) {
             return Err(StratoError::new(ErrorCode::InvalidRequest, "max_attempts must be between 1 and 100"));
+        }
+        if job.timeout.is_some_and(|t| !(1..=MAX_TIMEOUT_SECS).contains(&t.as_secs())) {
+            return Err(StratoError::new(
+                ErrorCode::InvalidRequest,
+                format!("timeout_secs must be between 1 and {MAX_TIMEOUT_SECS} (a day)"),
+            ));
         }
         self.enqueue(job).await
     }

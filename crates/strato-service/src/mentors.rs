@@ -63,7 +63,7 @@ impl MentorCache {
 }
 
 /// The answer to a user's question.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AnswerResult {
     /// The question as asked.
     pub question: String,
@@ -92,7 +92,7 @@ pub struct AnswerResult {
 }
 
 /// Media of an answer by use, as MentorPal clients expect.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
 pub struct AnswerMedia {
     /// Video for the web.
     pub web_media: Option<Media>,
@@ -103,7 +103,7 @@ pub struct AnswerMedia {
 }
 
 /// A suggested follow-up question.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Followup {
     /// The question.
     pub question: String,

@@ -5,18 +5,30 @@ use serde::{Deserialize, Serialize};
 use crate::Timestamp;
 
 /// Limits attached to a credential. Empty means the server's defaults.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsagePlan {
     /// Sustained requests per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0.0, maximum = 1_000_000.0)]
     pub rate_per_sec: Option<f64>,
     /// Requests allowed at once above the sustained rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub burst: Option<u32>,
     /// Requests per quota window (a UTC day by default), counted service-wide.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_u64)]
     pub daily_quota: Option<u64>,
+}
+
+impl UsagePlan {
+    /// Highest `rate_per_sec` a plan may set.
+    pub const MAX_RATE: f64 = 1_000_000.0;
+    /// Highest `burst`.
+    pub const MAX_BURST: u32 = 1_000_000;
+    /// Highest `daily_quota`.
+    pub const MAX_QUOTA: u64 = 1_000_000_000_000;
 }
 
 /// An API key as stored: the secret itself is never kept, only its SHA-256.

@@ -8,7 +8,7 @@ use crate::Timestamp;
 ///
 /// # Warning
 /// Stored as these strings in the job table: renaming a variant needs a migration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
     /// Waiting for a worker.
@@ -54,7 +54,7 @@ impl JobStatus {
 }
 
 /// What a job does; selects the handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     /// Train a text classifier version.
@@ -198,7 +198,7 @@ pub struct JobRecord {
 ///
 /// # Warning
 /// Stored as these strings in the attempts table: renaming a variant needs a migration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptEnd {
     /// Still running (or its worker vanished and the lease has not been noticed as lapsed yet).

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// VIDEO or CHAT mentor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum MentorType {
     /// Answers are videos.
@@ -16,7 +16,7 @@ pub enum MentorType {
 }
 
 /// Whether an answer can be given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AnswerStatus {
     /// Recorded and usable.
@@ -31,7 +31,7 @@ pub enum AnswerStatus {
 }
 
 /// A real question, or an utterance (`_OFF_TOPIC_`, `_IDLE_`, `_INTRO_`, …) the mentor says on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum QuestionType {
     /// A question users may ask: training data.
@@ -42,7 +42,7 @@ pub enum QuestionType {
 }
 
 /// A question with its paraphrases.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Question {
     /// Question id.
     pub id: String,
@@ -66,7 +66,7 @@ pub struct Question {
 }
 
 /// A media file of an answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Media {
     /// `video`, `subtitles`, …
     #[serde(rename = "type", default)]
@@ -83,7 +83,7 @@ pub struct Media {
 }
 
 /// One recorded answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Answer {
     /// Answer id.
     pub id: String,
@@ -141,7 +141,7 @@ impl Answer {
 pub const OFF_TOPIC: &str = "_OFF_TOPIC_";
 
 /// A mentor.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Mentor {
     /// Mentor id.
     pub id: String,
@@ -160,7 +160,7 @@ pub struct Mentor {
 }
 
 /// How an answer was chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AnswerType {
     /// The query equals a question.
@@ -197,7 +197,7 @@ impl AnswerType {
 }
 
 /// A question a user asked a mentor, with the answer given and, once graded, the right one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserQuestionRecord {
     /// The feedback id.
     pub id: String,
@@ -218,9 +218,9 @@ pub struct UserQuestionRecord {
     /// A grader marked it off-topic.
     pub graded_off_topic: bool,
     /// When it was graded.
-    pub graded_at: Option<crate::Timestamp>,
+    pub graded_at: Option<chrono::DateTime<chrono::Utc>>,
     /// When it was asked.
-    pub created_at: crate::Timestamp,
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// A grade for a user question.

@@ -11,6 +11,7 @@ mod faults;
 mod gateway;
 mod jobs;
 mod mentors;
+mod openapi;
 mod outages;
 mod restart;
 mod training;

@@ -8,26 +8,123 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
 use strato_ml::TrainParams;
 use strato_service::{DataSource, TrainRequest};
 use strato_types::{ErrorCode, JobStatus, ModelRecord, StratoError};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Principal;
 use crate::extract::QueryParams;
 use crate::AppState;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/models", get(list).post(train))
-        .route("/models/{id}", delete(remove))
-        .route("/prediction", get(predict))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, train)).routes(routes!(remove)).routes(routes!(predict))
+}
+
+/// `POST /models`: the original's training request.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)] // read as a JSON map, as the original did; this type documents it
+pub(crate) struct AlbertTrain {
+    /// Model id.
+    id: String,
+    /// Kept for the original's clients; datasets live in Strato.
+    s3bucket: String,
+    /// A stored dataset's name, or an object name whose stem is one (`data/intents.csv` → `intents`).
+    training_object: String,
+    /// Ignored (the original's spaCy model).
+    spacy_model: Option<String>,
+    /// Ignored.
+    n_texts: Option<i64>,
+    /// Ignored.
+    n_iter: Option<i64>,
+    /// Train a new version of an existing model (`true` or `"true"`).
+    force_update: Option<bool>,
+}
+
+/// Training started.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AlbertTrainStarted {
+    /// `model training started`.
+    status: String,
+    /// The training job's id.
+    task_id: String,
+}
+
+/// A model as the original's DynamoDB item.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AlbertModel {
+    /// Always `model`.
+    key: String,
+    /// The model id.
+    sort: String,
+    /// The training request's parameters.
+    data: Value,
+    /// `started`, `failed` or `trained`.
+    status: String,
+    active_version: Option<i64>,
+}
+
+/// The deleted model.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AlbertDeleted {
+    #[serde(rename = "Attributes")]
+    attributes: AlbertModel,
+}
+
+/// `GET /prediction` parameters (also accepted as a JSON body, as the original read them).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct AlbertPredictQuery {
+    /// Model id.
+    model_id: String,
+    /// Text to classify.
+    text: String,
+    /// Labels returned, best first (default 5).
+    #[param(minimum = 1)]
+    n_top: Option<usize>,
+}
+
+/// A prediction in the original's shape.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AlbertPrediction {
+    prediction_request: AlbertPredictionRequest,
+    /// The training request's parameters.
+    model: Value,
+    /// `[label, probability]` pairs, best first.
+    prediction: Vec<Vec<Value>>,
+}
+
+/// The request as understood.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AlbertPredictionRequest {
+    model_id: String,
+    text: String,
+    n_top: usize,
+}
+
+/// The original's error body (`{"error": "..."}`); the gateway's refusals keep the native detail.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AlbertError {
+    error: AlbertErrorField,
+}
+
+/// A message, or the native error detail.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum AlbertErrorField {
+    Message(String),
+    #[allow(dead_code)] // written by `ApiError` (401, 403, 429, 503), described here
+    Detail(crate::error::ErrorDetail),
 }
 
 fn compat_error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": message.into()}))).into_response()
+    (status, Json(AlbertError { error: AlbertErrorField::Message(message.into()) })).into_response()
 }
 
 /// Internal failures keep the native shape's meaning but the original's body.
@@ -45,6 +142,9 @@ fn truthy(v: Option<&Value>) -> bool {
     }
 }
 
+#[utoipa::path(post, path = "/models", tag = "albert", request_body = AlbertTrain,
+    responses((status = 202, body = AlbertTrainStarted)))]
+/// Trains a model from a stored dataset (the original Albert API).
 async fn train(p: Principal, State(s): State<AppState>, body: Bytes) -> Response {
     let req: Option<serde_json::Map<String, Value>> = serde_json::from_slice(&body).ok();
     let Some(req) = req.filter(|r| ["id", "s3bucket", "training_object"].iter().all(|k| r.contains_key(*k))) else {
@@ -95,7 +195,8 @@ async fn train(p: Principal, State(s): State<AppState>, body: Bytes) -> Response
         .await;
     match submitted {
         Ok(job) => {
-            (StatusCode::ACCEPTED, Json(json!({"status": "model training started", "task_id": job.id}))).into_response()
+            let started = AlbertTrainStarted { status: "model training started".into(), task_id: job.id };
+            (StatusCode::ACCEPTED, Json(started)).into_response()
         }
         Err(e) if e.code == ErrorCode::ModelExists => {
             compat_error(StatusCode::BAD_REQUEST, "Cannot update existing model. Use force_update:True")
@@ -104,16 +205,24 @@ async fn train(p: Principal, State(s): State<AppState>, body: Bytes) -> Response
     }
 }
 
-async fn item(s: &AppState, m: &ModelRecord) -> Value {
+async fn item(s: &AppState, m: &ModelRecord) -> AlbertModel {
     let status = match s.strato.latest_model_job(&m.id).await.ok().flatten().map(|j| j.status) {
         Some(JobStatus::Queued | JobStatus::InProgress) => "started",
         Some(JobStatus::Failure) if m.active_version.is_none() => "failed",
         _ if m.active_version.is_some() => "trained",
         _ => "started",
     };
-    json!({"key": "model", "sort": m.id, "data": m.meta, "status": status, "active_version": m.active_version})
+    AlbertModel {
+        key: "model".into(),
+        sort: m.id.clone(),
+        data: m.meta.clone(),
+        status: status.into(),
+        active_version: m.active_version,
+    }
 }
 
+#[utoipa::path(get, path = "/models", tag = "albert", responses((status = 200, body = [AlbertModel])))]
+/// Lists models as the original's DynamoDB items.
 async fn list(p: Principal, State(s): State<AppState>) -> Response {
     match s.strato.list_models().await {
         Ok(models) => {
@@ -121,12 +230,15 @@ async fn list(p: Principal, State(s): State<AppState>) -> Response {
             for m in models.iter().filter(|m| p.can_use_model(&m.id)) {
                 items.push(item(&s, m).await);
             }
-            Json(Value::Array(items)).into_response()
+            Json(items).into_response()
         }
         Err(e) => from_strato(e),
     }
 }
 
+#[utoipa::path(delete, path = "/models/{id}", tag = "albert", params(("id" = String, Path, description = "Model id")),
+    responses((status = 200, body = AlbertDeleted)))]
+/// Deletes a model.
 async fn remove(p: Principal, State(s): State<AppState>, Path(id): Path<String>) -> Response {
     if let Err(e) = p.may_edit_model(&id) {
         return e.into_response();
@@ -136,7 +248,7 @@ async fn remove(p: Principal, State(s): State<AppState>, Path(id): Path<String>)
     };
     let attributes = item(&s, &detail.model).await;
     match s.strato.delete_model(&id).await {
-        Ok(_) => Json(json!({"Attributes": attributes})).into_response(),
+        Ok(_) => Json(AlbertDeleted { attributes }).into_response(),
         Err(e) if e.code == ErrorCode::ModelNotFound => {
             compat_error(StatusCode::BAD_REQUEST, "Requested Model ID does not exist")
         }
@@ -144,6 +256,9 @@ async fn remove(p: Principal, State(s): State<AppState>, Path(id): Path<String>)
     }
 }
 
+#[utoipa::path(get, path = "/prediction", tag = "albert", params(AlbertPredictQuery),
+    responses((status = 200, body = AlbertPrediction)))]
+/// Classifies a text (the original Albert API).
 async fn predict(
     p: Principal,
     State(s): State<AppState>,
@@ -185,13 +300,9 @@ async fn predict(
     };
     match s.strato.predict(model_id, vec![text.to_string()], n_top).await {
         Ok(p) => {
-            let pairs: Vec<Value> = p.predictions[0].iter().map(|sc| json!([sc.label, sc.score])).collect();
-            Json(json!({
-                "prediction_request": {"model_id": model_id, "text": text, "n_top": n_top},
-                "model": meta,
-                "prediction": pairs,
-            }))
-            .into_response()
+            let prediction = p.predictions[0].iter().map(|sc| vec![json!(sc.label), json!(sc.score)]).collect();
+            let prediction_request = AlbertPredictionRequest { model_id: model_id.into(), text: text.into(), n_top };
+            Json(AlbertPrediction { prediction_request, model: meta, prediction }).into_response()
         }
         Err(e) => from_strato(e),
     }

@@ -12,9 +12,12 @@ use strato_types::{ErrorCode, JobKind, JobStatus, NewJob};
 use crate::auth::Principal;
 use crate::extract::QueryParams;
 use crate::extract::{IdempotencyKey, JsonBody};
-use crate::views::JobView;
+use crate::views::{CancelView, JobList, JobView, SubmittedJob};
 use crate::{ApiError, AppState};
 
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, description = "The job with its attempts", body = JobView)))]
+/// A job and its attempt history.
 pub(crate) async fn show(
     p: Principal,
     State(s): State<AppState>,
@@ -25,11 +28,18 @@ pub(crate) async fn show(
     Ok(Json(JobView::with_attempts(job, attempts)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// QUEUED, IN_PROGRESS, SUCCESS, FAILURE or CANCELLED (any case).
+    #[param(value_type = Option<JobStatus>)]
     status: Option<String>,
+    /// A job kind such as `noop` or `train_model`.
+    #[param(value_type = Option<JobKind>)]
     kind: Option<String>,
+    /// Jobs with this key.
     key: Option<String>,
+    /// At most this many, newest first (1-1000, default 100).
     limit: Option<i64>,
 }
 
@@ -43,11 +53,13 @@ fn parse_kind(v: &str) -> Result<JobKind, ApiError> {
     })
 }
 
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery), responses((status = 200, body = JobList)))]
+/// Lists jobs (admins).
 pub(crate) async fn list(
     p: Principal,
     State(s): State<AppState>,
     QueryParams(q): QueryParams<ListQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<JobList>, ApiError> {
     p.require_admin("list jobs")?;
     let status = q
         .status
@@ -63,29 +75,42 @@ pub(crate) async fn list(
     let kind = q.kind.as_deref().map(parse_kind).transpose()?;
     let filter = JobFilter { status, kind, key: q.key, limit: Some(q.limit.unwrap_or(100).clamp(1, 1000)) };
     let jobs: Vec<JobView> = s.strato.jobs(&filter).await?.into_iter().map(Into::into).collect();
-    Ok(Json(json!({"jobs": jobs})))
+    Ok(Json(JobList { jobs }))
 }
 
-#[derive(Deserialize)]
+/// A job to run.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SubmitJob {
+    /// The job kind: only `noop` here (queue drills); training has its own routes.
+    #[schema(value_type = JobKind)]
     kind: String,
+    /// The kind's input.
     #[serde(default)]
     payload: serde_json::Value,
+    /// Jobs with the same key run one at a time, in order.
     key: Option<String>,
+    /// Higher runs first.
     #[serde(default)]
     priority: i32,
+    /// Attempts before the job is dead-lettered.
+    #[schema(minimum = 1, maximum = 100)]
     max_attempts: Option<i32>,
+    /// Seconds an attempt may run.
+    #[schema(minimum = 1, maximum = 86400)]
     timeout_secs: Option<u64>,
 }
 
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", params(crate::extract::IdempotencyHeader), request_body = SubmitJob,
+    responses((status = 202, description = "Queued", body = SubmittedJob),
+              (status = 200, description = "An earlier submission with the same Idempotency-Key", body = SubmittedJob)))]
 /// `POST /v1/jobs`: generic submission (the `noop` kind: queue drills and benchmarks).
 pub(crate) async fn submit(
     p: Principal,
     State(s): State<AppState>,
     IdempotencyKey(idempotency_key): IdempotencyKey,
     JsonBody(req): JsonBody<SubmitJob>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<SubmittedJob>), ApiError> {
     p.require_admin("submit jobs")?;
     let kind = parse_kind(&req.kind)?;
     let payload = if req.payload.is_null() { json!({}) } else { req.payload };
@@ -101,44 +126,48 @@ pub(crate) async fn submit(
     }
     let e = s.strato.submit_job(job).await?;
     let status = if e.outcome == EnqueueOutcome::Created { StatusCode::ACCEPTED } else { StatusCode::OK };
-    let mut v = serde_json::to_value(JobView::from(e.job)).unwrap_or_default();
-    v["status_url"] = json!(format!("/v1/jobs/{}", v["id"].as_str().unwrap_or_default()));
-    Ok((status, Json(v)))
+    Ok((status, Json(SubmittedJob::new(e.job, None))))
 }
 
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, description = "Cancelled before it ran", body = CancelView),
+              (status = 202, description = "Running: the attempt is told to stop", body = CancelView),
+              (status = 409, description = "Already finished", body = crate::error::ErrorBody)))]
 /// `POST /v1/jobs/{id}/cancel`.
 pub(crate) async fn cancel(
     p: Principal,
     State(s): State<AppState>,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<CancelView>), ApiError> {
     p.may_see_job(&s.strato.job(&id).await?)?;
     let (how, job) = s.strato.cancel_job(&id).await?;
-    let mut v = serde_json::to_value(JobView::from(job)).unwrap_or_default();
     let (code, cancel) = match how {
         Cancellation::Cancelled => (StatusCode::OK, "cancelled"),
         Cancellation::Requested => (StatusCode::ACCEPTED, "requested"),
     };
-    v["cancel"] = json!(cancel);
-    Ok((code, Json(v)))
+    Ok((code, Json(CancelView { job: job.into(), cancel })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DlqQuery {
+    /// At most this many, newest first (default 100).
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/v1/dlq", tag = "dead-letter queue", params(DlqQuery), responses((status = 200, body = JobList)))]
 /// `GET /v1/dlq`.
 pub(crate) async fn dlq_list(
     p: Principal,
     State(s): State<AppState>,
     QueryParams(q): QueryParams<DlqQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<JobList>, ApiError> {
     p.require_admin("read the dead-letter queue")?;
     let jobs: Vec<JobView> = s.strato.dead_letters(q.limit.unwrap_or(100)).await?.into_iter().map(Into::into).collect();
-    Ok(Json(json!({"jobs": jobs})))
+    Ok(Json(JobList { jobs }))
 }
 
+#[utoipa::path(get, path = "/v1/dlq/{id}", tag = "dead-letter queue", params(("id" = String, Path, description = "Job id")), responses((status = 200, body = JobView)))]
 /// `GET /v1/dlq/{id}`.
 pub(crate) async fn dlq_show(
     p: Principal,
@@ -150,6 +179,8 @@ pub(crate) async fn dlq_show(
     Ok(Json(JobView::with_attempts(job, attempts)))
 }
 
+#[utoipa::path(post, path = "/v1/dlq/{id}/replay", tag = "dead-letter queue", params(("id" = String, Path, description = "Job id")),
+    responses((status = 202, description = "Queued again with fresh attempts", body = JobView)))]
 /// `POST /v1/dlq/{id}/replay`.
 pub(crate) async fn dlq_replay(
     p: Principal,
@@ -160,6 +191,7 @@ pub(crate) async fn dlq_replay(
     Ok((StatusCode::ACCEPTED, Json(s.strato.replay_dead_letter(&id).await?.into())))
 }
 
+#[utoipa::path(delete, path = "/v1/dlq/{id}", tag = "dead-letter queue", params(("id" = String, Path, description = "Job id")), responses((status = 204, description = "Deleted")))]
 /// `DELETE /v1/dlq/{id}`.
 pub(crate) async fn dlq_delete(
     p: Principal,

@@ -3,51 +3,43 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Value};
 use strato_service::NewApiKey;
-use strato_types::ApiKeyRecord;
 
 use crate::auth::Principal;
 use crate::extract::JsonBody;
+use crate::views::{ApiKeyList, ApiKeyView, CreatedApiKey};
 use crate::{ApiError, AppState};
 
-/// A key as shown to admins: never its secret or hash.
-pub(crate) fn view(k: &ApiKeyRecord) -> Value {
-    json!({
-        "id": k.id,
-        "name": k.name,
-        "role": k.role,
-        "models": k.models,
-        "mentors": k.mentors,
-        "plan": k.plan,
-        "created_at": k.created_at,
-        "revoked_at": k.revoked_at,
-    })
-}
-
+#[utoipa::path(post, path = "/v1/api-keys", tag = "api keys", request_body = NewApiKey,
+    responses((status = 201, description = "The key, with its secret shown this once", body = CreatedApiKey)))]
+/// Creates an API key (admins).
 pub(crate) async fn create(
     p: Principal,
     State(s): State<AppState>,
     JsonBody(req): JsonBody<NewApiKey>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
     p.require_admin("create API keys")?;
     let (key, secret) = s.strato.create_api_key(req).await?;
-    let mut v = view(&key);
-    v["secret"] = json!(secret);
-    Ok((StatusCode::CREATED, Json(v)))
+    Ok((StatusCode::CREATED, Json(CreatedApiKey { key: (&key).into(), secret })))
 }
 
-pub(crate) async fn list(p: Principal, State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/v1/api-keys", tag = "api keys", responses((status = 200, body = ApiKeyList)))]
+/// Lists API keys, revoked ones included (admins).
+pub(crate) async fn list(p: Principal, State(s): State<AppState>) -> Result<Json<ApiKeyList>, ApiError> {
     p.require_admin("list API keys")?;
-    let keys: Vec<Value> = s.strato.api_keys().await?.iter().map(view).collect();
-    Ok(Json(json!({"api_keys": keys})))
+    let api_keys: Vec<ApiKeyView> = s.strato.api_keys().await?.iter().map(Into::into).collect();
+    Ok(Json(ApiKeyList { api_keys }))
 }
 
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api keys",
+    params(("id" = String, Path, description = "Key id (`ak_…`)")),
+    responses((status = 200, description = "The revoked key", body = ApiKeyView)))]
+/// Revokes an API key at once (admins).
 pub(crate) async fn revoke(
     p: Principal,
     State(s): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApiKeyView>, ApiError> {
     p.require_admin("revoke API keys")?;
-    Ok(Json(view(&s.strato.revoke_api_key(&id).await?)))
+    Ok(Json((&s.strato.revoke_api_key(&id).await?).into()))
 }

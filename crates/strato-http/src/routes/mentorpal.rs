@@ -7,24 +7,108 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
+use axum::Json;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use strato_types::{ErrorCode, StratoError};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Principal;
 use crate::extract::QueryParams;
 use crate::AppState;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/classifier/train", post(train))
-        .route("/classifier/train/status/{id}", get(status))
-        .route("/classifier/questions", get(questions))
-        .route("/classifier/trainingdata/{mentor}", get(training_data))
-        .route("/classifier/followups/category/{category}/{mentor}", post(followups))
-        .route("/classifier/me/followups/category/{category}", post(my_followups))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(train))
+        .routes(routes!(status))
+        .routes(routes!(questions))
+        .routes(routes!(training_data))
+        .routes(routes!(followups))
+        .routes(routes!(my_followups))
+}
+
+/// `POST /classifier/train` body.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)] // read leniently from JSON, as the original did; this type documents it
+pub(crate) struct MentorPalTrain {
+    /// Mentor id.
+    mentor: String,
+}
+
+/// `{"data": …}`, MentorPal's envelope.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Data<T> {
+    data: T,
+}
+
+/// A training job just started.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TrainStarted {
+    id: String,
+    mentor: String,
+    #[schema(value_type = strato_types::JobStatus)]
+    status: &'static str,
+    status_url: String,
+}
+
+/// A training job's state.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TrainStatus {
+    id: String,
+    #[schema(value_type = strato_types::JobStatus)]
+    status: &'static str,
+    /// Same as `status`, for older clients.
+    #[schema(value_type = strato_types::JobStatus)]
+    state: &'static str,
+    mentor: Value,
+    updated: chrono::DateTime<chrono::Utc>,
+    status_url: String,
+    /// 0-100.
+    progress: i32,
+    error: Option<String>,
+}
+
+/// Suggested follow-up questions.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Followups {
+    followups: Vec<strato_service::Followup>,
+}
+
+/// The original's error bodies: `{"message"}`, `{"data": {"error", "message"}}` for an unknown job, and the
+/// gateway's native `{"error": {"code", "message"}}` refusals.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // documents the bodies written below and by `ApiError`
+pub(crate) enum MentorPalError {
+    Message { message: String },
+    NotFound { data: NotFound },
+    Native { error: crate::error::ErrorDetail },
+}
+
+/// An unknown training job.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct NotFound {
+    /// `not found`.
+    error: String,
+    message: String,
+}
+
+/// `GET /classifier/questions` parameters.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct QuestionsQuery {
+    /// Mentor id.
+    #[param(required = true, value_type = String)]
+    mentor: Option<String>,
+    /// The user's question.
+    #[param(required = true, value_type = String, pattern = "\\S")]
+    query: Option<String>,
+    /// Chat session, recorded with the question.
+    chatsessionid: Option<String>,
 }
 
 fn message(status: StatusCode, m: impl Into<String>) -> Response {
@@ -40,6 +124,9 @@ fn status_url(id: &str) -> String {
     format!("/classifier/train/status/{id}")
 }
 
+#[utoipa::path(post, path = "/classifier/train", tag = "mentorpal", request_body = MentorPalTrain,
+    responses((status = 200, body = Data<TrainStarted>)))]
+/// Trains a mentor's classifier (a job).
 async fn train(p: Principal, State(s): State<AppState>, body: Bytes) -> Response {
     let mentor = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("mentor")?.as_str().map(String::from));
     let Some(mentor) = mentor else {
@@ -49,14 +136,18 @@ async fn train(p: Principal, State(s): State<AppState>, body: Bytes) -> Response
         return e.into_response();
     }
     match s.strato.submit_mentor_training(&mentor, None).await {
-        Ok(job) => Json(json!({"data": {
-            "id": job.id, "mentor": mentor, "status": job.status.as_str(), "statusUrl": status_url(&job.id),
-        }}))
-        .into_response(),
+        Ok(job) => {
+            let data =
+                TrainStarted { status_url: status_url(&job.id), id: job.id, mentor, status: job.status.as_str() };
+            Json(Data { data }).into_response()
+        }
         Err(e) => from_strato(e),
     }
 }
 
+#[utoipa::path(get, path = "/classifier/train/status/{id}", tag = "mentorpal",
+    params(("id" = String, Path, description = "Training job id")), responses((status = 200, body = Data<TrainStatus>)))]
+/// A training job's state.
 async fn status(p: Principal, State(s): State<AppState>, Path(id): Path<String>) -> Response {
     let job = match s.strato.job(&id).await {
         Ok(j) if j.kind == strato_types::JobKind::TrainMentor && p.may_see_job(&j).is_ok() => j,
@@ -70,26 +161,22 @@ async fn status(p: Principal, State(s): State<AppState>, Path(id): Path<String>)
         Err(e) => return from_strato(e),
     };
     let mentor = job.payload.get("mentor_id").cloned().unwrap_or(Value::Null);
-    Json(json!({"data": {
-        "id": job.id,
-        "status": job.status.as_str(),
-        "state": job.status.as_str(),
-        "mentor": mentor,
-        "updated": job.updated_at,
-        "statusUrl": status_url(&job.id),
-        "progress": job.progress,
-        "error": job.error,
-    }}))
-    .into_response()
+    let data = TrainStatus {
+        status_url: status_url(&job.id),
+        id: job.id,
+        status: job.status.as_str(),
+        state: job.status.as_str(),
+        mentor,
+        updated: job.updated_at,
+        progress: job.progress,
+        error: job.error,
+    };
+    Json(Data { data }).into_response()
 }
 
-#[derive(Deserialize)]
-struct QuestionsQuery {
-    mentor: Option<String>,
-    query: Option<String>,
-    chatsessionid: Option<String>,
-}
-
+#[utoipa::path(get, path = "/classifier/questions", tag = "mentorpal", params(QuestionsQuery),
+    responses((status = 200, body = strato_service::AnswerResult)))]
+/// Answers a user's question.
 async fn questions(p: Principal, State(s): State<AppState>, QueryParams(q): QueryParams<QuestionsQuery>) -> Response {
     let (Some(mentor), Some(query)) = (q.mentor, q.query.filter(|t| !t.trim().is_empty())) else {
         return message(StatusCode::BAD_REQUEST, "missing required query parameters 'mentor' and 'query'");
@@ -106,6 +193,11 @@ async fn questions(p: Principal, State(s): State<AppState>, QueryParams(q): Quer
     }
 }
 
+#[utoipa::path(get, path = "/classifier/trainingdata/{mentor}", tag = "mentorpal",
+    params(("mentor" = String, Path, description = "Mentor id")),
+    responses((status = 200, description = "`{\"data\": \"<csv>\"}`, served as a CSV download as the original did",
+        content_type = "text/csv", body = String)))]
+/// The mentor's training data.
 async fn training_data(p: Principal, State(s): State<AppState>, Path(mentor): Path<String>) -> Response {
     if let Err(e) = p.may_edit_mentor(&mentor) {
         return e.into_response();
@@ -129,11 +221,15 @@ async fn followups_for(p: &Principal, s: &AppState, mentor: &str, category: &str
         return e.into_response();
     }
     match s.strato.followups(mentor, category).await {
-        Ok(f) => Json(json!({"data": {"followups": f}})).into_response(),
+        Ok(followups) => Json(Data { data: Followups { followups } }).into_response(),
         Err(e) => from_strato(e),
     }
 }
 
+#[utoipa::path(post, path = "/classifier/followups/category/{category}/{mentor}", tag = "mentorpal",
+    params(("category" = String, Path, description = "Answer category"), ("mentor" = String, Path, description = "Mentor id")),
+    responses((status = 200, body = Data<Followups>)))]
+/// Follow-up questions for a category of the mentor's answers.
 async fn followups(
     p: Principal,
     State(s): State<AppState>,
@@ -144,6 +240,11 @@ async fn followups(
 
 /// "me" is the caller's own mentor: the first of the token's owned mentors (`mentorIds`), or the one named by the
 /// `X-Mentor-Id` header or the `mentor` query parameter.
+#[utoipa::path(post, path = "/classifier/me/followups/category/{category}", tag = "mentorpal",
+    params(("category" = String, Path, description = "Answer category"),
+           ("X-Mentor-Id" = Option<String>, Header, description = "The mentor, when the token owns several or none"),
+           ("mentor" = Option<String>, Query, description = "The mentor, instead of the header")),
+    responses((status = 200, body = Data<Followups>)))]
 async fn my_followups(
     p: Principal,
     State(s): State<AppState>,

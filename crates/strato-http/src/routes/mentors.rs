@@ -7,16 +7,18 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::json;
 use strato_store::UserQuestionFilter;
 use strato_types::{AnswerType, ErrorCode, Grade, Mentor};
 
 use crate::auth::Principal;
 use crate::extract::QueryParams;
 use crate::extract::{body_error, IdempotencyKey, JsonBody};
-use crate::views::JobView;
+use crate::views::{SubmittedJob, UserQuestionList};
 use crate::{ApiError, AppState};
 
+#[utoipa::path(put, path = "/v1/mentors/{id}", tag = "mentors", params(("id" = String, Path, description = "Mentor id", example = "demo")), request_body = Mentor,
+    responses((status = 200, description = "The mentor as stored", body = Mentor)))]
+/// Creates or replaces a mentor (MentorPal's data model).
 pub(crate) async fn put(
     p: Principal,
     State(s): State<AppState>,
@@ -27,6 +29,8 @@ pub(crate) async fn put(
     Ok(Json(s.strato.put_mentor(&id, mentor).await?))
 }
 
+#[utoipa::path(get, path = "/v1/mentors/{id}", tag = "mentors", params(("id" = String, Path, description = "Mentor id", example = "demo")), responses((status = 200, body = Mentor)))]
+/// A mentor with its answers.
 pub(crate) async fn show(
     p: Principal,
     State(s): State<AppState>,
@@ -36,6 +40,9 @@ pub(crate) async fn show(
     Ok(Json(s.strato.mentor(&id).await?))
 }
 
+#[utoipa::path(delete, path = "/v1/mentors/{id}", tag = "mentors", params(("id" = String, Path, description = "Mentor id", example = "scratch")),
+    responses((status = 204, description = "Deleted with its classifier and user questions")))]
+/// Deletes a mentor.
 pub(crate) async fn delete(
     p: Principal,
     State(s): State<AppState>,
@@ -46,6 +53,10 @@ pub(crate) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/v1/mentors/{id}/import", tag = "mentors", params(("id" = String, Path, description = "Mentor id", example = "demo")),
+    request_body(description = "MentorPal's training-data CSV (`id,question,paraphrases,answer,...`)", content_type = "text/csv", content = String),
+    responses((status = 200, description = "The mentor as stored", body = Mentor)))]
+/// Creates or replaces a mentor from a CSV export.
 pub(crate) async fn import(
     p: Principal,
     State(s): State<AppState>,
@@ -57,6 +68,8 @@ pub(crate) async fn import(
     Ok(Json(s.strato.import_mentor_csv(&id, body).await?))
 }
 
+#[utoipa::path(get, path = "/v1/mentors/{id}/trainingdata", tag = "mentors", params(("id" = String, Path, description = "Mentor id", example = "demo")),
+    responses((status = 200, description = "The training data as a CSV download", content_type = "text/csv", body = String)))]
 /// The training data as a CSV download.
 pub(crate) async fn training_data(
     p: Principal,
@@ -79,27 +92,33 @@ pub(crate) fn csv_attachment(id: &str, body: String) -> Response {
         .into_response()
 }
 
+#[utoipa::path(post, path = "/v1/mentors/{id}/train", tag = "mentors", params(("id" = String, Path, description = "Mentor id", example = "demo"), crate::extract::IdempotencyHeader),
+    responses((status = 202, description = "Training job accepted", body = SubmittedJob)))]
+/// Trains the mentor's classifier (a job).
 pub(crate) async fn train(
     p: Principal,
     State(s): State<AppState>,
     Path(id): Path<String>,
     IdempotencyKey(key): IdempotencyKey,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<SubmittedJob>), ApiError> {
     p.may_edit_mentor(&id)?;
     let job = s.strato.submit_mentor_training(&id, key).await?;
-    let url = format!("/v1/jobs/{}", job.id);
-    let mut v = serde_json::to_value(JobView::from(job)).unwrap_or_default();
-    v["status_url"] = json!(url);
-    v["mentor"] = json!(id);
-    Ok((StatusCode::ACCEPTED, Json(v)))
+    Ok((StatusCode::ACCEPTED, Json(SubmittedJob::new(job, Some(id)))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AnswerQuery {
+    /// What the user asked.
+    #[param(required = true, value_type = String, pattern = "\\S", example = "what is your name")]
     query: Option<String>,
+    /// Chat session, recorded with the question.
     chat_session_id: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/mentors/{id}/answer", tag = "mentors", params(("id" = String, Path, description = "Mentor id", example = "demo"), AnswerQuery),
+    responses((status = 200, body = strato_service::AnswerResult)))]
+/// Answers a user's question; the question is recorded for grading.
 pub(crate) async fn answer(
     p: Principal,
     State(s): State<AppState>,
@@ -114,21 +133,29 @@ pub(crate) async fn answer(
     Ok(Json(s.strato.answer(&id, &query, q.chat_session_id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct UserQuestionsQuery {
+    /// Only answers of this type: EXACT, PARAPHRASE, CLASSIFIER or OFF_TOPIC.
     #[serde(rename = "type")]
+    #[param(value_type = Option<AnswerType>)]
     answer_type: Option<String>,
+    /// Only questions not graded yet.
     #[serde(default)]
     ungraded: Option<bool>,
+    /// Most questions returned, newest first.
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/v1/mentors/{id}/user-questions", tag = "mentors", params(("id" = String, Path, description = "Mentor id", example = "demo"), UserQuestionsQuery),
+    responses((status = 200, body = UserQuestionList)))]
+/// Questions users asked the mentor, for grading.
 pub(crate) async fn user_questions(
     p: Principal,
     State(s): State<AppState>,
     Path(id): Path<String>,
     QueryParams(q): QueryParams<UserQuestionsQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<UserQuestionList>, ApiError> {
     p.may_edit_mentor(&id)?;
     let answer_type = q
         .answer_type
@@ -143,16 +170,21 @@ pub(crate) async fn user_questions(
         .transpose()?;
     let filter = UserQuestionFilter { answer_type, ungraded: q.ungraded.unwrap_or(false), limit: q.limit };
     let list = s.strato.user_questions(&id, &filter).await?;
-    Ok(Json(json!({"user_questions": list})))
+    Ok(Json(UserQuestionList { user_questions: list }))
 }
 
-#[derive(Deserialize)]
+/// Exactly one of `answer_id` (the right answer) or `off_topic: true`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct GradeBody {
     answer_id: Option<String>,
     off_topic: Option<bool>,
 }
 
+#[utoipa::path(put, path = "/v1/user-questions/{feedback_id}/grade", tag = "mentors",
+    params(("feedback_id" = String, Path, description = "The `feedback_id` of an answer")), request_body = GradeBody,
+    responses((status = 200, body = strato_types::UserQuestionRecord)))]
+/// Grades an answered question; graded questions answer as paraphrases from then on.
 pub(crate) async fn grade(
     p: Principal,
     State(s): State<AppState>,

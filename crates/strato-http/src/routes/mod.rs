@@ -1,4 +1,5 @@
-//! Route table: one file per resource.
+//! Route table: one file per resource. Every route is registered with its OpenAPI description (`routes!`), so the
+//! document at `/openapi.json` cannot miss one.
 
 pub(crate) mod albert;
 mod datasets;
@@ -6,44 +7,62 @@ mod jobs;
 mod keys;
 pub(crate) mod mentorpal;
 mod mentors;
-mod models;
+pub(crate) mod models;
 
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Json;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::AppState;
 
-/// Native `/v1` routes.
-pub(crate) fn v1(dataset_limit: usize) -> Router<AppState> {
+/// Routes behind the gateway's credentials check: the native `/v1` API, `/metrics`, and the compatibility APIs.
+pub(crate) fn authenticated(dataset_limit: usize) -> OpenApiRouter<AppState> {
     // Routes whose bodies are datasets (uploads, imports, inline training data, whole mentors) take the dataset
-    // limit; every other JSON body the smaller default.
+    // limit; every other JSON body the smaller default. Their GET and DELETE share the path but have no body.
     let big = || axum::extract::DefaultBodyLimit::max(dataset_limit);
-    Router::new()
-        .route("/v1/datasets", get(datasets::list))
-        .route("/v1/datasets/{name}", put(datasets::put).layer(big()).get(datasets::download).delete(datasets::delete))
-        .route("/v1/models", post(models::create).layer(big()).get(models::list))
-        .route("/v1/models/{id}", get(models::show).delete(models::delete))
-        .route("/v1/models/{id}/predict", post(models::predict))
-        .route("/v1/models/{id}/versions/{version}/activate", post(models::activate))
-        .route("/v1/mentors/{id}", put(mentors::put).layer(big()).get(mentors::show).delete(mentors::delete))
-        .route("/v1/mentors/{id}/import", post(mentors::import).layer(big()))
-        .route("/v1/mentors/{id}/trainingdata", get(mentors::training_data))
-        .route("/v1/mentors/{id}/train", post(mentors::train))
-        .route("/v1/mentors/{id}/answer", get(mentors::answer))
-        .route("/v1/mentors/{id}/user-questions", get(mentors::user_questions))
-        .route("/v1/user-questions/{feedback_id}/grade", put(mentors::grade))
-        .route("/v1/jobs", get(jobs::list).post(jobs::submit))
-        .route("/v1/jobs/{id}", get(jobs::show))
-        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/v1/dlq", get(jobs::dlq_list))
-        .route("/v1/dlq/{id}", get(jobs::dlq_show).delete(jobs::dlq_delete))
-        .route("/v1/dlq/{id}/replay", post(jobs::dlq_replay))
-        .route("/v1/api-keys", post(keys::create).get(keys::list))
-        .route("/v1/api-keys/{id}", axum::routing::delete(keys::revoke))
-        .route("/metrics", get(crate::observe::metrics))
+    OpenApiRouter::new()
+        .routes(routes!(datasets::list))
+        .routes(routes!(datasets::put, datasets::download, datasets::delete).layer(big()))
+        .routes(routes!(models::create, models::list).layer(big()))
+        .routes(routes!(models::show, models::delete))
+        .routes(routes!(models::predict))
+        .routes(routes!(models::activate))
+        .routes(routes!(mentors::put, mentors::show, mentors::delete).layer(big()))
+        .routes(routes!(mentors::import).layer(big()))
+        .routes(routes!(mentors::training_data))
+        .routes(routes!(mentors::train))
+        .routes(routes!(mentors::answer))
+        .routes(routes!(mentors::user_questions))
+        .routes(routes!(mentors::grade))
+        .routes(routes!(jobs::list, jobs::submit))
+        .routes(routes!(jobs::show))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(jobs::dlq_list))
+        .routes(routes!(jobs::dlq_show, jobs::dlq_delete))
+        .routes(routes!(jobs::dlq_replay))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::revoke))
+        .routes(routes!(crate::observe::metrics))
+        .merge(albert::routes())
+        .merge(mentorpal::routes())
 }
 
-pub(crate) async fn health() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+/// Routes anyone may call: liveness and readiness.
+pub(crate) fn open() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(health)).routes(routes!(crate::observe::ready))
+}
+
+/// The process is up.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    status: &'static str,
+    /// Strato's version.
+    version: &'static str,
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, body = Health)))]
+/// Liveness: the process answers.
+pub(crate) async fn health() -> Json<Health> {
+    Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
 }

@@ -8,36 +8,48 @@ use serde_json::json;
 use strato_ml::{Example, TrainParams};
 use strato_service::{DataSource, TrainRequest};
 use strato_types::ErrorCode;
+use utoipa::ToSchema;
 
 use crate::auth::Principal;
 use crate::extract::{IdempotencyKey, JsonBody};
-use crate::views::{ModelSummaryView, ModelView};
+use crate::views::{ModelList, ModelSummaryView, ModelView, PredictView, TrainAccepted};
 use crate::{ApiError, AppState};
 
-#[derive(Deserialize)]
+/// One labelled text.
+#[derive(Deserialize, ToSchema)]
 pub(crate) struct InlineExample {
     text: String,
     label: String,
 }
 
-#[derive(Deserialize)]
+/// What to train: exactly one of `dataset` or `data`.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"id": "greetings", "dataset": "demo"}))]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateModel {
+    /// Model id (letters, digits, `-`, `_`, `.`).
     id: String,
+    /// A stored dataset's name.
     dataset: Option<String>,
+    /// Inline training data.
     data: Option<Vec<InlineExample>>,
     #[serde(default)]
     params: Option<TrainParams>,
+    /// Train a new version of an existing model.
     #[serde(default)]
     force_update: bool,
 }
 
+#[utoipa::path(post, path = "/v1/models", tag = "models", params(crate::extract::IdempotencyHeader), request_body = CreateModel,
+    responses((status = 202, description = "Training job accepted", body = TrainAccepted),
+              (status = 409, description = "The model exists (set force_update)", body = crate::error::ErrorBody)))]
+/// Trains a model (a job).
 pub(crate) async fn create(
     p: Principal,
     State(s): State<AppState>,
     IdempotencyKey(idempotency_key): IdempotencyKey,
     JsonBody(req): JsonBody<CreateModel>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<TrainAccepted>), ApiError> {
     p.may_edit_model(&req.id)?;
     let data =
         match (req.dataset, req.data) {
@@ -67,21 +79,26 @@ pub(crate) async fn create(
         .await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({
-            "job_id": job.id,
-            "model_id": req.id,
-            "status": job.status.as_str(),
-            "status_url": format!("/v1/jobs/{}", job.id),
-        })),
+        Json(TrainAccepted {
+            status_url: format!("/v1/jobs/{}", job.id),
+            job_id: job.id,
+            model_id: req.id,
+            status: job.status.as_str(),
+        }),
     ))
 }
 
-pub(crate) async fn list(p: Principal, State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(get, path = "/v1/models", tag = "models", responses((status = 200, body = ModelList)))]
+/// Lists the models the caller may use.
+pub(crate) async fn list(p: Principal, State(s): State<AppState>) -> Result<Json<ModelList>, ApiError> {
     let models: Vec<ModelSummaryView> =
         s.strato.list_models().await?.into_iter().filter(|m| p.can_use_model(&m.id)).map(Into::into).collect();
-    Ok(Json(json!({"models": models})))
+    Ok(Json(ModelList { models }))
 }
 
+#[utoipa::path(get, path = "/v1/models/{id}", tag = "models", params(("id" = String, Path, description = "Model id", example = "demo")),
+    responses((status = 200, body = ModelView)))]
+/// A model with its versions.
 pub(crate) async fn show(
     p: Principal,
     State(s): State<AppState>,
@@ -92,6 +109,9 @@ pub(crate) async fn show(
     Ok(Json(ModelView::new(d.model, d.versions)))
 }
 
+#[utoipa::path(delete, path = "/v1/models/{id}", tag = "models", params(("id" = String, Path, description = "Model id", example = "scratch")),
+    responses((status = 204, description = "Deleted with its versions and artifacts")))]
+/// Deletes a model.
 pub(crate) async fn delete(
     p: Principal,
     State(s): State<AppState>,
@@ -102,6 +122,10 @@ pub(crate) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/v1/models/{id}/versions/{version}/activate", tag = "models",
+    params(("id" = String, Path, description = "Model id", example = "demo"), ("version" = String, Path, description = "Version number")),
+    responses((status = 200, body = ModelView)))]
+/// Makes a version the one that answers predictions.
 pub(crate) async fn activate(
     p: Principal,
     State(s): State<AppState>,
@@ -115,20 +139,27 @@ pub(crate) async fn activate(
     Ok(Json(ModelView::new(d.model, d.versions)))
 }
 
-#[derive(Deserialize)]
+/// Exactly one of `text` or `texts`.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"text": "good morning", "n_top": 2}))]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PredictBody {
     text: Option<String>,
     texts: Option<Vec<String>>,
+    /// Labels per text, best first (default 5).
     n_top: Option<usize>,
 }
 
+#[utoipa::path(post, path = "/v1/models/{id}/predict", tag = "models",
+    params(("id" = String, Path, description = "Model id", example = "demo")), request_body = PredictBody,
+    responses((status = 200, body = PredictView)))]
+/// Ranks the model's labels for each text.
 pub(crate) async fn predict(
     p: Principal,
     State(s): State<AppState>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<PredictBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<PredictView>, ApiError> {
     p.may_use_model(&id)?;
     let texts = match (body.text, body.texts) {
         (Some(t), None) => vec![t],
@@ -141,5 +172,5 @@ pub(crate) async fn predict(
         }
     };
     let p = s.strato.predict(&id, texts, body.n_top.unwrap_or(5)).await?;
-    Ok(Json(json!({"model_id": p.model_id, "version": p.version, "predictions": p.predictions})))
+    Ok(Json(PredictView { model_id: p.model_id, version: p.version, predictions: p.predictions }))
 }
