@@ -37,6 +37,7 @@ fn options(g: &Global) -> StratoOptions {
     let mut o = StratoOptions::new(&g.data_dir);
     o.embedding_model = g.embedding_model.clone();
     o.max_dataset_bytes = g.max_dataset_bytes;
+    o.embedding_cache_size = g.embedding_cache_size;
     o.database_url = g.database_url.clone();
     o.storage = g.storage.clone();
     o

@@ -27,6 +27,9 @@ pub struct Global {
     /// Largest accepted dataset, in bytes.
     #[arg(long, env = "STRATO_MAX_DATASET_BYTES", default_value_t = 50 * 1024 * 1024, global = true)]
     pub max_dataset_bytes: usize,
+    /// Texts whose embeddings are kept in memory (about 1.5 KB each); 0 turns the cache off.
+    #[arg(long, env = "STRATO_EMBEDDING_CACHE_SIZE", default_value_t = 4096, global = true)]
+    pub embedding_cache_size: usize,
     /// Metadata and job-queue database: `postgres://user:pass@host/db` to share one with other strato processes;
     /// default: SQLite at <data-dir>/meta.db.
     #[arg(long, env = "STRATO_DATABASE_URL", hide_env_values = true, global = true)]

@@ -12,7 +12,23 @@ use sha2::{Digest, Sha256};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use crate::bert::{self, Bert, BertConfig};
+use crate::encoder::Encoder;
 use crate::MlError;
+
+/// Which implementation of the forward pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// Strato's own: packed sequences, in-place weights, `gemm` (the default).
+    #[default]
+    Packed,
+    /// candle's tensors (the reference it is checked against).
+    Candle,
+}
+
+enum Forward {
+    Packed(Encoder),
+    Candle(Bert, Device),
+}
 
 /// How token states become one vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,11 +61,11 @@ pub const BATCH_SIZE: usize = 32;
 
 /// A loaded embedding model. Cheap to share behind an `Arc`; forward passes may run concurrently.
 pub struct Embedder {
-    bert: Bert,
+    forward: Forward,
+    hidden: usize,
     tokenizer: Tokenizer,
     pooling: Pooling,
     max_seq_length: usize,
-    device: Device,
     name: String,
     dir: PathBuf,
     sha256: OnceLock<String>,
@@ -64,6 +80,11 @@ impl Embedder {
     /// Loads a sentence-transformers BERT-family model from `dir`
     /// (`config.json`, `model.safetensors`, `tokenizer.json`, optional `1_Pooling/config.json`).
     pub fn load(dir: &Path) -> Result<Self, MlError> {
+        Self::load_with(dir, Engine::default())
+    }
+
+    /// [`Embedder::load`] with a chosen forward-pass implementation.
+    pub fn load_with(dir: &Path, engine: Engine) -> Result<Self, MlError> {
         let cfg: BertConfig = read_json(&dir.join("config.json"))?;
         let pooling = match dir.join("1_Pooling/config.json") {
             p if p.exists() => {
@@ -103,13 +124,19 @@ impl Embedder {
             .with_truncation(Some(TruncationParams { max_length: max_seq_length, ..Default::default() }))
             .map_err(|e| MlError::Model(format!("cannot configure truncation: {e}")))?;
 
-        let device = bert::cpu();
         let weights = dir.join("model.safetensors");
         if !weights.exists() {
             return Err(MlError::Model(format!("{} is missing", weights.display())));
         }
-        let vb = mmap_weights(&weights, &device)?;
-        let bert = Bert::load(vb, &cfg).map_err(|e| MlError::Model(format!("cannot load weights: {e}")))?;
+        let forward = match engine {
+            Engine::Packed => Forward::Packed(Encoder::load(&weights, &cfg)?),
+            Engine::Candle => {
+                let device = bert::cpu();
+                let vb = mmap_weights(&weights, &device)?;
+                let bert = Bert::load(vb, &cfg).map_err(|e| MlError::Model(format!("cannot load weights: {e}")))?;
+                Forward::Candle(bert, device)
+            }
+        };
         let name = manifest_name(dir).unwrap_or_else(|| {
             dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
         });
@@ -117,12 +144,13 @@ impl Embedder {
         if let Some(h) = manifest_sha256(dir) {
             let _ = sha256.set(h);
         }
-        Ok(Self { bert, tokenizer, pooling, max_seq_length, device, name, dir: dir.to_path_buf(), sha256 })
+        let hidden = cfg.hidden_size;
+        Ok(Self { forward, hidden, tokenizer, pooling, max_seq_length, name, dir: dir.to_path_buf(), sha256 })
     }
 
     /// Output dimension.
     pub fn dim(&self) -> usize {
-        self.bert.hidden
+        self.hidden
     }
 
     /// Tokens kept per text.
@@ -161,18 +189,38 @@ impl Embedder {
             .tokenizer
             .encode_batch(stripped, true)
             .map_err(|e| MlError::Embed(format!("tokenization failed: {e}")))?;
+        match &self.forward {
+            Forward::Packed(encoder) => {
+                // Padding is dropped: each text is only its own tokens (the attention mask's ones come first).
+                let seqs: Vec<&[u32]> = enc
+                    .iter()
+                    .map(|e| &e.get_ids()[..e.get_attention_mask().iter().filter(|&&m| m == 1).count()])
+                    .collect();
+                let states = encoder.forward(&seqs)?;
+                Ok(pool_packed(&states, &seqs, self.hidden, self.pooling))
+            }
+            Forward::Candle(bert, device) => self.candle_forward(bert, device, &enc),
+        }
+    }
+
+    fn candle_forward(
+        &self,
+        bert: &Bert,
+        device: &Device,
+        enc: &[tokenizers::Encoding],
+    ) -> Result<Vec<Vec<f32>>, MlError> {
         let b = enc.len();
         let l = enc[0].get_ids().len();
         let mut ids = Vec::with_capacity(b * l);
         let mut mask = Vec::with_capacity(b * l);
-        for e in &enc {
+        for e in enc {
             ids.extend_from_slice(e.get_ids());
             mask.extend(e.get_attention_mask().iter().map(|&m| m as f32));
         }
         let run = || -> candle_core::Result<Vec<Vec<f32>>> {
-            let ids = Tensor::from_vec(ids, (b, l), &self.device)?;
-            let mask = Tensor::from_vec(mask, (b, l), &self.device)?;
-            let states = self.bert.forward(&ids, &mask)?;
+            let ids = Tensor::from_vec(ids, (b, l), device)?;
+            let mask = Tensor::from_vec(mask, (b, l), device)?;
+            let states = bert.forward(&ids, &mask)?;
             let pooled = match self.pooling {
                 Pooling::Mean => bert::mean_pool(&states, &mask)?,
                 Pooling::Max => bert::max_pool(&states, &mask)?,
@@ -207,6 +255,39 @@ impl Embedder {
         }
         Ok(out)
     }
+}
+
+/// Pools each sequence's rows of the packed states and L2-normalises the result.
+fn pool_packed(states: &[f32], seqs: &[&[u32]], h: usize, pooling: Pooling) -> Vec<Vec<f32>> {
+    let mut start = 0;
+    let mut out = Vec::with_capacity(seqs.len());
+    for s in seqs {
+        let rows = &states[start * h..(start + s.len()) * h];
+        start += s.len();
+        let mut v = match pooling {
+            Pooling::Cls => rows[..h].to_vec(),
+            Pooling::Mean => {
+                let mut acc = vec![0f32; h];
+                for r in rows.chunks_exact(h) {
+                    acc.iter_mut().zip(r).for_each(|(a, x)| *a += x);
+                }
+                let n = s.len().max(1) as f32;
+                acc.iter_mut().for_each(|a| *a /= n);
+                acc
+            }
+            Pooling::Max => {
+                let mut acc = vec![f32::NEG_INFINITY; h];
+                for r in rows.chunks_exact(h) {
+                    acc.iter_mut().zip(r).for_each(|(a, x)| *a = a.max(*x));
+                }
+                acc
+            }
+        };
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        v.iter_mut().for_each(|x| *x /= norm);
+        out.push(v);
+    }
+    out
 }
 
 #[expect(unsafe_code, reason = "memory-mapping the weights keeps start-up fast and memory shared")]

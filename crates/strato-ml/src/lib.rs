@@ -1,5 +1,5 @@
-//! Strato's machine learning: datasets, sentence embeddings (candle BERT + tokenizers) and the logistic-regression
-//! classifier with its versioned artifact.
+//! Strato's machine learning: datasets, sentence embeddings (tokenizers + the packed encoder) and the
+//! logistic-regression classifier with its versioned artifact.
 //!
 //! No HTTP, SQL or async here: callers run embedding and training on blocking threads. An [`Embedder`] is
 //! `Send + Sync` and forward passes may run concurrently.
@@ -8,6 +8,7 @@ pub mod bert;
 pub mod classifier;
 pub mod dataset;
 pub mod embedder;
+pub mod encoder;
 pub mod entities;
 pub mod logreg;
 pub mod mentor_model;
@@ -16,7 +17,7 @@ pub mod text;
 
 pub use classifier::{Classifier, EmbeddingIdentity, Scored, TrainMetrics, TrainParams};
 pub use dataset::{parse_dataset, Dataset, DatasetError, DatasetFormat, Example, Split};
-pub use embedder::Embedder;
+pub use embedder::{Embedder, Engine};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

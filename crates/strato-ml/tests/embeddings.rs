@@ -1,9 +1,9 @@
-//! The embedder must match sentence-transformers: cosine ≥ 0.9999 against its own vectors for every fixture
+//! Both encoders must match sentence-transformers: cosine ≥ 0.9999 against its own vectors for every fixture
 //! sentence (accents, CJK, emoji, a text long enough to be truncated), singly and batched with padding.
 
 use std::path::PathBuf;
 
-use strato_ml::Embedder;
+use strato_ml::{Embedder, Engine};
 
 fn model_dir() -> Option<PathBuf> {
     match std::env::var_os("STRATO_TEST_MODEL_DIR") {
@@ -42,9 +42,18 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 }
 
 #[test]
-fn matches_sentence_transformers() {
+fn the_packed_encoder_matches_sentence_transformers() {
+    matches_sentence_transformers(Engine::Packed);
+}
+
+#[test]
+fn the_candle_encoder_matches_sentence_transformers() {
+    matches_sentence_transformers(Engine::Candle);
+}
+
+fn matches_sentence_transformers(engine: Engine) {
     let Some(dir) = model_dir() else { return };
-    let e = Embedder::load(&dir).unwrap();
+    let e = Embedder::load_with(&dir, engine).unwrap();
     let f = fixture();
     assert_eq!(e.max_seq_length(), f.max_seq_length);
     assert_eq!(e.dim(), 384);

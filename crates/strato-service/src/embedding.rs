@@ -38,11 +38,14 @@ impl EmbeddingSource {
 pub(crate) struct EmbedderCell {
     source: EmbeddingSource,
     cell: OnceCell<Arc<Embedder>>,
+    /// Text (as the model sees it: trimmed) → its embedding. One model per process, so the text is the key.
+    cache: Option<parking_lot::Mutex<lru::LruCache<String, Arc<[f32]>>>>,
 }
 
 impl EmbedderCell {
-    pub(crate) fn new(source: EmbeddingSource) -> Self {
-        Self { source, cell: OnceCell::new() }
+    pub(crate) fn new(source: EmbeddingSource, cache_size: usize) -> Self {
+        let cache = std::num::NonZeroUsize::new(cache_size).map(|n| parking_lot::Mutex::new(lru::LruCache::new(n)));
+        Self { source, cell: OnceCell::new(), cache }
     }
 }
 
@@ -117,8 +120,38 @@ impl Strato {
         &self.inner.embedder.source
     }
 
-    /// Embeds texts on a blocking thread.
+    /// Embeds texts, answering repeated ones from the cache and the rest on a blocking thread.
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+        let Some(cache) = &self.inner.embedder.cache else { return self.embed_uncached(texts).await };
+        let mut out: Vec<Option<Vec<f32>>> = Vec::with_capacity(texts.len());
+        let mut missing = Vec::new();
+        {
+            let mut lru = cache.lock();
+            for t in &texts {
+                let hit = lru.get(t.trim()).map(|v| v.to_vec());
+                if hit.is_none() {
+                    missing.push(t.clone());
+                }
+                out.push(hit);
+            }
+        }
+        let lookups = &self.inner.metrics.embedding_cache;
+        lookups.with_label_values(&["hit"]).inc_by((texts.len() - missing.len()) as u64);
+        lookups.with_label_values(&["miss"]).inc_by(missing.len() as u64);
+        if missing.is_empty() {
+            return Ok(out.into_iter().flatten().collect());
+        }
+        let fresh = self.embed_uncached(missing.clone()).await?;
+        let mut lru = cache.lock();
+        for (t, v) in missing.iter().zip(&fresh) {
+            lru.put(t.trim().to_string(), Arc::from(v.as_slice()));
+        }
+        let mut fresh = fresh.into_iter();
+        Ok(out.into_iter().map(|o| o.or_else(|| fresh.next()).unwrap_or_default()).collect())
+    }
+
+    /// Embeds texts on a blocking thread.
+    async fn embed_uncached(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
         let embedder = self.embedder().await?;
         self.inner.metrics.embedding_batch.observe(texts.len() as f64);
         tokio::task::spawn_blocking(move || {

@@ -46,6 +46,8 @@ pub struct StratoOptions {
     pub model_cache_size: usize,
     /// Mentors kept loaded (about 0.8 MB each at 100 answers; one not in memory loads in a few ms).
     pub mentor_cache_size: usize,
+    /// Texts whose embeddings are kept (1.5 KB each with a 384-wide model): chat users repeat their questions.
+    pub embedding_cache_size: usize,
     /// `postgres://…` to share metadata and the job queue with other processes; `None`: SQLite in `data_dir`.
     pub database_url: Option<String>,
     /// Blob storage location (`s3://bucket/prefix` or a directory); `None`: `data_dir/blobs`.
@@ -61,6 +63,7 @@ impl StratoOptions {
             max_dataset_bytes: 50 * 1024 * 1024,
             model_cache_size: 64,
             mentor_cache_size: 128,
+            embedding_cache_size: 4096,
             database_url: None,
             storage: None,
         }
@@ -181,7 +184,7 @@ impl Strato {
             inner: Arc::new(Inner {
                 store,
                 blobs,
-                embedder: embedding::EmbedderCell::new(source),
+                embedder: embedding::EmbedderCell::new(source, opts.embedding_cache_size),
                 models: models::ModelCache::new(opts.model_cache_size),
                 mentors: mentors::MentorCache::new(opts.mentor_cache_size),
                 keys: access::KeyCache::new(),

@@ -17,8 +17,10 @@ pub struct Metrics {
     pub model_cache: IntCounterVec,
     /// Classifiers loaded from storage.
     pub model_loads: IntCounter,
-    /// Texts per embedding call.
+    /// Texts per embedding call (cache misses only).
     pub embedding_batch: Histogram,
+    /// Embedding cache lookups per text, by `result` (hit, miss).
+    pub embedding_cache: IntCounterVec,
     /// Job attempt durations, by `kind` and `outcome` (ok, error).
     pub job_duration: HistogramVec,
 }
@@ -40,6 +42,10 @@ impl Metrics {
             HistogramOpts::new("strato_embedding_batch_size", "Texts per embedding call")
                 .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, 4096.0]),
         ));
+        let embedding_cache = must(IntCounterVec::new(
+            Opts::new("strato_embedding_cache_lookups_total", "Embedding cache lookups, one per text"),
+            &["result"],
+        ));
         let job_duration = must(HistogramVec::new(
             HistogramOpts::new("strato_job_duration_seconds", "Job attempt durations")
                 .buckets(vec![0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0]),
@@ -49,11 +55,12 @@ impl Metrics {
             Box::new(model_cache.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(model_loads.clone()),
             Box::new(embedding_batch.clone()),
+            Box::new(embedding_cache.clone()),
             Box::new(job_duration.clone()),
         ] {
             must(registry.register(c));
         }
-        Self { registry, model_cache, model_loads, embedding_batch, job_duration }
+        Self { registry, model_cache, model_loads, embedding_batch, embedding_cache, job_duration }
     }
 }
 

@@ -82,6 +82,41 @@ async fn lifecycle_of_a_model() {
     s.stop().await;
 }
 
+/// Repeated texts are answered from the embedding cache, with the same result as when they were computed; a batch
+/// mixing seen and new texts embeds only the new ones.
+#[tokio::test]
+async fn repeated_texts_come_from_the_embedding_cache() {
+    let Some(model) = model_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(Options::new(dir.path(), model)).await;
+    assert_eq!(s.put_dataset("intents", "text/csv", small_csv()).await.0, 201);
+    let (_, v) = s.post("/v1/models", &json!({"id": "intents", "dataset": "intents"})).await;
+    let job = s.wait_job(v["job_id"].as_str().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "SUCCESS", "{job}");
+
+    let cache = &s.strato.metrics().embedding_cache;
+    let count = |r: &str| cache.with_label_values(&[r]).get();
+    let (hits, misses) = (count("hit"), count("miss"));
+    let ask = |body: Value| {
+        let s = &s;
+        async move {
+            let (code, p) = s.post("/v1/models/intents/predict", &body).await;
+            assert_eq!(code, 200, "{p}");
+            p["predictions"].clone()
+        }
+    };
+    let first = ask(json!({"text": "will it snow tomorrow?"})).await;
+    assert_eq!((count("hit") - hits, count("miss") - misses), (0, 1));
+    // Surrounding spaces do not matter to the model, so not to the cache either.
+    let again = ask(json!({"text": "  will it snow tomorrow? "})).await;
+    assert_eq!((count("hit") - hits, count("miss") - misses), (1, 1));
+    assert_eq!(first, again);
+    let mixed = ask(json!({"texts": ["hello friend", "will it snow tomorrow?"]})).await;
+    assert_eq!((count("hit") - hits, count("miss") - misses), (2, 2));
+    assert_eq!(mixed[1], first[0]);
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn inline_data_trains_and_bad_data_fails_the_job_once() {
     let Some(model) = model_dir() else { return };
