@@ -47,7 +47,21 @@ fn embed(args: &[String]) -> Result<serde_json::Value> {
         e.embed_batch(chunk)?;
     }
     let secs = t.elapsed().as_secs_f64();
-    Ok(json!({"embed_batch32_per_s": refs.len() as f64 / secs, "n": refs.len()}))
+    let tokens = refs.iter().map(|t| e.token_count(t)).sum::<Result<usize, _>>()?;
+    // One text per call, as a lone query is embedded.
+    let mut ms = Vec::new();
+    for t in refs.iter().take(520) {
+        let start = Instant::now();
+        e.embed_batch(&[t])?;
+        ms.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    let mut ms = ms.split_off(20.min(ms.len()));
+    ms.sort_by(f64::total_cmp);
+    Ok(json!({
+        "embed_batch32_per_s": refs.len() as f64 / secs, "n": refs.len(),
+        "tokens_per_text": tokens as f64 / refs.len() as f64,
+        "embed_single_p50_ms": percentile(&ms, 0.5), "embed_single_p99_ms": percentile(&ms, 0.99),
+    }))
 }
 
 async fn predict(args: &[String]) -> Result<serde_json::Value> {

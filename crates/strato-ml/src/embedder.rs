@@ -12,15 +12,18 @@ use sha2::{Digest, Sha256};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use crate::bert::{self, Bert, BertConfig};
-use crate::encoder::Encoder;
+use crate::encoder::{Encoder, Kernels};
 use crate::MlError;
 
 /// Which implementation of the forward pass runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Engine {
-    /// Strato's own: packed sequences, in-place weights, `gemm` (the default).
+    /// Strato's own: packed sequences, in-place embedding tables, its own kernels (AVX2+FMA when the CPU has
+    /// them) (the default).
     #[default]
     Packed,
+    /// The packed encoder with the portable kernels only, as on a CPU without AVX2+FMA.
+    PackedPortable,
     /// candle's tensors (the reference it is checked against).
     Candle,
 }
@@ -129,7 +132,8 @@ impl Embedder {
             return Err(MlError::Model(format!("{} is missing", weights.display())));
         }
         let forward = match engine {
-            Engine::Packed => Forward::Packed(Encoder::load(&weights, &cfg)?),
+            Engine::Packed => Forward::Packed(Encoder::load(&weights, &cfg, Kernels::Best)?),
+            Engine::PackedPortable => Forward::Packed(Encoder::load(&weights, &cfg, Kernels::Portable)?),
             Engine::Candle => {
                 let device = bert::cpu();
                 let vb = mmap_weights(&weights, &device)?;
@@ -176,6 +180,15 @@ impl Embedder {
             .map_err(|e| MlError::Model(format!("cannot hash {}: {e}", path.display())))?;
         let h = hex::encode(hasher.finalize());
         Ok(self.sha256.get_or_init(|| h).clone())
+    }
+
+    /// Tokens the model sees for `text` (special tokens included, after truncation): the cost of embedding it.
+    pub fn token_count(&self, text: &str) -> Result<usize, MlError> {
+        let enc = self
+            .tokenizer
+            .encode(text.trim(), true)
+            .map_err(|e| MlError::Embed(format!("tokenization failed: {e}")))?;
+        Ok(enc.get_attention_mask().iter().filter(|&&m| m == 1).count())
     }
 
     /// Embeds texts in one forward pass (callers batch). Returns one L2-normalised vector per text.

@@ -1,8 +1,8 @@
 //! The BERT forward pass Strato serves with: packed sequences (no padding: the linear layers see every real token
 //! of the batch as one matrix, attention runs per sequence), embedding tables read in place from the memory-mapped
-//! safetensors file (only the rows used are ever paged in), linear weights transposed once at load so the output
-//! dimension is contiguous, matrix products by `gemm` (the kernels candle uses, AVX-512 where the CPU has it), and
-//! `exp`/`erf` in plain arithmetic the compiler vectorises, so GELU and softmax cost little beside the products.
+//! safetensors file (only the rows used are ever paged in), linear weights packed once at load for Strato's own
+//! matrix kernels (`kernels.rs`: bias, residual and GELU applied as each output tile is written), and the rest
+//! (layer norm, attention, softmax) compiled for AVX2+FMA as well when the CPU has it, chosen at run time.
 //!
 //! `bert.rs` is the candle reference implementation of the same model; both are held to sentence-transformers'
 //! own vectors by the embedding tests.
@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::bert::BertConfig;
+use crate::kernels::{self, matmul, Activation, Isa, PackedB, Product};
 use crate::MlError;
 
 /// f32 weights: in place in the mapped file when aligned, else a copy.
@@ -29,13 +30,10 @@ impl Buf {
     }
 }
 
-/// `y = x Wᵀ + b`; `wt` holds `Wᵀ` (`[in, out]` row-major; PyTorch stores `W` as `[out, in]`): gemm is 2-3×
-/// faster with the output dimension contiguous when few rows (one short query) go through.
+/// `y = x Wᵀ + b`, the weight packed for the kernels.
 struct Linear {
-    wt: Buf,
-    b: Buf,
-    out: usize,
-    inp: usize,
+    w: PackedB,
+    b: Vec<f32>,
 }
 
 struct Norm {
@@ -52,11 +50,13 @@ struct Layer {
     out_norm: Norm,
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Act {
-    GeluErf,
-    GeluTanh,
-    Relu,
+/// Which kernels an encoder runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    /// The fastest this CPU supports.
+    Best,
+    /// The portable ones, whatever the CPU.
+    Portable,
 }
 
 /// A loaded encoder; `Send + Sync`, forward passes may run concurrently (each allocates its own scratch).
@@ -71,7 +71,8 @@ pub struct Encoder {
     head_dim: usize,
     intermediate: usize,
     eps: f32,
-    act: Act,
+    act: Activation,
+    isa: Isa,
     vocab: usize,
     max_positions: usize,
 }
@@ -167,10 +168,8 @@ impl Tensors {
     fn linear(&self, prefix: &str, out: usize, inp: usize) -> Result<Linear, MlError> {
         let w = self.get(&format!("{prefix}.weight"), &[out, inp])?;
         Ok(Linear {
-            wt: Buf::Owned(transpose(w.get(), out, inp)),
-            b: self.get(&format!("{prefix}.bias"), &[out])?,
-            out,
-            inp,
+            w: PackedB::from_out_in(w.get(), out, inp),
+            b: self.get(&format!("{prefix}.bias"), &[out])?.get().to_vec(),
         })
     }
 }
@@ -184,7 +183,7 @@ fn map_file(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
 
 impl Encoder {
     /// Loads the encoder from `model.safetensors` with the model's `config.json`.
-    pub fn load(weights: &Path, cfg: &BertConfig) -> Result<Self, MlError> {
+    pub fn load(weights: &Path, cfg: &BertConfig, kernels: Kernels) -> Result<Self, MlError> {
         if let Some(t) = &cfg.model_type {
             if t != "bert" {
                 return Err(MlError::Model(format!(
@@ -200,9 +199,9 @@ impl Encoder {
             )));
         }
         let act = match cfg.hidden_act.as_str() {
-            "gelu" => Act::GeluErf,
-            "gelu_new" | "gelu_pytorch_tanh" => Act::GeluTanh,
-            "relu" => Act::Relu,
+            "gelu" => Activation::GeluErf,
+            "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
+            "relu" => Activation::Relu,
             other => return Err(MlError::Model(format!("unsupported hidden_act {other:?}"))),
         };
         let t = Tensors::open(weights)?;
@@ -221,7 +220,7 @@ impl Encoder {
                 b.extend_from_slice(t.get(&format!("{s}.{part}.bias"), &[h])?.get());
             }
             layers.push(Layer {
-                qkv: Linear { wt: Buf::Owned(transpose(&w, 3 * h, h)), b: Buf::Owned(b), out: 3 * h, inp: h },
+                qkv: Linear { w: PackedB::from_out_in(&w, 3 * h, h), b },
                 attn_out: t.linear(&format!("{p}.attention.output.dense"), h, h)?,
                 attn_norm: t.norm(&format!("{p}.attention.output.LayerNorm"), h)?,
                 inter: t.linear(&format!("{p}.intermediate.dense"), cfg.intermediate_size, h)?,
@@ -241,6 +240,10 @@ impl Encoder {
             intermediate: cfg.intermediate_size,
             eps: cfg.layer_norm_eps as f32,
             act,
+            isa: match kernels {
+                Kernels::Best => Isa::detect(),
+                Kernels::Portable => Isa::Portable,
+            },
             vocab: cfg.vocab_size,
             max_positions: cfg.max_position_embeddings,
         })
@@ -252,7 +255,27 @@ impl Encoder {
     }
 
     /// Final token states of each sequence, packed: `[Σ len, hidden]`, sequences one after another.
+    #[cfg_attr(target_arch = "x86_64", expect(unsafe_code, reason = "calls the AVX2 build after checking the CPU"))]
     pub fn forward(&self, seqs: &[&[u32]]) -> Result<Vec<f32>, MlError> {
+        match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Avx2Fma is only chosen when the CPU has both (Isa::detect).
+            Isa::Avx2Fma => unsafe { self.forward_avx2(seqs) },
+            _ => self.forward_in(seqs),
+        }
+    }
+
+    /// The forward pass compiled for AVX2+FMA: everything inlined into it (layer norm, attention, softmax) is
+    /// vectorised with 8 lanes and fused multiply-adds instead of the baseline's SSE2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[expect(unsafe_code, reason = "a target-feature function: callers check the CPU first")]
+    unsafe fn forward_avx2(&self, seqs: &[&[u32]]) -> Result<Vec<f32>, MlError> {
+        self.forward_in(seqs)
+    }
+
+    #[inline(always)]
+    fn forward_in(&self, seqs: &[&[u32]]) -> Result<Vec<f32>, MlError> {
         let h = self.hidden;
         let total: usize = seqs.iter().map(|s| s.len()).sum();
         let mut x = vec![0f32; total * h];
@@ -281,22 +304,20 @@ impl Encoder {
         let mut ctx = vec![0f32; total * h];
         let mut tmp = vec![0f32; total * h];
         let mut inter = vec![0f32; total * self.intermediate];
-        let mut scores = Vec::new();
+        let mut scratch = Vec::new();
+        let isa = self.isa;
         for l in &self.layers {
-            linear(&x, total, &l.qkv, &mut qkv);
-            self.attention(&qkv, seqs, &mut ctx, &mut scores);
-            linear(&ctx, total, &l.attn_out, &mut tmp);
-            add_assign(&mut tmp, &x);
+            let product = |a: &[f32], lin: &Linear, residual: Option<&[f32]>, act: Activation, out: &mut [f32]| {
+                let p = Product { a, m: total, b: &lin.w, bias: &lin.b, residual, act };
+                matmul(isa, &p, out);
+            };
+            product(&x, &l.qkv, None, Activation::Identity, &mut qkv);
+            self.attention(&qkv, seqs, &mut ctx, &mut scratch);
+            product(&ctx, &l.attn_out, Some(&x), Activation::Identity, &mut tmp);
             layer_norm(&mut tmp, h, &l.attn_norm, self.eps);
             std::mem::swap(&mut x, &mut tmp);
-            linear(&x, total, &l.inter, &mut inter);
-            match self.act {
-                Act::GeluErf => inter.iter_mut().for_each(|v| *v = gelu_erf(*v)),
-                Act::GeluTanh => inter.iter_mut().for_each(|v| *v = gelu_tanh(*v)),
-                Act::Relu => inter.iter_mut().for_each(|v| *v = v.max(0.0)),
-            }
-            linear(&inter, total, &l.out, &mut tmp);
-            add_assign(&mut tmp, &x);
+            product(&x, &l.inter, None, self.act, &mut inter);
+            product(&inter, &l.out, Some(&x), Activation::Identity, &mut tmp);
             layer_norm(&mut tmp, h, &l.out_norm, self.eps);
             std::mem::swap(&mut x, &mut tmp);
         }
@@ -304,34 +325,46 @@ impl Encoder {
         Ok(x)
     }
 
-    /// Scaled dot-product attention of each sequence with itself, head by head.
-    fn attention(&self, qkv: &[f32], seqs: &[&[u32]], ctx: &mut [f32], scores: &mut Vec<f32>) {
+    /// Scaled dot-product attention of each sequence with itself, head by head. Keys are copied transposed
+    /// (`[head_dim, len]`) so that a query's scores, its softmax and its weighted sum of values all run along
+    /// contiguous vectors.
+    #[inline(always)]
+    fn attention(&self, qkv: &[f32], seqs: &[&[u32]], ctx: &mut [f32], scratch: &mut Vec<f32>) {
         let (h, hd) = (self.hidden, self.head_dim);
         let scale = 1.0 / (hd as f32).sqrt();
         let stride = 3 * h;
         let mut start = 0;
         for s in seqs {
             let n = s.len();
-            scores.resize(n, 0.0);
+            let np = n.next_multiple_of(8);
+            scratch.clear();
+            scratch.resize(hd * np + np, 0.0);
+            let (kt, scores) = scratch.split_at_mut(hd * np);
             for head in 0..self.heads {
                 let (qo, ko, vo) = (head * hd, h + head * hd, 2 * h + head * hd);
+                for j in 0..n {
+                    let k = &qkv[(start + j) * stride + ko..][..hd];
+                    for d in 0..hd {
+                        kt[d * np + j] = k[d];
+                    }
+                }
                 for i in 0..n {
                     let q = &qkv[(start + i) * stride + qo..][..hd];
-                    let mut max = f32::NEG_INFINITY;
-                    for (j, sc) in scores.iter_mut().enumerate() {
-                        let k = &qkv[(start + j) * stride + ko..][..hd];
-                        *sc = dot(q, k) * scale;
-                        max = max.max(*sc);
+                    scores.fill(0.0);
+                    for d in 0..hd {
+                        let qd = q[d] * scale;
+                        let krow = &kt[d * np..][..np];
+                        for j in 0..np {
+                            scores[j] += qd * krow[j];
+                        }
                     }
-                    let mut sum = 0.0;
-                    for sc in scores.iter_mut() {
-                        *sc = exp(*sc - max);
-                        sum += *sc;
-                    }
-                    let inv = 1.0 / sum;
+                    let live = &mut scores[..n];
+                    let max = live.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                    live.iter_mut().for_each(|v| *v = kernels::exp(*v - max));
+                    let inv = 1.0 / kernels::sum(live);
                     let out = &mut ctx[(start + i) * h + qo..][..hd];
                     out.fill(0.0);
-                    for (j, &p) in scores.iter().enumerate() {
+                    for (j, &p) in live.iter().enumerate() {
                         let v = &qkv[(start + j) * stride + vo..][..hd];
                         let p = p * inv;
                         for d in 0..hd {
@@ -345,194 +378,24 @@ impl Encoder {
     }
 }
 
-/// `[rows, cols]` row-major → `[cols, rows]` row-major.
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut t = vec![0f32; m.len()];
-    // Tiles keep both sides in cache.
-    const T: usize = 32;
-    for r0 in (0..rows).step_by(T) {
-        for c0 in (0..cols).step_by(T) {
-            for r in r0..(r0 + T).min(rows) {
-                for c in c0..(c0 + T).min(cols) {
-                    t[c * rows + r] = m[r * cols + c];
-                }
-            }
-        }
-    }
-    t
-}
-
-/// `dst[rows, out] = x[rows, in] Wᵀ + b`.
-fn linear(x: &[f32], rows: usize, l: &Linear, dst: &mut [f32]) {
-    let (wt, b) = (l.wt.get(), l.b.get());
-    assert!(x.len() >= rows * l.inp && wt.len() == l.out * l.inp && b.len() == l.out && dst.len() >= rows * l.out);
-    for r in dst[..rows * l.out].chunks_exact_mut(l.out) {
-        r.copy_from_slice(b);
-    }
-    // Threads pay off only once the product is big enough to split; a single short query stays on one.
-    let work = rows * l.out * l.inp;
-    let parallelism = if work >= PARALLEL_MIN_WORK { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-    gemm_f32(rows, l.out, l.inp, dst, x, wt, parallelism);
-}
-
-/// Multiply-adds below which a product runs on the calling thread.
-const PARALLEL_MIN_WORK: usize = 2 << 20;
-
-#[expect(unsafe_code, reason = "gemm takes raw pointers with strides; the bounds are checked just above")]
-fn gemm_f32(m: usize, n: usize, k: usize, dst: &mut [f32], lhs: &[f32], rhs: &[f32], par: gemm::Parallelism) {
-    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= n * k);
-    // SAFETY: dst is m×n row-major (row stride n), lhs m×k row-major (row stride k), rhs k×n row-major (row
-    // stride n). All three fit their slices (asserted).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        )
-    }
-}
-
-fn add_assign(dst: &mut [f32], src: &[f32]) {
-    for (d, s) in dst.iter_mut().zip(src) {
-        *d += s;
-    }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight partial sums let the compiler keep several vector accumulators in flight.
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
-}
-
+#[inline(always)]
 fn layer_norm(x: &mut [f32], width: usize, n: &Norm, eps: f32) {
     let (g, b) = (n.gamma.get(), n.beta.get());
     for row in x.chunks_exact_mut(width) {
-        let mean = row.iter().sum::<f32>() / width as f32;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / width as f32;
+        let mean = kernels::sum(row) / width as f32;
+        row.iter_mut().for_each(|v| *v -= mean);
+        let mut sq = [0f32; 8];
+        let chunks = row.chunks_exact(8);
+        let rest: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+        for c in chunks {
+            for i in 0..8 {
+                sq[i] += c[i] * c[i];
+            }
+        }
+        let var = (sq.iter().sum::<f32>() + rest) / width as f32;
         let inv = 1.0 / (var + eps).sqrt();
         for i in 0..width {
-            row[i] = (row[i] - mean) * inv * g[i] + b[i];
-        }
-    }
-}
-
-/// `eˣ` to about 2 ulp for the range softmax and GELU use, in plain arithmetic the compiler vectorises: no libm
-/// calls (`expf`, `roundf`, and `fmaf` without the FMA target feature are calls per element).
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
-    // eˣ = 2ⁿ · eʳ with n = round(x / ln 2) (adding and removing 1.5·2²³ rounds to nearest), r = x − n·ln 2.
-    const ROUND: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
-    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    // Degree-6 polynomial (Cephes' expf coefficients).
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
-        * r
-        + 5e-1;
-    let er = p * r * r + r + 1.0;
-    er * f32::from_bits((((n as i32) + 127) as u32) << 23)
-}
-
-/// erf(x) to ≈1.5e-7 (Abramowitz & Stegun 7.1.26, with the exp above).
-#[inline(always)]
-fn erf(x: f32) -> f32 {
-    let a = x.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let p = (((1.061_405_4 * t - 1.453_152_1) * t + 1.421_413_8) * t - 0.284_496_72) * t + 0.254_829_6;
-    let y = 1.0 - p * t * exp(-a * a);
-    y.copysign(x)
-}
-
-/// GELU with the exact (erf) form, as transformers' `gelu`.
-#[inline(always)]
-fn gelu_erf(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
-}
-
-/// GELU's tanh approximation (`gelu_new`).
-#[inline(always)]
-fn gelu_tanh(x: f32) -> f32 {
-    let u = 0.797_884_6 * (x + 0.044_715 * x * x * x);
-    // tanh(u) = 1 − 2 / (e²ᵘ + 1)
-    let t = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
-    0.5 * x * (1.0 + t)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exp_matches_libm_where_softmax_and_gelu_use_it() {
-        let mut worst = 0f64;
-        let mut x = -87.0f32;
-        while x < 88.0 {
-            let (got, want) = (exp(x) as f64, (x as f64).exp());
-            worst = worst.max(((got - want) / want).abs());
-            x += 0.013;
-        }
-        assert!(worst < 5e-7, "relative error {worst}");
-        assert_eq!(exp(-1000.0), exp(-87.0));
-    }
-
-    #[test]
-    fn gelu_matches_the_erf_definition() {
-        // erf from its series, in f64, as the reference.
-        fn erf64(x: f64) -> f64 {
-            let mut sum = 0.0;
-            let mut term = x;
-            for n in 0..200 {
-                sum += term / (2 * n + 1) as f64;
-                term *= -x * x / (n + 1) as f64;
-            }
-            2.0 / std::f64::consts::PI.sqrt() * sum
-        }
-        let mut x = -6.0f32;
-        while x < 6.0 {
-            let want = 0.5 * x as f64 * (1.0 + erf64(x as f64 / std::f64::consts::SQRT_2));
-            let got = gelu_erf(x) as f64;
-            assert!((got - want).abs() < 1e-6 * (1.0 + want.abs()), "gelu({x}) = {got}, want {want}");
-            x += 0.01;
-        }
-    }
-
-    #[test]
-    fn linear_is_x_times_w_transposed_plus_b() {
-        let (rows, inp, out) = (3, 5, 4);
-        let x: Vec<f32> = (0..rows * inp).map(|i| i as f32 * 0.5 - 3.0).collect();
-        let w: Vec<f32> = (0..out * inp).map(|i| (i % 7) as f32 - 2.5).collect();
-        let b: Vec<f32> = (0..out).map(|i| i as f32).collect();
-        let l = Linear { wt: Buf::Owned(transpose(&w, out, inp)), b: Buf::Owned(b.clone()), out, inp };
-        let mut y = vec![0f32; rows * out];
-        linear(&x, rows, &l, &mut y);
-        for r in 0..rows {
-            for o in 0..out {
-                let want: f32 = b[o] + (0..inp).map(|i| x[r * inp + i] * w[o * inp + i]).sum::<f32>();
-                assert!((y[r * out + o] - want).abs() < 1e-4, "({r},{o}): {} vs {want}", y[r * out + o]);
-            }
+            row[i] = row[i] * inv * g[i] + b[i];
         }
     }
 }

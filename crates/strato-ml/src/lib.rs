@@ -10,6 +10,7 @@ pub mod dataset;
 pub mod embedder;
 pub mod encoder;
 pub mod entities;
+mod kernels;
 pub mod logreg;
 pub mod mentor_model;
 pub mod offtopic;

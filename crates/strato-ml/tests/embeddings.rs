@@ -47,6 +47,11 @@ fn the_packed_encoder_matches_sentence_transformers() {
 }
 
 #[test]
+fn the_packed_encoder_with_portable_kernels_matches_sentence_transformers() {
+    matches_sentence_transformers(Engine::PackedPortable);
+}
+
+#[test]
 fn the_candle_encoder_matches_sentence_transformers() {
     matches_sentence_transformers(Engine::Candle);
 }
