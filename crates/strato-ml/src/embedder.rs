@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use crate::bert::{self, Bert, BertConfig};
+pub use crate::encoder::Precision;
 use crate::encoder::{Encoder, Kernels};
 use crate::MlError;
 
@@ -26,6 +27,15 @@ pub enum Engine {
     PackedPortable,
     /// candle's tensors (the reference it is checked against).
     Candle,
+}
+
+/// How a model is loaded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// The forward pass's implementation.
+    pub engine: Engine,
+    /// The linear layers' precision (the packed engines only).
+    pub precision: Precision,
 }
 
 enum Forward {
@@ -88,6 +98,12 @@ impl Embedder {
 
     /// [`Embedder::load`] with a chosen forward-pass implementation.
     pub fn load_with(dir: &Path, engine: Engine) -> Result<Self, MlError> {
+        Self::load_opts(dir, LoadOptions { engine, ..Default::default() })
+    }
+
+    /// [`Embedder::load`] with every choice spelled out.
+    pub fn load_opts(dir: &Path, opts: LoadOptions) -> Result<Self, MlError> {
+        let LoadOptions { engine, precision } = opts;
         let cfg: BertConfig = read_json(&dir.join("config.json"))?;
         let pooling = match dir.join("1_Pooling/config.json") {
             p if p.exists() => {
@@ -132,8 +148,11 @@ impl Embedder {
             return Err(MlError::Model(format!("{} is missing", weights.display())));
         }
         let forward = match engine {
-            Engine::Packed => Forward::Packed(Encoder::load(&weights, &cfg, Kernels::Best)?),
-            Engine::PackedPortable => Forward::Packed(Encoder::load(&weights, &cfg, Kernels::Portable)?),
+            Engine::Packed => Forward::Packed(Encoder::load(&weights, &cfg, Kernels::Best, precision)?),
+            Engine::PackedPortable => Forward::Packed(Encoder::load(&weights, &cfg, Kernels::Portable, precision)?),
+            Engine::Candle if precision != Precision::F32 => {
+                return Err(MlError::Model(format!("{precision:?} needs the packed engine; candle runs f32 only")))
+            }
             Engine::Candle => {
                 let device = bert::cpu();
                 let vb = mmap_weights(&weights, &device)?;

@@ -11,8 +11,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::bert::BertConfig;
-use crate::kernels::{self, matmul, Activation, Isa, PackedB, Product};
+use crate::kernels::{self, matmul, Activation, Isa, PackedF32, PackedI8, Product, Weights};
 use crate::MlError;
+
+use rayon::prelude::*;
+
+/// Tokens per thread below which a batch is not split between threads by sequences.
+const SPLIT_MIN_TOKENS: usize = 48;
 
 /// f32 weights: in place in the mapped file when aligned, else a copy.
 enum Buf {
@@ -32,8 +37,29 @@ impl Buf {
 
 /// `y = x Wᵀ + b`, the weight packed for the kernels.
 struct Linear {
-    w: PackedB,
+    w: Weights,
     b: Vec<f32>,
+}
+
+/// The precision of the encoder's linear layers (embeddings, layer norms, attention and GELU stay f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// As the checkpoint stores them (the default).
+    #[default]
+    F32,
+    /// Weights in int8 (per column, one scale per 64 inputs), activations in 16-bit integers: a quarter of the
+    /// weights' memory traffic and twice the multiply-adds per instruction; embeddings stay within cosine
+    /// 0.999 of f32 (tested).
+    Int8,
+}
+
+impl Precision {
+    fn pack(self, w: &[f32], out: usize, inp: usize) -> Weights {
+        match self {
+            Self::F32 => Weights::F32(PackedF32::from_out_in(w, out, inp)),
+            Self::Int8 => Weights::I8(PackedI8::from_out_in(w, out, inp)),
+        }
+    }
 }
 
 struct Norm {
@@ -165,10 +191,10 @@ impl Tensors {
         })
     }
 
-    fn linear(&self, prefix: &str, out: usize, inp: usize) -> Result<Linear, MlError> {
+    fn linear(&self, prefix: &str, out: usize, inp: usize, precision: Precision) -> Result<Linear, MlError> {
         let w = self.get(&format!("{prefix}.weight"), &[out, inp])?;
         Ok(Linear {
-            w: PackedB::from_out_in(w.get(), out, inp),
+            w: precision.pack(w.get(), out, inp),
             b: self.get(&format!("{prefix}.bias"), &[out])?.get().to_vec(),
         })
     }
@@ -183,7 +209,7 @@ fn map_file(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
 
 impl Encoder {
     /// Loads the encoder from `model.safetensors` with the model's `config.json`.
-    pub fn load(weights: &Path, cfg: &BertConfig, kernels: Kernels) -> Result<Self, MlError> {
+    pub fn load(weights: &Path, cfg: &BertConfig, kernels: Kernels, precision: Precision) -> Result<Self, MlError> {
         if let Some(t) = &cfg.model_type {
             if t != "bert" {
                 return Err(MlError::Model(format!(
@@ -220,11 +246,11 @@ impl Encoder {
                 b.extend_from_slice(t.get(&format!("{s}.{part}.bias"), &[h])?.get());
             }
             layers.push(Layer {
-                qkv: Linear { w: PackedB::from_out_in(&w, 3 * h, h), b },
-                attn_out: t.linear(&format!("{p}.attention.output.dense"), h, h)?,
+                qkv: Linear { w: precision.pack(&w, 3 * h, h), b },
+                attn_out: t.linear(&format!("{p}.attention.output.dense"), h, h, precision)?,
                 attn_norm: t.norm(&format!("{p}.attention.output.LayerNorm"), h)?,
-                inter: t.linear(&format!("{p}.intermediate.dense"), cfg.intermediate_size, h)?,
-                out: t.linear(&format!("{p}.output.dense"), h, cfg.intermediate_size)?,
+                inter: t.linear(&format!("{p}.intermediate.dense"), cfg.intermediate_size, h, precision)?,
+                out: t.linear(&format!("{p}.output.dense"), h, cfg.intermediate_size, precision)?,
                 out_norm: t.norm(&format!("{p}.output.LayerNorm"), h)?,
             });
         }
@@ -255,13 +281,52 @@ impl Encoder {
     }
 
     /// Final token states of each sequence, packed: `[Σ len, hidden]`, sequences one after another.
-    #[cfg_attr(target_arch = "x86_64", expect(unsafe_code, reason = "calls the AVX2 build after checking the CPU"))]
+    ///
+    /// With several threads (rayon's pool), a batch is split between them by sequences, each part a whole pass
+    /// on one thread (no thread waits on another mid-layer; attention and layer norms run in parallel too); a
+    /// single sequence, or a batch too small to split, splits each product by columns instead.
     pub fn forward(&self, seqs: &[&[u32]]) -> Result<Vec<f32>, MlError> {
+        let threads = rayon::current_num_threads();
+        if threads <= 1 {
+            return self.forward_here(seqs, false);
+        }
+        let total: usize = seqs.iter().map(|s| s.len()).sum();
+        let parts = threads.min(seqs.len()).min(total / SPLIT_MIN_TOKENS);
+        if parts <= 1 {
+            // From outside the pool each split of a product would be a hand-off and a wake-up; inside it, a push
+            // the other threads steal. So the whole pass moves into the pool once.
+            if rayon::current_thread_index().is_none() {
+                return rayon::scope(|_| self.forward_here(seqs, true));
+            }
+            return self.forward_here(seqs, true);
+        }
+        // Contiguous runs of sequences with about the same number of tokens each.
+        let mut bounds = vec![0];
+        let mut acc = 0;
+        for (i, s) in seqs.iter().enumerate() {
+            acc += s.len();
+            if bounds.len() < parts && acc * parts >= total * bounds.len() && i + 1 < seqs.len() {
+                bounds.push(i + 1);
+            }
+        }
+        bounds.push(seqs.len());
+        let ranges: Vec<std::ops::Range<usize>> = bounds.windows(2).map(|w| w[0]..w[1]).collect();
+        let parts: Vec<Result<Vec<f32>, MlError>> =
+            ranges.into_par_iter().map(|r| self.forward_here(&seqs[r], false)).collect();
+        let mut out = Vec::with_capacity(total * self.hidden);
+        for p in parts {
+            out.extend_from_slice(&p?);
+        }
+        Ok(out)
+    }
+
+    #[cfg_attr(target_arch = "x86_64", expect(unsafe_code, reason = "calls the AVX2 build after checking the CPU"))]
+    fn forward_here(&self, seqs: &[&[u32]], split: bool) -> Result<Vec<f32>, MlError> {
         match self.isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: Avx2Fma is only chosen when the CPU has both (Isa::detect).
-            Isa::Avx2Fma => unsafe { self.forward_avx2(seqs) },
-            _ => self.forward_in(seqs),
+            Isa::Avx2Fma => unsafe { self.forward_avx2(seqs, split) },
+            _ => self.forward_in(seqs, split),
         }
     }
 
@@ -270,12 +335,12 @@ impl Encoder {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     #[expect(unsafe_code, reason = "a target-feature function: callers check the CPU first")]
-    unsafe fn forward_avx2(&self, seqs: &[&[u32]]) -> Result<Vec<f32>, MlError> {
-        self.forward_in(seqs)
+    unsafe fn forward_avx2(&self, seqs: &[&[u32]], split: bool) -> Result<Vec<f32>, MlError> {
+        self.forward_in(seqs, split)
     }
 
     #[inline(always)]
-    fn forward_in(&self, seqs: &[&[u32]]) -> Result<Vec<f32>, MlError> {
+    fn forward_in(&self, seqs: &[&[u32]], split: bool) -> Result<Vec<f32>, MlError> {
         let h = self.hidden;
         let total: usize = seqs.iter().map(|s| s.len()).sum();
         let mut x = vec![0f32; total * h];
@@ -308,7 +373,7 @@ impl Encoder {
         let isa = self.isa;
         for l in &self.layers {
             let product = |a: &[f32], lin: &Linear, residual: Option<&[f32]>, act: Activation, out: &mut [f32]| {
-                let p = Product { a, m: total, b: &lin.w, bias: &lin.b, residual, act };
+                let p = Product { a, m: total, b: &lin.w, bias: &lin.b, residual, act, split };
                 matmul(isa, &p, out);
             };
             product(&x, &l.qkv, None, Activation::Identity, &mut qkv);
@@ -340,35 +405,33 @@ impl Encoder {
             scratch.clear();
             scratch.resize(hd * np + np, 0.0);
             let (kt, scores) = scratch.split_at_mut(hd * np);
+            let rows = &qkv[start * stride..(start + n) * stride];
             for head in 0..self.heads {
                 let (qo, ko, vo) = (head * hd, h + head * hd, 2 * h + head * hd);
-                for j in 0..n {
-                    let k = &qkv[(start + j) * stride + ko..][..hd];
-                    for d in 0..hd {
-                        kt[d * np + j] = k[d];
+                for (j, row) in rows.chunks_exact(stride).enumerate() {
+                    for (d, &k) in row[ko..ko + hd].iter().enumerate() {
+                        kt[d * np + j] = k;
                     }
                 }
-                for i in 0..n {
-                    let q = &qkv[(start + i) * stride + qo..][..hd];
+                let out_rows = ctx[start * h..(start + n) * h].chunks_exact_mut(h);
+                for (row, out) in rows.chunks_exact(stride).zip(out_rows) {
                     scores.fill(0.0);
-                    for d in 0..hd {
-                        let qd = q[d] * scale;
-                        let krow = &kt[d * np..][..np];
-                        for j in 0..np {
-                            scores[j] += qd * krow[j];
+                    for (&q, krow) in row[qo..qo + hd].iter().zip(kt.chunks_exact(np)) {
+                        let q = q * scale;
+                        for (s, &k) in scores.iter_mut().zip(krow) {
+                            *s += q * k;
                         }
                     }
                     let live = &mut scores[..n];
-                    let max = live.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                    let max = live.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
                     live.iter_mut().for_each(|v| *v = kernels::exp(*v - max));
                     let inv = 1.0 / kernels::sum(live);
-                    let out = &mut ctx[(start + i) * h + qo..][..hd];
+                    let out = &mut out[qo..qo + hd];
                     out.fill(0.0);
-                    for (j, &p) in live.iter().enumerate() {
-                        let v = &qkv[(start + j) * stride + vo..][..hd];
+                    for (&p, vrow) in live.iter().zip(rows.chunks_exact(stride)) {
                         let p = p * inv;
-                        for d in 0..hd {
-                            out[d] += p * v[d];
+                        for (o, &v) in out.iter_mut().zip(&vrow[vo..vo + hd]) {
+                            *o += p * v;
                         }
                     }
                 }

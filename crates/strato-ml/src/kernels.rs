@@ -1,23 +1,35 @@
-//! The encoder's matrix product: weights packed once at load into column panels, activations read in place, the
-//! bias, residual and activation function applied in the same pass that writes each output tile.
+//! The encoder's matrix product: weights packed once at load into column panels, the bias, residual and
+//! activation function applied in the same pass that writes each output tile; in f32, or with int8 weights.
 //!
 //! Why not a general GEMM library: the weights never change, so packing them per call (what a general GEMM must
 //! do) is pure overhead; a single query is only ~12 rows, where that overhead dominates; and the epilogue saves
-//! two or three passes over each output. The AVX2+FMA kernel is chosen at run time; elsewhere a portable kernel
-//! with the same blocking runs (the compiler vectorises it for the build's baseline).
+//! two or three passes over each output. The AVX2+FMA kernels are chosen at run time; elsewhere portable ones
+//! with the same blocking run (the compiler vectorises them for the build's baseline).
 //!
-//! Blocking: a tile is `MR` rows × `NR` columns of the output, held in registers while `KC` steps of the inner
+//! f32: a tile is `MR` rows × `NR` columns of the output, held in registers while `KC` steps of the inner
 //! dimension stream through it; one `KC × NR` weight block (16 KiB) stays in L1 while every row tile passes over
-//! it, and the activations' `M × KC` block stays in L2.
+//! it, and the activations' `M × KC` block, packed tile by tile, stays in L2.
+//!
+//! Int8: each weight column is quantised in blocks of `QBLOCK` inner steps, one scale per block (as llama.cpp's
+//! Q8_0), and each activation row to 16 bits with one scale; `vpmaddwd` multiplies pairs of steps into 32-bit
+//! sums, which are scaled into f32 once per block (so they cannot overflow: 64 × 32767 × 127 < 2³¹). A weight
+//! panel then fits L1 whole, the weights take a quarter of the memory traffic, and each instruction does twice
+//! the multiply-adds.
 
 #![expect(unsafe_code, reason = "SIMD intrinsics and raw-pointer tiles; each unsafe block states its bounds")]
+
+use std::ops::Range;
 
 /// Output columns per panel: two 8-lane vectors.
 pub(crate) const NR: usize = 16;
 /// Output rows per tile: 6 rows × 2 vectors = 12 accumulators, leaving registers for the operands.
 const MR: usize = 6;
-/// Inner-dimension steps per block.
+/// Inner-dimension steps per f32 block.
 const KC: usize = 256;
+/// Activations up to this size are not split into blocks.
+const SMALL_A_BYTES: usize = 96 << 10;
+/// Inner-dimension steps that share one scale in an int8 weight column.
+pub(crate) const QBLOCK: usize = 32;
 /// Multiply-adds below which a product runs on the calling thread: splitting smaller ones costs more in
 /// hand-offs than it saves.
 const PARALLEL_MIN_WORK: usize = 1 << 20;
@@ -57,19 +69,18 @@ pub(crate) enum Activation {
 
 /// A `[k, n]` weight matrix (the transpose of PyTorch's `[out, in]`) in `NR`-column panels, each `k × NR`
 /// row-major, the last one zero-padded; 64-byte aligned so no vector load splits a cache line.
-pub(crate) struct PackedB {
+pub(crate) struct PackedF32 {
     k: usize,
     n: usize,
     buf: Vec<f32>,
     offset: usize,
 }
 
-impl PackedB {
+impl PackedF32 {
     /// Packs PyTorch's `[out, in]` weight (`y = x Wᵀ`).
     pub(crate) fn from_out_in(w: &[f32], out: usize, inp: usize) -> Self {
         assert_eq!(w.len(), out * inp, "weight is not [out, in]");
-        let panels = out.div_ceil(NR);
-        let len = panels * inp * NR;
+        let len = out.div_ceil(NR) * inp * NR;
         let mut buf = vec![0f32; len + 16];
         let offset = buf.as_ptr().align_offset(64).min(16);
         let data = &mut buf[offset..offset + len];
@@ -82,12 +93,82 @@ impl PackedB {
         Self { k: inp, n: out, buf, offset }
     }
 
-    fn panels(&self) -> usize {
-        self.n.div_ceil(NR)
+    /// Packs a `[in, out]` row-major matrix (`y = x W`, W already transposed).
+    pub(crate) fn from_in_out(w: &[f32], inp: usize, out: usize) -> Self {
+        assert_eq!(w.len(), out * inp, "weight is not [in, out]");
+        let len = out.div_ceil(NR) * inp * NR;
+        let mut buf = vec![0f32; len + 16];
+        let offset = buf.as_ptr().align_offset(64).min(16);
+        let data = &mut buf[offset..offset + len];
+        for (i, row) in w.chunks_exact(out).enumerate() {
+            for (j, cols) in row.chunks(NR).enumerate() {
+                data[j * inp * NR + i * NR..][..cols.len()].copy_from_slice(cols);
+            }
+        }
+        Self { k: inp, n: out, buf, offset }
     }
 
     fn data(&self) -> &[f32] {
-        &self.buf[self.offset..self.offset + self.panels() * self.k * NR]
+        &self.buf[self.offset..self.offset + self.n.div_ceil(NR) * self.k * NR]
+    }
+}
+
+/// A `[k, n]` weight matrix in int8: `NR`-column panels of `⌈k/2⌉` step pairs, each pair 32 bytes (columns
+/// 0-7 then 8-15, a column's two steps adjacent, as `vpmaddwd` pairs them), and per panel `⌈k/QBLOCK⌉` blocks
+/// of `NR` scales.
+pub(crate) struct PackedI8 {
+    k: usize,
+    n: usize,
+    pairs: usize,
+    blocks: usize,
+    data: Vec<i8>,
+    scales: Vec<f32>,
+}
+
+impl PackedI8 {
+    /// Quantises PyTorch's `[out, in]` weight: per column and block of `QBLOCK` steps, absmax to ±127.
+    pub(crate) fn from_out_in(w: &[f32], out: usize, inp: usize) -> Self {
+        assert_eq!(w.len(), out * inp, "weight is not [out, in]");
+        let (panels, pairs, blocks) = (out.div_ceil(NR), inp.div_ceil(2), inp.div_ceil(QBLOCK));
+        let mut data = vec![0i8; panels * pairs * 32];
+        let mut scales = vec![0f32; panels * blocks * NR];
+        for (o, row) in w.chunks_exact(inp).enumerate() {
+            let (j, c) = (o / NR, o % NR);
+            for (b, block) in row.chunks(QBLOCK).enumerate() {
+                let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let scale = max / 127.0;
+                scales[(j * blocks + b) * NR + c] = scale;
+                let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+                for (i, &v) in block.iter().enumerate() {
+                    let kk = b * QBLOCK + i;
+                    data[(j * pairs + kk / 2) * 32 + (c / 8) * 16 + (c % 8) * 2 + kk % 2] =
+                        (v * inv).round().clamp(-127.0, 127.0) as i8;
+                }
+            }
+        }
+        Self { k: inp, n: out, pairs, blocks, data, scales }
+    }
+}
+
+/// A layer's weights, in the precision the encoder runs.
+pub(crate) enum Weights {
+    F32(PackedF32),
+    I8(PackedI8),
+}
+
+impl Weights {
+    fn k(&self) -> usize {
+        match self {
+            Self::F32(b) => b.k,
+            Self::I8(b) => b.k,
+        }
+    }
+
+    fn n(&self) -> usize {
+        match self {
+            Self::F32(b) => b.n,
+            Self::I8(b) => b.n,
+        }
     }
 }
 
@@ -95,41 +176,52 @@ impl PackedB {
 pub(crate) struct Product<'a> {
     pub a: &'a [f32],
     pub m: usize,
-    pub b: &'a PackedB,
+    pub b: &'a Weights,
     pub bias: &'a [f32],
     /// Added after the bias, before the activation (shape of `c`).
     pub residual: Option<&'a [f32]>,
     pub act: Activation,
+    /// Whether the product may split across rayon's threads (when big enough).
+    pub split: bool,
 }
 
-/// Runs the product into `c`, on two or more threads when it is big enough (rayon's pool).
+/// Runs the product into `c`, on two or more threads when allowed and big enough (rayon's pool).
 pub(crate) fn matmul(isa: Isa, p: &Product, c: &mut [f32]) {
-    let (m, k, n) = (p.m, p.b.k, p.b.n);
+    let (m, k, n) = (p.m, p.b.k(), p.b.n());
     assert!(p.a.len() >= m * k, "a is shorter than m × k");
     assert!(c.len() >= m * n, "c is shorter than m × n");
     assert_eq!(p.bias.len(), n, "bias is not n long");
     if let Some(r) = p.residual {
         assert!(r.len() >= m * n, "residual is shorter than m × n");
     }
-    let panels = p.b.panels();
-    let threads = if m * n * k >= PARALLEL_MIN_WORK { rayon::current_num_threads().min(panels) } else { 1 };
+    let panels = n.div_ceil(NR);
+    let threads = if p.split && m * n * k >= PARALLEL_MIN_WORK { rayon::current_num_threads().min(panels) } else { 1 };
     let c = SharedOut(c.as_mut_ptr());
-    if threads <= 1 {
-        // SAFETY: c holds m × n values (asserted) and this call is the only writer.
-        unsafe { run_panels(isa, p, c, 0..panels) };
-        return;
-    }
-    // Threads take disjoint runs of panels: disjoint column ranges of c.
-    rayon::scope(|s| {
-        let per = panels.div_ceil(threads);
-        for t in 1..threads {
-            let range = (t * per).min(panels)..((t + 1) * per).min(panels);
-            let c = &c;
-            // SAFETY: as above; no two tasks share a column of c.
-            s.spawn(move |_| unsafe { run_panels(isa, p, *c, range) });
+    QUANTISED_A.with_borrow_mut(|qa| {
+        if let Weights::I8(_) = p.b {
+            quantise_a(isa, p.a, m, k, qa);
         }
-        // SAFETY: as above; this thread's columns are the first run.
-        unsafe { run_panels(isa, p, c, 0..per.min(panels)) };
+        let qa = &*qa;
+        let run = |range: Range<usize>| match p.b {
+            // SAFETY: c holds m × n values (asserted); each call writes only its own panels' columns, and the
+            // threads' runs of panels are disjoint.
+            Weights::F32(b) => unsafe { run_f32(isa, p, b, c, range) },
+            // SAFETY: as above; qa was just made from p.a.
+            Weights::I8(b) => unsafe { run_i8(isa, p, b, qa, c, range) },
+        };
+        if threads <= 1 {
+            run(0..panels);
+            return;
+        }
+        rayon::scope(|s| {
+            let per = panels.div_ceil(threads);
+            for t in 1..threads {
+                let range = (t * per).min(panels)..((t + 1) * per).min(panels);
+                let run = &run;
+                s.spawn(move |_| run(range));
+            }
+            run(0..per.min(panels));
+        });
     });
 }
 
@@ -141,13 +233,8 @@ unsafe impl Send for SharedOut {}
 // SAFETY: as above.
 unsafe impl Sync for SharedOut {}
 
-/// Everything one tile needs.
-struct Tile {
-    rows: usize,
-    kc: usize,
-    /// The tile's packed activations: `kc` steps of `rows` values.
-    a: *const f32,
-    b: *const f32,
+/// Where a tile's results go and what happens to them on the way.
+struct Out {
     c: *mut f32,
     ldc: usize,
     /// Valid columns of this panel (`NR` except in a zero-padded last panel).
@@ -160,41 +247,64 @@ struct Tile {
     act: Option<Activation>,
 }
 
+impl Out {
+    /// The output at row `i0`, column `col`: the first block adds the bias, the last the residual and the
+    /// activation.
+    ///
+    /// # Safety
+    /// `i0 < p.m`, `col < n`, and `c` holds `p.m × n` values.
+    unsafe fn at(p: &Product, c: SharedOut, i0: usize, col: usize, first: bool, last: bool) -> Self {
+        let n = p.b.n();
+        Out {
+            // SAFETY: as the caller promised.
+            c: unsafe { c.0.add(i0 * n + col) },
+            ldc: n,
+            cols: NR.min(n - col),
+            bias: if first { p.bias[col..].as_ptr() } else { std::ptr::null() },
+            residual: match (last, p.residual) {
+                (true, Some(r)) => r[i0 * n + col..].as_ptr(),
+                _ => std::ptr::null(),
+            },
+            act: last.then_some(p.act),
+        }
+    }
+}
+
+/// One f32 tile.
+struct Tile {
+    rows: usize,
+    kc: usize,
+    /// The tile's packed activations: `kc` steps of `rows` values.
+    a: *const f32,
+    /// The panel's weights at this block: `kc` steps of `NR`.
+    b: *const f32,
+    out: Out,
+}
+
 /// # Safety
-/// `c` must hold `p.m × p.b.n` values, with no other writer of the columns of `panels`.
-unsafe fn run_panels(isa: Isa, p: &Product, c: SharedOut, panels: std::ops::Range<usize>) {
-    let (m, k, n) = (p.m, p.b.k, p.b.n);
-    let data = p.b.data();
+/// `c` must hold `p.m × n` values, with no other writer of the columns of `panels`.
+unsafe fn run_f32(isa: Isa, p: &Product, b: &PackedF32, c: SharedOut, panels: Range<usize>) {
+    let (m, k) = (p.m, b.k);
+    let data = b.data();
+    // A few rows take the whole inner dimension at once: their activations fit L1 anyway, and each weight panel
+    // is then read front to back, which the prefetcher streams best (the weights come from memory).
+    let block = if m * k * 4 <= SMALL_A_BYTES { k } else { KC };
     PACKED_A.with_borrow_mut(|packed| {
         let mut k0 = 0;
         while k0 < k {
-            let kc = KC.min(k - k0);
+            let kc = block.min(k - k0);
             let (first, last) = (k0 == 0, k0 + kc == k);
             pack_a(p.a, m, k, k0, kc, packed);
             for j in panels.clone() {
-                let col = j * NR;
-                let b = data[j * k * NR + k0 * NR..].as_ptr();
+                let bp = data[j * k * NR + k0 * NR..].as_ptr();
                 let mut i0 = 0;
                 while i0 < m {
                     let rows = MR.min(m - i0);
-                    let t = Tile {
-                        rows,
-                        kc,
-                        a: packed[i0 * kc..].as_ptr(),
-                        b,
-                        // SAFETY: row i0 < m, column col < n: inside c.
-                        c: unsafe { c.0.add(i0 * n + col) },
-                        ldc: n,
-                        cols: NR.min(n - col),
-                        bias: if first { p.bias[col..].as_ptr() } else { std::ptr::null() },
-                        residual: match (last, p.residual) {
-                            (true, Some(r)) => r[i0 * n + col..].as_ptr(),
-                            _ => std::ptr::null(),
-                        },
-                        act: last.then_some(p.act),
-                    };
-                    // SAFETY: the tile's rows, kc steps and cols lie inside a, b and c (built from their bounds).
-                    unsafe { tile(isa, &t) };
+                    let a = packed[i0 * kc..].as_ptr();
+                    // SAFETY: i0 < m and j * NR < n; c as the caller promised.
+                    let out = unsafe { Out::at(p, c, i0, j * NR, first, last) };
+                    // SAFETY: the tile's rows, kc steps and columns lie inside a, b and c (built from their bounds).
+                    unsafe { tile_f32(isa, &Tile { rows, kc, a, b: bp, out }) };
                     i0 += rows;
                 }
             }
@@ -204,13 +314,14 @@ unsafe fn run_panels(isa: Isa, p: &Product, c: SharedOut, panels: std::ops::Rang
 }
 
 thread_local! {
-    /// Each thread's copy of the activations' current block, in the order the tiles read them.
+    /// Each thread's copy of the activations' current f32 block, in the order the tiles read them.
     static PACKED_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The calling thread's int8 activations for the product under way.
+    static QUANTISED_A: std::cell::RefCell<QuantisedA> = std::cell::RefCell::new(QuantisedA::default());
 }
 
-/// Copies columns `k0..k0 + kc` of `a` (`[m, k]`) into tiles of `MR` rows, each `[kc, MR]`: a tile's operands
-/// for one step are then adjacent (one stream for the prefetcher instead of `MR`). A last, shorter tile keeps
-/// its own row count as its stride.
+/// Copies columns `k0..k0 + kc` of `a` (`[m, k]`) into tiles of `MR` rows, each `[kc, rows]`: a tile's operands
+/// for one step are then adjacent (one stream for the prefetcher instead of `MR`).
 fn pack_a(a: &[f32], m: usize, k: usize, k0: usize, kc: usize, out: &mut Vec<f32>) {
     // Every value is overwritten below: only growth needs filling.
     out.resize(m * kc, 0.0);
@@ -228,43 +339,158 @@ fn pack_a(a: &[f32], m: usize, k: usize, k0: usize, kc: usize, out: &mut Vec<f32
     }
 }
 
+/// Activations as 16-bit integers, one scale per row, laid out as the int8 tiles read them: tiles of `MR` rows
+/// (the last may be shorter), each `[⌈k/2⌉, rows]` step pairs, a pair packed in a `u32` (low half first).
+#[derive(Default)]
+struct QuantisedA {
+    pairs: Vec<u32>,
+    scales: Vec<f32>,
+}
+
+/// Quantises the activations for an int8 product; compiled for AVX2 where the CPU has it (this runs once per
+/// product, before the threads split the work, so it must not be the slow part).
+#[cfg_attr(target_arch = "x86_64", expect(unsafe_code, reason = "calls the AVX2 build after checking the CPU"))]
+fn quantise_a(isa: Isa, a: &[f32], m: usize, k: usize, out: &mut QuantisedA) {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn avx2(a: &[f32], m: usize, k: usize, out: &mut QuantisedA) {
+        quantise_a_in(a, m, k, out)
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Avx2Fma is only chosen when the CPU has both (Isa::detect).
+        Isa::Avx2Fma => unsafe { avx2(a, m, k, out) },
+        _ => quantise_a_in(a, m, k, out),
+    }
+}
+
+#[inline(always)]
+fn quantise_a_in(a: &[f32], m: usize, k: usize, out: &mut QuantisedA) {
+    let pairs = k.div_ceil(2);
+    out.pairs.resize(m * pairs, 0);
+    out.scales.clear();
+    // Round to nearest by adding and removing 1.5·2²³ (|v · inv| ≤ 32767): `round` is a libm call per value.
+    const ROUND: f32 = 12_582_912.0;
+    let q = |v: f32, inv: f32| ((v * inv + ROUND) - ROUND) as i32 as u16 as u32;
+    let mut i0 = 0;
+    while i0 < m {
+        let rows = MR.min(m - i0);
+        let tile = &mut out.pairs[i0 * pairs..(i0 + rows) * pairs];
+        for r in 0..rows {
+            let row = &a[(i0 + r) * k..][..k];
+            let max = abs_max(row);
+            let scale = max / 32767.0;
+            out.scales.push(scale);
+            let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+            let (even, odd) = row.split_at(k & !1);
+            for (dst, two) in tile[r..].iter_mut().step_by(rows).zip(even.chunks_exact(2)) {
+                *dst = q(two[0], inv) | (q(two[1], inv) << 16);
+            }
+            if let [last] = odd {
+                tile[(k / 2) * rows + r] = q(*last, inv);
+            }
+        }
+        i0 += rows;
+    }
+}
+
+/// One int8 tile: the whole inner dimension at once (a panel is at most a few tens of KiB).
+struct TileI8 {
+    rows: usize,
+    /// The tile's activations: `pairs` step pairs of `rows` values.
+    a: *const u32,
+    /// The rows' scales.
+    a_scales: *const f32,
+    /// The panel's weights: `pairs` × 32 bytes.
+    b: *const i8,
+    /// The panel's scales: `blocks` × `NR`.
+    scales: *const f32,
+    pairs: usize,
+    blocks: usize,
+    out: Out,
+}
+
 /// # Safety
-/// The tile's pointers must cover `rows × kc` of `a`, `kc × NR` of `b`, `rows × cols` of `c`
-/// and the residual (row stride `ldc`), and `cols` of the bias.
-unsafe fn tile(isa: Isa, t: &Tile) {
+/// `c` must hold `p.m × n` values, with no other writer of the columns of `panels`; `qa` must be `p.a`
+/// quantised.
+unsafe fn run_i8(isa: Isa, p: &Product, b: &PackedI8, qa: &QuantisedA, c: SharedOut, panels: Range<usize>) {
+    let m = p.m;
+    assert!(qa.pairs.len() >= m * b.pairs && qa.scales.len() == m, "activations not quantised for this product");
+    for j in panels {
+        let mut i0 = 0;
+        while i0 < m {
+            let rows = MR.min(m - i0);
+            let t = TileI8 {
+                rows,
+                a: qa.pairs[i0 * b.pairs..].as_ptr(),
+                a_scales: qa.scales[i0..].as_ptr(),
+                b: b.data[j * b.pairs * 32..].as_ptr(),
+                scales: b.scales[j * b.blocks * NR..].as_ptr(),
+                pairs: b.pairs,
+                blocks: b.blocks,
+                // SAFETY: i0 < m and j * NR < n; c as the caller promised.
+                out: unsafe { Out::at(p, c, i0, j * NR, true, true) },
+            };
+            // SAFETY: the tile's pointers cover its rows, pairs and columns (built from the buffers' bounds).
+            unsafe { tile_i8(isa, &t) };
+            i0 += rows;
+        }
+    }
+}
+
+/// Picks the tile kernel for `rows` (1..=MR), as a const generic so each size keeps its accumulators in
+/// registers.
+macro_rules! by_rows {
+    ($rows:expr, $f:ident, $t:expr) => {
+        match $rows {
+            6 => $f::<6>($t),
+            5 => $f::<5>($t),
+            4 => $f::<4>($t),
+            3 => $f::<3>($t),
+            2 => $f::<2>($t),
+            _ => $f::<1>($t),
+        }
+    };
+}
+
+/// # Safety
+/// The tile's pointers must cover `rows × kc` of `a`, `kc × NR` of `b`, `rows × cols` of `c` and the residual
+/// (row stride `ldc`), and `cols` of the bias.
+unsafe fn tile_f32(isa: Isa, t: &Tile) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Avx2Fma is only chosen when the CPU has both (Isa::detect); bounds as the caller promised.
         Isa::Avx2Fma => unsafe {
-            match t.rows {
-                6 => avx2::tile::<6>(t),
-                5 => avx2::tile::<5>(t),
-                4 => avx2::tile::<4>(t),
-                3 => avx2::tile::<3>(t),
-                2 => avx2::tile::<2>(t),
-                _ => avx2::tile::<1>(t),
-            }
+            use avx2::tile_f32 as k;
+            by_rows!(t.rows, k, t)
         },
         // SAFETY: bounds as the caller promised.
-        _ => unsafe {
-            match t.rows {
-                6 => portable_tile::<6>(t),
-                5 => portable_tile::<5>(t),
-                4 => portable_tile::<4>(t),
-                3 => portable_tile::<3>(t),
-                2 => portable_tile::<2>(t),
-                _ => portable_tile::<1>(t),
-            }
+        _ => unsafe { by_rows!(t.rows, portable_f32, t) },
+    }
+}
+
+/// # Safety
+/// The tile's pointers must cover `pairs × rows` of `a`, `rows` row scales, `pairs × 32` bytes of `b`,
+/// `blocks × NR` scales, and `rows × cols` of `c` and the residual (row stride `ldc`), and `cols` of the bias.
+unsafe fn tile_i8(isa: Isa, t: &TileI8) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Avx2Fma is only chosen when the CPU has both (Isa::detect); bounds as the caller promised.
+        Isa::Avx2Fma => unsafe {
+            use avx2::tile_i8 as k;
+            by_rows!(t.rows, k, t)
         },
+        // SAFETY: bounds as the caller promised.
+        _ => unsafe { by_rows!(t.rows, portable_i8, t) },
     }
 }
 
 /// Finishes one output row of a tile: bias or the partial sum already in `c`, the residual, the activation.
 ///
 /// # Safety
-/// `c` (and `residual`, `bias` when not null) must hold `cols` values.
+/// `c` (and `residual`, `bias` when not null) must hold `cols` values at row `r`.
 #[inline(always)]
-unsafe fn finish_row(acc: &mut [f32; NR], t: &Tile, r: usize) {
+unsafe fn finish_row(acc: &mut [f32; NR], t: &Out, r: usize) {
     let cols = t.cols;
     // SAFETY: row r < rows and cols values of each, as the caller promised.
     unsafe {
@@ -302,8 +528,8 @@ fn apply(act: Activation, v: &mut [f32]) {
 }
 
 /// # Safety
-/// As [`tile`].
-unsafe fn portable_tile<const R: usize>(t: &Tile) {
+/// As [`tile_f32`].
+unsafe fn portable_f32<const R: usize>(t: &Tile) {
     let mut acc = [[0f32; NR]; R];
     for p in 0..t.kc {
         // SAFETY: p < kc, r < rows = R: inside a and b.
@@ -318,7 +544,45 @@ unsafe fn portable_tile<const R: usize>(t: &Tile) {
     }
     for (r, acc) in acc.iter_mut().enumerate() {
         // SAFETY: as the caller promised.
-        unsafe { finish_row(acc, t, r) };
+        unsafe { finish_row(acc, &t.out, r) };
+    }
+}
+
+/// # Safety
+/// As [`tile_i8`].
+unsafe fn portable_i8<const R: usize>(t: &TileI8) {
+    let mut f = [[0f32; NR]; R];
+    for blk in 0..t.blocks {
+        let qs = blk * QBLOCK / 2..((blk + 1) * QBLOCK / 2).min(t.pairs);
+        let mut acc = [[0i32; NR]; R];
+        for q in qs {
+            // SAFETY: q < pairs: inside b.
+            let b: &[i8; 32] = unsafe { &*(t.b.add(q * 32) as *const [i8; 32]) };
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: q < pairs, r < rows = R: inside a.
+                let pair = unsafe { *t.a.add(q * R + r) };
+                let (lo, hi) = (pair as u16 as i16 as i32, (pair >> 16) as u16 as i16 as i32);
+                for (c, x) in acc.iter_mut().enumerate() {
+                    let at = (c / 8) * 16 + (c % 8) * 2;
+                    *x += lo * b[at] as i32 + hi * b[at + 1] as i32;
+                }
+            }
+        }
+        // SAFETY: blk < blocks: inside the scales.
+        let s: &[f32; NR] = unsafe { &*(t.scales.add(blk * NR) as *const [f32; NR]) };
+        for (f, acc) in f.iter_mut().zip(&acc) {
+            for c in 0..NR {
+                f[c] += acc[c] as f32 * s[c];
+            }
+        }
+    }
+    for (r, f) in f.iter_mut().enumerate() {
+        // SAFETY: r < rows: inside the row scales; the rest as the caller promised.
+        unsafe {
+            let sa = *t.a_scales.add(r);
+            f.iter_mut().for_each(|x| *x *= sa);
+            finish_row(f, &t.out, r);
+        }
     }
 }
 
@@ -326,17 +590,22 @@ unsafe fn portable_tile<const R: usize>(t: &Tile) {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{finish_row, Tile, NR};
+    use super::{finish_row, Tile, TileI8, NR, QBLOCK};
+
+    /// How far ahead (in f32 values) the weights are prefetched.
+    const PREFETCH: usize = 512;
 
     /// # Safety
-    /// The CPU must have AVX2 and FMA; bounds as [`super::tile`].
+    /// The CPU must have AVX2 and FMA; bounds as [`super::tile_f32`].
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn tile<const R: usize>(t: &Tile) {
+    pub(super) unsafe fn tile_f32<const R: usize>(t: &Tile) {
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
         let (a, b) = (t.a, t.b);
         for p in 0..t.kc {
-            // SAFETY: p < kc, r < R = rows: inside a and b (the caller's promise).
+            // SAFETY: p < kc, r < R = rows: inside a and b (the caller's promise); b is 32-byte aligned.
             unsafe {
+                // The weights stream from memory when few rows reuse them: ask for them well ahead.
+                _mm_prefetch::<_MM_HINT_T0>(b.add(p * NR + PREFETCH) as *const i8);
                 let b0 = _mm256_load_ps(b.add(p * NR));
                 let b1 = _mm256_load_ps(b.add(p * NR + 8));
                 for (r, acc) in acc.iter_mut().enumerate() {
@@ -347,12 +616,76 @@ mod avx2 {
             }
         }
         for (r, acc) in acc.iter().enumerate() {
-            let mut row = [0f32; NR];
-            // SAFETY: row holds 16 values; finish_row's bounds are the caller's promise.
+            // SAFETY: the caller's promise.
+            unsafe { finish(acc[0], acc[1], &t.out, r) };
+        }
+    }
+
+    /// [`finish_row`] for a full panel in vector registers; a partial one goes through `finish_row`.
+    ///
+    /// # Safety
+    /// As [`finish_row`].
+    #[inline(always)]
+    unsafe fn finish(mut x0: __m256, mut x1: __m256, t: &super::Out, r: usize) {
+        // SAFETY: row r and `cols` values of each pointer, as the caller promised.
+        unsafe {
+            let c = t.c.add(r * t.ldc);
+            if t.cols != NR {
+                let mut row = [0f32; NR];
+                _mm256_storeu_ps(row.as_mut_ptr(), x0);
+                _mm256_storeu_ps(row.as_mut_ptr().add(8), x1);
+                return finish_row(&mut row, t, r);
+            }
+            let base = if t.bias.is_null() { c as *const f32 } else { t.bias };
+            x0 = _mm256_add_ps(x0, _mm256_loadu_ps(base));
+            x1 = _mm256_add_ps(x1, _mm256_loadu_ps(base.add(8)));
+            if !t.residual.is_null() {
+                let res = t.residual.add(r * t.ldc);
+                x0 = _mm256_add_ps(x0, _mm256_loadu_ps(res));
+                x1 = _mm256_add_ps(x1, _mm256_loadu_ps(res.add(8)));
+            }
+            _mm256_storeu_ps(c, x0);
+            _mm256_storeu_ps(c.add(8), x1);
+            if let Some(act) = t.act {
+                super::apply(act, std::slice::from_raw_parts_mut(c, NR));
+            }
+        }
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; bounds as [`super::tile_i8`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile_i8<const R: usize>(t: &TileI8) {
+        let mut f = [[_mm256_setzero_ps(); 2]; R];
+        let (a, b) = (t.a, t.b);
+        for blk in 0..t.blocks {
+            let (q0, q1) = (blk * QBLOCK / 2, ((blk + 1) * QBLOCK / 2).min(t.pairs));
+            let mut acc = [[_mm256_setzero_si256(); 2]; R];
+            for q in q0..q1 {
+                // SAFETY: q < pairs, r < R = rows: inside a and b (the caller's promise).
+                unsafe {
+                    let b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(q * 32) as *const __m128i));
+                    let b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(q * 32 + 16) as *const __m128i));
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let x = _mm256_set1_epi32(*a.add(q * R + r) as i32);
+                        acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(x, b0));
+                        acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(x, b1));
+                    }
+                }
+            }
+            // SAFETY: blk < blocks: inside the scales.
+            let (s0, s1) =
+                unsafe { (_mm256_loadu_ps(t.scales.add(blk * NR)), _mm256_loadu_ps(t.scales.add(blk * NR + 8))) };
+            for (f, acc) in f.iter_mut().zip(&acc) {
+                f[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[0]), s0, f[0]);
+                f[1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[1]), s1, f[1]);
+            }
+        }
+        for (r, f) in f.iter().enumerate() {
+            // SAFETY: r < rows: inside the row scales; the rest is the caller's promise.
             unsafe {
-                _mm256_storeu_ps(row.as_mut_ptr(), acc[0]);
-                _mm256_storeu_ps(row.as_mut_ptr().add(8), acc[1]);
-                finish_row(&mut row, t, r);
+                let sa = _mm256_set1_ps(*t.a_scales.add(r));
+                finish(_mm256_mul_ps(f[0], sa), _mm256_mul_ps(f[1], sa), &t.out, r);
             }
         }
     }
@@ -400,6 +733,21 @@ pub(crate) fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + t)
 }
 
+/// max |xᵢ| with eight partial maxima (vectorised; a plain fold is one serial chain).
+#[inline(always)]
+fn abs_max(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            let v = c[i].abs();
+            acc[i] = if v > acc[i] { v } else { acc[i] };
+        }
+    }
+    rest.iter().chain(&acc).fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m })
+}
+
 /// Σ xᵢ with eight partial sums, so the compiler keeps a vector accumulator (a plain fold is one serial chain).
 #[inline(always)]
 pub(crate) fn sum(x: &[f32]) -> f32 {
@@ -440,15 +788,95 @@ mod tests {
         let w: Vec<f32> = (0..n * k).map(|i| ((i * 104_729) % 997) as f32 / 498.0 - 1.0).collect();
         let bias: Vec<f32> = (0..n).map(|i| i as f32 / n as f32 - 0.5).collect();
         let res: Vec<f32> = (0..m * n).map(|i| (i % 13) as f32 - 6.0).collect();
-        let b = PackedB::from_out_in(&w, n, k);
+        let b = Weights::F32(PackedF32::from_out_in(&w, n, k));
         let mut want = reference(&a, m, &w, n, k, &bias, residual.then_some(&res[..]));
         apply(act, &mut want);
         let mut c = vec![f32::NAN; m * n];
-        let p = Product { a: &a, m, b: &b, bias: &bias, residual: residual.then_some(&res[..]), act };
+        let p = Product { a: &a, m, b: &b, bias: &bias, residual: residual.then_some(&res[..]), act, split: true };
         matmul(isa, &p, &mut c);
         for (i, (got, want)) in c.iter().zip(&want).enumerate() {
             let tol = 1e-4 * (k as f32).sqrt() * (1.0 + want.abs());
             assert!((got - want).abs() <= tol, "{isa:?} m={m} n={n} k={k} at {i}: {got} vs {want}");
+        }
+    }
+
+    /// Int8 against the exact product: within the quantisation's own error bound (half a step of each weight
+    /// block's and activation row's scale), which a wrong layout or scale would exceed by orders of magnitude.
+    fn check_i8(isa: Isa, m: usize, n: usize, k: usize, residual: bool) {
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        // Columns of very different magnitudes: per-column scales must follow them.
+        let w: Vec<f32> =
+            (0..n * k).map(|i| (((i * 104_729) % 997) as f32 / 498.0 - 1.0) * (1 + (i / k) % 5) as f32).collect();
+        let bias: Vec<f32> = (0..n).map(|i| i as f32 / n as f32 - 0.5).collect();
+        let res: Vec<f32> = (0..m * n).map(|i| (i % 13) as f32 - 6.0).collect();
+        let b = Weights::I8(PackedI8::from_out_in(&w, n, k));
+        let want = reference(&a, m, &w, n, k, &bias, residual.then_some(&res[..]));
+        let mut c = vec![f32::NAN; m * n];
+        let p = Product {
+            a: &a,
+            m,
+            b: &b,
+            bias: &bias,
+            residual: residual.then_some(&res[..]),
+            act: Activation::Identity,
+            split: true,
+        };
+        matmul(isa, &p, &mut c);
+        for r in 0..m {
+            let arow = &a[r * k..][..k];
+            let amax = arow.iter().fold(0f32, |x, v| x.max(v.abs()));
+            for o in 0..n {
+                let wrow = &w[o * k..][..k];
+                let mut bound = 0f64;
+                for (blk, ws) in wrow.chunks(QBLOCK).enumerate() {
+                    let wmax = ws.iter().fold(0f32, |x, v| x.max(v.abs())) as f64;
+                    for (i, wv) in ws.iter().enumerate() {
+                        let av = arow[blk * QBLOCK + i].abs() as f64;
+                        bound += av * wmax / 254.0 + wv.abs() as f64 * amax as f64 / 65534.0;
+                    }
+                }
+                let (got, want) = (c[r * n + o] as f64, want[r * n + o] as f64);
+                let tol = bound * 1.01 + 1e-4 * (1.0 + want.abs());
+                assert!(
+                    (got - want).abs() <= tol,
+                    "{isa:?} m={m} n={n} k={k} at ({r},{o}): {got} vs {want}, bound {bound}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn int8_products_stay_within_the_quantisation_error() {
+        for isa in [Isa::Portable, Isa::detect()] {
+            // Row tails, partial panels, an odd k (a half pair), a partial last block, the parallel path.
+            for (m, n, k) in [(1, 16, 3), (5, 17, 41), (7, 33, 300), (13, 48, 520), (12, 384, 384), (64, 1536, 384)] {
+                check_i8(isa, m, n, k, false);
+                check_i8(isa, m, n, k, true);
+            }
+        }
+    }
+
+    #[test]
+    fn int8_is_exact_for_values_on_its_grid() {
+        // Weights that are integers ≤ 127 in magnitude and activations that are small integers quantise without
+        // loss when the largest in each block/row hits the scale exactly: the product must then be exact.
+        let (m, n, k) = (7, 20, 130);
+        let a: Vec<f32> = (0..m * k).map(|i| if i % k == 0 { 32767.0 } else { ((i % 61) as f32) - 30.0 }).collect();
+        let w: Vec<f32> =
+            (0..n * k).map(|i| if (i % k) % QBLOCK == 0 { 127.0 } else { ((i % 255) as f32) - 127.0 }).collect();
+        let bias = vec![0f32; n];
+        let b = Weights::I8(PackedI8::from_out_in(&w, n, k));
+        let want = reference(&a, m, &w, n, k, &bias, None);
+        for isa in [Isa::Portable, Isa::detect()] {
+            let mut c = vec![0f32; m * n];
+            matmul(
+                isa,
+                &Product { a: &a, m, b: &b, bias: &bias, residual: None, act: Activation::Identity, split: true },
+                &mut c,
+            );
+            for (got, want) in c.iter().zip(&want) {
+                assert!((got - want).abs() <= want.abs() * 1e-6 + 1e-3, "{isa:?}: {got} vs {want}");
+            }
         }
     }
 
@@ -468,9 +896,22 @@ mod tests {
     }
 
     #[test]
+    fn packing_either_orientation_gives_the_same_panels() {
+        let (out, inp) = (37, 11);
+        let w: Vec<f32> = (0..out * inp).map(|i| i as f32).collect();
+        let mut t = vec![0f32; out * inp];
+        for o in 0..out {
+            for i in 0..inp {
+                t[i * out + o] = w[o * inp + i];
+            }
+        }
+        assert_eq!(PackedF32::from_out_in(&w, out, inp).data(), PackedF32::from_in_out(&t, inp, out).data());
+    }
+
+    #[test]
     fn packing_pads_the_last_panel_with_zeros() {
         let w: Vec<f32> = (0..20 * 3).map(|i| i as f32 + 1.0).collect();
-        let b = PackedB::from_out_in(&w, 20, 3);
+        let b = PackedF32::from_out_in(&w, 20, 3);
         assert_eq!(b.data().len(), 2 * 3 * NR);
         assert_eq!(b.data().as_ptr() as usize % 64, 0);
         // Output 17 (panel 1, column 1), input 2.

@@ -18,7 +18,7 @@ pub mod text;
 
 pub use classifier::{Classifier, EmbeddingIdentity, Scored, TrainMetrics, TrainParams};
 pub use dataset::{parse_dataset, Dataset, DatasetError, DatasetFormat, Example, Split};
-pub use embedder::{Embedder, Engine};
+pub use embedder::{Embedder, Engine, LoadOptions, Precision};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

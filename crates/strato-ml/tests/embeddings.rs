@@ -1,9 +1,10 @@
-//! Both encoders must match sentence-transformers: cosine ≥ 0.9999 against its own vectors for every fixture
-//! sentence (accents, CJK, emoji, a text long enough to be truncated), singly and batched with padding.
+//! Every encoder must match sentence-transformers: cosine ≥ 0.9999 against its own vectors for every fixture
+//! sentence (accents, CJK, emoji, a text long enough to be truncated), singly and batched with padding; ≥ 0.999
+//! for the reduced-precision (int8) mode, on each set of kernels.
 
 use std::path::PathBuf;
 
-use strato_ml::{Embedder, Engine};
+use strato_ml::{Embedder, Engine, LoadOptions, Precision};
 
 fn model_dir() -> Option<PathBuf> {
     match std::env::var_os("STRATO_TEST_MODEL_DIR") {
@@ -43,22 +44,41 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn the_packed_encoder_matches_sentence_transformers() {
-    matches_sentence_transformers(Engine::Packed);
+    matches_sentence_transformers(Engine::Packed, Precision::F32, 0.9999);
 }
 
 #[test]
 fn the_packed_encoder_with_portable_kernels_matches_sentence_transformers() {
-    matches_sentence_transformers(Engine::PackedPortable);
+    matches_sentence_transformers(Engine::PackedPortable, Precision::F32, 0.9999);
 }
 
 #[test]
 fn the_candle_encoder_matches_sentence_transformers() {
-    matches_sentence_transformers(Engine::Candle);
+    matches_sentence_transformers(Engine::Candle, Precision::F32, 0.9999);
 }
 
-fn matches_sentence_transformers(engine: Engine) {
+#[test]
+fn int8_stays_close_to_sentence_transformers() {
+    matches_sentence_transformers(Engine::Packed, Precision::Int8, 0.999);
+}
+
+#[test]
+fn int8_with_portable_kernels_stays_close_to_sentence_transformers() {
+    matches_sentence_transformers(Engine::PackedPortable, Precision::Int8, 0.999);
+}
+
+#[test]
+fn candle_refuses_int8() {
     let Some(dir) = model_dir() else { return };
-    let e = Embedder::load_with(&dir, engine).unwrap();
+    let err = Embedder::load_opts(&dir, LoadOptions { engine: Engine::Candle, precision: Precision::Int8 })
+        .err()
+        .expect("candle cannot run int8");
+    assert!(err.to_string().contains("packed engine"), "{err}");
+}
+
+fn matches_sentence_transformers(engine: Engine, precision: Precision, min_cosine: f64) {
+    let Some(dir) = model_dir() else { return };
+    let e = Embedder::load_opts(&dir, LoadOptions { engine, precision }).unwrap();
     let f = fixture();
     assert_eq!(e.max_seq_length(), f.max_seq_length);
     assert_eq!(e.dim(), 384);
@@ -70,15 +90,15 @@ fn matches_sentence_transformers(engine: Engine) {
     for (item, got) in f.items.iter().zip(&batched) {
         let single = &e.embed_batch(&[item.text.as_str()]).unwrap()[0];
         let (cb, cs) = (cosine(got, &item.embedding), cosine(single, &item.embedding));
-        assert!(cb >= 0.9999, "batched {:?}: cosine {cb}", item.text);
-        assert!(cs >= 0.9999, "single {:?}: cosine {cs}", item.text);
+        assert!(cb >= min_cosine, "batched {:?}: cosine {cb}", item.text);
+        assert!(cs >= min_cosine, "single {:?}: cosine {cs}", item.text);
         let norm: f32 = got.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4, "not normalised: {norm}");
     }
     // Length-sorted batching returns vectors in input order.
     let all = e.embed_all(&texts, |_, _| true).unwrap();
     for (item, got) in f.items.iter().zip(&all) {
-        assert!(cosine(got, &item.embedding) >= 0.9999, "embed_all {:?}", item.text);
+        assert!(cosine(got, &item.embedding) >= min_cosine, "embed_all {:?}", item.text);
     }
 }
 
