@@ -2,12 +2,14 @@
 //!
 //! The objective is scikit-learn's, scaled by the total sample weight S so tolerances do not depend on n:
 //! `f(W, b) = (1/S) Σ sᵢ·CE(softmax(W·xᵢ + b), yᵢ) + ‖W‖² / (2·C·S)`; the intercept is not penalised.
-//! The two n×d×k products per evaluation run as candle matmuls; the optimiser itself is plain Rust.
+//! The two n×d×k products per evaluation run on the encoder's matrix kernels (the features packed once, the
+//! weights and the residuals per evaluation), the softmax on rayon's threads; the optimiser itself is plain Rust.
 
 use std::collections::VecDeque;
 
-use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 
+use crate::kernels::{self, matmul, Activation, Isa, PackedF32, Product, Weights};
 use crate::MlError;
 
 /// Optimiser settings.
@@ -44,7 +46,11 @@ pub struct LinearWeights {
 }
 
 struct Problem<'a> {
-    x: Tensor,
+    /// n×d.
+    x: &'a [f32],
+    /// Xᵀ (d×n), the left operand of the gradient's product.
+    xt: Vec<f32>,
+    isa: Isa,
     y: &'a [u32],
     sample_w: Vec<f64>,
     total_w: f64,
@@ -54,44 +60,81 @@ struct Problem<'a> {
     c: f64,
 }
 
-impl Problem<'_> {
+impl<'a> Problem<'a> {
+    fn new(x: &'a [f32], d: usize, y: &'a [u32], k: usize, sample_w: Vec<f64>, c: f64) -> Self {
+        let n = y.len();
+        let mut xt = vec![0f32; n * d];
+        for (i, row) in x.chunks_exact(d).enumerate() {
+            for (col, &v) in row.iter().enumerate() {
+                xt[col * n + i] = v;
+            }
+        }
+        let total_w = sample_w.iter().sum();
+        Self { x, xt, isa: Isa::detect(), y, sample_w, total_w, n, d, k, c }
+    }
+
     /// Objective and gradient at `theta` = [W (k×d) row-major, b (k)].
-    fn eval(&self, theta: &[f64]) -> candle_core::Result<(f64, Vec<f64>)> {
+    fn eval(&self, theta: &[f64]) -> Result<(f64, Vec<f64>), MlError> {
         let (n, d, k) = (self.n, self.d, self.k);
         let w: Vec<f32> = theta[..k * d].iter().map(|&v| v as f32).collect();
-        let wt = Tensor::from_vec(w, (k, d), &Device::Cpu)?;
-        let logits = self.x.matmul(&wt.t()?)?.to_vec2::<f32>()?; // n×k
-        let mut g = vec![0f32; n * k]; // sᵢ(pᵢ − yᵢ)/S
-        let mut loss = 0f64;
-        let mut grad_b = vec![0f64; k];
-        for (i, row) in logits.iter().enumerate() {
-            let mut max = f64::MIN;
-            let z: Vec<f64> = row.iter().zip(&theta[k * d..]).map(|(&a, &b)| a as f64 + b).collect();
-            for &v in &z {
-                max = max.max(v);
-            }
-            let sum: f64 = z.iter().map(|v| (v - max).exp()).sum();
-            let lse = max + sum.ln();
-            let yi = self.y[i] as usize;
-            let s = self.sample_w[i] / self.total_w;
-            loss += s * (lse - z[yi]);
-            for j in 0..k {
-                let p = (z[j] - lse).exp();
-                let r = s * (p - if j == yi { 1.0 } else { 0.0 });
-                g[i * k + j] = r as f32;
-                grad_b[j] += r;
-            }
-        }
-        let gt = Tensor::from_vec(g, (n, k), &Device::Cpu)?.t()?.contiguous()?; // k×n
-        let grad_w = gt.matmul(&self.x)?.flatten_all()?.to_vec1::<f32>()?; // k×d
+        let b: Vec<f32> = theta[k * d..].iter().map(|&v| v as f32).collect();
+        // 1. Logits: X·Wᵀ + b (n×k).
+        let mut z = vec![0f32; n * k];
+        let wt = Weights::F32(PackedF32::from_out_in(&w, k, d));
+        let p = Product { a: self.x, m: n, b: &wt, bias: &b, residual: None, act: Activation::Identity, split: true };
+        matmul(self.isa, &p, &mut z);
+        // 2. Loss, and each row's residual sᵢ(pᵢ − yᵢ)/S in place of its logits; rows in parallel chunks.
+        const ROWS: usize = 256;
+        let (loss, grad_b) = z
+            .par_chunks_mut(ROWS * k)
+            .enumerate()
+            .map(|(c, chunk)| {
+                let mut loss = 0f64;
+                let mut grad_b = vec![0f64; k];
+                for (r, row) in chunk.chunks_exact_mut(k).enumerate() {
+                    let i = c * ROWS + r;
+                    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+                    // The loss in f64 (the line search compares values that differ in their last digits); the
+                    // probabilities from the vectorised f32 exp.
+                    let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
+                    let lse = max as f64 + sum.ln();
+                    let yi = self.y[i] as usize;
+                    let s = self.sample_w[i] / self.total_w;
+                    loss += s * (lse - row[yi] as f64);
+                    let (lse, s) = (lse as f32, s as f32);
+                    for (j, v) in row.iter_mut().enumerate() {
+                        let g = s * (kernels::exp(*v - lse) - if j == yi { 1.0 } else { 0.0 });
+                        grad_b[j] += g as f64;
+                        *v = g;
+                    }
+                }
+                (loss, grad_b)
+            })
+            .reduce(
+                || (0.0, vec![0f64; k]),
+                |(la, mut ga), (lb, gb)| {
+                    ga.iter_mut().zip(&gb).for_each(|(a, b)| *a += b);
+                    (la + lb, ga)
+                },
+            );
+        // 3. Weight gradient: (Xᵀ·G)ᵀ, Xᵀ (d×n) times the residuals G (n×k).
+        let g = Weights::F32(PackedF32::from_in_out(&z, n, k));
+        let mut gwt = vec![0f32; d * k];
+        let zeros = vec![0f32; k];
+        let p =
+            Product { a: &self.xt, m: d, b: &g, bias: &zeros, residual: None, act: Activation::Identity, split: true };
+        matmul(self.isa, &p, &mut gwt);
         let reg = 1.0 / (self.c * self.total_w);
-        let mut grad = Vec::with_capacity(k * d + k);
+        let mut grad = vec![0f64; k * d + k];
         let mut wnorm = 0f64;
-        for (gw, &t) in grad_w.iter().zip(&theta[..k * d]) {
-            grad.push(*gw as f64 + reg * t);
-            wnorm += t * t;
+        for j in 0..k {
+            for c in 0..d {
+                let t = theta[j * d + c];
+                grad[j * d + c] = gwt[c * k + j] as f64 + reg * t;
+                wnorm += t * t;
+            }
         }
-        grad.extend_from_slice(&grad_b);
+        grad[k * d..].copy_from_slice(&grad_b);
         Ok((loss + 0.5 * reg * wnorm, grad))
     }
 }
@@ -124,16 +167,14 @@ pub fn fit(
         .iter()
         .map(|&l| if opts.balanced { n as f64 / (k as f64 * counts[l as usize] as f64) } else { 1.0 })
         .collect();
-    let total_w = sample_w.iter().sum();
-    let tensor = Tensor::from_slice(x, (n, d), &Device::Cpu).map_err(|e| MlError::Train(e.to_string()))?;
-    let p = Problem { x: tensor, y, sample_w, total_w, n, d, k, c: opts.c };
+    let p = Problem::new(x, d, y, k, sample_w, opts.c);
     let mut theta: Vec<f64> = match init {
         Some(w) if w.weights.len() == k * d && w.bias.len() == k => {
             w.weights.iter().chain(&w.bias).map(|&v| v as f64).collect()
         }
         _ => vec![0.0; k * d + k],
     };
-    let info = lbfgs(&p, &mut theta, opts).map_err(|e| MlError::Train(e.to_string()))?;
+    let info = lbfgs(&p, &mut theta, opts)?;
     let weights = theta[..k * d].iter().map(|&v| v as f32).collect();
     let bias = theta[k * d..].iter().map(|&v| v as f32).collect();
     Ok((LinearWeights { weights, bias }, info))
@@ -141,7 +182,7 @@ pub fn fit(
 
 /// L-BFGS (two-loop recursion, 10 pairs) with a backtracking Armijo line search: the problem is smooth and
 /// strictly convex, so this simple search is enough.
-fn lbfgs(p: &Problem, theta: &mut [f64], opts: &FitOptions) -> candle_core::Result<FitInfo> {
+fn lbfgs(p: &Problem, theta: &mut [f64], opts: &FitOptions) -> Result<FitInfo, MlError> {
     const MEMORY: usize = 10;
     let (mut f, mut g) = p.eval(theta)?;
     let mut hist: VecDeque<(Vec<f64>, Vec<f64>, f64)> = VecDeque::with_capacity(MEMORY);
@@ -271,16 +312,7 @@ mod tests {
     fn gradient_matches_finite_differences() {
         let x = vec![0.5f32, -1.0, 1.5, 0.2, -0.3, 0.8, 1.0, 1.0];
         let y = vec![0u32, 1, 2, 1];
-        let p = Problem {
-            x: Tensor::from_slice(&x, (4, 2), &Device::Cpu).unwrap(),
-            y: &y,
-            sample_w: vec![1.0, 2.0, 1.0, 0.5],
-            total_w: 4.5,
-            n: 4,
-            d: 2,
-            k: 3,
-            c: 0.7,
-        };
+        let p = Problem::new(&x, 2, &y, 3, vec![1.0, 2.0, 1.0, 0.5], 0.7);
         let theta: Vec<f64> = (0..9).map(|i| (i as f64 * 0.37).sin()).collect();
         let (_, g) = p.eval(&theta).unwrap();
         for i in 0..theta.len() {
