@@ -38,6 +38,16 @@ fn options(g: &Global) -> StratoOptions {
     o.embedding_model = g.embedding_model.clone();
     o.max_dataset_bytes = g.max_dataset_bytes;
     o.embedding_cache_size = g.embedding_cache_size;
+    o.embedding_precision = match g.embedding_precision.as_str() {
+        "int8" => strato_ml::Precision::Int8,
+        _ => strato_ml::Precision::F32,
+    };
+    o.batching = strato_service::BatchOptions {
+        max_batch_texts: g.batch_max_texts.max(1),
+        max_batch_tokens: g.batch_max_tokens.max(1),
+        max_queued_texts: g.batch_max_queued.max(1),
+        max_wait: Duration::from_micros(g.batch_wait_us),
+    };
     o.database_url = g.database_url.clone();
     o.storage = g.storage.clone();
     o

@@ -76,6 +76,10 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             return (status, [("www-authenticate", "Bearer")], body).into_response();
         }
+        if self.0.code == ErrorCode::Overloaded {
+            // The embedding queue and the admission limit both clear within a second or so.
+            return (status, [("retry-after", "1")], body).into_response();
+        }
         (status, body).into_response()
     }
 }

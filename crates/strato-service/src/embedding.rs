@@ -7,6 +7,7 @@ use strato_ml::Embedder;
 use strato_types::{ErrorCode, StratoError};
 use tokio::sync::OnceCell;
 
+use crate::batching::{BatchOptions, EmbedQueue};
 use crate::{Result, Strato};
 
 /// Name of the default embedding model.
@@ -38,19 +39,28 @@ impl EmbeddingSource {
 pub(crate) struct EmbedderCell {
     source: EmbeddingSource,
     cell: OnceCell<Arc<Embedder>>,
+    load: strato_ml::LoadOptions,
+    batching: BatchOptions,
+    /// The serving queue, started with the model.
+    queue: std::sync::OnceLock<EmbedQueue>,
     /// Text (as the model sees it: trimmed) → its embedding. One model per process, so the text is the key.
     cache: Option<parking_lot::Mutex<lru::LruCache<String, Arc<[f32]>>>>,
 }
 
 impl EmbedderCell {
-    pub(crate) fn new(source: EmbeddingSource, cache_size: usize) -> Self {
+    pub(crate) fn new(
+        source: EmbeddingSource,
+        cache_size: usize,
+        load: strato_ml::LoadOptions,
+        batching: BatchOptions,
+    ) -> Self {
         let cache = std::num::NonZeroUsize::new(cache_size).map(|n| parking_lot::Mutex::new(lru::LruCache::new(n)));
-        Self { source, cell: OnceCell::new(), cache }
+        Self { source, cell: OnceCell::new(), load, batching, queue: std::sync::OnceLock::new(), cache }
     }
 }
 
 /// Loads the model at `source`, pulling the default model first when it is missing. Blocking.
-fn load_blocking(source: &EmbeddingSource) -> Result<Embedder> {
+fn load_blocking(source: &EmbeddingSource, opts: strato_ml::LoadOptions) -> Result<Embedder> {
     let dir = source.dir();
     if !strato_fetch::model_is_complete(dir) {
         match source {
@@ -71,10 +81,11 @@ fn load_blocking(source: &EmbeddingSource) -> Result<Embedder> {
         }
     }
     let started = std::time::Instant::now();
-    let e = Embedder::load(dir).map_err(|e| StratoError::internal(e.to_string()))?;
+    let e = Embedder::load_opts(dir, opts).map_err(|e| StratoError::internal(e.to_string()))?;
     tracing::info!(
         model = e.name(),
         dim = e.dim(),
+        precision = ?opts.precision,
         ms = started.elapsed().as_millis() as u64,
         "embedding model loaded"
     );
@@ -93,8 +104,8 @@ impl Strato {
         let cell = &self.inner.embedder;
         cell.cell
             .get_or_try_init(|| async {
-                let source = cell.source.clone();
-                let e = tokio::task::spawn_blocking(move || load_blocking(&source))
+                let (source, opts) = (cell.source.clone(), cell.load);
+                let e = tokio::task::spawn_blocking(move || load_blocking(&source, opts))
                     .await
                     .map_err(|e| StratoError::internal(format!("model loading task failed: {e}")))??;
                 Ok(Arc::new(e))
@@ -150,9 +161,19 @@ impl Strato {
         Ok(out.into_iter().map(|o| o.or_else(|| fresh.next()).unwrap_or_default()).collect())
     }
 
-    /// Embeds texts on a blocking thread.
+    /// Embeds texts: a few through the batching queue (with whatever other requests are waiting), many (a
+    /// training job's) on a blocking thread of their own so they never hold up the queue.
     async fn embed_uncached(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
         let embedder = self.embedder().await?;
+        let cell = &self.inner.embedder;
+        if texts.len() <= cell.batching.max_batch_texts {
+            let queue = cell.queue.get_or_init(|| {
+                let histogram = self.inner.metrics.embedding_batch.clone();
+                let observe = Box::new(move |n: usize| histogram.observe(n as f64));
+                EmbedQueue::start(embedder.clone(), cell.batching, observe)
+            });
+            return queue.submit(texts)?.await.map_err(crate::internal("the embedding thread stopped"))?;
+        }
         self.inner.metrics.embedding_batch.observe(texts.len() as f64);
         tokio::task::spawn_blocking(move || {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();

@@ -5,6 +5,7 @@
 //! embedding, training — runs on blocking threads; the async side never holds a lock across an await.
 
 mod access;
+mod batching;
 mod datasets;
 mod embedding;
 mod jobs;
@@ -21,6 +22,7 @@ use strato_store::{MetaStore, PgStore, SqliteStore};
 use strato_types::{ErrorCode, StratoError};
 
 pub use access::NewApiKey;
+pub use batching::BatchOptions;
 pub use datasets::StoredDataset;
 pub use embedding::{default_model_dir, EmbeddingSource, DEFAULT_MODEL_NAME};
 pub use jobs::Cancellation;
@@ -52,6 +54,10 @@ pub struct StratoOptions {
     pub database_url: Option<String>,
     /// Blob storage location (`s3://bucket/prefix` or a directory); `None`: `data_dir/blobs`.
     pub storage: Option<String>,
+    /// The embedding model's precision.
+    pub embedding_precision: strato_ml::Precision,
+    /// How concurrent embedding requests are batched.
+    pub batching: BatchOptions,
 }
 
 impl StratoOptions {
@@ -66,6 +72,8 @@ impl StratoOptions {
             embedding_cache_size: 4096,
             database_url: None,
             storage: None,
+            embedding_precision: strato_ml::Precision::F32,
+            batching: BatchOptions::default(),
         }
     }
 }
@@ -184,7 +192,12 @@ impl Strato {
             inner: Arc::new(Inner {
                 store,
                 blobs,
-                embedder: embedding::EmbedderCell::new(source, opts.embedding_cache_size),
+                embedder: embedding::EmbedderCell::new(
+                    source,
+                    opts.embedding_cache_size,
+                    strato_ml::LoadOptions { precision: opts.embedding_precision, ..Default::default() },
+                    opts.batching,
+                ),
                 models: models::ModelCache::new(opts.model_cache_size),
                 mentors: mentors::MentorCache::new(opts.mentor_cache_size),
                 keys: access::KeyCache::new(),

@@ -42,6 +42,10 @@ pub struct Options {
     pub job_ttl: Option<Duration>,
     /// Where metadata and blobs live.
     pub backend: crate::backend::Backend,
+    /// Embeddings kept in memory (0: none).
+    pub embedding_cache_size: usize,
+    /// How concurrent embedding requests are batched.
+    pub batching: strato_service::BatchOptions,
 }
 
 impl Options {
@@ -57,6 +61,8 @@ impl Options {
             lease: Duration::from_secs(10),
             job_ttl: Some(strato_jobs_default_ttl()),
             backend: crate::backend::Backend::Embedded,
+            embedding_cache_size: StratoOptions::new(data_dir).embedding_cache_size,
+            batching: Default::default(),
         }
     }
 }
@@ -80,6 +86,8 @@ pub fn strato_options(o: &Options) -> StratoOptions {
     let mut so = StratoOptions::new(&o.data_dir);
     so.embedding_model = Some(o.model.clone());
     so.max_dataset_bytes = o.max_dataset_bytes;
+    so.embedding_cache_size = o.embedding_cache_size;
+    so.batching = o.batching;
     so
 }
 

@@ -117,6 +117,52 @@ async fn repeated_texts_come_from_the_embedding_cache() {
     s.stop().await;
 }
 
+/// Concurrent predictions share forward passes (dynamic batching) and answer as they do one at a time.
+#[tokio::test]
+async fn concurrent_predictions_are_batched_and_answer_as_one_at_a_time() {
+    let Some(model) = model_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new(dir.path(), model);
+    // No cache: every request must reach the model.
+    o.embedding_cache_size = 0;
+    let s = start(o).await;
+    assert_eq!(s.put_dataset("intents", "text/csv", small_csv()).await.0, 201);
+    let (_, v) = s.post("/v1/models", &json!({"id": "intents", "dataset": "intents"})).await;
+    let job = s.wait_job(v["job_id"].as_str().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "SUCCESS", "{job}");
+
+    let texts: Vec<String> = (0..48).map(|i| format!("question number {i}: will it rain in city {}?", i * 7)).collect();
+    let ask = |t: String| {
+        let s = &s;
+        async move {
+            let (code, p) = s.post("/v1/models/intents/predict", &json!({"text": t})).await;
+            assert_eq!(code, 200, "{p}");
+            p["predictions"][0].clone()
+        }
+    };
+    let mut one_by_one = Vec::new();
+    for t in &texts {
+        one_by_one.push(ask(t.clone()).await);
+    }
+    let batches = &s.strato.metrics().embedding_batch;
+    let (count, sum) = (batches.get_sample_count(), batches.get_sample_sum());
+    let together = futures::future::join_all(texts.iter().cloned().map(ask)).await;
+    let (passes, embedded) = (batches.get_sample_count() - count, batches.get_sample_sum() - sum);
+    eprintln!("48 concurrent requests took {passes} forward passes");
+    // The same answers, up to float rounding: a batch's products sum in blocks a single text's do not.
+    for (t, (b, one)) in texts.iter().zip(together.iter().zip(&one_by_one)) {
+        assert_eq!(b[0]["label"], one[0]["label"], "{t}: {b} vs {one}");
+        for x in one.as_array().unwrap() {
+            let y = b.as_array().unwrap().iter().find(|y| y["label"] == x["label"]).expect("same labels");
+            let (x, y) = (x["score"].as_f64().unwrap(), y["score"].as_f64().unwrap());
+            assert!((x - y).abs() < 1e-5, "{t}: {b} vs {one}");
+        }
+    }
+    assert_eq!(embedded, 48.0, "each text is embedded once");
+    assert!(passes < 48, "no request shared a forward pass");
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn inline_data_trains_and_bad_data_fails_the_job_once() {
     let Some(model) = model_dir() else { return };
