@@ -171,6 +171,7 @@ def main():
     ap.add_argument("--open-intent", action="store_true", help="also run open_intent()")
     ap.add_argument("--wait-idle", type=float, default=0, metavar="S",
                     help="wait up to S seconds for the machine to go idle before starting")
+    ap.add_argument("--save-clf", metavar="PATH", help="also keep the trained classifier here (for peer_http.py)")
     ap.add_argument("--child", metavar="CLF_PKL", help=argparse.SUPPRESS)
     args = ap.parse_args()
     configure_env(args.threads)
@@ -219,6 +220,8 @@ def main():
         predict_one(model, clf, t)
         lat.append((time.perf_counter() - t0) * 1000)
 
+    if args.save_clf:
+        joblib.dump(clf, args.save_clf)
     with tempfile.TemporaryDirectory() as d:
         clf_path = os.path.join(d, "lr.joblib")
         joblib.dump(clf, clf_path)

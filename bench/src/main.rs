@@ -35,10 +35,20 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+fn precision(arg: Option<&String>) -> Result<strato_ml::Precision> {
+    Ok(match arg.map(String::as_str) {
+        None | Some("f32") => strato_ml::Precision::F32,
+        Some("int8") => strato_ml::Precision::Int8,
+        Some(other) => bail!("unknown precision {other:?}: f32 or int8"),
+    })
+}
+
 fn embed(args: &[String]) -> Result<serde_json::Value> {
-    let [dir, csv, rest @ ..] = args else { bail!("usage: embed MODEL_DIR CSV [N]") };
+    let [dir, csv, rest @ ..] = args else { bail!("usage: embed MODEL_DIR CSV [N] [f32|int8]") };
     let n: usize = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(2048);
-    let e = strato_ml::Embedder::load(&PathBuf::from(dir))?;
+    let precision = precision(rest.get(1))?;
+    let opts = strato_ml::LoadOptions { precision, ..Default::default() };
+    let e = strato_ml::Embedder::load_opts(&PathBuf::from(dir), opts)?;
     let texts = texts(csv, &["test", "val"], n)?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     e.embed_batch(&refs[..32])?;
@@ -64,12 +74,92 @@ fn embed(args: &[String]) -> Result<serde_json::Value> {
     }))
 }
 
+/// The machine's fp32 multiply-add peak: independent FMA chains on every thread at once (AVX2+FMA where the CPU
+/// has it, else scalar), in GFLOP/s per thread and in all.
+fn peak() -> Result<serde_json::Value> {
+    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2usize);
+    let iters = 100_000_000u64;
+    let per: Vec<f64> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads).map(|_| s.spawn(move || fma_gflops(iters))).collect();
+        hs.into_iter().map(|h| h.join().unwrap_or(0.0)).collect()
+    });
+    Ok(json!({"gflops_per_thread": per, "gflops": per.iter().sum::<f64>(), "threads": threads}))
+}
+
+#[expect(unsafe_code, reason = "calls the AVX2 loop after checking the CPU")]
+fn fma_gflops(iters: u64) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        return unsafe { fma_loop(iters) };
+    }
+    0.0
+}
+
+/// 12 independent 8-lane FMA chains (two FMA units × four cycles of latency × margin).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn fma_loop(iters: u64) -> f64 {
+    use std::arch::x86_64::*;
+    let (b, c) = (_mm256_set1_ps(0.999_9), _mm256_set1_ps(1e-5));
+    let mut acc = [_mm256_set1_ps(0.5); 12];
+    let t = Instant::now();
+    for _ in 0..iters {
+        for a in acc.iter_mut() {
+            *a = _mm256_fmadd_ps(*a, b, c);
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    std::hint::black_box(acc);
+    iters as f64 * 12.0 * 16.0 / secs / 1e9
+}
+
+/// One text embedded N times after loading, for `valgrind --tool=callgrind --toggle-collect=*embed_batch*`: the
+/// instruction count of one query, repeatable on a noisy machine.
+fn embed_once(args: &[String]) -> Result<serde_json::Value> {
+    let [dir, text, rest @ ..] = args else { bail!("usage: embed-once MODEL_DIR TEXT [N] [f32|int8]") };
+    let n: usize = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(1);
+    let opts = strato_ml::LoadOptions { precision: precision(rest.get(1))?, ..Default::default() };
+    let e = strato_ml::Embedder::load_opts(&PathBuf::from(dir), opts)?;
+    let tokens = e.token_count(text)?;
+    for _ in 0..n {
+        std::hint::black_box(e.embed_batch(&[text.as_str()])?);
+    }
+    Ok(json!({"tokens": tokens, "n": n}))
+}
+
+/// How far int8 embeddings are from f32 ones on CLINC150's test split: worst and mean cosine.
+fn precision_gap(args: &[String]) -> Result<serde_json::Value> {
+    let [dir, csv, ..] = args else { bail!("usage: precision MODEL_DIR CSV") };
+    let texts = texts(csv, &["test"], usize::MAX)?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let load = |precision| {
+        strato_ml::Embedder::load_opts(&PathBuf::from(dir), strato_ml::LoadOptions { precision, ..Default::default() })
+    };
+    let a = load(strato_ml::Precision::F32)?.embed_all(&refs, |_, _| true)?;
+    let b = load(strato_ml::Precision::Int8)?.embed_all(&refs, |_, _| true)?;
+    let mut cos: Vec<(f64, usize)> = a
+        .iter()
+        .zip(&b)
+        .enumerate()
+        .map(|(i, (x, y))| (x.iter().zip(y).map(|(p, q)| (*p as f64) * (*q as f64)).sum::<f64>(), i))
+        .collect();
+    cos.sort_by(|x, y| x.0.total_cmp(&y.0));
+    Ok(json!({
+        "int8_cosine_worst": cos[0].0, "int8_cosine_mean": cos.iter().map(|c| c.0).sum::<f64>() / cos.len() as f64,
+        "worst_texts": cos.iter().take(5).map(|&(c, i)| json!([refs[i], c])).collect::<Vec<_>>(), "n": cos.len(),
+    }))
+}
+
 async fn predict(args: &[String]) -> Result<serde_json::Value> {
     let [data_dir, model_dir, model, csv, rest @ ..] = args else {
-        bail!("usage: predict DATA_DIR MODEL_DIR MODEL_ID CSV [N]")
+        bail!("usage: predict DATA_DIR MODEL_DIR MODEL_ID CSV [N] [f32|int8]")
     };
     let n: usize = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(500);
-    let s = open_service(data_dir, model_dir).await?;
+    let mut opts = strato_service::StratoOptions::new(data_dir);
+    opts.embedding_model = Some(PathBuf::from(model_dir));
+    opts.embedding_precision = precision(rest.get(1))?;
+    let s = strato_service::Strato::open(opts).await.map_err(|e| anyhow::anyhow!(e.message))?;
     let texts = texts(csv, &["test"], n)?;
     for t in texts.iter().take(20) {
         s.predict(model, vec![t.clone()], 5).await.map_err(|e| anyhow::anyhow!(e.message))?;
@@ -273,10 +363,13 @@ async fn main() -> Result<()> {
     let out = match args.first().map(String::as_str) {
         Some("embed") => embed(&args[1..])?,
         Some("predict") => predict(&args[1..]).await?,
+        Some("precision") => precision_gap(&args[1..])?,
+        Some("embed-once") => embed_once(&args[1..])?,
+        Some("peak") => peak()?,
         Some("offtopic") => offtopic(&args[1..])?,
         Some("mentor") => mentor(&args[1..]).await?,
         Some("many-mentors") => many_mentors(&args[1..]).await?,
-        _ => bail!("usage: strato-bench embed|predict|offtopic|mentor|many-mentors|jobs …"),
+        _ => bail!("usage: strato-bench embed|predict|precision|offtopic|mentor|many-mentors|jobs …"),
     };
     println!("{out}");
     Ok(())
