@@ -11,7 +11,7 @@ use crate::config::Cli;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    config::init_logging(&cli);
+    let _log = config::init_logging(&cli);
     // With SENTRY_DSN set, 5xx responses and panics are reported; the guard flushes pending reports at exit.
     let _sentry = match std::env::var("SENTRY_DSN").ok().filter(|d| !d.trim().is_empty()) {
         None => None,

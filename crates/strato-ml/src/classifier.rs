@@ -170,8 +170,14 @@ impl Classifier {
         let mut p = Vec::with_capacity(self.labels.len());
         logreg::predict_proba(&self.weights, embedding, &mut p);
         let mut idx: Vec<usize> = (0..p.len()).collect();
-        idx.sort_unstable_by(|&a, &b| p[b].total_cmp(&p[a]));
-        idx.into_iter().take(n).map(|i| Scored { label: self.labels[i].clone(), score: p[i] }).collect()
+        let by_score = |a: &usize, b: &usize| p[*b].total_cmp(&p[*a]);
+        // Only the top n need ordering.
+        if n < idx.len() {
+            idx.select_nth_unstable_by(n, by_score);
+            idx.truncate(n);
+        }
+        idx.sort_unstable_by(by_score);
+        idx.into_iter().map(|i| Scored { label: self.labels[i].clone(), score: p[i] }).collect()
     }
 
     fn argmax(&self, embedding: &[f32], buf: &mut Vec<f32>) -> usize {

@@ -1,11 +1,14 @@
 //! Models: versions, activation, deletion, and predictions served from a bounded LRU of loaded classifiers.
 //!
-//! The cache is keyed by (model, version). Each prediction reads the model's active version from the store (one
-//! indexed read), so a version activated by any process is served on the next request without a restart, and a
-//! stale entry simply ages out of the LRU. The cache lock is held only to look up or insert an `Arc`.
+//! The cache is keyed by (model, version). A model's active version is read from the store at most once per
+//! `ACTIVE_TTL` (a store read per prediction was most of a cached prediction's cost): a version this process
+//! activates, trains or deletes is seen at once, one another process activates within `ACTIVE_TTL`, with no
+//! restart; a stale classifier simply ages out of the LRU. The locks are held only to look up or insert.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use lru::LruCache;
 use parking_lot::Mutex;
@@ -14,13 +17,39 @@ use strato_types::{ErrorCode, ModelRecord, ModelVersionRecord, StratoError};
 
 use crate::{blob_storage, internal, storage, Result, Strato};
 
+/// How long a model's active version, as read from the store, is trusted.
+const ACTIVE_TTL: Duration = Duration::from_secs(1);
+
 pub(crate) struct ModelCache {
     lru: Mutex<LruCache<(String, i64), Arc<Classifier>>>,
+    /// Model → (active version, when it was read).
+    active: Mutex<HashMap<String, (i64, Instant)>>,
 }
 
 impl ModelCache {
     pub(crate) fn new(size: usize) -> Self {
-        Self { lru: Mutex::new(LruCache::new(NonZeroUsize::new(size.max(1)).unwrap_or(NonZeroUsize::MIN))) }
+        Self {
+            lru: Mutex::new(LruCache::new(NonZeroUsize::new(size.max(1)).unwrap_or(NonZeroUsize::MIN))),
+            active: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn active(&self, id: &str) -> Option<i64> {
+        self.active.lock().get(id).filter(|(_, at)| at.elapsed() < ACTIVE_TTL).map(|(v, _)| *v)
+    }
+
+    fn set_active(&self, id: &str, version: i64) {
+        let mut active = self.active.lock();
+        // Models that are gone or idle would otherwise stay forever.
+        if active.len() >= 4096 {
+            active.retain(|_, (_, at)| at.elapsed() < ACTIVE_TTL);
+        }
+        active.insert(id.to_string(), (version, Instant::now()));
+    }
+
+    /// Forgets a model's active version: the next prediction reads it from the store.
+    pub(crate) fn forget_active(&self, id: &str) {
+        self.active.lock().remove(id);
     }
 
     fn get(&self, id: &str, version: i64) -> Option<Arc<Classifier>> {
@@ -86,6 +115,7 @@ impl Strato {
             .map_err(internal("deleting the model failed"))?
             .ok_or_else(|| not_found(id))?;
         self.inner.models.evict_model(id);
+        self.inner.models.forget_active(id);
         for v in versions {
             if let Err(e) = self.inner.blobs.delete(&v.blob_key).await {
                 tracing::warn!(key = %v.blob_key, error = %e, "could not delete a model artifact");
@@ -96,7 +126,9 @@ impl Strato {
 
     /// Makes `version` the one predictions use.
     pub async fn activate_version(&self, id: &str, version: i64) -> Result<ModelDetail> {
-        if !self.inner.store.activate_version(id, version).await.map_err(storage("activating failed"))? {
+        let activated = self.inner.store.activate_version(id, version).await.map_err(storage("activating failed"));
+        self.inner.models.forget_active(id);
+        if !activated? {
             self.model(id).await?;
             return Err(StratoError::new(ErrorCode::VersionNotFound, format!("model {id:?} has no version {version}")));
         }
@@ -105,14 +137,21 @@ impl Strato {
 
     /// The active classifier of a model, from the cache or loaded from blob storage.
     pub async fn classifier(&self, id: &str) -> Result<(i64, Arc<Classifier>)> {
-        let model = self.inner.store.get_model(id).await.map_err(storage("reading the model failed"))?;
-        let model = model.ok_or_else(|| not_found(id))?;
-        let version = model.active_version.ok_or_else(|| {
-            StratoError::new(
-                ErrorCode::ModelNotFound,
-                format!("model {id:?} has no trained version yet; check its training job"),
-            )
-        })?;
+        let version = match self.inner.models.active(id) {
+            Some(v) => v,
+            None => {
+                let model = self.inner.store.get_model(id).await.map_err(storage("reading the model failed"))?;
+                let model = model.ok_or_else(|| not_found(id))?;
+                let version = model.active_version.ok_or_else(|| {
+                    StratoError::new(
+                        ErrorCode::ModelNotFound,
+                        format!("model {id:?} has no trained version yet; check its training job"),
+                    )
+                })?;
+                self.inner.models.set_active(id, version);
+                version
+            }
+        };
         if let Some(c) = self.inner.models.get(id, version) {
             self.inner.metrics.model_cache.with_label_values(&["hit"]).inc();
             return Ok((version, c));

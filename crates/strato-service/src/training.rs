@@ -276,6 +276,7 @@ impl TrainingHandler {
         if p.dataset.is_none() {
             let _ = s.inner.blobs.delete(&p.dataset_key).await;
         }
+        s.inner.models.forget_active(&p.model_id);
         tracing::info!(model = %p.model_id, version, "model version trained and activated");
         Ok(json!({"model_id": p.model_id, "version": version, "metrics": metrics}))
     }

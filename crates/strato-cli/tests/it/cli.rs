@@ -204,7 +204,9 @@ fn serve_logs_one_json_line_per_request_without_secrets() {
     assert_eq!(r.status(), 200);
     let r = client.get(url("/v1/models")).bearer_auth("wrong-token").send().unwrap();
     assert_eq!(r.status(), 401);
-    let _ = child.kill();
+    // Lines are written by a logging thread; a graceful stop (SIGTERM, as a supervisor sends) flushes them all.
+    let term = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
     let mut err = String::new();
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     let _ = child.wait();

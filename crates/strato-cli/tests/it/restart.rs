@@ -46,11 +46,12 @@ async fn job_interrupted_by_shutdown_runs_again_after_restart() {
     let Some(model) = model_dir() else { return };
     let dir = tempfile::tempdir().unwrap();
     let s = start(Options::new(dir.path(), model.clone())).await;
-    // Enough text that training is still running when we stop.
+    // Enough text that training is still running when we stop (embedding got fast: 3,000 texts sometimes
+    // finished first on a loaded machine).
     let csv = std::fs::read_to_string(data("clinc150.csv")).unwrap();
     let examples: Vec<Example> = csv::Reader::from_reader(csv.as_bytes())
         .records()
-        .take(3000)
+        .take(9000)
         .map(|r| {
             let r = r.unwrap();
             Example { text: r[0].to_string(), label: r[1].to_string(), split: None }
