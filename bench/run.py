@@ -828,8 +828,8 @@ def render(ours, peer, threads):
         "- Serving RSS is `VmHWM` of `strato serve` after 200 predictions over HTTP; the peer's is `VmHWM` of its "
         "serving process after loading and 200 predictions (about 200 MB of it are CUDA libraries that PyPI's torch "
         "build loads even on CPU; PyPI has no CPU-only torch).",
-        "- Strato's embedding is still far from the machine's limit (candle runs most BERT ops on one core here); "
-        "closing that gap is the performance issue's work.",
+        "- How close each hot path is to the machine's limit, in f32 and int8, is the section \"Performance near the "
+        "machine's limit\" (`python3 bench/run.py --only-perf`).",
         "",
         "Reproduce: `python3 bench/run.py` (raw figures in `bench/out/strato.json` and `bench/out/peer.json`).",
         "",

@@ -79,19 +79,35 @@ fn embed(args: &[String]) -> Result<serde_json::Value> {
 fn peak() -> Result<serde_json::Value> {
     let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2usize);
     let iters = 100_000_000u64;
-    let per: Vec<f64> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..threads).map(|_| s.spawn(move || fma_gflops(iters))).collect();
-        hs.into_iter().map(|h| h.join().unwrap_or(0.0)).collect()
-    });
-    Ok(json!({"gflops_per_thread": per, "gflops": per.iter().sum::<f64>(), "threads": threads}))
+    let run = |f: fn(u64) -> f64| -> Vec<f64> {
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..threads).map(|_| s.spawn(move || f(iters))).collect();
+            hs.into_iter().map(|h| h.join().unwrap_or(0.0)).collect()
+        })
+    };
+    let (avx2, avx512, vnni) = (run(fma_gflops::<8>), run(fma_gflops::<16>), run(vnni_gops));
+    let total = |v: &[f64]| v.iter().sum::<f64>();
+    Ok(json!({
+        "gflops": total(&avx2).max(total(&avx512)), "gflops_avx2": total(&avx2), "gflops_avx512": total(&avx512),
+        "gflops_per_thread": if total(&avx512) > total(&avx2) { &avx512 } else { &avx2 },
+        "int16_gops_vnni": total(&vnni), "threads": threads,
+    }))
 }
 
-#[expect(unsafe_code, reason = "calls the AVX2 loop after checking the CPU")]
-fn fma_gflops(iters: u64) -> f64 {
+/// f32 FMA throughput with `LANES`-wide vectors (8: AVX2, 16: AVX-512), or 0 where the CPU lacks them.
+#[expect(unsafe_code, reason = "calls the SIMD loops after checking the CPU")]
+fn fma_gflops<const LANES: usize>(iters: u64) -> f64 {
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        return unsafe { fma_loop(iters) };
+    {
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        if LANES == 8 && avx2 {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            return unsafe { fma_loop(iters) };
+        }
+        if LANES == 16 && avx2 && is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            return unsafe { fma_loop512(iters) };
+        }
     }
     0.0
 }
@@ -112,6 +128,53 @@ fn fma_loop(iters: u64) -> f64 {
     let secs = t.elapsed().as_secs_f64();
     std::hint::black_box(acc);
     iters as f64 * 12.0 * 16.0 / secs / 1e9
+}
+
+/// The same with 16-lane vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn fma_loop512(iters: u64) -> f64 {
+    use std::arch::x86_64::*;
+    let (b, c) = (_mm512_set1_ps(0.999_9), _mm512_set1_ps(1e-5));
+    let mut acc = [_mm512_set1_ps(0.5); 12];
+    let t = Instant::now();
+    for _ in 0..iters {
+        for a in acc.iter_mut() {
+            *a = _mm512_fmadd_ps(*a, b, c);
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    std::hint::black_box(acc);
+    iters as f64 * 12.0 * 32.0 / secs / 1e9
+}
+
+/// 16-bit integer multiply-adds with AVX512-VNNI's `vpdpwssd` (what the int8 kernels run), in operations
+/// (a multiply and an add each), or 0 where the CPU lacks it.
+#[expect(unsafe_code, reason = "calls the VNNI loop after checking the CPU")]
+fn vnni_gops(iters: u64) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni") {
+        // SAFETY: the CPU has AVX-512F and VNNI (checked just above).
+        return unsafe { vnni_loop(iters) };
+    }
+    0.0
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn vnni_loop(iters: u64) -> f64 {
+    use std::arch::x86_64::*;
+    let (a, b) = (_mm512_set1_epi16(3), _mm512_set1_epi16(-2));
+    let mut acc = [_mm512_setzero_si512(); 12];
+    let t = Instant::now();
+    for _ in 0..iters {
+        for x in acc.iter_mut() {
+            *x = _mm512_dpwssd_epi32(*x, a, b);
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    std::hint::black_box(acc);
+    iters as f64 * 12.0 * 64.0 / secs / 1e9
 }
 
 /// One text embedded N times after loading, for `valgrind --tool=callgrind --toggle-collect=*embed_batch*`: the

@@ -234,26 +234,29 @@ impl Encoder {
         let token_type = t.get("embeddings.token_type_embeddings.weight", &[cfg.type_vocab_size, h])?;
         // Sentence embedding never uses segment B: row 0 is added to every token.
         let token_type0 = Buf::Owned(token_type.get()[..h].to_vec());
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for i in 0..cfg.num_hidden_layers {
-            let p = format!("encoder.layer.{i}");
-            let s = format!("{p}.attention.self");
-            // Q, K and V as one [3h, h] product: one matrix multiply instead of three.
-            let mut w = Vec::with_capacity(3 * h * h);
-            let mut b = Vec::with_capacity(3 * h);
-            for part in ["query", "key", "value"] {
-                w.extend_from_slice(t.get(&format!("{s}.{part}.weight"), &[h, h])?.get());
-                b.extend_from_slice(t.get(&format!("{s}.{part}.bias"), &[h])?.get());
-            }
-            layers.push(Layer {
-                qkv: Linear { w: precision.pack(&w, 3 * h, h), b },
-                attn_out: t.linear(&format!("{p}.attention.output.dense"), h, h, precision)?,
-                attn_norm: t.norm(&format!("{p}.attention.output.LayerNorm"), h)?,
-                inter: t.linear(&format!("{p}.intermediate.dense"), cfg.intermediate_size, h, precision)?,
-                out: t.linear(&format!("{p}.output.dense"), h, cfg.intermediate_size, precision)?,
-                out_norm: t.norm(&format!("{p}.output.LayerNorm"), h)?,
-            });
-        }
+        // Packing is most of the start-up: the layers are packed on all threads at once.
+        let layers = (0..cfg.num_hidden_layers)
+            .into_par_iter()
+            .map(|i| {
+                let p = format!("encoder.layer.{i}");
+                let s = format!("{p}.attention.self");
+                // Q, K and V as one [3h, h] product: one matrix multiply instead of three.
+                let mut w = Vec::with_capacity(3 * h * h);
+                let mut b = Vec::with_capacity(3 * h);
+                for part in ["query", "key", "value"] {
+                    w.extend_from_slice(t.get(&format!("{s}.{part}.weight"), &[h, h])?.get());
+                    b.extend_from_slice(t.get(&format!("{s}.{part}.bias"), &[h])?.get());
+                }
+                Ok(Layer {
+                    qkv: Linear { w: precision.pack(&w, 3 * h, h), b },
+                    attn_out: t.linear(&format!("{p}.attention.output.dense"), h, h, precision)?,
+                    attn_norm: t.norm(&format!("{p}.attention.output.LayerNorm"), h)?,
+                    inter: t.linear(&format!("{p}.intermediate.dense"), cfg.intermediate_size, h, precision)?,
+                    out: t.linear(&format!("{p}.output.dense"), h, cfg.intermediate_size, precision)?,
+                    out_norm: t.norm(&format!("{p}.output.LayerNorm"), h)?,
+                })
+            })
+            .collect::<Result<Vec<Layer>, MlError>>()?;
         Ok(Self {
             word: t.get("embeddings.word_embeddings.weight", &[cfg.vocab_size, h])?,
             position: t.get("embeddings.position_embeddings.weight", &[cfg.max_position_embeddings, h])?,
@@ -324,6 +327,9 @@ impl Encoder {
     fn forward_here(&self, seqs: &[&[u32]], split: bool) -> Result<Vec<f32>, MlError> {
         match self.isa {
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: Avx512 is only chosen when the CPU has it (Isa::detect).
+            Isa::Avx512 => unsafe { self.forward_avx512(seqs, split) },
+            #[cfg(target_arch = "x86_64")]
             // SAFETY: Avx2Fma is only chosen when the CPU has both (Isa::detect).
             Isa::Avx2Fma => unsafe { self.forward_avx2(seqs, split) },
             _ => self.forward_in(seqs, split),
@@ -336,6 +342,14 @@ impl Encoder {
     #[target_feature(enable = "avx2,fma")]
     #[expect(unsafe_code, reason = "a target-feature function: callers check the CPU first")]
     unsafe fn forward_avx2(&self, seqs: &[&[u32]], split: bool) -> Result<Vec<f32>, MlError> {
+        self.forward_in(seqs, split)
+    }
+
+    /// The same with 16 lanes (AVX-512) for everything the compiler vectorises.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    #[expect(unsafe_code, reason = "a target-feature function: callers check the CPU first")]
+    unsafe fn forward_avx512(&self, seqs: &[&[u32]], split: bool) -> Result<Vec<f32>, MlError> {
         self.forward_in(seqs, split)
     }
 
