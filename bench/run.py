@@ -500,8 +500,22 @@ def callgrind_ir(model_dir, precision, text):
     return int(totals.split()[1]) / 6
 
 
+def ensure_tools():
+    """wrk and valgrind from Debian's archive, installed when missing."""
+    missing = [t for t in ("wrk", "valgrind") if shutil.which(t) is None]
+    if not missing:
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = sudo + ["apt-get", "install", "-y", "-q"] + missing
+    if subprocess.run(install, env=env).returncode != 0:
+        sh(sudo + ["apt-get", "update", "-q"])
+        sh(install)
+
+
 def measure_perf(threads, with_peer, seconds):
     """Everything issue 6 asks for, Strato (f32 and int8) and the peer in one run."""
+    ensure_tools()
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     data = OUT / "perf-data"
     sh(strato(data, "model", "pull"))
@@ -530,6 +544,7 @@ def measure_perf(threads, with_peer, seconds):
         p["cold_start_s"] = statistics.median(colds)
         p["callgrind_ir_per_query"] = callgrind_ir(model_dir, precision, repeated)
         r[precision] = p
+        print(f"{precision}: {json.dumps(p)}", file=sys.stderr)
     # HTTP: the classifier trained in f32 served by each precision; the distinct run without the embedding cache
     # (every request reaches the model), the repeated one with it (as deployed).
     sh(strato(data, "models", "list"))
@@ -601,13 +616,14 @@ def render_perf(d):
         "",
         f"Measured {d.get('date', '?')} in one run of `python3 bench/run.py --only-perf` on this machine: "
         f"{_cpu()}, {os.cpu_count()} cores, {d.get('threads')} threads for every side. The machine's fp32 limit, "
-        f"measured by `strato-bench peak` (independent AVX2 FMA chains on every thread): "
-        f"{fmt(peak)} GFLOP/s in all ({', '.join(fmt(x) for x in d.get('peak', {}).get('gflops_per_thread', []))} "
-        f"per thread). A CLINC150 text is {tokens:.1f} tokens on average, {per_query_flop / 1e6:.0f} MFLOP through "
-        "the linear layers, so the limit is "
-        f"{fmt(limit_ms)} ms per query and {fmt(limit_per_s)} sentences/s. **This CPU has no AVX-512 and no bf16** "
-        "(the issue's figures, 330 GFLOP/s fp32 and 780 bf16, are another machine's); the issue's absolute targets "
-        "assume that machine. Load average (1, 5, 15 min) at the start: "
+        f"measured by `strato-bench peak` (independent FMA chains of the widest vectors the CPU has, {_isa()}, on "
+        f"every thread): {fmt(peak)} GFLOP/s in all "
+        f"({', '.join(fmt(x) for x in d.get('peak', {}).get('gflops_per_thread', []))} per thread; AVX2 alone "
+        f"{fmt(d.get('peak', {}).get('gflops_avx2'))}; 16-bit integer multiply-adds with VNNI, what the int8 mode "
+        f"runs, {fmt(d.get('peak', {}).get('int16_gops_vnni'))} GOP/s). A CLINC150 text is {tokens:.1f} tokens on "
+        f"average, {per_query_flop / 1e6:.0f} MFLOP through the linear layers, so the fp32 limit is "
+        f"{fmt(limit_ms)} ms per query and {fmt(limit_per_s)} sentences/s. Load average (1, 5, 15 min) at the "
+        "start: "
         f"{load(d.get('load_before'))}; at the end: {load(d.get('load_after'))}.",
         "",
         "| metric | Strato f32 | Strato int8 | Python peer | f32 vs peer | int8 vs peer | machine limit | "
@@ -675,6 +691,14 @@ def _dig(d, keys):
             return None
         d = d.get(k)
     return d
+
+
+def _isa():
+    flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
+    if "avx512f" in flags:
+        extra = [n for f, n in (("avx512_vnni", "VNNI"), ("avx512_bf16", "BF16")) if f in flags]
+        return "AVX-512" + (f" with {' and '.join(extra)}" if extra else "")
+    return "AVX2+FMA" if "avx2" in flags else "SSE2"
 
 
 def _cpu():

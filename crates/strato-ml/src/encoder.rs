@@ -18,6 +18,8 @@ use rayon::prelude::*;
 
 /// Tokens per thread below which a batch is not split between threads by sequences.
 const SPLIT_MIN_TOKENS: usize = 48;
+/// Attention's vector width: one AVX-512 register, two AVX2 ones.
+const LANES: usize = 16;
 
 /// f32 weights: in place in the mapped file when aligned, else a copy.
 enum Buf {
@@ -415,7 +417,7 @@ impl Encoder {
         let mut start = 0;
         for s in seqs {
             let n = s.len();
-            let np = n.next_multiple_of(8);
+            let np = n.next_multiple_of(LANES);
             scratch.clear();
             scratch.resize(hd * np + np, 0.0);
             let (kt, scores) = scratch.split_at_mut(hd * np);
@@ -429,11 +431,19 @@ impl Encoder {
                 }
                 let out_rows = ctx[start * h..(start + n) * h].chunks_exact_mut(h);
                 for (row, out) in rows.chunks_exact(stride).zip(out_rows) {
-                    scores.fill(0.0);
-                    for (&q, krow) in row[qo..qo + hd].iter().zip(kt.chunks_exact(np)) {
-                        let q = q * scale;
-                        for (s, &k) in scores.iter_mut().zip(krow) {
-                            *s += q * k;
+                    // Sequences are short: each run of LANES scores (and of LANES outputs below) is summed in a
+                    // register-sized local, not through memory once per step.
+                    for (jc, chunk) in scores.chunks_exact_mut(LANES).enumerate() {
+                        let mut acc = [0f32; LANES];
+                        for (d, &q) in row[qo..qo + hd].iter().enumerate() {
+                            let k: &[f32; LANES] =
+                                kt[d * np + jc * LANES..][..LANES].try_into().unwrap_or(&[0.0; LANES]);
+                            for l in 0..LANES {
+                                acc[l] += q * k[l];
+                            }
+                        }
+                        for (s, a) in chunk.iter_mut().zip(acc) {
+                            *s = a * scale;
                         }
                     }
                     let live = &mut scores[..n];
@@ -441,12 +451,28 @@ impl Encoder {
                     live.iter_mut().for_each(|v| *v = kernels::exp(*v - max));
                     let inv = 1.0 / kernels::sum(live);
                     let out = &mut out[qo..qo + hd];
-                    out.fill(0.0);
-                    for (&p, vrow) in live.iter().zip(rows.chunks_exact(stride)) {
-                        let p = p * inv;
-                        for (o, &v) in out.iter_mut().zip(&vrow[vo..vo + hd]) {
-                            *o += p * v;
+                    let whole = hd - hd % LANES;
+                    for oc in (0..whole).step_by(LANES) {
+                        let mut acc = [0f32; LANES];
+                        for (&p, vrow) in live.iter().zip(rows.chunks_exact(stride)) {
+                            let v: &[f32; LANES] = vrow[vo + oc..][..LANES].try_into().unwrap_or(&[0.0; LANES]);
+                            for l in 0..LANES {
+                                acc[l] += p * v[l];
+                            }
                         }
+                        for (o, a) in out[oc..oc + LANES].iter_mut().zip(acc) {
+                            *o = a * inv;
+                        }
+                    }
+                    if whole < hd {
+                        let tail = &mut out[whole..];
+                        tail.fill(0.0);
+                        for (&p, vrow) in live.iter().zip(rows.chunks_exact(stride)) {
+                            for (o, &v) in tail.iter_mut().zip(&vrow[vo + whole..vo + hd]) {
+                                *o += p * v;
+                            }
+                        }
+                        tail.iter_mut().for_each(|o| *o *= inv);
                     }
                 }
             }
