@@ -177,6 +177,19 @@ fn vnni_loop(iters: u64) -> f64 {
     iters as f64 * 12.0 * 64.0 / secs / 1e9
 }
 
+/// The training path's embedding: every train and test text through `embed_all` (length-sorted batches).
+fn embed_all(args: &[String]) -> Result<serde_json::Value> {
+    let [dir, csv, rest @ ..] = args else { bail!("usage: embed-all MODEL_DIR CSV [f32|int8]") };
+    let opts = strato_ml::LoadOptions { precision: precision(rest.first())?, ..Default::default() };
+    let e = strato_ml::Embedder::load_opts(&PathBuf::from(dir), opts)?;
+    let texts = texts(csv, &["train", "test"], usize::MAX)?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let t = Instant::now();
+    e.embed_all(&refs, |_, _| true)?;
+    let secs = t.elapsed().as_secs_f64();
+    Ok(json!({"texts": refs.len(), "seconds": secs, "per_s": refs.len() as f64 / secs}))
+}
+
 /// One text embedded N times after loading, for `valgrind --tool=callgrind --toggle-collect=*embed_batch*`: the
 /// instruction count of one query, repeatable on a noisy machine.
 fn embed_once(args: &[String]) -> Result<serde_json::Value> {
@@ -428,6 +441,7 @@ async fn main() -> Result<()> {
         Some("predict") => predict(&args[1..]).await?,
         Some("precision") => precision_gap(&args[1..])?,
         Some("embed-once") => embed_once(&args[1..])?,
+        Some("embed-all") => embed_all(&args[1..])?,
         Some("peak") => peak()?,
         Some("offtopic") => offtopic(&args[1..])?,
         Some("mentor") => mentor(&args[1..]).await?,

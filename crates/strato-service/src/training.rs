@@ -232,6 +232,7 @@ impl TrainingHandler {
         let ctx2 = ctx.clone();
         let model = tokio::task::spawn_blocking(move || {
             let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+            let started = std::time::Instant::now();
             let embeddings = embedder
                 .embed_all(&texts, |done, total| {
                     ctx2.set_progress(2 + (83 * done / total.max(1)) as i32);
@@ -241,10 +242,21 @@ impl TrainingHandler {
                     strato_ml::MlError::Cancelled => JobError::Retryable("interrupted before it finished".into()),
                     e => JobError::Permanent(e.to_string()),
                 })?;
+            let embed_ms = started.elapsed().as_millis() as u64;
             // 3. Fit, evaluate, refit (85 → 95 %).
             ctx2.set_progress(85);
-            strato_ml::classifier::train(&examples, &embeddings, &params, &identity, chrono::Utc::now().to_rfc3339())
-                .map_err(|e| JobError::Permanent(e.to_string()))
+            let started = std::time::Instant::now();
+            let model = strato_ml::classifier::train(
+                &examples,
+                &embeddings,
+                &params,
+                &identity,
+                chrono::Utc::now().to_rfc3339(),
+            )
+            .map_err(|e| JobError::Permanent(e.to_string()))?;
+            let fit_ms = started.elapsed().as_millis() as u64;
+            tracing::info!(texts = texts.len(), embed_ms, fit_ms, "classifier trained");
+            Ok(model)
         })
         .await
         .map_err(|e| JobError::Permanent(format!("training task failed: {e}")))??;
