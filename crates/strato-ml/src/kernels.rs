@@ -865,6 +865,27 @@ mod avx512 {
         }
     }
 
+    /// `acc + Σ pairs a·b` as one `vpdpwssd`. Written as assembly because LLVM, tuning for a generic x86-64,
+    /// splits the intrinsic into `vpmaddwd` + `vpaddd` (twice the instructions; the int8 pass measured 5 % slower).
+    ///
+    /// # Safety
+    /// The CPU must have AVX512-VNNI.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    unsafe fn dpwssd(mut acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: a register-only instruction the caller's CPU has.
+        unsafe {
+            std::arch::asm!(
+                "vpdpwssd {acc}, {a}, {b}",
+                acc = inout(zmm_reg) acc,
+                a = in(zmm_reg) a,
+                b = in(zmm_reg) b,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        acc
+    }
+
     /// Int8 with `vpdpwssd`: each instruction multiplies 16 columns × a pair of steps and adds into 32-bit sums
     /// (the AVX2 kernel's multiply and add in one); `R` rows × `P` panels.
     ///
@@ -888,7 +909,7 @@ mod avx512 {
                     for (r, acc) in acc.iter_mut().enumerate() {
                         let x = _mm512_set1_epi32(*a.add(r * t.pairs + s) as i32);
                         for (acc, &w) in acc.iter_mut().zip(&w) {
-                            *acc = _mm512_dpwssd_epi32(*acc, x, w);
+                            *acc = dpwssd(*acc, x, w);
                         }
                     }
                 }
