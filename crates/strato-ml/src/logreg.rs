@@ -85,29 +85,15 @@ impl<'a> Problem<'a> {
         matmul(self.isa, &p, &mut z);
         // 2. Loss, and each row's residual sᵢ(pᵢ − yᵢ)/S in place of its logits; rows in parallel chunks.
         const ROWS: usize = 256;
+        let isa = self.isa;
         let (loss, grad_b) = z
             .par_chunks_mut(ROWS * k)
             .enumerate()
             .map(|(c, chunk)| {
-                let mut loss = 0f64;
                 let mut grad_b = vec![0f64; k];
-                for (r, row) in chunk.chunks_exact_mut(k).enumerate() {
-                    let i = c * ROWS + r;
-                    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-                    // The loss in f64 (the line search compares values that differ in their last digits); the
-                    // probabilities from the vectorised f32 exp.
-                    let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
-                    let lse = max as f64 + sum.ln();
-                    let yi = self.y[i] as usize;
-                    let s = self.sample_w[i] / self.total_w;
-                    loss += s * (lse - row[yi] as f64);
-                    let (lse, s) = (lse as f32, s as f32);
-                    for (j, v) in row.iter_mut().enumerate() {
-                        let g = s * (kernels::exp(*v - lse) - if j == yi { 1.0 } else { 0.0 });
-                        grad_b[j] += g as f64;
-                        *v = g;
-                    }
-                }
+                let rows = c * ROWS..c * ROWS + chunk.len() / k;
+                let w = Labels { y: &self.y[rows.clone()], sample_w: &self.sample_w[rows], total_w: self.total_w };
+                let loss = residuals(isa, chunk, k, &w, &mut grad_b);
                 (loss, grad_b)
             })
             .reduce(
@@ -137,6 +123,77 @@ impl<'a> Problem<'a> {
         grad[k * d..].copy_from_slice(&grad_b);
         Ok((loss + 0.5 * reg * wnorm, grad))
     }
+}
+
+/// A chunk of rows' labels and weights.
+struct Labels<'a> {
+    y: &'a [u32],
+    sample_w: &'a [f64],
+    total_w: f64,
+}
+
+/// The weighted cross-entropy of `k`-wide rows of logits, each row replaced by its residual; adds the residuals
+/// into `grad_b`. Compiled for AVX-512 or AVX2 where the CPU has it: an exp per sample and class, in f64 for the
+/// loss (the line search compares values that differ in their last digits) and f32 for the probabilities.
+#[cfg_attr(target_arch = "x86_64", expect(unsafe_code, reason = "calls the SIMD builds after checking the CPU"))]
+fn residuals(isa: Isa, chunk: &mut [f32], k: usize, w: &Labels, grad_b: &mut [f64]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    fn avx512(chunk: &mut [f32], k: usize, w: &Labels, grad_b: &mut [f64]) -> f64 {
+        residuals_in(chunk, k, w, grad_b)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn avx2(chunk: &mut [f32], k: usize, w: &Labels, grad_b: &mut [f64]) -> f64 {
+        residuals_in(chunk, k, w, grad_b)
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Avx512 is only chosen when the CPU has it (Isa::detect).
+        Isa::Avx512 => unsafe { avx512(chunk, k, w, grad_b) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Avx2Fma is only chosen when the CPU has both (Isa::detect).
+        Isa::Avx2Fma => unsafe { avx2(chunk, k, w, grad_b) },
+        _ => residuals_in(chunk, k, w, grad_b),
+    }
+}
+
+#[inline(always)]
+fn residuals_in(chunk: &mut [f32], k: usize, w: &Labels, grad_b: &mut [f64]) -> f64 {
+    let mut loss = 0f64;
+    let mut e = vec![0f64; k];
+    for ((row, &yi), &sw) in chunk.chunks_exact_mut(k).zip(w.y).zip(w.sample_w) {
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        // The exps first (a loop the compiler vectorises), then their sum in eight partial sums.
+        for (e, &v) in e.iter_mut().zip(row.iter()) {
+            *e = kernels::exp_f64((v - max) as f64);
+        }
+        let lse = max as f64 + sum_f64(&e).ln();
+        let yi = yi as usize;
+        let s = sw / w.total_w;
+        loss += s * (lse - row[yi] as f64);
+        let (lse, s) = (lse as f32, s as f32);
+        for (j, v) in row.iter_mut().enumerate() {
+            let g = s * (kernels::exp(*v - lse) - if j == yi { 1.0 } else { 0.0 });
+            grad_b[j] += g as f64;
+            *v = g;
+        }
+    }
+    loss
+}
+
+/// Σ xᵢ in f64 with eight partial sums (vectorised; a plain fold is one serial chain).
+#[inline(always)]
+fn sum_f64(x: &[f64]) -> f64 {
+    let mut acc = [0f64; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f64>() + rest.iter().sum::<f64>()
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
