@@ -671,8 +671,13 @@ PERF_NOTES = [
     "texts embedded one per call) and `strato-bench predict` (500 distinct test texts through the service, as the "
     "HTTP handler calls it: embedding cache lookup, the batching queue, the classifier). The peer: "
     "`bench/peer.py` (`model.encode` + `predict_proba`).",
-    "- Training: the whole `strato train` process on CLINC150's 18,000 train texts (load, embed, fit, write); the "
-    "peer's is embed + fit inside a started interpreter. Cold start: the median of 5 `strato predict` processes.",
+    "- Training: the whole `strato train` process on CLINC150's 18,000 train texts plus the 2,250 test texts it "
+    "evaluates on (load, embed all 20,250, fit twice: on 85 % to choose the off-topic threshold, then on all, "
+    "evaluate, write); the peer's is embed the 18,000 + one fit inside a started interpreter. Cold start: the median "
+    "of 5 `strato predict` processes.",
+    "- This machine is a VM whose neighbours' load is invisible from inside it: the same binary's batch-32 "
+    "throughput has been measured 15-20 % apart an hour apart (f32 1,100-1,400/s, int8 1,530-2,080/s). Every "
+    "figure in one table comes from one run, the peer's included.",
     "- HTTP: wrk (Debian's), 2 threads and 32 connections for the stated seconds against `strato serve` on "
     "loopback, sharing the 2 cores with the server. Distinct: the 5,250 test and val texts in turn with the "
     "embedding cache off, so every request reaches the model; repeated: one text, cache on. The peer: Flask under "
