@@ -1109,20 +1109,24 @@ mod tests {
         }
     }
 
+    /// (m, n, k) of the products checked: row tails (1..6 rows), partial panels (n not a multiple of 16), tiles of
+    /// fewer panels than the widest (7 panels, with few and with many rows), an odd k (a half pair in int8), partial
+    /// int8 blocks, several f32 k blocks, and the parallel path.
+    const SHAPES: [(usize, usize, usize); 8] = [
+        (1, 16, 3),
+        (5, 17, 41),
+        (3, 100, 64),
+        (13, 100, 70),
+        (7, 33, 300),
+        (13, 48, 520),
+        (12, 384, 384),
+        (64, 1536, 384),
+    ];
+
     #[test]
     fn int8_products_stay_within_the_quantisation_error() {
         for isa in Isa::supported() {
-            // Row tails, partial panels, an odd k (a half pair), a partial last block, the parallel path.
-            for (m, n, k) in [
-                (1, 16, 3),
-                (5, 17, 41),
-                (3, 100, 64),
-                (13, 100, 70),
-                (7, 33, 300),
-                (13, 48, 520),
-                (12, 384, 384),
-                (64, 1536, 384),
-            ] {
+            for (m, n, k) in SHAPES {
                 check_i8(isa, m, n, k, false);
                 check_i8(isa, m, n, k, true);
             }
@@ -1156,18 +1160,7 @@ mod tests {
     #[test]
     fn every_shape_matches_a_plain_product() {
         for isa in Isa::supported() {
-            // Row tails (1..6), partial panels (n not a multiple of 16), tiles of fewer panels than the widest (7
-            // panels), several k blocks, the parallel path.
-            for (m, n, k) in [
-                (1, 16, 3),
-                (5, 17, 40),
-                (3, 100, 64),
-                (13, 100, 70),
-                (7, 33, 300),
-                (13, 48, 520),
-                (12, 384, 384),
-                (64, 1536, 384),
-            ] {
+            for (m, n, k) in SHAPES {
                 check(isa, m, n, k, false, Activation::Identity);
                 check(isa, m, n, k, true, Activation::Identity);
                 check(isa, m, n, k, false, Activation::GeluErf);
