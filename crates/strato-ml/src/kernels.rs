@@ -252,40 +252,49 @@ pub(crate) fn matmul(isa: Isa, p: &Product, c: &mut [f32]) {
         assert!(r.len() >= m * n, "residual is shorter than m × n");
     }
     let panels = n.div_ceil(NR);
-    let threads = if p.split && m * n * k >= PARALLEL_MIN_WORK { rayon::current_num_threads().min(panels) } else { 1 };
+    let pool = if p.split && m * n * k >= PARALLEL_MIN_WORK { rayon::current_num_threads() } else { 1 };
+    // Many rows split between threads by rows: each thread then keeps whole groups of panels (a split by columns
+    // of the logistic regression's 10 panels left each thread a group of four and a lone one). Few rows split
+    // by columns, so that each thread streams only its share of the weights.
+    let by_rows = m >= 8 * MR * pool;
+    let threads = if by_rows { pool } else { pool.min(panels) };
     let c = SharedOut(c.as_mut_ptr());
     QUANTISED_A.with_borrow_mut(|qa| {
         if let Weights::I8(_) = p.b {
             quantise_a(isa, p.a, m, k, qa);
         }
         let qa = &*qa;
-        let run = |range: Range<usize>| match p.b {
-            // SAFETY: c holds m × n values (asserted); each call writes only its own panels' columns, and the
-            // threads' runs of panels are disjoint.
-            Weights::F32(b) => unsafe { run_f32(isa, p, b, c, range) },
+        let run = |rows: Range<usize>, cols: Range<usize>| match p.b {
+            // SAFETY: c holds m × n values (asserted); each call writes only its own rows' and panels' values,
+            // and the threads' runs of rows or of panels are disjoint.
+            Weights::F32(b) => unsafe { run_f32(isa, p, b, c, rows, cols) },
             // SAFETY: as above; qa was just made from p.a.
-            Weights::I8(b) => unsafe { run_i8(isa, p, b, qa, c, range) },
+            Weights::I8(b) => unsafe { run_i8(isa, p, b, qa, c, rows, cols) },
         };
         if threads <= 1 {
-            run(0..panels);
+            run(0..m, 0..panels);
             return;
         }
+        let (len, per) =
+            if by_rows { (m, m.div_ceil(threads).next_multiple_of(MR)) } else { (panels, panels.div_ceil(threads)) };
+        let part = |t: usize| (t * per).min(len)..((t + 1) * per).min(len);
+        let split = |t: usize| if by_rows { (part(t), 0..panels) } else { (0..m, part(t)) };
         rayon::scope(|s| {
-            let per = panels.div_ceil(threads);
             for t in 1..threads {
-                let range = (t * per).min(panels)..((t + 1) * per).min(panels);
+                let (rows, cols) = split(t);
                 let run = &run;
-                s.spawn(move |_| run(range));
+                s.spawn(move |_| run(rows, cols));
             }
-            run(0..per.min(panels));
+            let (rows, cols) = split(0);
+            run(rows, cols);
         });
     });
 }
 
-/// The output, shared by the threads that write disjoint columns of it.
+/// The output, shared by the threads that write disjoint rows or columns of it.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
-// SAFETY: each thread writes only its own columns (see `matmul`).
+// SAFETY: each thread writes only its own rows or columns (see `matmul`).
 unsafe impl Send for SharedOut {}
 // SAFETY: as above.
 unsafe impl Sync for SharedOut {}
@@ -363,8 +372,8 @@ struct Tile {
 }
 
 /// # Safety
-/// `c` must hold `p.m × n` values, with no other writer of the columns of `panels`.
-unsafe fn run_f32(isa: Isa, p: &Product, b: &PackedF32, c: SharedOut, panels: Range<usize>) {
+/// `c` must hold `p.m × n` values, with no other writer of `rows` × the columns of `panels`; `rows` ⊆ `0..p.m`.
+unsafe fn run_f32(isa: Isa, p: &Product, b: &PackedF32, c: SharedOut, rows: Range<usize>, panels: Range<usize>) {
     let (m, k) = (p.m, b.k);
     let data = b.data();
     // A few rows take the whole inner dimension at once: their activations fit L1 anyway, and each weight panel
@@ -378,17 +387,17 @@ unsafe fn run_f32(isa: Isa, p: &Product, b: &PackedF32, c: SharedOut, panels: Ra
         while j < panels.end {
             let group = isa.f32_panels().min(panels.end - j);
             let bp = data[j * k * NR + k0 * NR..].as_ptr();
-            let mut i0 = 0;
-            while i0 < m {
-                let rows = MR.min(m - i0);
+            let mut i0 = rows.start;
+            while i0 < rows.end {
+                let tile_rows = MR.min(rows.end - i0);
                 let a = p.a[i0 * k + k0..].as_ptr();
                 // SAFETY: i0 < m and j * NR < n; c as the caller promised.
                 let out = unsafe { Out::at(p, c, i0, j * NR, first, last) };
-                let t = Tile { rows, kc, a, lda: k, b: bp, b_stride: k * NR, out };
+                let t = Tile { rows: tile_rows, kc, a, lda: k, b: bp, b_stride: k * NR, out };
                 // SAFETY: the tile's rows, kc steps and `group` panels lie inside a, b and c (built from their
                 // bounds: j + group ≤ panels.end).
                 unsafe { tile_f32(isa, &t, group) };
-                i0 += rows;
+                i0 += tile_rows;
             }
             j += group;
         }
@@ -476,19 +485,27 @@ struct TileI8 {
 }
 
 /// # Safety
-/// `c` must hold `p.m × n` values, with no other writer of the columns of `panels`; `qa` must be `p.a`
-/// quantised.
-unsafe fn run_i8(isa: Isa, p: &Product, b: &PackedI8, qa: &QuantisedA, c: SharedOut, panels: Range<usize>) {
+/// `c` must hold `p.m × n` values, with no other writer of `rows` × the columns of `panels`; `rows` ⊆ `0..p.m`;
+/// `qa` must be `p.a` quantised.
+unsafe fn run_i8(
+    isa: Isa,
+    p: &Product,
+    b: &PackedI8,
+    qa: &QuantisedA,
+    c: SharedOut,
+    rows: Range<usize>,
+    panels: Range<usize>,
+) {
     let m = p.m;
     assert!(qa.pairs.len() >= m * b.pairs && qa.scales.len() == m, "activations not quantised for this product");
     let mut j = panels.start;
     while j < panels.end {
         let group = isa.i8_panels(m).min(panels.end - j);
-        let mut i0 = 0;
-        while i0 < m {
-            let rows = MR.min(m - i0);
+        let mut i0 = rows.start;
+        while i0 < rows.end {
+            let tile_rows = MR.min(rows.end - i0);
             let t = TileI8 {
-                rows,
+                rows: tile_rows,
                 a: qa.pairs[i0 * b.pairs..].as_ptr(),
                 a_scales: qa.scales[i0..].as_ptr(),
                 b: b.data[j * b.pairs * 32..].as_ptr(),
@@ -501,7 +518,7 @@ unsafe fn run_i8(isa: Isa, p: &Product, b: &PackedI8, qa: &QuantisedA, c: Shared
             // SAFETY: the tile's pointers cover its rows, pairs and `group` panels (built from the buffers'
             // bounds: j + group ≤ panels.end).
             unsafe { tile_i8(isa, &t, group) };
-            i0 += rows;
+            i0 += tile_rows;
         }
         j += group;
     }
@@ -1111,8 +1128,8 @@ mod tests {
 
     /// (m, n, k) of the products checked: row tails (1..6 rows), partial panels (n not a multiple of 16), tiles of
     /// fewer panels than the widest (7 panels, with few and with many rows), an odd k (a half pair in int8), partial
-    /// int8 blocks, several f32 k blocks, and the parallel path.
-    const SHAPES: [(usize, usize, usize); 8] = [
+    /// int8 blocks, several f32 k blocks, and the parallel path split by columns and (100 rows) by rows.
+    const SHAPES: [(usize, usize, usize); 9] = [
         (1, 16, 3),
         (5, 17, 41),
         (3, 100, 64),
@@ -1121,6 +1138,7 @@ mod tests {
         (13, 48, 520),
         (12, 384, 384),
         (64, 1536, 384),
+        (100, 150, 384),
     ];
 
     #[test]
