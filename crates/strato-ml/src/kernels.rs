@@ -549,6 +549,18 @@ macro_rules! by_rows {
     };
 }
 
+/// [`by_rows`] for tiles of 1 to 4 panels.
+macro_rules! by_panels {
+    ($rows:expr, $panels:expr, $f:ident, $t:expr) => {
+        match $panels {
+            4 => by_rows!($rows, $f, 4, $t),
+            3 => by_rows!($rows, $f, 3, $t),
+            2 => by_rows!($rows, $f, 2, $t),
+            _ => by_rows!($rows, $f, 1, $t),
+        }
+    };
+}
+
 /// # Safety
 /// The tile's pointers must cover `rows × kc` of `a`, `kc × NR` of `b` for each of `panels` panels (`b_stride`
 /// apart), `rows × cols` of `c` and the residual (row stride `ldc`) and `cols` of the bias for each panel;
@@ -559,12 +571,7 @@ unsafe fn tile_f32(isa: Isa, t: &Tile, panels: usize) {
         // SAFETY: Avx512 is only chosen when the CPU has it (Isa::supported); bounds as the caller promised.
         Isa::Avx512 => unsafe {
             use avx512::tile_f32 as k;
-            match panels {
-                4 => by_rows!(t.rows, k, 4, t),
-                3 => by_rows!(t.rows, k, 3, t),
-                2 => by_rows!(t.rows, k, 2, t),
-                _ => by_rows!(t.rows, k, 1, t),
-            }
+            by_panels!(t.rows, panels, k, t)
         },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Avx2Fma is only chosen when the CPU has both (Isa::supported); bounds as the caller promised.
@@ -587,12 +594,7 @@ unsafe fn tile_i8(isa: Isa, t: &TileI8, panels: usize) {
         // SAFETY: Avx512 is only chosen when the CPU has it (Isa::supported); bounds as the caller promised.
         Isa::Avx512 => unsafe {
             use avx512::tile_i8 as k;
-            match panels {
-                4 => by_rows!(t.rows, k, 4, t),
-                3 => by_rows!(t.rows, k, 3, t),
-                2 => by_rows!(t.rows, k, 2, t),
-                _ => by_rows!(t.rows, k, 1, t),
-            }
+            by_panels!(t.rows, panels, k, t)
         },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Avx2Fma is only chosen when the CPU has both (Isa::supported); bounds as the caller promised.
