@@ -26,6 +26,8 @@ pub(crate) const NR: usize = 16;
 const MR: usize = 6;
 /// Inner-dimension steps per f32 block.
 const KC: usize = 256;
+/// Rows per block of a tall product (a multiple of `MR`): 240 × `KC` f32 is 240 KiB, a quarter of L2.
+const MC: usize = 240;
 /// Activations up to this size are not split into blocks.
 const SMALL_A_BYTES: usize = 96 << 10;
 /// Inner-dimension steps that share one scale in an int8 weight column.
@@ -150,19 +152,19 @@ impl PackedF32 {
         Self { k: inp, n: out, buf, offset }
     }
 
-    /// Packs a `[in, out]` row-major matrix (`y = x W`, W already transposed).
-    pub(crate) fn from_in_out(w: &[f32], inp: usize, out: usize) -> Self {
-        assert_eq!(w.len(), out * inp, "weight is not [in, out]");
+    /// A zeroed `[in, out]` matrix, to be filled in place through [`Self::panels_mut`].
+    pub(crate) fn zeroed(inp: usize, out: usize) -> Self {
         let len = out.div_ceil(NR) * inp * NR;
-        let mut buf = vec![0f32; len + 16];
+        let buf = vec![0f32; len + 16];
         let offset = buf.as_ptr().align_offset(64).min(16);
-        let data = &mut buf[offset..offset + len];
-        for (i, row) in w.chunks_exact(out).enumerate() {
-            for (j, cols) in row.chunks(NR).enumerate() {
-                data[j * inp * NR + i * NR..][..cols.len()].copy_from_slice(cols);
-            }
-        }
         Self { k: inp, n: out, buf, offset }
+    }
+
+    /// Each panel's `k × NR` values (row `i`'s columns `j·NR..` at `i·NR`); a last panel's padding columns must
+    /// stay zero.
+    pub(crate) fn panels_mut(&mut self) -> std::slice::ChunksExactMut<'_, f32> {
+        let len = self.n.div_ceil(NR) * self.k * NR;
+        self.buf[self.offset..self.offset + len].chunks_exact_mut(self.k * NR)
     }
 
     fn data(&self) -> &[f32] {
@@ -379,29 +381,35 @@ unsafe fn run_f32(isa: Isa, p: &Product, b: &PackedF32, c: SharedOut, rows: Rang
     // A few rows take the whole inner dimension at once: their activations fit L1 anyway, and each weight panel
     // is then read front to back, which the prefetcher streams best (the weights come from memory).
     let block = if m * k * 4 <= SMALL_A_BYTES { k } else { KC };
-    let mut k0 = 0;
-    while k0 < k {
-        let kc = block.min(k - k0);
-        let (first, last) = (k0 == 0, k0 + kc == k);
-        let mut j = panels.start;
-        while j < panels.end {
-            let group = isa.f32_panels().min(panels.end - j);
-            let bp = data[j * k * NR + k0 * NR..].as_ptr();
-            let mut i0 = rows.start;
-            while i0 < rows.end {
-                let tile_rows = MR.min(rows.end - i0);
-                let a = p.a[i0 * k + k0..].as_ptr();
-                // SAFETY: i0 < m and j * NR < n; c as the caller promised.
-                let out = unsafe { Out::at(p, c, i0, j * NR, first, last) };
-                let t = Tile { rows: tile_rows, kc, a, lda: k, b: bp, b_stride: k * NR, out };
-                // SAFETY: the tile's rows, kc steps and `group` panels lie inside a, b and c (built from their
-                // bounds: j + group ≤ panels.end).
-                unsafe { tile_f32(isa, &t, group) };
-                i0 += tile_rows;
+    // Many rows go MC at a time through every panel, so that their block of activations is read from memory
+    // once and then from L2 for each group of panels (the logistic regression's 18,000 rows otherwise streamed
+    // from memory once per group).
+    for mc in rows.clone().step_by(MC) {
+        let rows = mc..(mc + MC).min(rows.end);
+        let mut k0 = 0;
+        while k0 < k {
+            let kc = block.min(k - k0);
+            let (first, last) = (k0 == 0, k0 + kc == k);
+            let mut j = panels.start;
+            while j < panels.end {
+                let group = isa.f32_panels().min(panels.end - j);
+                let bp = data[j * k * NR + k0 * NR..].as_ptr();
+                let mut i0 = rows.start;
+                while i0 < rows.end {
+                    let tile_rows = MR.min(rows.end - i0);
+                    let a = p.a[i0 * k + k0..].as_ptr();
+                    // SAFETY: i0 < m and j * NR < n; c as the caller promised.
+                    let out = unsafe { Out::at(p, c, i0, j * NR, first, last) };
+                    let t = Tile { rows: tile_rows, kc, a, lda: k, b: bp, b_stride: k * NR, out };
+                    // SAFETY: the tile's rows, kc steps and `group` panels lie inside a, b and c (built from their
+                    // bounds: j + group ≤ panels.end).
+                    unsafe { tile_f32(isa, &t, group) };
+                    i0 += tile_rows;
+                }
+                j += group;
             }
-            j += group;
+            k0 += kc;
         }
-        k0 += kc;
     }
 }
 
@@ -959,15 +967,19 @@ mod avx512 {
 pub(crate) fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     // eˣ = 2ⁿ · eʳ with n = round(x / ln 2) (adding and removing 1.5·2²³ rounds to nearest), r = x − n·ln 2.
+    // n itself is read off the sum's bits: a float-to-int cast checks for NaN and range per value, which keeps
+    // the loop scalar (it was a seventh of the int8 pass's time, in the softmax).
     const ROUND: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    let ni = t.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     // Degree-6 polynomial (Cephes' expf coefficients).
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
         * r
         + 5e-1;
     let er = p * r * r + r + 1.0;
-    er * f32::from_bits((((n as i32) + 127) as u32) << 23)
+    er * f32::from_bits(((ni + 127) as u32) << 23)
 }
 
 /// `eˣ` in f64 to about 1 ulp, in plain arithmetic the compiler vectorises (libm's `exp` is a call per value:
@@ -1191,7 +1203,7 @@ mod tests {
     }
 
     #[test]
-    fn packing_either_orientation_gives_the_same_panels() {
+    fn packing_in_place_gives_the_same_panels() {
         let (out, inp) = (37, 11);
         let w: Vec<f32> = (0..out * inp).map(|i| i as f32).collect();
         let mut t = vec![0f32; out * inp];
@@ -1200,7 +1212,16 @@ mod tests {
                 t[i * out + o] = w[o * inp + i];
             }
         }
-        assert_eq!(PackedF32::from_out_in(&w, out, inp).data(), PackedF32::from_in_out(&t, inp, out).data());
+        // Filled in place as the logistic regression writes its residuals: row i's columns j·NR.. at i·NR of
+        // panel j.
+        let mut filled = PackedF32::zeroed(inp, out);
+        for (j, panel) in filled.panels_mut().enumerate() {
+            for (i, row) in t.chunks_exact(out).enumerate() {
+                let cols = &row[j * NR..(j * NR + NR).min(out)];
+                panel[i * NR..][..cols.len()].copy_from_slice(cols);
+            }
+        }
+        assert_eq!(PackedF32::from_out_in(&w, out, inp).data(), filled.data());
     }
 
     #[test]

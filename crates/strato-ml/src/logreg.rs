@@ -58,6 +58,15 @@ struct Problem<'a> {
     d: usize,
     k: usize,
     c: f64,
+    /// Buffers reused by every evaluation (a fit makes a hundred or more): the logits, then the residuals
+    /// packed as the gradient product's right operand.
+    scratch: std::sync::Mutex<Scratch>,
+}
+
+pub(crate) static EVALS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+struct Scratch {
+    z: Vec<f32>,
+    g: Weights,
 }
 
 impl<'a> Problem<'a> {
@@ -70,7 +79,8 @@ impl<'a> Problem<'a> {
             }
         }
         let total_w = sample_w.iter().sum();
-        Self { x, xt, isa: Isa::detect(), y, sample_w, total_w, n, d, k, c }
+        let scratch = Scratch { z: vec![0f32; n * k], g: Weights::F32(PackedF32::zeroed(n, k)) };
+        Self { x, xt, isa: Isa::detect(), y, sample_w, total_w, n, d, k, c, scratch: std::sync::Mutex::new(scratch) }
     }
 
     /// Objective and gradient at `theta` = [W (k×d) row-major, b (k)].
@@ -78,22 +88,43 @@ impl<'a> Problem<'a> {
         let (n, d, k) = (self.n, self.d, self.k);
         let w: Vec<f32> = theta[..k * d].iter().map(|&v| v as f32).collect();
         let b: Vec<f32> = theta[k * d..].iter().map(|&v| v as f32).collect();
+        EVALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut scratch = self.scratch.lock().map_err(|_| MlError::Train("a previous evaluation panicked".into()))?;
+        let Scratch { z, g } = &mut *scratch;
         // 1. Logits: X·Wᵀ + b (n×k).
-        let mut z = vec![0f32; n * k];
         let wt = Weights::F32(PackedF32::from_out_in(&w, k, d));
         let p = Product { a: self.x, m: n, b: &wt, bias: &b, residual: None, act: Activation::Identity, split: true };
-        matmul(self.isa, &p, &mut z);
-        // 2. Loss, and each row's residual sᵢ(pᵢ − yᵢ)/S in place of its logits; rows in parallel chunks.
+        matmul(self.isa, &p, z);
+        // 2. Loss, and each row's residual sᵢ(pᵢ − yᵢ)/S written straight into G's panels (the gradient product's
+        //    packed operand) while still in cache; rows in parallel chunks, each owning its rows of every panel.
         const ROWS: usize = 256;
+        let Weights::F32(gp) = g else { return Err(MlError::Train("residual buffer is not f32".into())) };
+        let mut parts: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(ROWS)).map(|_| Vec::new()).collect();
+        for panel in gp.panels_mut() {
+            for (c, rows) in panel.chunks_mut(ROWS * kernels::NR).enumerate() {
+                parts[c].push(rows);
+            }
+        }
         let isa = self.isa;
         let (loss, grad_b) = z
             .par_chunks_mut(ROWS * k)
+            .zip(parts.into_par_iter())
             .enumerate()
-            .map(|(c, chunk)| {
+            .map(|(c, (chunk, mut panels))| {
                 let mut grad_b = vec![0f64; k];
                 let rows = c * ROWS..c * ROWS + chunk.len() / k;
                 let w = Labels { y: &self.y[rows.clone()], sample_w: &self.sample_w[rows], total_w: self.total_w };
                 let loss = residuals(isa, chunk, k, &w, &mut grad_b);
+                for (i, row) in chunk.chunks_exact(k).enumerate() {
+                    for (panel, cols) in panels.iter_mut().zip(row.chunks(kernels::NR)) {
+                        let dst = &mut panel[i * kernels::NR..][..cols.len()];
+                        // A whole panel's width as a fixed-size copy (vector moves, not a memmove call per row).
+                        match (<&mut [f32; kernels::NR]>::try_from(&mut *dst), <&[f32; kernels::NR]>::try_from(cols)) {
+                            (Ok(d), Ok(c)) => *d = *c,
+                            _ => dst.copy_from_slice(cols),
+                        }
+                    }
+                }
                 (loss, grad_b)
             })
             .reduce(
@@ -104,12 +135,12 @@ impl<'a> Problem<'a> {
                 },
             );
         // 3. Weight gradient: (Xᵀ·G)ᵀ, Xᵀ (d×n) times the residuals G (n×k).
-        let g = Weights::F32(PackedF32::from_in_out(&z, n, k));
         let mut gwt = vec![0f32; d * k];
         let zeros = vec![0f32; k];
         let p =
-            Product { a: &self.xt, m: d, b: &g, bias: &zeros, residual: None, act: Activation::Identity, split: true };
+            Product { a: &self.xt, m: d, b: g, bias: &zeros, residual: None, act: Activation::Identity, split: true };
         matmul(self.isa, &p, &mut gwt);
+        drop(scratch);
         let reg = 1.0 / (self.c * self.total_w);
         let mut grad = vec![0f64; k * d + k];
         let mut wnorm = 0f64;
@@ -168,15 +199,17 @@ fn residuals_in(chunk: &mut [f32], k: usize, w: &Labels, grad_b: &mut [f64]) -> 
         for (e, &v) in e.iter_mut().zip(row.iter()) {
             *e = kernels::exp_f64((v - max) as f64);
         }
-        let lse = max as f64 + sum_f64(&e).ln();
+        let sum = sum_f64(&e);
+        let lse = max as f64 + sum.ln();
         let yi = yi as usize;
         let s = sw / w.total_w;
         loss += s * (lse - row[yi] as f64);
-        let (lse, s) = (lse as f32, s as f32);
-        for (j, v) in row.iter_mut().enumerate() {
-            let g = s * (kernels::exp(*v - lse) - if j == yi { 1.0 } else { 0.0 });
-            grad_b[j] += g as f64;
-            *v = g;
+        // The probabilities from the same exps: eⱼ / Σe.
+        let scale = s / sum;
+        for ((j, v), &e) in row.iter_mut().enumerate().zip(&e) {
+            let g = e * scale - if j == yi { s } else { 0.0 };
+            grad_b[j] += g;
+            *v = g as f32;
         }
     }
     loss
