@@ -407,7 +407,7 @@ impl Encoder {
     }
 
     /// Scaled dot-product attention of each sequence with itself, head by head. Keys are copied transposed
-    /// (`[head_dim, len]`) so that a query's scores, its softmax and its weighted sum of values all run along
+    /// (`[hidden, len]`, all heads at once) so that a query's scores, its softmax and its weighted sum of values all run along
     /// contiguous vectors.
     #[inline(always)]
     fn attention(&self, qkv: &[f32], seqs: &[&[u32]], ctx: &mut [f32], scratch: &mut Vec<f32>) {
@@ -418,17 +418,16 @@ impl Encoder {
         for s in seqs {
             let n = s.len();
             let np = n.next_multiple_of(LANES);
-            scratch.clear();
-            scratch.resize(hd * np + np, 0.0);
-            let (kt, scores) = scratch.split_at_mut(hd * np);
+            // Every value is written before it is read (the transpose pads with zeros), so no clearing.
+            if scratch.len() < h * np + np {
+                scratch.resize(h * np + np, 0.0);
+            }
+            let (kt_all, scores) = scratch[..h * np + np].split_at_mut(h * np);
             let rows = &qkv[start * stride..(start + n) * stride];
+            kernels::transpose(self.isa, &rows[h..], stride, n, h, kt_all, np);
             for head in 0..self.heads {
-                let (qo, ko, vo) = (head * hd, h + head * hd, 2 * h + head * hd);
-                for (j, row) in rows.chunks_exact(stride).enumerate() {
-                    for (d, &k) in row[ko..ko + hd].iter().enumerate() {
-                        kt[d * np + j] = k;
-                    }
-                }
+                let (qo, vo) = (head * hd, 2 * h + head * hd);
+                let kt = &kt_all[head * hd * np..(head + 1) * hd * np];
                 let out_rows = ctx[start * h..(start + n) * h].chunks_exact_mut(h);
                 for (row, out) in rows.chunks_exact(stride).zip(out_rows) {
                     // Sequences are short: each run of LANES scores (and of LANES outputs below) is summed in a

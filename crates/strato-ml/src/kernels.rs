@@ -261,11 +261,14 @@ pub(crate) fn matmul(isa: Isa, p: &Product, c: &mut [f32]) {
     let by_rows = m >= 8 * MR * pool;
     let threads = if by_rows { pool } else { pool.min(panels) };
     let c = SharedOut(c.as_mut_ptr());
-    QUANTISED_A.with_borrow_mut(|qa| {
+    // The thread's buffer is taken for the product, not borrowed: while this thread waits on the others below,
+    // rayon has it run queued work, which may be another product (a nested one then starts from an empty buffer).
+    let mut qa = QUANTISED_A.take();
+    {
         if let Weights::I8(_) = p.b {
-            quantise_a(isa, p.a, m, k, qa);
+            quantise_a(isa, p.a, m, k, &mut qa);
         }
-        let qa = &*qa;
+        let qa = &qa;
         let run = |rows: Range<usize>, cols: Range<usize>| match p.b {
             // SAFETY: c holds m × n values (asserted); each call writes only its own rows' and panels' values,
             // and the threads' runs of rows or of panels are disjoint.
@@ -275,22 +278,26 @@ pub(crate) fn matmul(isa: Isa, p: &Product, c: &mut [f32]) {
         };
         if threads <= 1 {
             run(0..m, 0..panels);
-            return;
+        } else {
+            let (len, per) = if by_rows {
+                (m, m.div_ceil(threads).next_multiple_of(MR))
+            } else {
+                (panels, panels.div_ceil(threads))
+            };
+            let part = |t: usize| (t * per).min(len)..((t + 1) * per).min(len);
+            let split = |t: usize| if by_rows { (part(t), 0..panels) } else { (0..m, part(t)) };
+            rayon::scope(|s| {
+                for t in 1..threads {
+                    let (rows, cols) = split(t);
+                    let run = &run;
+                    s.spawn(move |_| run(rows, cols));
+                }
+                let (rows, cols) = split(0);
+                run(rows, cols);
+            });
         }
-        let (len, per) =
-            if by_rows { (m, m.div_ceil(threads).next_multiple_of(MR)) } else { (panels, panels.div_ceil(threads)) };
-        let part = |t: usize| (t * per).min(len)..((t + 1) * per).min(len);
-        let split = |t: usize| if by_rows { (part(t), 0..panels) } else { (0..m, part(t)) };
-        rayon::scope(|s| {
-            for t in 1..threads {
-                let (rows, cols) = split(t);
-                let run = &run;
-                s.spawn(move |_| run(rows, cols));
-            }
-            let (rows, cols) = split(0);
-            run(rows, cols);
-        });
-    });
+    }
+    QUANTISED_A.set(qa);
 }
 
 /// The output, shared by the threads that write disjoint rows or columns of it.
@@ -415,7 +422,7 @@ unsafe fn run_f32(isa: Isa, p: &Product, b: &PackedF32, c: SharedOut, rows: Rang
 
 thread_local! {
     /// The calling thread's int8 activations for the product under way.
-    static QUANTISED_A: std::cell::RefCell<QuantisedA> = std::cell::RefCell::new(QuantisedA::default());
+    static QUANTISED_A: std::cell::Cell<QuantisedA> = std::cell::Cell::new(QuantisedA::default());
 }
 
 /// Activations as 16-bit integers, one scale per row, row-major: each row `⌈k/2⌉` step pairs, a pair packed in a
@@ -830,6 +837,53 @@ mod avx512 {
     /// How far ahead (in f32 values) the weights are prefetched.
     const PREFETCH: usize = 512;
 
+    /// [`super::transpose`] of the first `cols` columns (a multiple of 16) in 16 × 16 blocks: four rounds of
+    /// in-register shuffles (pairs, quads, then 128-bit lanes twice) instead of 256 scalar moves per block.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; `src` and `dst` bounds as [`super::transpose`] asserts.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn transpose(src: &[f32], stride: usize, rows: usize, cols: usize, dst: &mut [f32], ldd: usize) {
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        for r0 in (0..rows).step_by(16) {
+            for c0 in (0..cols).step_by(16) {
+                // SAFETY: row r0 + i < rows and columns c0..c0 + 16 ≤ cols lie in src; the stores cover columns
+                // c0..c0 + 16 of dst's rows r0..r0 + 16 ≤ ldd (the caller's bounds).
+                unsafe {
+                    let mut r = [_mm512_setzero_ps(); 16];
+                    for (i, v) in r.iter_mut().enumerate().take(rows - r0) {
+                        *v = _mm512_loadu_ps(s.add((r0 + i) * stride + c0));
+                    }
+                    // Pairs of rows interleaved: block q of t[2i] holds columns 4q, 4q+1 of rows 2i, 2i+1.
+                    let mut t = [_mm512_setzero_ps(); 16];
+                    for i in 0..8 {
+                        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+                        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+                    }
+                    // Block q of r[4g + c] now holds column 4q + c of rows 4g..4g+4.
+                    for g in 0..4 {
+                        r[4 * g] = _mm512_shuffle_ps::<0x44>(t[4 * g], t[4 * g + 2]);
+                        r[4 * g + 1] = _mm512_shuffle_ps::<0xEE>(t[4 * g], t[4 * g + 2]);
+                        r[4 * g + 2] = _mm512_shuffle_ps::<0x44>(t[4 * g + 1], t[4 * g + 3]);
+                        r[4 * g + 3] = _mm512_shuffle_ps::<0xEE>(t[4 * g + 1], t[4 * g + 3]);
+                    }
+                    // Then a 4 × 4 transpose of 128-bit blocks across r[c], r[4 + c], r[8 + c], r[12 + c].
+                    for c in 0..4 {
+                        let u0 = _mm512_shuffle_f32x4::<0x88>(r[c], r[4 + c]);
+                        let u1 = _mm512_shuffle_f32x4::<0xDD>(r[c], r[4 + c]);
+                        let v0 = _mm512_shuffle_f32x4::<0x88>(r[8 + c], r[12 + c]);
+                        let v1 = _mm512_shuffle_f32x4::<0xDD>(r[8 + c], r[12 + c]);
+                        let col = |q: usize| d.add((c0 + 4 * q + c) * ldd + r0);
+                        _mm512_storeu_ps(col(0), _mm512_shuffle_f32x4::<0x88>(u0, v0));
+                        _mm512_storeu_ps(col(1), _mm512_shuffle_f32x4::<0x88>(u1, v1));
+                        _mm512_storeu_ps(col(2), _mm512_shuffle_f32x4::<0xDD>(u0, v0));
+                        _mm512_storeu_ps(col(3), _mm512_shuffle_f32x4::<0xDD>(u1, v1));
+                    }
+                }
+            }
+        }
+    }
+
     /// `R` rows × `P` panels of 16 columns, one 16-lane accumulator each (up to 24 of the 32 registers), so
     /// each broadcast activation feeds `P` multiply-adds and each weight vector `R`.
     ///
@@ -957,6 +1011,31 @@ mod avx512 {
                     finish(_mm512_mul_ps(f, sa), &t.out.panel(q), r);
                 }
             }
+        }
+    }
+}
+
+/// `dst[c · ldd + r] = src[r · stride + c]` for `r < rows`, `c < cols`, and zeros for `rows ≤ r < ⌈rows/16⌉·16`
+/// (so `ldd` must be at least that): attention's keys turned into rows of one dimension across tokens. In 16 × 16
+/// register blocks with AVX-512 (scalar stores were a sixth of the forward pass outside the products).
+#[cfg_attr(target_arch = "x86_64", expect(unsafe_code, reason = "calls the AVX-512 build after checking the CPU"))]
+pub(crate) fn transpose(isa: Isa, src: &[f32], stride: usize, rows: usize, cols: usize, dst: &mut [f32], ldd: usize) {
+    let padded = rows.next_multiple_of(16);
+    assert!(ldd >= padded && dst.len() >= (cols.max(1) - 1) * ldd + padded, "dst is too small");
+    assert!(rows == 0 || src.len() >= (rows - 1) * stride + cols, "src is too small");
+    let mut c0 = 0;
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        c0 = cols - cols % 16;
+        // SAFETY: the CPU has AVX-512F (Isa::supported); bounds asserted above, blocks only up to c0.
+        unsafe { avx512::transpose(src, stride, rows, c0, dst, ldd) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
+    for c in c0..cols {
+        let out = &mut dst[c * ldd..][..padded];
+        for (r, o) in out.iter_mut().enumerate() {
+            *o = if r < rows { src[r * stride + c] } else { 0.0 };
         }
     }
 }
@@ -1233,6 +1312,63 @@ mod tests {
         // Output 17 (panel 1, column 1), input 2.
         assert_eq!(b.data()[3 * NR + 2 * NR + 1], w[17 * 3 + 2]);
         assert!(b.data()[3 * NR + 4..3 * NR + NR].iter().all(|&v| v == 0.0));
+    }
+
+    /// A thread waiting inside a split product runs other queued work (rayon steals while it waits), which may be
+    /// another product on the same thread: the per-thread buffers must not be borrowed across that wait.
+    #[test]
+    fn products_nest_on_one_thread_while_waiting() {
+        use rayon::prelude::*;
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let (m, n, k) = (1, 1536, 1536);
+        let a: Vec<f32> = (0..8 * m * k).map(|i| (i % 17) as f32 / 17.0).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| (i % 13) as f32 / 13.0 - 0.5).collect();
+        let bias = vec![0f32; n];
+        for b in [Weights::F32(PackedF32::from_out_in(&w, n, k)), Weights::I8(PackedI8::from_out_in(&w, n, k))] {
+            let product = |rows: usize, split: bool| {
+                let mut c = vec![0f32; rows * n];
+                let p =
+                    Product { a: &a, m: rows, b: &b, bias: &bias, residual: None, act: Activation::Identity, split };
+                matmul(Isa::detect(), &p, &mut c);
+                c[n - 1]
+            };
+            let want = product(1, false);
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            std::thread::scope(|s| {
+                // Batches: many small unsplit products queued into the pool.
+                s.spawn(|| {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let got: Vec<f32> =
+                            pool.install(|| (0..64).into_par_iter().map(|_| product(8, false)).collect());
+                        assert!(got.iter().all(|v| v.is_finite()));
+                    }
+                });
+                // Single texts: one split product at a time, waiting on the pool.
+                for _ in 0..300 {
+                    assert_eq!(pool.install(|| product(1, true)), want);
+                }
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            });
+        }
+    }
+
+    #[test]
+    fn transpose_matches_the_definition() {
+        for isa in Isa::supported() {
+            for &(rows, cols) in &[(1usize, 16usize), (11, 384), (16, 32), (17, 40), (33, 7), (5, 0)] {
+                let stride = cols + 3;
+                let src: Vec<f32> = (0..rows * stride).map(|i| i as f32 + 0.5).collect();
+                let ldd = rows.next_multiple_of(16) + 16;
+                let mut dst = vec![f32::NAN; cols.max(1) * ldd];
+                transpose(isa, &src, stride, rows, cols, &mut dst, ldd);
+                for c in 0..cols {
+                    for r in 0..rows.next_multiple_of(16) {
+                        let want = if r < rows { src[r * stride + c] } else { 0.0 };
+                        assert_eq!(dst[c * ldd + r], want, "{isa:?} {rows}x{cols} at row {r}, column {c}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
