@@ -21,6 +21,26 @@ const SPLIT_MIN_TOKENS: usize = 48;
 /// Attention's vector width: one AVX-512 register, two AVX2 ones.
 const LANES: usize = 16;
 
+/// A pass's working memory above this many f32 values is freed after it rather than kept for the next (16 MiB:
+/// batches of up to ~2,700 tokens keep theirs).
+const KEEP_BUFFERS_FLOATS: usize = 4 << 20;
+
+/// One thread's working memory for a forward pass, kept between passes so the steady state allocates only
+/// its output.
+#[derive(Default)]
+struct Buffers {
+    x: Vec<f32>,
+    tmp: Vec<f32>,
+    ctx: Vec<f32>,
+    qkv: Vec<f32>,
+    inter: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+thread_local! {
+    static BUFFERS: std::cell::Cell<Buffers> = std::cell::Cell::new(Buffers::default());
+}
+
 /// f32 weights: in place in the mapped file when aligned, else a copy.
 enum Buf {
     Mapped { map: Arc<memmap2::Mmap>, start: usize, len: usize },
@@ -357,9 +377,26 @@ impl Encoder {
 
     #[inline(always)]
     fn forward_in(&self, seqs: &[&[u32]], split: bool) -> Result<Vec<f32>, MlError> {
-        let h = self.hidden;
         let total: usize = seqs.iter().map(|s| s.len()).sum();
-        let mut x = vec![0f32; total * h];
+        // The thread's buffers from its last pass, taken rather than borrowed: a product waiting on other threads
+        // may run another pass on this one (see `kernels::matmul`), which then starts from empty buffers.
+        let mut b = BUFFERS.take();
+        let result = self.forward_with(seqs, split, total, &mut b);
+        if total * self.intermediate <= KEEP_BUFFERS_FLOATS {
+            BUFFERS.set(b);
+        }
+        result
+    }
+
+    #[inline(always)]
+    fn forward_with(&self, seqs: &[&[u32]], split: bool, total: usize, b: &mut Buffers) -> Result<Vec<f32>, MlError> {
+        let h = self.hidden;
+        // Every buffer is fully written before it is read, so resizing (zeroing only growth) is enough.
+        b.x.resize(total * h, 0.0);
+        b.tmp.resize(total * h, 0.0);
+        b.ctx.resize(total * h, 0.0);
+        b.qkv.resize(total * 3 * h, 0.0);
+        b.inter.resize(total * self.intermediate, 0.0);
         let (word, pos, tt) = (self.word.get(), self.position.get(), self.token_type0.get());
         let mut row = 0;
         for s in seqs {
@@ -371,7 +408,7 @@ impl Encoder {
                 if id >= self.vocab {
                     return Err(MlError::Embed(format!("token id {id} is outside the vocabulary")));
                 }
-                let dst = &mut x[row * h..(row + 1) * h];
+                let dst = &mut b.x[row * h..(row + 1) * h];
                 let (w, ps) = (&word[id * h..(id + 1) * h], &pos[p * h..(p + 1) * h]);
                 for i in 0..h {
                     dst[i] = w[i] + ps[i] + tt[i];
@@ -379,31 +416,26 @@ impl Encoder {
                 row += 1;
             }
         }
-        layer_norm(&mut x, h, &self.emb_norm, self.eps);
+        layer_norm(&mut b.x, h, &self.emb_norm, self.eps);
 
-        let mut qkv = vec![0f32; total * 3 * h];
-        let mut ctx = vec![0f32; total * h];
-        let mut tmp = vec![0f32; total * h];
-        let mut inter = vec![0f32; total * self.intermediate];
-        let mut scratch = Vec::new();
         let isa = self.isa;
         for l in &self.layers {
             let product = |a: &[f32], lin: &Linear, residual: Option<&[f32]>, act: Activation, out: &mut [f32]| {
                 let p = Product { a, m: total, b: &lin.w, bias: &lin.b, residual, act, split };
                 matmul(isa, &p, out);
             };
-            product(&x, &l.qkv, None, Activation::Identity, &mut qkv);
-            self.attention(&qkv, seqs, &mut ctx, &mut scratch);
-            product(&ctx, &l.attn_out, Some(&x), Activation::Identity, &mut tmp);
-            layer_norm(&mut tmp, h, &l.attn_norm, self.eps);
-            std::mem::swap(&mut x, &mut tmp);
-            product(&x, &l.inter, None, self.act, &mut inter);
-            product(&inter, &l.out, Some(&x), Activation::Identity, &mut tmp);
-            layer_norm(&mut tmp, h, &l.out_norm, self.eps);
-            std::mem::swap(&mut x, &mut tmp);
+            product(&b.x, &l.qkv, None, Activation::Identity, &mut b.qkv);
+            self.attention(&b.qkv, seqs, &mut b.ctx, &mut b.scratch);
+            product(&b.ctx, &l.attn_out, Some(&b.x), Activation::Identity, &mut b.tmp);
+            layer_norm(&mut b.tmp, h, &l.attn_norm, self.eps);
+            std::mem::swap(&mut b.x, &mut b.tmp);
+            product(&b.x, &l.inter, None, self.act, &mut b.inter);
+            product(&b.inter, &l.out, Some(&b.x), Activation::Identity, &mut b.tmp);
+            layer_norm(&mut b.tmp, h, &l.out_norm, self.eps);
+            std::mem::swap(&mut b.x, &mut b.tmp);
         }
 
-        Ok(x)
+        Ok(b.x.clone())
     }
 
     /// Scaled dot-product attention of each sequence with itself, head by head. Keys are copied transposed

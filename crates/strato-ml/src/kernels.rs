@@ -462,7 +462,10 @@ fn quantise_a(isa: Isa, a: &[f32], m: usize, k: usize, out: &mut QuantisedA) {
 #[inline(always)]
 fn quantise_a_in(a: &[f32], m: usize, k: usize, out: &mut QuantisedA) {
     let pairs = k.div_ceil(2);
-    out.pairs.resize(m * pairs, 0);
+    // Grown, never shrunk: products of different widths alternate, and each regrowth zeroed the buffer.
+    if out.pairs.len() < m * pairs {
+        out.pairs.resize(m * pairs, 0);
+    }
     out.scales.clear();
     // Round to nearest by adding 1.5·2²³ (|v · inv| ≤ 32767): the sum's low mantissa bits are then the integer
     // itself, read off with integer arithmetic (a float-to-int cast checks for NaN per value and does not
