@@ -439,8 +439,8 @@ impl Encoder {
     }
 
     /// Scaled dot-product attention of each sequence with itself, head by head. Keys are copied transposed
-    /// (`[hidden, len]`, all heads at once) so that a query's scores, its softmax and its weighted sum of values all run along
-    /// contiguous vectors.
+    /// (`[hidden, len]`, all heads at once) so that a query's scores, its softmax and its weighted sum of values
+    /// all run along contiguous vectors.
     #[inline(always)]
     fn attention(&self, qkv: &[f32], seqs: &[&[u32]], ctx: &mut [f32], scratch: &mut Vec<f32>) {
         let (h, hd) = (self.hidden, self.head_dim);

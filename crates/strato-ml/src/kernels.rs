@@ -139,17 +139,15 @@ impl PackedF32 {
     /// Packs PyTorch's `[out, in]` weight (`y = x Wᵀ`).
     pub(crate) fn from_out_in(w: &[f32], out: usize, inp: usize) -> Self {
         assert_eq!(w.len(), out * inp, "weight is not [out, in]");
-        let len = out.div_ceil(NR) * inp * NR;
-        let mut buf = vec![0f32; len + 16];
-        let offset = buf.as_ptr().align_offset(64).min(16);
-        let data = &mut buf[offset..offset + len];
+        let mut packed = Self::zeroed(inp, out);
+        let mut panels: Vec<&mut [f32]> = packed.panels_mut().collect();
         for (o, row) in w.chunks_exact(inp).enumerate() {
-            let panel = &mut data[(o / NR) * inp * NR..][..inp * NR];
+            let panel = &mut panels[o / NR];
             for (i, &v) in row.iter().enumerate() {
                 panel[i * NR + o % NR] = v;
             }
         }
-        Self { k: inp, n: out, buf, offset }
+        packed
     }
 
     /// A zeroed `[in, out]` matrix, to be filled in place through [`Self::panels_mut`].
@@ -264,38 +262,33 @@ pub(crate) fn matmul(isa: Isa, p: &Product, c: &mut [f32]) {
     // The thread's buffer is taken for the product, not borrowed: while this thread waits on the others below,
     // rayon has it run queued work, which may be another product (a nested one then starts from an empty buffer).
     let mut qa = QUANTISED_A.take();
-    {
-        if let Weights::I8(_) = p.b {
-            quantise_a(isa, p.a, m, k, &mut qa);
-        }
-        let qa = &qa;
-        let run = |rows: Range<usize>, cols: Range<usize>| match p.b {
-            // SAFETY: c holds m × n values (asserted); each call writes only its own rows' and panels' values,
-            // and the threads' runs of rows or of panels are disjoint.
-            Weights::F32(b) => unsafe { run_f32(isa, p, b, c, rows, cols) },
-            // SAFETY: as above; qa was just made from p.a.
-            Weights::I8(b) => unsafe { run_i8(isa, p, b, qa, c, rows, cols) },
-        };
-        if threads <= 1 {
-            run(0..m, 0..panels);
-        } else {
-            let (len, per) = if by_rows {
-                (m, m.div_ceil(threads).next_multiple_of(MR))
-            } else {
-                (panels, panels.div_ceil(threads))
-            };
-            let part = |t: usize| (t * per).min(len)..((t + 1) * per).min(len);
-            let split = |t: usize| if by_rows { (part(t), 0..panels) } else { (0..m, part(t)) };
-            rayon::scope(|s| {
-                for t in 1..threads {
-                    let (rows, cols) = split(t);
-                    let run = &run;
-                    s.spawn(move |_| run(rows, cols));
-                }
-                let (rows, cols) = split(0);
-                run(rows, cols);
-            });
-        }
+    if let Weights::I8(_) = p.b {
+        quantise_a(isa, p.a, m, k, &mut qa);
+    }
+    let quantised = &qa;
+    let run = |rows: Range<usize>, cols: Range<usize>| match p.b {
+        // SAFETY: c holds m × n values (asserted); each call writes only its own rows' and panels' values,
+        // and the threads' runs of rows or of panels are disjoint.
+        Weights::F32(b) => unsafe { run_f32(isa, p, b, c, rows, cols) },
+        // SAFETY: as above; qa was just made from p.a.
+        Weights::I8(b) => unsafe { run_i8(isa, p, b, quantised, c, rows, cols) },
+    };
+    if threads <= 1 {
+        run(0..m, 0..panels);
+    } else {
+        let (len, per) =
+            if by_rows { (m, m.div_ceil(threads).next_multiple_of(MR)) } else { (panels, panels.div_ceil(threads)) };
+        let part = |t: usize| (t * per).min(len)..((t + 1) * per).min(len);
+        let split = |t: usize| if by_rows { (part(t), 0..panels) } else { (0..m, part(t)) };
+        rayon::scope(|s| {
+            for t in 1..threads {
+                let (rows, cols) = split(t);
+                let run = &run;
+                s.spawn(move |_| run(rows, cols));
+            }
+            let (rows, cols) = split(0);
+            run(rows, cols);
+        });
     }
     QUANTISED_A.set(qa);
 }

@@ -63,7 +63,6 @@ struct Problem<'a> {
     scratch: std::sync::Mutex<Scratch>,
 }
 
-pub(crate) static EVALS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 struct Scratch {
     z: Vec<f32>,
     g: Weights,
@@ -88,7 +87,6 @@ impl<'a> Problem<'a> {
         let (n, d, k) = (self.n, self.d, self.k);
         let w: Vec<f32> = theta[..k * d].iter().map(|&v| v as f32).collect();
         let b: Vec<f32> = theta[k * d..].iter().map(|&v| v as f32).collect();
-        EVALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut scratch = self.scratch.lock().map_err(|_| MlError::Train("a previous evaluation panicked".into()))?;
         let Scratch { z, g } = &mut *scratch;
         // 1. Logits: X·Wᵀ + b (n×k).
