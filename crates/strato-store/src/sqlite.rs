@@ -127,23 +127,26 @@ fn version_from_row(row: &SqliteRow) -> Result<ModelVersionRecord> {
     })
 }
 
-/// Runs `body` inside `BEGIN IMMEDIATE … COMMIT` on the writer, rolling back on error.
+/// Runs `body` inside `BEGIN IMMEDIATE … COMMIT` on the writer, rolling back on error. The transaction is sqlx's
+/// own, not a `BEGIN` statement: a caller's future dropped mid-transaction (a worker stopped at shutdown, an HTTP
+/// client gone) then rolls back when the connection goes back to the pool, where a bare `BEGIN` left the only
+/// writer connection inside a transaction and every later write failed with "cannot start a transaction within
+/// a transaction".
 macro_rules! write_tx {
     ($self:expr, |$conn:ident| $body:block) => {{
-        let mut guard = $self.writer.acquire().await?;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *guard).await?;
+        let mut tx = $self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let out: Result<_> = async {
-            let $conn = &mut *guard;
+            let $conn: &mut sqlx::SqliteConnection = &mut *tx;
             $body
         }
         .await;
         match out {
             Ok(v) => {
-                sqlx::query("COMMIT").execute(&mut *guard).await?;
+                tx.commit().await?;
                 Ok(v)
             }
             Err(e) => {
-                let _ = sqlx::query("ROLLBACK").execute(&mut *guard).await;
+                let _ = tx.rollback().await;
                 Err(e)
             }
         }
@@ -764,4 +767,47 @@ fn api_key_from_row(row: &SqliteRow) -> Result<ApiKeyRecord> {
         row.try_get("created_at")?,
         row.try_get("revoked_at")?,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dataset(name: &str) -> DatasetRecord {
+        DatasetRecord {
+            name: name.into(),
+            format: "csv".into(),
+            rows: 1,
+            labels: vec!["a".into()],
+            size_bytes: 1,
+            blob_key: format!("datasets/{name}"),
+            created_at: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_dropped_mid_transaction_rolls_back_and_later_writes_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("meta.db")).await.unwrap();
+        // A caller that goes away while its transaction is open, as a stopped worker or a gone HTTP client does.
+        let dropped = tokio::time::timeout(Duration::from_millis(100), async {
+            let r: Result<()> = write_tx!(store, |conn| {
+                sqlx::query(
+                    "INSERT INTO datasets (name, format, rows, labels, size_bytes, blob_key, created_at) \
+                     VALUES ('half', 'csv', 1, '[]', 1, 'k', 0)",
+                )
+                .execute(&mut *conn)
+                .await?;
+                std::future::pending::<()>().await;
+                Ok(())
+            });
+            r
+        })
+        .await;
+        assert!(dropped.is_err(), "the write was meant to be cut off mid-transaction");
+
+        store.put_dataset(&dataset("after")).await.expect("the writer connection is usable again");
+        assert!(store.get_dataset("after").await.unwrap().is_some());
+        assert!(store.get_dataset("half").await.unwrap().is_none(), "the cut-off transaction was rolled back");
+    }
 }
