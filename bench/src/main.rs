@@ -85,12 +85,14 @@ fn peak() -> Result<serde_json::Value> {
             hs.into_iter().map(|h| h.join().unwrap_or(0.0)).collect()
         })
     };
-    let (avx2, avx512, vnni) = (run(fma_gflops::<8>), run(fma_gflops::<16>), run(vnni_gops));
+    let (avx2, avx512, vnni, madd) = (run(fma_gflops::<8>), run(fma_gflops::<16>), run(vnni_gops), run(madd_gops));
     let total = |v: &[f64]| v.iter().sum::<f64>();
     Ok(json!({
         "gflops": total(&avx2).max(total(&avx512)), "gflops_avx2": total(&avx2), "gflops_avx512": total(&avx512),
         "gflops_per_thread": if total(&avx512) > total(&avx2) { &avx512 } else { &avx2 },
-        "int16_gops_vnni": total(&vnni), "threads": threads,
+        "int16_gops_vnni": total(&vnni), "int16_gops_avx2": total(&madd),
+        // What the int8 mode runs on this CPU: vpdpwssd where there is VNNI, else vpmaddwd + vpaddd.
+        "int16_gops": total(&vnni).max(total(&madd)), "threads": threads,
     }))
 }
 
@@ -187,6 +189,48 @@ fn vnni_loop(iters: u64) -> f64 {
     let secs = t.elapsed().as_secs_f64();
     std::hint::black_box(acc);
     iters as f64 * 12.0 * 64.0 / secs / 1e9
+}
+
+/// 16-bit integer multiply-add throughput without VNNI, as the AVX2 int8 kernel runs it (`vpmaddwd` then
+/// `vpaddd`: 32 operations per pair), or 0 where the CPU lacks AVX2.
+#[expect(unsafe_code, reason = "calls the AVX2 loop after checking the CPU")]
+fn madd_gops(iters: u64) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { madd_loop(iters) };
+    }
+    0.0
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[expect(unsafe_code, reason = "vpmaddwd and vpaddd as assembly")]
+fn madd_loop(iters: u64) -> f64 {
+    use std::arch::x86_64::*;
+    let (a, b) = (_mm256_set1_epi16(3), _mm256_set1_epi16(-2));
+    let mut acc = [_mm256_setzero_si256(); 12];
+    let t = Instant::now();
+    for _ in 0..iters {
+        for x in acc.iter_mut() {
+            // As assembly for the reason vnni_loop gives: constant operands would let LLVM hoist the product.
+            // SAFETY: register-only instructions the CPU has (checked by the caller).
+            unsafe {
+                std::arch::asm!(
+                    "vpmaddwd {p}, {a}, {b}",
+                    "vpaddd {acc}, {acc}, {p}",
+                    acc = inout(ymm_reg) *x,
+                    p = out(ymm_reg) _,
+                    a = in(ymm_reg) a,
+                    b = in(ymm_reg) b,
+                    options(pure, nomem, nostack, preserves_flags),
+                );
+            }
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    std::hint::black_box(acc);
+    iters as f64 * 12.0 * 32.0 / secs / 1e9
 }
 
 /// The training path's embedding: every train and test text through `embed_all` (length-sorted batches).
