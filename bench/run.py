@@ -697,8 +697,9 @@ PERF_NOTES = [
     "train texts plus the 2,250 test texts, and again on the 18,000 alone; the peer's is embed the 18,000 + one fit "
     "inside an interpreter that has already imported torch and loaded the model. Cold start: the median of 5 "
     "`strato predict` processes.",
-    "- This machine is a VM whose neighbours' load is invisible from inside it: the same binary's batch-32 "
-    "throughput has been measured 15-20 % apart an hour apart (f32 1,100-1,400/s, int8 1,530-2,080/s). Every "
+    "- The machines are VMs whose neighbours' load is invisible from inside them: on the AVX-512 one the same "
+    "binary's batch-32 throughput has been measured 15-20 % apart an hour apart (f32 1,100-1,400/s, int8 "
+    "1,530-2,080/s); on the AVX2 one `strato-bench peak` itself has read 96 and 183 GFLOP/s minutes apart. Every "
     "figure in one table comes from one run, the peer's included.",
     "- HTTP: wrk (Debian's), 2 threads and 32 connections for the stated seconds against `strato serve` on "
     "loopback, sharing the 2 cores with the server. Distinct: the 5,250 test and val texts in turn with the "
