@@ -12,7 +12,7 @@
 //!
 //! Int8: each weight column is quantised in blocks of `QBLOCK` inner steps, one scale per block (as llama.cpp's
 //! Q8_0), and each activation row to 16 bits with one scale; `vpmaddwd` multiplies pairs of steps into 32-bit
-//! sums, which are scaled into f32 once per block (so they cannot overflow: 64 × 32767 × 127 < 2³¹). A weight
+//! sums, which are scaled into f32 once per block (so they cannot overflow: 32 × 32767 × 127 < 2³¹). A weight
 //! panel then fits L1 whole, the weights take a quarter of the memory traffic, and each instruction does twice
 //! the multiply-adds.
 
@@ -30,7 +30,8 @@ const KC: usize = 256;
 const MC: usize = 240;
 /// Activations up to this size are not split into blocks.
 const SMALL_A_BYTES: usize = 96 << 10;
-/// Inner-dimension steps that share one scale in an int8 weight column.
+/// Inner-dimension steps that share one scale in an int8 weight column (coarser blocks, measured: 128 and 256 left
+/// the worst CLINC150 test embedding at cosine 0.9983 and 0.9979 to f32, under the 0.999 the tests hold).
 pub(crate) const QBLOCK: usize = 32;
 /// Multiply-adds below which a product runs on the calling thread: splitting smaller ones costs more in
 /// hand-offs than it saves.
