@@ -309,7 +309,7 @@ async fn predict(args: &[String]) -> Result<serde_json::Value> {
 /// Open-intent (off-topic) evaluation on CLINC150: train a mentor model on the known intents' train rows, then
 /// score the test split (unknown intents must come back off-topic).
 fn offtopic(args: &[String]) -> Result<serde_json::Value> {
-    let [dir, csv, known, ..] = args else { bail!("usage: offtopic MODEL_DIR CSV KNOWN_INTENTS") };
+    let [dir, csv, known, rest @ ..] = args else { bail!("usage: offtopic MODEL_DIR CSV KNOWN_INTENTS [TOL]") };
     let known: std::collections::HashSet<String> =
         std::fs::read_to_string(known)?.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
     let e = strato_ml::Embedder::load(&PathBuf::from(dir))?;
@@ -329,7 +329,10 @@ fn offtopic(args: &[String]) -> Result<serde_json::Value> {
     let embed_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let id = strato_ml::EmbeddingIdentity { name: "bench".into(), sha256: String::new() };
-    let params = strato_ml::TrainParams { val_fraction: 0.0, ..Default::default() };
+    let mut params = strato_ml::TrainParams { val_fraction: 0.0, ..Default::default() };
+    if let Some(tol) = rest.first() {
+        params.tol = tol.parse()?;
+    }
     let model = strato_ml::mentor_model::MentorModel::train(&train, &emb, &[], &params, &id, String::new())?;
     let fit_s = t.elapsed().as_secs_f64();
     let test_texts: Vec<&str> = test.iter().map(|(t, _)| t.as_str()).collect();

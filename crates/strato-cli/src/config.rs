@@ -309,7 +309,7 @@ pub struct TrainArgs {
     /// Dataset file: .csv (text,label[,split]), .jsonl, or .json (array or spaCy textcat).
     #[arg(long)]
     pub data: PathBuf,
-    /// Training parameter, repeatable: C=10, class_weight=balanced, max_iter=500, val_fraction=0.1, seed=42.
+    /// Training parameter, repeatable: C=10, class_weight=balanced, max_iter=500, tol=1e-4, val_fraction=0.1, seed=42.
     #[arg(long = "param", value_name = "KEY=VALUE")]
     pub params: Vec<String>,
     /// Train a new version of an existing model.

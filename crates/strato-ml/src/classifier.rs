@@ -31,6 +31,10 @@ pub struct TrainParams {
     /// Optimiser iteration cap.
     #[serde(default = "default_max_iter")]
     pub max_iter: usize,
+    /// The fit stops when the largest component of the gradient falls below this: scikit-learn's `tol`, on the
+    /// same objective (scaled by the sample weights' sum), so the default 1e-4 is its default too.
+    #[serde(default = "default_tol")]
+    pub tol: f64,
     /// Fraction held out per label for validation when the dataset has no `split` column.
     #[serde(default = "default_val_fraction")]
     pub val_fraction: f64,
@@ -45,6 +49,9 @@ fn default_c() -> f64 {
 fn default_max_iter() -> usize {
     500
 }
+fn default_tol() -> f64 {
+    1e-4
+}
 fn default_val_fraction() -> f64 {
     0.1
 }
@@ -58,6 +65,7 @@ impl Default for TrainParams {
             c: default_c(),
             class_weight: None,
             max_iter: default_max_iter(),
+            tol: default_tol(),
             val_fraction: default_val_fraction(),
             seed: default_seed(),
         }
@@ -81,11 +89,15 @@ impl TrainParams {
         if self.max_iter == 0 || self.max_iter > 100_000 {
             return Err(format!("params.max_iter must be between 1 and 100000, not {}", self.max_iter));
         }
+        if !(self.tol > 0.0 && self.tol < 1.0) {
+            return Err(format!("params.tol must be a number in (0, 1), not {}", self.tol));
+        }
         Ok(())
     }
 
-    fn fit_options(&self) -> FitOptions {
-        FitOptions { c: self.c, balanced: self.class_weight.is_some(), max_iter: self.max_iter, tol: 1e-5 }
+    /// The optimiser's settings these parameters ask for.
+    pub(crate) fn fit_options(&self) -> FitOptions {
+        FitOptions { c: self.c, balanced: self.class_weight.is_some(), max_iter: self.max_iter, tol: self.tol }
     }
 }
 

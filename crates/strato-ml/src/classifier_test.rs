@@ -66,6 +66,12 @@ fn rejects_bad_artifacts_and_params() {
     assert!(matches!(Classifier::from_bytes(b"garbage"), Err(MlError::Artifact(_))));
     let p = TrainParams { c: -1.0, ..Default::default() };
     assert!(p.validate().unwrap_err().contains("params.C"));
+    for tol in [0.0, -1e-4, 1.0, f64::NAN] {
+        let p = TrainParams { tol, ..Default::default() };
+        assert!(p.validate().unwrap_err().contains("params.tol"), "tol {tol}");
+    }
+    let p: TrainParams = serde_json::from_str(r#"{"tol": 1e-6}"#).unwrap();
+    assert_eq!((p.tol, TrainParams::default().tol), (1e-6, 1e-4));
     let p: Result<TrainParams, _> = serde_json::from_str(r#"{"C": 1, "bogus": 2}"#);
     assert!(p.unwrap_err().to_string().contains("bogus"));
 }

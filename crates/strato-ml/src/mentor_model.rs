@@ -58,7 +58,7 @@ impl MentorModel {
                 y.push(c);
             }
         }
-        let opts = crate::logreg::FitOptions { c: params.c, balanced: false, max_iter: params.max_iter, tol: 1e-5 };
+        let opts = crate::logreg::FitOptions { balanced: false, ..params.fit_options() };
         let offtopic = offtopic::fit(&x, d, &y, classifier.labels.len(), negatives, &opts, params.seed)?;
         let groups = groups(&y, classifier.labels.len());
         Ok(Self { classifier, x, groups, offtopic })
