@@ -345,6 +345,11 @@ impl Encoder {
         Ok(out)
     }
 
+    /// [`Self::forward`] entirely on the calling thread, for callers that keep every thread busy themselves.
+    pub fn forward_local(&self, seqs: &[&[u32]]) -> Result<Vec<f32>, MlError> {
+        self.forward_here(seqs, false)
+    }
+
     #[cfg_attr(target_arch = "x86_64", expect(unsafe_code, reason = "calls the AVX2 build after checking the CPU"))]
     fn forward_here(&self, seqs: &[&[u32]], split: bool) -> Result<Vec<f32>, MlError> {
         match self.isa {

@@ -108,3 +108,44 @@ fn missing_files_are_a_clear_error() {
     let err = Embedder::load(dir.path()).err().expect("must fail").to_string();
     assert!(err.contains("config.json"), "{err}");
 }
+
+/// Many batches: each thread of a pool takes whole batches; the vectors still come back in input order, progress
+/// counts every text once, and a `false` from progress cancels the rest.
+#[test]
+fn embed_all_spreads_batches_over_threads_in_order() {
+    let Some(dir) = model_dir() else { return };
+    let e = Embedder::load(&dir).unwrap();
+    let f = fixture();
+    // Five copies of the fixture: more than three batches of mixed lengths.
+    let items: Vec<&Item> = (0..5).flat_map(|_| &f.items).collect();
+    let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
+    assert!(texts.len() > 3 * strato_ml::embedder::BATCH_SIZE);
+    // Three threads whatever the machine, called from inside the pool as well as from outside it.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+    for inside in [false, true] {
+        let mut seen = Vec::new();
+        let mut run = || {
+            e.embed_all(&texts, |done, total| {
+                seen.push((done, total));
+                true
+            })
+        };
+        let all = if inside { pool.install(run) } else { run() }.unwrap();
+        for (item, got) in items.iter().zip(&all) {
+            assert!(cosine(got, &item.embedding) >= 0.9999, "embed_all {:?}", item.text);
+        }
+        assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "{seen:?}");
+        assert_eq!(seen.last(), Some(&(texts.len(), texts.len())), "{seen:?}");
+    }
+    let mut calls = 0;
+    let err = pool
+        .install(|| {
+            e.embed_all(&texts, |_, _| {
+                calls += 1;
+                false
+            })
+        })
+        .expect_err("cancelled");
+    assert!(matches!(err, strato_ml::MlError::Cancelled), "{err}");
+    assert_eq!(calls, 1);
+}
