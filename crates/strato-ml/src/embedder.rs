@@ -223,8 +223,8 @@ impl Embedder {
         }
         // sentence-transformers strips surrounding whitespace before tokenizing.
         let stripped: Vec<&str> = texts.iter().map(|t| t.trim()).collect();
-        // On the calling thread when local: `encode_batch` spreads over rayon's pool, and a pool thread waiting
-        // on it may take another thread's whole share of `embed_all` meanwhile, leaving that thread idle.
+        // On the calling thread when local: `encode_batch` spreads over rayon's pool, which `embed_all`'s threads
+        // leave to the rest of the process.
         let enc = if local {
             stripped.into_iter().map(|t| self.tokenizer.encode(t, true)).collect::<Result<Vec<_>, _>>()
         } else {
@@ -299,17 +299,19 @@ impl Embedder {
             }
             return Ok(out);
         }
-        // Each pool thread takes whole batches, longest first, tokenising, encoding and pooling each on its own,
-        // so no thread waits for another between batches (one batch split across the threads left them idle a
-        // tenth of the time, measured); this thread only collects the results and reports progress.
+        // One thread per pool thread takes whole batches, longest first, tokenising, encoding and pooling each on
+        // its own, so no thread waits for another between batches (one batch split across rayon's threads left
+        // them idle a tenth of the time, measured); this thread only collects the results and reports progress.
+        // Threads of their own rather than rayon's: a pool busy for a whole training run would make every
+        // prediction served meanwhile wait for its end.
         let batches: Vec<&[usize]> = order.chunks(BATCH_SIZE).rev().collect();
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
         let (tx, rx) = std::sync::mpsc::channel();
-        rayon::in_place_scope(|s| {
-            for _ in 0..threads {
+        std::thread::scope(|s| {
+            for t in 0..threads {
                 let (tx, batches, next, stop) = (tx.clone(), &batches, &next, &stop);
-                s.spawn(move |_| {
+                let work = move || {
                     while !stop.load(Ordering::Relaxed) {
                         let Some(chunk) = batches.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
                         let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
@@ -317,7 +319,11 @@ impl Embedder {
                             break;
                         }
                     }
-                });
+                };
+                if let Err(e) = std::thread::Builder::new().name(format!("strato-embed-{t}")).spawn_scoped(s, work) {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(MlError::Embed(format!("cannot start an embedding thread: {e}")));
+                }
             }
             drop(tx);
             let mut done = 0;

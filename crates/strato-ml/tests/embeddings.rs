@@ -149,3 +149,36 @@ fn embed_all_spreads_batches_over_threads_in_order() {
     assert!(matches!(err, strato_ml::MlError::Cancelled), "{err}");
     assert_eq!(calls, 1);
 }
+
+/// A long `embed_all` (a training run) leaves rayon's pool to the rest of the process: a single text embedded
+/// meanwhile, as a prediction would be, does not wait for the whole run to end.
+#[test]
+fn embed_all_does_not_hold_up_single_embeddings() {
+    let Some(dir) = model_dir() else { return };
+    let e = Embedder::load(&dir).unwrap();
+    let f = fixture();
+    let texts: Vec<&str> = (0..40).flat_map(|_| &f.items).map(|i| i.text.as_str()).collect();
+    let started = std::sync::Barrier::new(2);
+    let (all_s, single_s) = std::thread::scope(|s| {
+        let all = s.spawn(|| {
+            let t = std::time::Instant::now();
+            let mut first = true;
+            e.embed_all(&texts, |_, _| {
+                if std::mem::take(&mut first) {
+                    started.wait();
+                }
+                true
+            })
+            .unwrap();
+            t.elapsed()
+        });
+        started.wait();
+        let t = std::time::Instant::now();
+        let v = e.embed_batch(&[f.items[0].text.as_str()]).unwrap();
+        let single = t.elapsed();
+        assert!(cosine(&v[0], &f.items[0].embedding) >= 0.9999);
+        (all.join().unwrap(), single)
+    });
+    // The single text costs a few milliseconds, the run hundreds of times that: it must not have waited for it.
+    assert!(single_s * 4 < all_s, "single text {single_s:?} during a run of {all_s:?}");
+}
