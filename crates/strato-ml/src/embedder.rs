@@ -278,26 +278,16 @@ impl Embedder {
     pub fn embed_all(
         &self,
         texts: &[&str],
-        mut progress: impl FnMut(usize, usize) -> bool,
+        progress: impl FnMut(usize, usize) -> bool,
     ) -> Result<Vec<Vec<f32>>, MlError> {
         let mut order: Vec<usize> = (0..texts.len()).collect();
         // Character length is a good enough proxy for token length to keep padding waste low.
         order.sort_by_key(|&i| texts[i].len());
-        let mut out = vec![Vec::new(); texts.len()];
+        let batch = |chunk: &[usize]| chunk.iter().map(|&i| texts[i]).collect::<Vec<&str>>();
         let threads = rayon::current_num_threads();
         if threads <= 1 || texts.len() <= BATCH_SIZE || !matches!(self.forward, Forward::Packed(_)) {
-            let mut done = 0;
-            for chunk in order.chunks(BATCH_SIZE) {
-                let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-                for (&i, v) in chunk.iter().zip(self.embed_batch(&batch)?) {
-                    out[i] = v;
-                }
-                done += chunk.len();
-                if !progress(done, texts.len()) {
-                    return Err(MlError::Cancelled);
-                }
-            }
-            return Ok(out);
+            let batches = order.chunks(BATCH_SIZE).map(|chunk| (chunk, self.embed_batch(&batch(chunk))));
+            return gather(batches, texts.len(), progress);
         }
         // One thread per pool thread takes whole batches, longest first, tokenising, encoding and pooling each on
         // its own, so no thread waits for another between batches (one batch split across rayon's threads left
@@ -314,8 +304,7 @@ impl Embedder {
                 let work = move || {
                     while !stop.load(Ordering::Relaxed) {
                         let Some(chunk) = batches.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                        let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-                        if tx.send((*chunk, self.embed_batch_in(&batch, true))).is_err() {
+                        if tx.send((*chunk, self.embed_batch_in(&batch(chunk), true))).is_err() {
                             break;
                         }
                     }
@@ -326,27 +315,33 @@ impl Embedder {
                 }
             }
             drop(tx);
-            let mut done = 0;
-            for (chunk, vs) in rx {
-                let vs = match vs {
-                    Ok(vs) => vs,
-                    Err(e) => {
-                        stop.store(true, Ordering::Relaxed);
-                        return Err(e);
-                    }
-                };
-                for (&i, v) in chunk.iter().zip(vs) {
-                    out[i] = v;
-                }
-                done += chunk.len();
-                if !progress(done, texts.len()) {
-                    stop.store(true, Ordering::Relaxed);
-                    return Err(MlError::Cancelled);
-                }
-            }
-            Ok(out)
+            // Stops the threads after their current batch when gathering ends early (an error, a cancel).
+            let result = gather(rx, texts.len(), progress);
+            stop.store(true, Ordering::Relaxed);
+            result
         })
     }
+}
+
+/// Puts each batch's vectors back in input order, calling `progress(done, total)` after each batch; the first
+/// error, or a `false` from progress ([`MlError::Cancelled`]), ends it.
+fn gather<'a>(
+    batches: impl IntoIterator<Item = (&'a [usize], Result<Vec<Vec<f32>>, MlError>)>,
+    total: usize,
+    mut progress: impl FnMut(usize, usize) -> bool,
+) -> Result<Vec<Vec<f32>>, MlError> {
+    let mut out = vec![Vec::new(); total];
+    let mut done = 0;
+    for (chunk, vs) in batches {
+        for (&i, v) in chunk.iter().zip(vs?) {
+            out[i] = v;
+        }
+        done += chunk.len();
+        if !progress(done, total) {
+            return Err(MlError::Cancelled);
+        }
+    }
+    Ok(out)
 }
 
 /// Pools each sequence's rows of the packed states and L2-normalises the result.
