@@ -633,6 +633,7 @@ def render_perf(d):
     vnni = bool(pk.get("int16_gops_vnni"))
     int16 = pk.get("int16_gops") or pk.get("int16_gops_vnni")
     int8_per_s = int16 * 1e9 / per_query_flop if int16 else None
+    rates = (limit_per_s, int8_per_s) if limit_per_s and int8_per_s else limit_per_s
     both = lambda n: (n / limit_per_s, n / int8_per_s) if limit_per_s and int8_per_s else None
     lines = [
         perf_heading(d),
@@ -651,9 +652,10 @@ def render_perf(d):
         "",
     ] + ([] if cpu_kind(d) == "avx512" else [
         ("This CPU has no AVX-512" if cpu_kind(d) == "avx2" else
-         "This CPU runs AVX-512 on 256-bit units (its AVX-512 peak is its AVX2 one)") + ": the issue's targets were set on the AVX-512 machine of the first section (its "
-        "limits are there), so here they are shown for reference only, beside this machine's own limits; the "
-        "comparison is the ratio to the peer, measured in the same run on the same cores. The fp32 peak measured "
+         "This CPU runs AVX-512 on 256-bit units (its AVX-512 peak is its AVX2 one)")
+        + ": the issue's targets were set on the AVX-512 machine of the first section (its limits are there), so "
+        "here they are shown for reference only, beside this machine's own limits; the comparison is the ratio to "
+        "the peer, measured in the same run on the same cores. The fp32 peak measured "
         f"again at the end of the run: {fmt(_dig(d, ('peak_after', 'gflops')))} GFLOP/s (how much the neighbours' "
         "load moved meanwhile).",
         "",
@@ -665,15 +667,14 @@ def render_perf(d):
         row("single-query predict p99, in process", "predict_p99_ms", "ms", False, "≤ 3"),
         row("single-text embedding p50, in process", "embed_single_p50_ms", "ms", False, "", limit_ms),
         row("batch-32 embedding, CLINC150 texts", "embed_batch32_per_s", "sentences/s", True,
-            "≥ 1,000 f32, ≥ 2,000 reduced", (limit_per_s, int8_per_s) if int8_per_s else limit_per_s),
+            "≥ 1,000 f32, ≥ 2,000 reduced", rates),
         row("CLINC150 training, end to end (20,250 texts: 18,000 fitted, 2,250 test scored)", "train_s", "s", False,
             "≤ 10", both(20250)),
         row("CLINC150 training, train split only (18,000 texts, the peer's workload)", "train_split_s", "s", False,
             "≤ 10", both(18000)),
         row("cold start: `strato predict` process → answer", "cold_start_s", "s", False, "≤ 0.1"),
         row("serving peak RSS, one model loaded", "serve_peak_rss_mb", "MB", False, "≤ 200"),
-        row("HTTP, distinct queries, 32 connections", "req_per_s", "req/s", True, "≥ 1,000",
-            (limit_per_s, int8_per_s) if int8_per_s else limit_per_s,
+        row("HTTP, distinct queries, 32 connections", "req_per_s", "req/s", True, "≥ 1,000", rates,
             ("http_distinct",)),
         row("HTTP, distinct queries, p99", "p99_ms", "ms", False, "≤ 50", path=("http_distinct",)),
         row("HTTP, distinct queries, errors", "errors", "", False, "0", path=("http_distinct",)),

@@ -246,8 +246,8 @@ fn embed_all(args: &[String]) -> Result<serde_json::Value> {
     Ok(json!({"texts": refs.len(), "seconds": secs, "per_s": refs.len() as f64 / secs}))
 }
 
-/// One text embedded N times after loading, for `valgrind --tool=callgrind --toggle-collect=*Embedder::embed_batch`: the
-/// instruction count of one query, repeatable on a noisy machine.
+/// One text embedded N times after loading, for `valgrind --tool=callgrind
+/// --toggle-collect=*Embedder::embed_batch`: the instruction count of one query, repeatable on a noisy machine.
 fn embed_once(args: &[String]) -> Result<serde_json::Value> {
     let [dir, text, rest @ ..] = args else { bail!("usage: embed-once MODEL_DIR TEXT [N] [f32|int8]") };
     let n: usize = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(1);
