@@ -519,8 +519,12 @@ def ensure_tools():
         sh(install)
 
 
+# Strato's embedding precisions, each a column of the performance table.
+PRECISIONS = ("f32", "int8", "bf16")
+
+
 def measure_perf(threads, with_peer, seconds):
-    """Everything issue 6 asks for, Strato (f32 and int8) and the peer in one run."""
+    """Everything issue 6 asks for, Strato (f32, int8 and bf16) and the peer in one run."""
     ensure_tools()
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     data = OUT / "perf-data"
@@ -536,7 +540,7 @@ def measure_perf(threads, with_peer, seconds):
     r = {"date": str(datetime.date.today()), "threads": threads, "load_before": os.getloadavg(), "isa": _isa(),
          "cpu": _cpu(), "cores": os.cpu_count()}
     r["peak"] = json.loads(subprocess.check_output([str(BENCH), "peak"], env=env))
-    for precision in ("f32", "int8"):
+    for precision in PRECISIONS:
         p = {}
         prec = ["--embedding-precision", precision]
         wall, rss, out = timed_child(strato(data, *prec, "train", "--model", f"clinc-{precision}", "--data",
@@ -560,7 +564,7 @@ def measure_perf(threads, with_peer, seconds):
     # HTTP: the classifier trained in f32 served by each precision; the distinct run without the embedding cache
     # (every request reaches the model), the repeated one with it (as deployed).
     sh(strato(data, "models", "list"))
-    for precision in ("f32", "int8"):
+    for precision in PRECISIONS:
         prec = ["--embedding-precision", precision]
         with serving(data, env, *prec, "--embedding-cache-size", "0") as (base, proc):
             url = base + "/v1/models/clinc-f32/predict"
@@ -613,7 +617,8 @@ def measure_peer_perf(threads, seconds, distinct, repeated):
 
 def render_perf(d):
     """The "## Performance" section of BENCHMARKS.md (issue 6), from measure_perf's figures."""
-    f, q, peer = d.get("f32", {}), d.get("int8", {}), d.get("peer", {})
+    f, peer = d.get("f32", {}), d.get("peer", {})
+    cols = [p for p in PRECISIONS if p in d]
     peak = d.get("peak", {}).get("gflops")
     tokens = f.get("tokens_per_text") or 11.1
     per_query_flop = FLOP_PER_TOKEN * tokens
@@ -621,20 +626,31 @@ def render_perf(d):
     limit_per_s = peak * 1e9 / per_query_flop if peak else None
 
     def row(label, key, unit, higher, target, limit=None, path=()):
-        a, b, c = _dig(f, path + (key,)), _dig(q, path + (key,)), _dig(peer, path + (key,))
-        # A pair of limits: fp32's and the 16-bit multiply-adds' (the int8 mode's products), for the rows whose
-        # time is the products.
-        shown = f"{fmt(limit[0])} f32 / {fmt(limit[1])} int8" if isinstance(limit, tuple) else fmt(limit)
-        return (f"| {label} ({unit}) | {fmt(a)} | {fmt(b)} | {fmt(c)} | {ratio(a, c, higher, unit)} | "
-                f"{ratio(b, c, higher, unit)} | {shown} | {target} |")
+        ours = [_dig(d.get(p, {}), path + (key,)) for p in cols]
+        c = _dig(peer, path + (key,))
+        # Several limits: fp32's and those of the 16-bit multiply-adds the int8 and bf16 modes run, for the rows
+        # whose time is the products.
+        shown = " / ".join(f"{fmt(v)} {n}" for v, n in limit) if isinstance(limit, list) else fmt(limit)
+        return (f"| {label} ({unit}) | " + " | ".join(fmt(a) for a in ours) + f" | {fmt(c)} | "
+                + " | ".join(ratio(a, c, higher, unit) for a in ours) + f" | {shown} | {target} |")
 
     load = lambda l: ", ".join(f"{x:.2f}" for x in l) if l else "?"
     pk = d.get("peak", {})
     vnni = bool(pk.get("int16_gops_vnni"))
     int16 = pk.get("int16_gops") or pk.get("int16_gops_vnni")
-    int8_per_s = int16 * 1e9 / per_query_flop if int16 else None
-    rates = (limit_per_s, int8_per_s) if limit_per_s and int8_per_s else limit_per_s
-    both = lambda n: (n / limit_per_s, n / int8_per_s) if limit_per_s and int8_per_s else None
+    bf16_peak = pk.get("bf16_gflops")
+
+    def limits(per_s):
+        """The limits of fp32 and of the 16-bit products the int8 and bf16 modes run, `per_s` of each rate."""
+        out = [(per_s(peak), "f32")] if peak else []
+        if int16:
+            out.append((per_s(int16), "int8"))
+        if bf16_peak and "bf16" in cols:
+            out.append((per_s(bf16_peak), "bf16"))
+        return out if len(out) > 1 else (out[0][0] if out else None)
+
+    rates = limits(lambda g: g * 1e9 / per_query_flop)
+    both = lambda n: limits(lambda g: n * per_query_flop / (g * 1e9))
     lines = [
         perf_heading(d),
         "",
@@ -644,7 +660,9 @@ def render_perf(d):
         f"vectors the CPU has, {d.get('isa') or _isa()}, on every thread): {fmt(peak)} GFLOP/s in all "
         f"({', '.join(fmt(x) for x in pk.get('gflops_per_thread', []))} per thread; AVX2 alone "
         f"{fmt(pk.get('gflops_avx2'))}; 16-bit integer multiply-adds, what the int8 mode runs, "
-        f"{'with VNNI (`vpdpwssd`)' if vnni else 'as `vpmaddwd` + `vpaddd` (no VNNI here)'}: {fmt(int16)} GOP/s). "
+        f"{'with VNNI (`vpdpwssd`)' if vnni else 'as `vpmaddwd` + `vpaddd` (no VNNI here)'}: {fmt(int16)} GOP/s; "
+        + (f"bfloat16 pair multiply-adds (`vdpbf16ps`), what the bf16 mode runs: {fmt(bf16_peak)} GFLOP/s). "
+           if bf16_peak else "no AVX512-BF16, so the bf16 mode runs portable kernels). ") +
         f"A CLINC150 text is {tokens:.1f} tokens on average, {per_query_flop / 1e6:.0f} MFLOP through the linear "
         f"layers, so the fp32 limit is {fmt(limit_ms)} ms per query and {fmt(limit_per_s)} sentences/s. Load "
         f"average (1, 5, 15 min) at the start: {load(d.get('load_before'))}; at the end: "
@@ -660,9 +678,9 @@ def render_perf(d):
         "load moved meanwhile).",
         "",
     ]) + [
-        "| metric | Strato f32 | Strato int8 | Python peer | f32 vs peer | int8 vs peer | machine limit | "
-        "issue's target |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| metric | " + " | ".join(f"Strato {p}" for p in cols) + " | Python peer | "
+        + " | ".join(f"{p} vs peer" for p in cols) + " | machine limit | issue's target |",
+        "|---|" + "---:|" * (2 * len(cols) + 3),
         row("single-query predict p50, in process", "predict_p50_ms", "ms", False, "≤ 1.5", limit_ms),
         row("single-query predict p99, in process", "predict_p99_ms", "ms", False, "≤ 3"),
         row("single-text embedding p50, in process", "embed_single_p50_ms", "ms", False, "", limit_ms),
@@ -685,12 +703,12 @@ def render_perf(d):
         "",
         "Accuracy and instruction counts:",
         "",
-        "| | Strato f32 | Strato int8 | Python peer |",
-        "|---|---:|---:|---:|",
-        f"| CLINC150 test accuracy (LR C=10, trained by `strato train` in that precision) | "
-        f"{fmt(f.get('test_accuracy'))} | {fmt(q.get('test_accuracy'))} | {fmt(peer.get('test_accuracy'))} |",
+        "| | " + " | ".join(f"Strato {p}" for p in cols) + " | Python peer |",
+        "|---|" + "---:|" * (len(cols) + 1),
+        "| CLINC150 test accuracy (LR C=10, trained by `strato train` in that precision) | "
+        + " | ".join(fmt(d[p].get("test_accuracy")) for p in cols) + f" | {fmt(peer.get('test_accuracy'))} |",
         f"| instructions per query, callgrind (\"{QUERY}\", 1 thread, `embed_batch` only) | "
-        f"{fmt(f.get('callgrind_ir_per_query'))} | {fmt(q.get('callgrind_ir_per_query'))} | — |",
+        + " | ".join(fmt(d[p].get("callgrind_ir_per_query")) for p in cols) + " | — |",
         "",
     ] + PERF_NOTES + [
         "",
@@ -721,8 +739,11 @@ PERF_NOTES = [
     "embedding cache off, so every request reaches the model; repeated: one text, cache on. The peer: Flask under "
     "gunicorn, 2 sync workers with one torch thread each (`bench/peer_http.py`), the same bodies, the same route.",
     "- Machine limit: the linear layers' multiply-adds at the measured peak, nothing else counted (attention, "
-    "layer norms, tokenising and the fit come on top); where two are given, the second is at the 16-bit "
-    "multiply-add peak, which bounds the int8 mode.",
+    "layer norms, tokenising and the fit come on top); beside fp32's, the limits of the 16-bit products the "
+    "reduced-precision modes run: int8's integer multiply-adds, bf16's `vdpbf16ps` pair multiply-adds.",
+    "- bf16: the linear layers' weights and activations rounded to bfloat16, multiplied in pairs into f32 sums "
+    "(AVX512-BF16's `vdpbf16ps`; portable kernels where the CPU lacks it, and under valgrind, which has no "
+    "AVX-512). The callgrind row counts that portable path for bf16 and the AVX2 one for f32 and int8.",
     "- The VNNI limit counts `vpdpwssd` written as assembly (64 operations each): earlier runs used the intrinsic, "
     "which LLVM half replaced with additions of a hoisted product, and reported about 1.6 times this figure.",
     "- Serving RSS: `VmHWM` of `strato serve` after the distinct load; the peer's is the sum over gunicorn's "

@@ -39,12 +39,13 @@ fn precision(arg: Option<&String>) -> Result<strato_ml::Precision> {
     Ok(match arg.map(String::as_str) {
         None | Some("f32") => strato_ml::Precision::F32,
         Some("int8") => strato_ml::Precision::Int8,
-        Some(other) => bail!("unknown precision {other:?}: f32 or int8"),
+        Some("bf16") => strato_ml::Precision::Bf16,
+        Some(other) => bail!("unknown precision {other:?}: f32, int8 or bf16"),
     })
 }
 
 fn embed(args: &[String]) -> Result<serde_json::Value> {
-    let [dir, csv, rest @ ..] = args else { bail!("usage: embed MODEL_DIR CSV [N] [f32|int8]") };
+    let [dir, csv, rest @ ..] = args else { bail!("usage: embed MODEL_DIR CSV [N] [f32|int8|bf16]") };
     let n: usize = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(2048);
     let precision = precision(rest.get(1))?;
     let opts = strato_ml::LoadOptions { precision, ..Default::default() };
@@ -86,6 +87,7 @@ fn peak() -> Result<serde_json::Value> {
         })
     };
     let (avx2, avx512, vnni, madd) = (run(fma_gflops::<8>), run(fma_gflops::<16>), run(vnni_gops), run(madd_gops));
+    let bf16 = run(bf16_gflops);
     let total = |v: &[f64]| v.iter().sum::<f64>();
     Ok(json!({
         "gflops": total(&avx2).max(total(&avx512)), "gflops_avx2": total(&avx2), "gflops_avx512": total(&avx512),
@@ -93,6 +95,8 @@ fn peak() -> Result<serde_json::Value> {
         "int16_gops_vnni": total(&vnni), "int16_gops_avx2": total(&madd),
         // What the int8 mode runs on this CPU: vpdpwssd where there is VNNI, else vpmaddwd + vpaddd.
         "int16_gops": total(&vnni).max(total(&madd)), "threads": threads,
+        // What the bf16 mode runs where the CPU has AVX512-BF16 (0 where it has not).
+        "bf16_gflops": total(&bf16),
     }))
 }
 
@@ -191,6 +195,47 @@ fn vnni_loop(iters: u64) -> f64 {
     iters as f64 * 12.0 * 64.0 / secs / 1e9
 }
 
+/// Bfloat16 pair multiply-adds with AVX512-BF16's `vdpbf16ps` (what the bf16 kernels run), in floating-point
+/// operations (a multiply and an add each), or 0 where the CPU lacks it.
+#[expect(unsafe_code, reason = "calls the BF16 loop after checking the CPU")]
+fn bf16_gflops(iters: u64) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16") {
+        // SAFETY: the CPU has AVX-512F and AVX512-BF16 (checked just above).
+        return unsafe { bf16_loop(iters) };
+    }
+    0.0
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[expect(unsafe_code, reason = "vdpbf16ps as assembly")]
+fn bf16_loop(iters: u64) -> f64 {
+    use std::arch::x86_64::*;
+    // 0.5 and -0.5 in bfloat16: sums that stay finite.
+    let (a, b) = (_mm512_set1_epi16(0x3F00), _mm512_set1_epi16(-16_640));
+    let mut acc = [_mm512_setzero_ps(); 12];
+    let t = Instant::now();
+    for _ in 0..iters {
+        for x in acc.iter_mut() {
+            // As assembly for the reason vnni_loop gives.
+            // SAFETY: a register-only instruction the CPU has (checked by the caller).
+            unsafe {
+                std::arch::asm!(
+                    "vdpbf16ps {acc}, {a}, {b}",
+                    acc = inout(zmm_reg) *x,
+                    a = in(zmm_reg) a,
+                    b = in(zmm_reg) b,
+                    options(pure, nomem, nostack, preserves_flags),
+                );
+            }
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    std::hint::black_box(acc);
+    iters as f64 * 12.0 * 64.0 / secs / 1e9
+}
+
 /// 16-bit integer multiply-add throughput without VNNI, as the AVX2 int8 kernel runs it (`vpmaddwd` then
 /// `vpaddd`: 32 operations per pair), or 0 where the CPU lacks AVX2.
 #[expect(unsafe_code, reason = "calls the AVX2 loop after checking the CPU")]
@@ -235,7 +280,7 @@ fn madd_loop(iters: u64) -> f64 {
 
 /// The training path's embedding: every train and test text through `embed_all` (length-sorted batches).
 fn embed_all(args: &[String]) -> Result<serde_json::Value> {
-    let [dir, csv, rest @ ..] = args else { bail!("usage: embed-all MODEL_DIR CSV [f32|int8]") };
+    let [dir, csv, rest @ ..] = args else { bail!("usage: embed-all MODEL_DIR CSV [f32|int8|bf16]") };
     let opts = strato_ml::LoadOptions { precision: precision(rest.first())?, ..Default::default() };
     let e = strato_ml::Embedder::load_opts(&PathBuf::from(dir), opts)?;
     let texts = texts(csv, &["train", "test"], usize::MAX)?;
@@ -249,7 +294,7 @@ fn embed_all(args: &[String]) -> Result<serde_json::Value> {
 /// One text embedded N times after loading, for `valgrind --tool=callgrind
 /// --toggle-collect=*Embedder::embed_batch`: the instruction count of one query, repeatable on a noisy machine.
 fn embed_once(args: &[String]) -> Result<serde_json::Value> {
-    let [dir, text, rest @ ..] = args else { bail!("usage: embed-once MODEL_DIR TEXT [N] [f32|int8]") };
+    let [dir, text, rest @ ..] = args else { bail!("usage: embed-once MODEL_DIR TEXT [N] [f32|int8|bf16]") };
     let n: usize = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(1);
     let opts = strato_ml::LoadOptions { precision: precision(rest.get(1))?, ..Default::default() };
     let e = strato_ml::Embedder::load_opts(&PathBuf::from(dir), opts)?;
@@ -260,16 +305,18 @@ fn embed_once(args: &[String]) -> Result<serde_json::Value> {
     Ok(json!({"tokens": tokens, "n": n}))
 }
 
-/// How far int8 embeddings are from f32 ones on CLINC150's test split: worst and mean cosine.
+/// How far reduced-precision (int8 by default, or bf16) embeddings are from f32 ones on CLINC150's test split:
+/// worst and mean cosine.
 fn precision_gap(args: &[String]) -> Result<serde_json::Value> {
-    let [dir, csv, ..] = args else { bail!("usage: precision MODEL_DIR CSV") };
+    let [dir, csv, rest @ ..] = args else { bail!("usage: precision MODEL_DIR CSV [int8|bf16]") };
+    let reduced = precision(Some(rest.first().cloned().unwrap_or_else(|| "int8".into())).as_ref())?;
     let texts = texts(csv, &["test"], usize::MAX)?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let load = |precision| {
         strato_ml::Embedder::load_opts(&PathBuf::from(dir), strato_ml::LoadOptions { precision, ..Default::default() })
     };
     let a = load(strato_ml::Precision::F32)?.embed_all(&refs, |_, _| true)?;
-    let b = load(strato_ml::Precision::Int8)?.embed_all(&refs, |_, _| true)?;
+    let b = load(reduced)?.embed_all(&refs, |_, _| true)?;
     let mut cos: Vec<(f64, usize)> = a
         .iter()
         .zip(&b)
@@ -278,14 +325,15 @@ fn precision_gap(args: &[String]) -> Result<serde_json::Value> {
         .collect();
     cos.sort_by(|x, y| x.0.total_cmp(&y.0));
     Ok(json!({
-        "int8_cosine_worst": cos[0].0, "int8_cosine_mean": cos.iter().map(|c| c.0).sum::<f64>() / cos.len() as f64,
+        "precision": format!("{reduced:?}"),
+        "cosine_worst": cos[0].0, "cosine_mean": cos.iter().map(|c| c.0).sum::<f64>() / cos.len() as f64,
         "worst_texts": cos.iter().take(5).map(|&(c, i)| json!([refs[i], c])).collect::<Vec<_>>(), "n": cos.len(),
     }))
 }
 
 async fn predict(args: &[String]) -> Result<serde_json::Value> {
     let [data_dir, model_dir, model, csv, rest @ ..] = args else {
-        bail!("usage: predict DATA_DIR MODEL_DIR MODEL_ID CSV [N] [f32|int8]")
+        bail!("usage: predict DATA_DIR MODEL_DIR MODEL_ID CSV [N] [f32|int8|bf16]")
     };
     let n: usize = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(500);
     let mut opts = strato_service::StratoOptions::new(data_dir);

@@ -40,6 +40,7 @@ fn options(g: &Global) -> StratoOptions {
     o.embedding_cache_size = g.embedding_cache_size;
     o.embedding_precision = match g.embedding_precision.as_str() {
         "int8" => strato_ml::Precision::Int8,
+        "bf16" => strato_ml::Precision::Bf16,
         _ => strato_ml::Precision::F32,
     };
     o.batching = strato_service::BatchOptions {

@@ -30,9 +30,10 @@ pub struct Global {
     /// Texts whose embeddings are kept in memory (about 1.5 KB each); 0 turns the cache off.
     #[arg(long, env = "STRATO_EMBEDDING_CACHE_SIZE", default_value_t = 4096, global = true)]
     pub embedding_cache_size: usize,
-    /// Precision of the embedding model's linear layers: `f32` (matches sentence-transformers to cosine 0.9999)
-    /// or `int8` (about twice as fast; within cosine 0.999).
-    #[arg(long, env = "STRATO_EMBEDDING_PRECISION", default_value = "f32", value_parser = ["f32", "int8"], global = true)]
+    /// Precision of the embedding model's linear layers: `f32` (matches sentence-transformers to cosine 0.9999),
+    /// `int8` (about twice as fast; within cosine 0.999) or `bf16` (as fast for batches with AVX512-BF16; within
+    /// cosine 0.9995).
+    #[arg(long, env = "STRATO_EMBEDDING_PRECISION", default_value = "f32", value_parser = ["f32", "int8", "bf16"], global = true)]
     pub embedding_precision: String,
     /// Texts per forward pass when concurrent requests are batched.
     #[arg(long, env = "STRATO_BATCH_MAX_TEXTS", default_value_t = 64, global = true)]

@@ -15,6 +15,11 @@
 //! sums, which are scaled into f32 once per block (so they cannot overflow: 32 × 32767 × 127 < 2³¹). A weight
 //! panel then fits L1 whole, the weights take a quarter of the memory traffic, and each instruction does twice
 //! the multiply-adds.
+//!
+//! Bf16: weights and activations rounded to bfloat16 (to nearest even), multiplied in pairs into f32 sums by
+//! AVX512-BF16's `vdpbf16ps`: the int8 mode's multiply-adds per instruction with no per-block scaling (the
+//! sums are f32 already) and no widening of the weights, so a tile's accumulators all stay in registers.
+//! Where the CPU lacks AVX512-BF16 the same products run through portable tiles.
 
 #![expect(unsafe_code, reason = "SIMD intrinsics and raw-pointer tiles; each unsafe block states its bounds")]
 
@@ -208,10 +213,51 @@ impl PackedI8 {
     }
 }
 
+/// f32 to bfloat16, rounded to nearest even (as PyTorch's `.to(torch.bfloat16)`); NaN is never an input here.
+#[inline(always)]
+fn bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    (b.wrapping_add(0x7FFF + ((b >> 16) & 1)) >> 16) as u16
+}
+
+/// A `[k, n]` weight matrix in bfloat16: `NR`-column panels of `⌈k/2⌉` step pairs, each pair 64 bytes (column
+/// `c`'s two steps at lane `c`, as `vdpbf16ps` pairs them), 64-byte aligned.
+pub(crate) struct PackedBf16 {
+    k: usize,
+    n: usize,
+    pairs: usize,
+    buf: Vec<u16>,
+    offset: usize,
+}
+
+impl PackedBf16 {
+    /// Rounds PyTorch's `[out, in]` weight to bfloat16 and packs it.
+    pub(crate) fn from_out_in(w: &[f32], out: usize, inp: usize) -> Self {
+        assert_eq!(w.len(), out * inp, "weight is not [out, in]");
+        let (panels, pairs) = (out.div_ceil(NR), inp.div_ceil(2));
+        let len = panels * pairs * 2 * NR;
+        let mut buf = vec![0u16; len + 32];
+        let offset = (64 - buf.as_ptr() as usize % 64) % 64 / 2;
+        let data = &mut buf[offset..offset + len];
+        for (o, row) in w.chunks_exact(inp).enumerate() {
+            let (j, c) = (o / NR, o % NR);
+            for (kk, &v) in row.iter().enumerate() {
+                data[(j * pairs + kk / 2) * 2 * NR + c * 2 + kk % 2] = bf16(v);
+            }
+        }
+        Self { k: inp, n: out, pairs, buf, offset }
+    }
+
+    fn data(&self) -> &[u16] {
+        &self.buf[self.offset..self.offset + self.n.div_ceil(NR) * self.pairs * 2 * NR]
+    }
+}
+
 /// A layer's weights, in the precision the encoder runs.
 pub(crate) enum Weights {
     F32(PackedF32),
     I8(PackedI8),
+    Bf16(PackedBf16),
 }
 
 impl Weights {
@@ -219,6 +265,7 @@ impl Weights {
         match self {
             Self::F32(b) => b.k,
             Self::I8(b) => b.k,
+            Self::Bf16(b) => b.k,
         }
     }
 
@@ -226,6 +273,7 @@ impl Weights {
         match self {
             Self::F32(b) => b.n,
             Self::I8(b) => b.n,
+            Self::Bf16(b) => b.n,
         }
     }
 }
@@ -263,8 +311,10 @@ pub(crate) fn matmul(isa: Isa, p: &Product, c: &mut [f32]) {
     // The thread's buffer is taken for the product, not borrowed: while this thread waits on the others below,
     // rayon has it run queued work, which may be another product (a nested one then starts from an empty buffer).
     let mut qa = QUANTISED_A.take();
-    if let Weights::I8(_) = p.b {
-        quantise_a(isa, p.a, m, k, &mut qa);
+    match p.b {
+        Weights::I8(_) => quantise_a(isa, p.a, m, k, &mut qa),
+        Weights::Bf16(_) => round_a(isa, p.a, m, k, &mut qa),
+        Weights::F32(_) => {}
     }
     let quantised = &qa;
     let run = |rows: Range<usize>, cols: Range<usize>| match p.b {
@@ -273,6 +323,8 @@ pub(crate) fn matmul(isa: Isa, p: &Product, c: &mut [f32]) {
         Weights::F32(b) => unsafe { run_f32(isa, p, b, c, rows, cols) },
         // SAFETY: as above; qa was just made from p.a.
         Weights::I8(b) => unsafe { run_i8(isa, p, b, quantised, c, rows, cols) },
+        // SAFETY: as above; qa was just made from p.a.
+        Weights::Bf16(b) => unsafe { run_bf16(isa, p, b, quantised, c, rows, cols) },
     };
     if threads <= 1 {
         run(0..m, 0..panels);
@@ -480,6 +532,109 @@ fn quantise_a_in(a: &[f32], m: usize, k: usize, out: &mut QuantisedA) {
     }
 }
 
+/// Rounds the activations to bfloat16 pairs for a bf16 product, into the int8 path's buffer (`pairs` only, the
+/// row scales unused); compiled for AVX2 or AVX-512 where the CPU has it, as [`quantise_a`].
+#[cfg_attr(target_arch = "x86_64", expect(unsafe_code, reason = "calls the AVX2 build after checking the CPU"))]
+fn round_a(isa: Isa, a: &[f32], m: usize, k: usize, out: &mut QuantisedA) {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn avx2(a: &[f32], m: usize, k: usize, out: &mut QuantisedA) {
+        round_a_in(a, m, k, out)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    fn avx512(a: &[f32], m: usize, k: usize, out: &mut QuantisedA) {
+        round_a_in(a, m, k, out)
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Avx512 is only chosen when the CPU has it (Isa::supported).
+        Isa::Avx512 => unsafe { avx512(a, m, k, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Avx2Fma is only chosen when the CPU has both (Isa::supported).
+        Isa::Avx2Fma => unsafe { avx2(a, m, k, out) },
+        _ => round_a_in(a, m, k, out),
+    }
+}
+
+#[inline(always)]
+fn round_a_in(a: &[f32], m: usize, k: usize, out: &mut QuantisedA) {
+    let pairs = k.div_ceil(2);
+    if out.pairs.len() < m * pairs {
+        out.pairs.resize(m * pairs, 0);
+    }
+    out.scales.clear();
+    let values: &mut [u16] = bytemuck::cast_slice_mut(&mut out.pairs[..]);
+    for (row, dst) in a[..m * k].chunks_exact(k).zip(values.chunks_exact_mut(2 * pairs)) {
+        for (d, &v) in dst.iter_mut().zip(row) {
+            *d = bf16(v);
+        }
+        dst[k..].fill(0);
+    }
+}
+
+/// Whether bf16 products run `vdpbf16ps` here: the AVX-512 kernels and AVX512-BF16 (read once).
+fn bf16_native(isa: Isa) -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    isa == Isa::Avx512
+        && *HAS.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            return is_x86_feature_detected!("avx512bf16");
+            #[cfg(not(target_arch = "x86_64"))]
+            false
+        })
+}
+
+/// One bf16 tile: the whole inner dimension at once.
+struct TileBf16 {
+    rows: usize,
+    /// The tile's first row of activations: `pairs` bf16 pairs; the next rows follow every `pairs`.
+    a: *const u32,
+    /// The first panel's weights: `pairs` × 32 values; the tile's next panels follow every `pairs` × 32.
+    b: *const u16,
+    pairs: usize,
+    out: Out,
+}
+
+/// # Safety
+/// `c` must hold `p.m × n` values, with no other writer of `rows` × the columns of `panels`; `rows` ⊆ `0..p.m`;
+/// `qa` must be `p.a` rounded by [`round_a`].
+unsafe fn run_bf16(
+    isa: Isa,
+    p: &Product,
+    b: &PackedBf16,
+    qa: &QuantisedA,
+    c: SharedOut,
+    rows: Range<usize>,
+    panels: Range<usize>,
+) {
+    let m = p.m;
+    assert!(qa.pairs.len() >= m * b.pairs, "activations not rounded for this product");
+    let native = bf16_native(isa);
+    let data = b.data();
+    let mut j = panels.start;
+    while j < panels.end {
+        let group = if native { isa.i8_panels(m) } else { 1 }.min(panels.end - j);
+        let mut i0 = rows.start;
+        while i0 < rows.end {
+            let tile_rows = MR.min(rows.end - i0);
+            let t = TileBf16 {
+                rows: tile_rows,
+                a: qa.pairs[i0 * b.pairs..].as_ptr(),
+                b: data[j * b.pairs * 2 * NR..].as_ptr(),
+                pairs: b.pairs,
+                // SAFETY: i0 < m and j * NR < n; c as the caller promised.
+                out: unsafe { Out::at(p, c, i0, j * NR, true, true) },
+            };
+            // SAFETY: the tile's pointers cover its rows, pairs and `group` panels (built from the buffers'
+            // bounds: j + group ≤ panels.end).
+            unsafe { tile_bf16(isa, native, &t, group) };
+            i0 += tile_rows;
+        }
+        j += group;
+    }
+}
+
 /// One int8 tile: the whole inner dimension at once (a panel is at most a few tens of KiB).
 struct TileI8 {
     rows: usize,
@@ -619,6 +774,29 @@ unsafe fn tile_i8(isa: Isa, t: &TileI8, panels: usize) {
     }
 }
 
+/// # Safety
+/// The tile's pointers must cover `pairs × rows` of `a` and `pairs × 32` values of `b` for each of `panels`
+/// panels, and `rows × cols` of `c` and the residual (row stride `ldc`) and `cols` of the bias for each panel;
+/// `panels` is one unless `native`, then at most four; `native` only where [`bf16_native`] says so.
+unsafe fn tile_bf16(isa: Isa, native: bool, t: &TileBf16, panels: usize) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: native only where the CPU has AVX-512 and AVX512-BF16 (bf16_native); bounds as promised.
+        Isa::Avx512 if native => unsafe {
+            use avx512::tile_bf16 as k;
+            by_panels!(t.rows, panels, k, t)
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Avx512 and Avx2Fma are only chosen when the CPU has AVX2 and FMA (Isa::supported).
+        Isa::Avx512 | Isa::Avx2Fma => unsafe {
+            use avx2::portable_bf16 as k;
+            by_rows!(t.rows, k, t)
+        },
+        // SAFETY: bounds as the caller promised.
+        _ => unsafe { by_rows!(t.rows, portable_bf16, t) },
+    }
+}
+
 /// Finishes one output row of a tile: bias or the partial sum already in `c`, the residual, the activation.
 ///
 /// # Safety
@@ -720,11 +898,45 @@ unsafe fn portable_i8<const R: usize>(t: &TileI8) {
     }
 }
 
+/// # Safety
+/// As [`tile_bf16`] with one panel.
+#[inline(always)]
+unsafe fn portable_bf16<const R: usize>(t: &TileBf16) {
+    let widen = |v: u16| f32::from_bits((v as u32) << 16);
+    let mut acc = [[0f32; NR]; R];
+    for q in 0..t.pairs {
+        // SAFETY: q < pairs: inside b.
+        let b: &[u16; 2 * NR] = unsafe { &*(t.b.add(q * 2 * NR) as *const [u16; 2 * NR]) };
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: q < pairs, r < rows = R: inside a.
+            let pair = unsafe { *t.a.add(r * t.pairs + q) };
+            let (lo, hi) = (widen(pair as u16), widen((pair >> 16) as u16));
+            for (c, x) in acc.iter_mut().enumerate() {
+                *x += lo * widen(b[2 * c]) + hi * widen(b[2 * c + 1]);
+            }
+        }
+    }
+    for (r, acc) in acc.iter_mut().enumerate() {
+        // SAFETY: as the caller promised.
+        unsafe { finish_row(acc, &t.out, r) };
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{finish_row, Tile, TileI8, NR, QBLOCK};
+
+    /// [`super::portable_bf16`] compiled for AVX2+FMA (the CPU has no AVX512-BF16, or no AVX-512).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; bounds as [`super::tile_bf16`] with one panel.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn portable_bf16<const R: usize>(t: &super::TileBf16) {
+        // SAFETY: as the caller promised.
+        unsafe { super::portable_bf16::<R>(t) }
+    }
 
     /// How far ahead (in f32 values) the weights are prefetched.
     const PREFETCH: usize = 512;
@@ -829,7 +1041,7 @@ mod avx2 {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{finish_row, Out, Tile, TileI8, NR, QBLOCK};
+    use super::{finish_row, Out, Tile, TileBf16, TileI8, NR, QBLOCK};
 
     /// How far ahead (in f32 values) the weights are prefetched.
     const PREFETCH: usize = 512;
@@ -1009,6 +1221,60 @@ mod avx512 {
                 for (q, &f) in f.iter().enumerate() {
                     finish(_mm512_mul_ps(f, sa), &t.out.panel(q), r);
                 }
+            }
+        }
+    }
+
+    /// `acc + Σ pairs w·x` as one `vpdbf16ps`, the activation pair `*x` read and broadcast by the instruction
+    /// (as [`dpwssd`]; assembly, as the intrinsic takes no memory operand).
+    ///
+    /// # Safety
+    /// The CPU must have AVX512-BF16; `x` must be readable.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn dpbf16(mut acc: __m512, w: __m512i, x: *const u32) -> __m512 {
+        // SAFETY: reads 4 bytes at x, which the caller promised readable.
+        unsafe {
+            std::arch::asm!(
+                "vdpbf16ps {acc}, {w}, dword ptr [{x}]{{1to16}}",
+                acc = inout(zmm_reg) acc,
+                w = in(zmm_reg) w,
+                x = in(reg) x,
+                options(pure, readonly, nostack, preserves_flags),
+            );
+        }
+        acc
+    }
+
+    /// Bf16 with `vdpbf16ps`: each instruction multiplies 16 columns × a pair of steps and adds into the f32
+    /// sums, which stay in registers for the whole inner dimension (`R` × `P` ≤ 24 of them, `P` weights).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F and AVX512-BF16; bounds as [`super::tile_bf16`] with `P` panels.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")]
+    pub(super) unsafe fn tile_bf16<const R: usize, const P: usize>(t: &TileBf16) {
+        let mut f = [[_mm512_setzero_ps(); P]; R];
+        let (a, b) = (t.a, t.b);
+        let bs = t.pairs * 2 * NR;
+        for s in 0..t.pairs {
+            // SAFETY: s < pairs, r < R = rows, q < P panels: inside a and b (the caller's promise).
+            unsafe {
+                let mut w = [_mm512_setzero_si512(); P];
+                for (q, w) in w.iter_mut().enumerate() {
+                    *w = _mm512_load_si512(b.add(q * bs + s * 2 * NR) as *const __m512i);
+                }
+                for (r, f) in f.iter_mut().enumerate() {
+                    let x = a.add(r * t.pairs + s);
+                    for (f, &w) in f.iter_mut().zip(&w) {
+                        *f = dpbf16(*f, w, x);
+                    }
+                }
+            }
+        }
+        for (r, f) in f.iter().enumerate() {
+            for (q, &f) in f.iter().enumerate() {
+                // SAFETY: panel q < P lies inside the tile (the caller's promise).
+                unsafe { finish(f, &t.out.panel(q), r) };
             }
         }
     }
@@ -1241,6 +1507,49 @@ mod tests {
                 check_i8(isa, m, n, k, true);
             }
         }
+    }
+
+    /// Bf16 against the exact product of the operands rounded to bfloat16: what is left is f32 summation error
+    /// (a wrong layout, a missed rounding or a dropped half pair is off by orders of magnitude more).
+    fn check_bf16(isa: Isa, m: usize, n: usize, k: usize, residual: bool, act: Activation) {
+        let round = |v: &[f32]| -> Vec<f32> { v.iter().map(|&x| f32::from_bits((bf16(x) as u32) << 16)).collect() };
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| ((i * 104_729) % 997) as f32 / 498.0 - 1.0).collect();
+        let bias: Vec<f32> = (0..n).map(|i| i as f32 / n as f32 - 0.5).collect();
+        let res: Vec<f32> = (0..m * n).map(|i| (i % 13) as f32 - 6.0).collect();
+        let b = Weights::Bf16(PackedBf16::from_out_in(&w, n, k));
+        let mut want = reference(&round(&a), m, &round(&w), n, k, &bias, residual.then_some(&res[..]));
+        apply(act, &mut want);
+        let mut c = vec![f32::NAN; m * n];
+        let p = Product { a: &a, m, b: &b, bias: &bias, residual: residual.then_some(&res[..]), act, split: true };
+        matmul(isa, &p, &mut c);
+        for (i, (got, want)) in c.iter().zip(&want).enumerate() {
+            let tol = 1e-5 * (k as f32).sqrt() * (1.0 + want.abs());
+            assert!((got - want).abs() <= tol, "{isa:?} m={m} n={n} k={k} at {i}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn bf16_products_match_the_rounded_operands() {
+        for isa in Isa::supported() {
+            for (m, n, k) in SHAPES {
+                check_bf16(isa, m, n, k, false, Activation::Identity);
+                check_bf16(isa, m, n, k, true, Activation::GeluErf);
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_rounds_to_nearest_even() {
+        let one = 1.0f32.to_bits();
+        // 1 + 2⁻⁸ lies halfway between 1 and 1 + 2⁻⁷: to the even one, 1; 1 + 3·2⁻⁸ halfway between 1 + 2⁻⁷ and
+        // 1 + 2⁻⁶: to 1 + 2⁻⁶; just above halfway rounds up.
+        assert_eq!(bf16(f32::from_bits(one + (1 << 15))), 0x3F80);
+        assert_eq!(bf16(f32::from_bits(one + (3 << 15))), 0x3F82);
+        assert_eq!(bf16(f32::from_bits(one + (1 << 15) + 1)), 0x3F81);
+        assert_eq!(bf16(-2.5), 0xC020);
+        assert_eq!(bf16(f32::INFINITY), 0x7F80);
+        assert_eq!(bf16(0.0), 0);
     }
 
     #[test]

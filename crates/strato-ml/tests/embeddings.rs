@@ -1,6 +1,6 @@
 //! Every encoder must match sentence-transformers: cosine ≥ 0.9999 against its own vectors for every fixture
 //! sentence (accents, CJK, emoji, a text long enough to be truncated), singly and batched with padding; ≥ 0.999
-//! for the reduced-precision (int8) mode, on each set of kernels.
+//! for int8 and ≥ 0.9995 for bf16, the reduced-precision modes, on each set of kernels.
 
 use std::path::PathBuf;
 
@@ -65,6 +65,16 @@ fn int8_stays_close_to_sentence_transformers() {
 #[test]
 fn int8_with_portable_kernels_stays_close_to_sentence_transformers() {
     matches_sentence_transformers(Engine::PackedPortable, Precision::Int8, 0.999);
+}
+
+#[test]
+fn bf16_stays_close_to_sentence_transformers() {
+    matches_sentence_transformers(Engine::Packed, Precision::Bf16, 0.9995);
+}
+
+#[test]
+fn bf16_with_portable_kernels_stays_close_to_sentence_transformers() {
+    matches_sentence_transformers(Engine::PackedPortable, Precision::Bf16, 0.9995);
 }
 
 #[test]
