@@ -990,12 +990,41 @@ mod avx2 {
                 x0 = _mm256_add_ps(x0, _mm256_loadu_ps(res));
                 x1 = _mm256_add_ps(x1, _mm256_loadu_ps(res.add(8)));
             }
-            _mm256_storeu_ps(c, x0);
-            _mm256_storeu_ps(c.add(8), x1);
-            if let Some(act) = t.act {
-                super::apply(act, std::slice::from_raw_parts_mut(c, NR));
+            match t.act {
+                Some(super::Activation::GeluErf) => {
+                    _mm256_storeu_ps(c, gelu_erf(x0));
+                    _mm256_storeu_ps(c.add(8), gelu_erf(x1));
+                }
+                act => {
+                    _mm256_storeu_ps(c, x0);
+                    _mm256_storeu_ps(c.add(8), x1);
+                    if let Some(act) = act {
+                        super::apply(act, std::slice::from_raw_parts_mut(c, NR));
+                    }
+                }
             }
         }
+    }
+
+    /// GELU (erf form) on 8 values, as the AVX-512 tiles' (Abramowitz & Stegun 7.1.28), with a division: AVX2's
+    /// reciprocal has 12 bits, too few before the sixteenth power.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn gelu_erf(x: __m256) -> __m256 {
+        let c = _mm256_set1_ps;
+        let u = _mm256_mul_ps(x, c(std::f32::consts::FRAC_1_SQRT_2));
+        let sign = _mm256_and_ps(u, c(-0.0));
+        let a = _mm256_min_ps(_mm256_andnot_ps(c(-0.0), u), c(6.0));
+        let mut p = c(super::ERF_A7128[0]);
+        for &k in &super::ERF_A7128[1..] {
+            p = _mm256_fmadd_ps(p, a, c(k));
+        }
+        let mut t = _mm256_div_ps(c(1.0), p);
+        for _ in 0..4 {
+            t = _mm256_mul_ps(t, t);
+        }
+        let erf = _mm256_or_ps(_mm256_sub_ps(c(1.0), t), sign);
+        _mm256_mul_ps(_mm256_mul_ps(c(0.5), x), _mm256_add_ps(c(1.0), erf))
     }
 
     /// # Safety
@@ -1148,11 +1177,43 @@ mod avx512 {
             if !t.residual.is_null() {
                 x = _mm512_add_ps(x, _mm512_loadu_ps(t.residual.add(r * t.ldc)));
             }
-            _mm512_storeu_ps(c, x);
-            if let Some(act) = t.act {
-                super::apply(act, std::slice::from_raw_parts_mut(c, NR));
+            match t.act {
+                Some(super::Activation::GeluErf) => _mm512_storeu_ps(c, gelu_erf(x)),
+                Some(act) => {
+                    _mm512_storeu_ps(c, x);
+                    super::apply(act, std::slice::from_raw_parts_mut(c, NR));
+                }
+                None => _mm512_storeu_ps(c, x),
             }
         }
+    }
+
+    /// GELU (erf form) on 16 values in a register, erf by Abramowitz & Stegun 7.1.28 (1 − (1 + Σ aᵢxⁱ)⁻¹⁶, error
+    /// ≤ 3·10⁻⁷ like the scalar 7.1.26's 1.5·10⁻⁷, in half the operations: no exponential). Written out because the
+    /// compiler left the slice version of [`super::gelu_erf`] at a fraction of this speed (the feed-forward
+    /// product's GELU took 57 % of its tiles' time on Zen 4).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn gelu_erf(x: __m512) -> __m512 {
+        let c = _mm512_set1_ps;
+        let u = _mm512_mul_ps(x, c(std::f32::consts::FRAC_1_SQRT_2));
+        // erf(6) is 1 in f32; beyond it the sixteenth power would overflow.
+        let a = _mm512_min_ps(_mm512_abs_ps(u), c(6.0));
+        let mut p = c(super::ERF_A7128[0]);
+        for &k in &super::ERF_A7128[1..] {
+            p = _mm512_fmadd_ps(p, a, c(k));
+        }
+        // 1 / p by the 14-bit reciprocal and one Newton step (≈ 2⁻²⁸ relative; a division is several times slower).
+        let r0 = _mm512_rcp14_ps(p);
+        let mut t = _mm512_mul_ps(r0, _mm512_fnmadd_ps(p, r0, c(2.0)));
+        for _ in 0..4 {
+            t = _mm512_mul_ps(t, t);
+        }
+        // 1 − p⁻¹⁶ is in [0, 1]: the sign is u's.
+        let y = _mm512_sub_ps(c(1.0), t);
+        let sign = _mm512_and_si512(_mm512_castps_si512(u), _mm512_set1_epi32(i32::MIN));
+        let erf = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(y), sign));
+        _mm512_mul_ps(_mm512_mul_ps(c(0.5), x), _mm512_add_ps(c(1.0), erf))
     }
 
     /// `acc + Σ pairs w·x` as one `vpdpwssd`, the activation pair `*x` read and broadcast by the instruction
@@ -1346,6 +1407,11 @@ pub(crate) fn exp_f64(x: f64) -> f64 {
     let er = (p * r + 1.0) * r + 1.0;
     er * f64::from_bits(((ni + 1023) as u64) << 52)
 }
+
+/// Abramowitz & Stegun 7.1.28's coefficients, highest power first (then 1): erf(x) = 1 − p(x)⁻¹⁶ for x ≥ 0, to
+/// 3·10⁻⁷; the vector tiles' GELU.
+#[cfg(target_arch = "x86_64")]
+const ERF_A7128: [f32; 7] = [4.30638e-5, 2.765672e-4, 1.520143e-4, 9.270527e-3, 4.228201e-2, 7.0523076e-2, 1.0];
 
 /// erf(x) to ≈1.5e-7 (Abramowitz & Stegun 7.1.26, with the exp above).
 #[inline(always)]
@@ -1708,8 +1774,20 @@ mod tests {
 
     #[test]
     fn gelu_matches_the_erf_definition() {
-        // erf from its series, in f64, as the reference.
+        // erf from its series, in f64, as the reference (beyond 3, where the series cancels, from erfc's
+        // asymptotic series: its error there is under 10⁻⁸).
         fn erf64(x: f64) -> f64 {
+            if x.abs() > 3.0 {
+                let z = x.abs();
+                let mut series = 1.0;
+                let mut term = 1.0;
+                for n in 1..6 {
+                    term *= -((2 * n - 1) as f64) / (2.0 * z * z);
+                    series += term;
+                }
+                let erfc = (-z * z).exp() / (z * std::f64::consts::PI.sqrt()) * series;
+                return (1.0 - erfc).copysign(x);
+            }
             let mut sum = 0.0;
             let mut term = x;
             for n in 0..200 {
@@ -1718,12 +1796,43 @@ mod tests {
             }
             2.0 / std::f64::consts::PI.sqrt() * sum
         }
-        let mut x = -6.0f32;
-        while x < 6.0 {
-            let want = 0.5 * x as f64 * (1.0 + erf64(x as f64 / std::f64::consts::SQRT_2));
+        let want = |x: f32| 0.5 * x as f64 * (1.0 + erf64(x as f64 / std::f64::consts::SQRT_2));
+        let xs: Vec<f32> =
+            (-1200..1200).map(|i| i as f32 * 0.01).chain([-100.0, -20.0, -9.0, 9.0, 20.0, 100.0]).collect();
+        for &x in &xs {
             let got = gelu_erf(x) as f64;
-            assert!((got - want).abs() < 1e-6 * (1.0 + want.abs()), "gelu({x}) = {got}, want {want}");
-            x += 0.01;
+            assert!((got - want(x)).abs() < 1e-6 * (1.0 + want(x).abs()), "gelu({x}) = {got}, want {}", want(x));
+        }
+        // The AVX2 and AVX-512 tiles' own (a different approximation of erf).
+        #[cfg(target_arch = "x86_64")]
+        if Isa::supported().contains(&Isa::Avx2Fma) {
+            for chunk in xs.chunks_exact(8) {
+                let mut got = [0f32; 8];
+                // SAFETY: the CPU has AVX2 and FMA (checked just above); 8 values in and out.
+                unsafe {
+                    use std::arch::x86_64::*;
+                    _mm256_storeu_ps(got.as_mut_ptr(), avx2::gelu_erf(_mm256_loadu_ps(chunk.as_ptr())));
+                }
+                for (&x, &got) in chunk.iter().zip(&got) {
+                    let (got, want) = (got as f64, want(x));
+                    assert!((got - want).abs() < 1e-6 * (1.0 + want.abs()), "avx2 gelu({x}) = {got}, want {want}");
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if Isa::supported().contains(&Isa::Avx512) {
+            for chunk in xs.chunks_exact(16) {
+                let mut got = [0f32; 16];
+                // SAFETY: the CPU has AVX-512 (checked just above); 16 values in and out.
+                unsafe {
+                    use std::arch::x86_64::*;
+                    _mm512_storeu_ps(got.as_mut_ptr(), avx512::gelu_erf(_mm512_loadu_ps(chunk.as_ptr())));
+                }
+                for (&x, &got) in chunk.iter().zip(&got) {
+                    let (got, want) = (got as f64, want(x));
+                    assert!((got - want).abs() < 1e-6 * (1.0 + want.abs()), "avx512 gelu({x}) = {got}, want {want}");
+                }
+            }
         }
     }
 }
