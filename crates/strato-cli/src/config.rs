@@ -31,8 +31,8 @@ pub struct Global {
     #[arg(long, env = "STRATO_EMBEDDING_CACHE_SIZE", default_value_t = 4096, global = true)]
     pub embedding_cache_size: usize,
     /// Precision of the embedding model's linear layers: `f32` (matches sentence-transformers to cosine 0.9999),
-    /// `int8` (about twice as fast; within cosine 0.999) or `bf16` (as fast for batches with AVX512-BF16; within
-    /// cosine 0.9995).
+    /// `int8` (about twice as fast; within cosine 0.999) or `bf16` (as fast as int8 or faster for batches, with
+    /// AVX512-BF16; within cosine 0.9995).
     #[arg(long, env = "STRATO_EMBEDDING_PRECISION", default_value = "f32", value_parser = ["f32", "int8", "bf16"], global = true)]
     pub embedding_precision: String,
     /// Texts per forward pass when concurrent requests are batched.

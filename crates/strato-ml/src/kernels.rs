@@ -1286,7 +1286,7 @@ mod avx512 {
         }
     }
 
-    /// `acc + Σ pairs w·x` as one `vpdbf16ps`, the activation pair `*x` read and broadcast by the instruction
+    /// `acc + Σ pairs w·x` as one `vdpbf16ps`, the activation pair `*x` read and broadcast by the instruction
     /// (as [`dpwssd`]; assembly, as the intrinsic takes no memory operand).
     ///
     /// # Safety
@@ -1796,9 +1796,12 @@ mod tests {
             }
             2.0 / std::f64::consts::PI.sqrt() * sum
         }
+        // Sixteen, so that the vector forms' chunks of 8 and 16 reach them too.
+        const BIG: [f32; 16] =
+            [-100.0, -50.0, -20.0, -15.0, -12.0, -9.0, -8.5, -8.0, 8.0, 8.5, 9.0, 12.0, 15.0, 20.0, 50.0, 100.0];
         let want = |x: f32| 0.5 * x as f64 * (1.0 + erf64(x as f64 / std::f64::consts::SQRT_2));
-        let xs: Vec<f32> =
-            (-1200..1200).map(|i| i as f32 * 0.01).chain([-100.0, -20.0, -9.0, 9.0, 20.0, 100.0]).collect();
+        let xs: Vec<f32> = (-1200..1200).map(|i| i as f32 * 0.01).chain(BIG).collect();
+        assert_eq!(xs.len() % 16, 0);
         for &x in &xs {
             let got = gelu_erf(x) as f64;
             assert!((got - want(x)).abs() < 1e-6 * (1.0 + want(x).abs()), "gelu({x}) = {got}, want {}", want(x));
