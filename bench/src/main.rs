@@ -87,7 +87,7 @@ fn peak() -> Result<serde_json::Value> {
         })
     };
     let (avx2, avx512, vnni, madd) = (run(fma_gflops::<8>), run(fma_gflops::<16>), run(vnni_gops), run(madd_gops));
-    let bf16 = run(bf16_gflops);
+    let (bf16, int8) = (run(bf16_gflops), run(int8_gops));
     let total = |v: &[f64]| v.iter().sum::<f64>();
     Ok(json!({
         "gflops": total(&avx2).max(total(&avx512)), "gflops_avx2": total(&avx2), "gflops_avx512": total(&avx512),
@@ -97,6 +97,8 @@ fn peak() -> Result<serde_json::Value> {
         "int16_gops": total(&vnni).max(total(&madd)), "threads": threads,
         // What the bf16 mode runs where the CPU has AVX512-BF16 (0 where it has not).
         "bf16_gflops": total(&bf16),
+        // The limit with 8-bit activations (`vpdpbusd`), which no precision mode runs.
+        "int8_gops_vnni": total(&int8),
     }))
 }
 
@@ -154,86 +156,70 @@ fn fma_loop512(iters: u64) -> f64 {
     iters as f64 * 12.0 * 32.0 / secs / 1e9
 }
 
-/// 16-bit integer multiply-adds with AVX512-VNNI's `vpdpwssd` (what the int8 kernels run), in operations
-/// (a multiply and an add each), or 0 where the CPU lacks it.
-#[expect(unsafe_code, reason = "calls the VNNI loop after checking the CPU")]
-fn vnni_gops(iters: u64) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni") {
-        // SAFETY: the CPU has AVX-512F and VNNI (checked just above).
-        return unsafe { vnni_loop(iters) };
-    }
-    0.0
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-#[expect(unsafe_code, reason = "vpdpwssd as assembly")]
-fn vnni_loop(iters: u64) -> f64 {
-    use std::arch::x86_64::*;
-    let (a, b) = (_mm512_set1_epi16(3), _mm512_set1_epi16(-2));
-    let mut acc = [_mm512_setzero_si512(); 12];
-    let t = Instant::now();
-    for _ in 0..iters {
-        for x in acc.iter_mut() {
-            // As assembly: with constant operands LLVM hoists the products out of the loop and adds them with
-            // `vpaddd` instead (half of the intrinsic calls were), which overstated this limit 1.6 times.
-            // SAFETY: a register-only instruction the CPU has (checked by the caller).
-            unsafe {
-                std::arch::asm!(
-                    "vpdpwssd {acc}, {a}, {b}",
-                    acc = inout(zmm_reg) *x,
-                    a = in(zmm_reg) a,
-                    b = in(zmm_reg) b,
-                    options(pure, nomem, nostack, preserves_flags),
-                );
+/// Defines `$name(iters)`: the throughput of one register-only 512-bit instruction that does `$ops` operations
+/// (a multiply and an add each), on 12 independent chains, in G operations per second on one thread, or 0 where
+/// the CPU lacks `$features`. As assembly: with constant operands LLVM hoists an intrinsic's products out of the
+/// loop and adds them with `vpaddd` instead (half of the intrinsic calls were), which overstated the limit 1.6
+/// times.
+macro_rules! asm_peak {
+    ($(#[$doc:meta])* $name:ident: $instr:literal, $features:literal [$($feature:tt),+], $ops:expr,
+     $acc:expr, $a:expr, $b:expr) => {
+        $(#[$doc])*
+        #[expect(unsafe_code, reason = "runs the instruction as assembly after checking the CPU")]
+        fn $name(iters: u64) -> f64 {
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = $features)]
+            fn run(iters: u64) -> f64 {
+                use std::arch::x86_64::*;
+                let (a, b) = ($a, $b);
+                let mut acc = [$acc; 12];
+                let t = Instant::now();
+                for _ in 0..iters {
+                    for x in acc.iter_mut() {
+                        // SAFETY: a register-only instruction the CPU has (checked below).
+                        unsafe {
+                            std::arch::asm!(
+                                concat!($instr, " {acc}, {a}, {b}"),
+                                acc = inout(zmm_reg) *x,
+                                a = in(zmm_reg) a,
+                                b = in(zmm_reg) b,
+                                options(pure, nomem, nostack, preserves_flags),
+                            );
+                        }
+                    }
+                }
+                let secs = t.elapsed().as_secs_f64();
+                std::hint::black_box(acc);
+                iters as f64 * 12.0 * $ops / secs / 1e9
             }
-        }
-    }
-    let secs = t.elapsed().as_secs_f64();
-    std::hint::black_box(acc);
-    iters as f64 * 12.0 * 64.0 / secs / 1e9
-}
-
-/// Bfloat16 pair multiply-adds with AVX512-BF16's `vdpbf16ps` (what the bf16 kernels run), in floating-point
-/// operations (a multiply and an add each), or 0 where the CPU lacks it.
-#[expect(unsafe_code, reason = "calls the BF16 loop after checking the CPU")]
-fn bf16_gflops(iters: u64) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16") {
-        // SAFETY: the CPU has AVX-512F and AVX512-BF16 (checked just above).
-        return unsafe { bf16_loop(iters) };
-    }
-    0.0
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16")]
-#[expect(unsafe_code, reason = "vdpbf16ps as assembly")]
-fn bf16_loop(iters: u64) -> f64 {
-    use std::arch::x86_64::*;
-    // 0.5 and -0.5 in bfloat16: sums that stay finite.
-    let (a, b) = (_mm512_set1_epi16(0x3F00), _mm512_set1_epi16(-16_640));
-    let mut acc = [_mm512_setzero_ps(); 12];
-    let t = Instant::now();
-    for _ in 0..iters {
-        for x in acc.iter_mut() {
-            // As assembly for the reason vnni_loop gives.
-            // SAFETY: a register-only instruction the CPU has (checked by the caller).
-            unsafe {
-                std::arch::asm!(
-                    "vdpbf16ps {acc}, {a}, {b}",
-                    acc = inout(zmm_reg) *x,
-                    a = in(zmm_reg) a,
-                    b = in(zmm_reg) b,
-                    options(pure, nomem, nostack, preserves_flags),
-                );
+            #[cfg(target_arch = "x86_64")]
+            if $(is_x86_feature_detected!($feature))&&+ {
+                // SAFETY: the CPU has every feature `run` is compiled for (checked just above).
+                return unsafe { run(iters) };
             }
+            0.0
         }
-    }
-    let secs = t.elapsed().as_secs_f64();
-    std::hint::black_box(acc);
-    iters as f64 * 12.0 * 64.0 / secs / 1e9
+    };
+}
+
+asm_peak! {
+    /// 16-bit integer pair multiply-adds with AVX512-VNNI's `vpdpwssd`, what the int8 kernels run.
+    vnni_gops: "vpdpwssd", "avx512f,avx512bw,avx512vnni" ["avx512f", "avx512bw", "avx512vnni"], 64.0,
+    _mm512_setzero_si512(), _mm512_set1_epi16(3), _mm512_set1_epi16(-2)
+}
+
+asm_peak! {
+    /// Bfloat16 pair multiply-adds with AVX512-BF16's `vdpbf16ps`, what the bf16 kernels run (0.5 × -0.5: sums
+    /// that stay finite).
+    bf16_gflops: "vdpbf16ps", "avx512f,avx512bf16" ["avx512f", "avx512bf16"], 64.0,
+    _mm512_setzero_ps(), _mm512_set1_epi16(0x3F00), _mm512_set1_epi16(-16_640)
+}
+
+asm_peak! {
+    /// 8-bit quadruple multiply-adds (unsigned × signed) with AVX512-VNNI's `vpdpbusd`: what kernels with 8-bit
+    /// activations would run. No precision mode does (BENCHMARKS.md has the accuracy that ruled it out).
+    int8_gops: "vpdpbusd", "avx512f,avx512bw,avx512vnni" ["avx512f", "avx512bw", "avx512vnni"], 128.0,
+    _mm512_setzero_si512(), _mm512_set1_epi8(3), _mm512_set1_epi8(-2)
 }
 
 /// 16-bit integer multiply-add throughput without VNNI, as the AVX2 int8 kernel runs it (`vpmaddwd` then

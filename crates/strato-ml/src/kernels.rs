@@ -480,29 +480,42 @@ struct QuantisedA {
     scales: Vec<f32>,
 }
 
-/// Quantises the activations for an int8 product; compiled for AVX2 or AVX-512 where the CPU has it (this runs
-/// once per product, before the threads split the work, so it must not be the slow part).
-#[cfg_attr(target_arch = "x86_64", expect(unsafe_code, reason = "calls the AVX2 build after checking the CPU"))]
-fn quantise_a(isa: Isa, a: &[f32], m: usize, k: usize, out: &mut QuantisedA) {
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn avx2(a: &[f32], m: usize, k: usize, out: &mut QuantisedA) {
-        quantise_a_in(a, m, k, out)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-    fn avx512(a: &[f32], m: usize, k: usize, out: &mut QuantisedA) {
-        quantise_a_in(a, m, k, out)
-    }
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: Avx512 is only chosen when the CPU has it (Isa::supported).
-        Isa::Avx512 => unsafe { avx512(a, m, k, out) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: Avx2Fma is only chosen when the CPU has both (Isa::supported).
-        Isa::Avx2Fma => unsafe { avx2(a, m, k, out) },
-        _ => quantise_a_in(a, m, k, out),
-    }
+/// Defines `fn $name(isa, args…)` that runs `$inner(args…)` compiled for the instruction set `isa` names: the
+/// same source vectorised with 16 lanes (AVX-512), 8 lanes with FMA (AVX2), or for the build's baseline.
+/// `$inner` must be `#[inline(always)]`, so that its body is compiled into each version.
+macro_rules! isa_versions {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $inner:path) => {
+        $(#[$meta])*
+        #[cfg_attr(target_arch = "x86_64", expect(unsafe_code, reason = "calls the SIMD builds after checking the CPU"))]
+        $vis fn $name(isa: $crate::kernels::Isa, $($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+            fn avx512($($arg: $ty),*) $(-> $ret)? {
+                $inner($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2($($arg: $ty),*) $(-> $ret)? {
+                $inner($($arg),*)
+            }
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: Avx512 is only chosen when the CPU has it (Isa::supported).
+                $crate::kernels::Isa::Avx512 => unsafe { avx512($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: Avx2Fma is only chosen when the CPU has both (Isa::supported).
+                $crate::kernels::Isa::Avx2Fma => unsafe { avx2($($arg),*) },
+                _ => $inner($($arg),*),
+            }
+        }
+    };
+}
+pub(crate) use isa_versions;
+
+isa_versions! {
+    /// Quantises the activations for an int8 product (this runs once per product, before the threads split the
+    /// work, so it must not be the slow part).
+    fn quantise_a(a: &[f32], m: usize, k: usize, out: &mut QuantisedA) => quantise_a_in
 }
 
 #[inline(always)]
@@ -532,29 +545,10 @@ fn quantise_a_in(a: &[f32], m: usize, k: usize, out: &mut QuantisedA) {
     }
 }
 
-/// Rounds the activations to bfloat16 pairs for a bf16 product, into the int8 path's buffer (`pairs` only, the
-/// row scales unused); compiled for AVX2 or AVX-512 where the CPU has it, as [`quantise_a`].
-#[cfg_attr(target_arch = "x86_64", expect(unsafe_code, reason = "calls the AVX2 build after checking the CPU"))]
-fn round_a(isa: Isa, a: &[f32], m: usize, k: usize, out: &mut QuantisedA) {
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn avx2(a: &[f32], m: usize, k: usize, out: &mut QuantisedA) {
-        round_a_in(a, m, k, out)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-    fn avx512(a: &[f32], m: usize, k: usize, out: &mut QuantisedA) {
-        round_a_in(a, m, k, out)
-    }
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: Avx512 is only chosen when the CPU has it (Isa::supported).
-        Isa::Avx512 => unsafe { avx512(a, m, k, out) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: Avx2Fma is only chosen when the CPU has both (Isa::supported).
-        Isa::Avx2Fma => unsafe { avx2(a, m, k, out) },
-        _ => round_a_in(a, m, k, out),
-    }
+isa_versions! {
+    /// Rounds the activations to bfloat16 pairs for a bf16 product, into the int8 path's buffer (`pairs` only, the
+    /// row scales unused).
+    fn round_a(a: &[f32], m: usize, k: usize, out: &mut QuantisedA) => round_a_in
 }
 
 #[inline(always)]

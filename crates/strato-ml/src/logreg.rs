@@ -161,30 +161,11 @@ struct Labels<'a> {
     total_w: f64,
 }
 
-/// The weighted cross-entropy of `k`-wide rows of logits, each row replaced by its residual; adds the residuals
-/// into `grad_b`. Compiled for AVX-512 or AVX2 where the CPU has it: an exp per sample and class, in f64 for the
-/// loss (the line search compares values that differ in their last digits) and f32 for the probabilities.
-#[cfg_attr(target_arch = "x86_64", expect(unsafe_code, reason = "calls the SIMD builds after checking the CPU"))]
-fn residuals(isa: Isa, chunk: &mut [f32], k: usize, w: &Labels, grad_b: &mut [f64]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-    fn avx512(chunk: &mut [f32], k: usize, w: &Labels, grad_b: &mut [f64]) -> f64 {
-        residuals_in(chunk, k, w, grad_b)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn avx2(chunk: &mut [f32], k: usize, w: &Labels, grad_b: &mut [f64]) -> f64 {
-        residuals_in(chunk, k, w, grad_b)
-    }
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: Avx512 is only chosen when the CPU has it (Isa::detect).
-        Isa::Avx512 => unsafe { avx512(chunk, k, w, grad_b) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: Avx2Fma is only chosen when the CPU has both (Isa::detect).
-        Isa::Avx2Fma => unsafe { avx2(chunk, k, w, grad_b) },
-        _ => residuals_in(chunk, k, w, grad_b),
-    }
+kernels::isa_versions! {
+    /// The weighted cross-entropy of `k`-wide rows of logits, each row replaced by its residual; adds the
+    /// residuals into `grad_b`. An exp per sample and class, in f64 for the loss (the line search compares values
+    /// that differ in their last digits) and f32 for the probabilities.
+    fn residuals(chunk: &mut [f32], k: usize, w: &Labels, grad_b: &mut [f64]) -> f64 => residuals_in
 }
 
 #[inline(always)]
