@@ -638,7 +638,9 @@ def render_perf(d):
     pk = d.get("peak", {})
     vnni = bool(pk.get("int16_gops_vnni"))
     int16 = pk.get("int16_gops") or pk.get("int16_gops_vnni")
-    bf16_peak = pk.get("bf16_gflops")
+    amx = pk.get("amx_bf16_gflops")
+    # What the bf16 mode's products run: AMX's tiles where the CPU has them, else vdpbf16ps.
+    bf16_peak = amx or pk.get("bf16_gflops")
 
     def limits(per_s):
         """The limits of fp32 and of the 16-bit products the int8 and bf16 modes run, `per_s` of each rate."""
@@ -661,14 +663,23 @@ def render_perf(d):
         f"({', '.join(fmt(x) for x in pk.get('gflops_per_thread', []))} per thread; AVX2 alone "
         f"{fmt(pk.get('gflops_avx2'))}; 16-bit integer multiply-adds, what the int8 mode runs, "
         f"{'with VNNI (`vpdpwssd`)' if vnni else 'as `vpmaddwd` + `vpaddd` (no VNNI here)'}: {fmt(int16)} GOP/s; "
-        + (f"bfloat16 pair multiply-adds (`vdpbf16ps`), what the bf16 mode runs: {fmt(bf16_peak)} GFLOP/s). "
+        + (f"bfloat16 tile products (Intel AMX's `tdpbf16ps`), what the bf16 mode runs: {fmt(amx)} GFLOP/s; "
+           f"`vdpbf16ps` {fmt(pk.get('bf16_gflops'))} GFLOP/s). " if amx else
+           f"bfloat16 pair multiply-adds (`vdpbf16ps`), what the bf16 mode runs: {fmt(bf16_peak)} GFLOP/s). "
            if bf16_peak else "no AVX512-BF16, so the bf16 mode runs portable kernels). ") +
         f"A CLINC150 text is {tokens:.1f} tokens on average, {per_query_flop / 1e6:.0f} MFLOP through the linear "
         f"layers, so the fp32 limit is {fmt(limit_ms)} ms per query and {fmt(limit_per_s)} sentences/s. Load "
         f"average (1, 5, 15 min) at the start: {load(d.get('load_before'))}; at the end: "
         f"{load(d.get('load_after'))}.",
         "",
-    ] + ([] if cpu_kind(d) == "avx512" else [
+    ] + ([
+        "This CPU has full-width AVX-512 and Intel AMX: the bf16 mode's products run on AMX's tile registers, "
+        f"whose peak is {fmt(amx / peak if amx and peak else None)} times the fp32 one, so its limit rows are far "
+        "below the others and what is left of its time is mostly outside the products. The issue's targets apply "
+        "as on the first section's machine. The fp32 peak measured again at the end of the run: "
+        f"{fmt(_dig(d, ('peak_after', 'gflops')))} GFLOP/s.",
+        "",
+    ] if cpu_kind(d) == "amx" else [] if cpu_kind(d) == "avx512" else [
         ("This CPU has no AVX-512" if cpu_kind(d) == "avx2" else
          "This CPU runs AVX-512 on 256-bit units (its AVX-512 peak is its AVX2 one)")
         + ": the issue's targets were set on the AVX-512 machine of the first section (its limits are there), so "
@@ -740,10 +751,11 @@ PERF_NOTES = [
     "gunicorn, 2 sync workers with one torch thread each (`bench/peer_http.py`), the same bodies, the same route.",
     "- Machine limit: the linear layers' multiply-adds at the measured peak, nothing else counted (attention, "
     "layer norms, tokenising and the fit come on top); beside fp32's, the limits of the 16-bit products the "
-    "reduced-precision modes run: int8's integer multiply-adds, bf16's `vdpbf16ps` pair multiply-adds.",
+    "reduced-precision modes run: int8's integer multiply-adds, bf16's `vdpbf16ps` pair multiply-adds (or, "
+    "where the CPU has Intel AMX, its `tdpbf16ps` tile products).",
     "- bf16: the linear layers' weights and activations rounded to bfloat16, multiplied in pairs into f32 sums "
-    "(AVX512-BF16's `vdpbf16ps`; portable kernels where the CPU lacks it, and under valgrind, which has no "
-    "AVX-512). The callgrind row counts that portable path for bf16 and the AVX2 one for f32 and int8.",
+    "(Intel AMX's tiles where the CPU has them, else AVX512-BF16's `vdpbf16ps`; portable kernels where the CPU "
+    "lacks both, and under valgrind, which has neither AVX-512 nor AMX). The callgrind row counts that portable path for bf16 and the AVX2 one for f32 and int8.",
     "- The VNNI limit counts `vpdpwssd` written as assembly (64 operations each): earlier runs used the intrinsic, "
     "which LLVM half replaced with additions of a hoisted product, and reported about 1.6 times this figure.",
     "- Serving RSS: `VmHWM` of `strato serve` after the distinct load; the peer's is the sum over gunicorn's "
@@ -812,22 +824,27 @@ PERF_HEADING = "## Performance near the machine's limit (issue 6)"
 PERF_HEADING_NARROW = ("## Performance near the machine's limit, on a CPU whose AVX-512 is no faster than its AVX2 "
                        "(issue 6)")
 PERF_HEADING_AVX2 = "## Performance near the machine's limit, on a CPU without AVX-512 (issue 6)"
-PERF_HEADINGS = (PERF_HEADING, PERF_HEADING_NARROW, PERF_HEADING_AVX2)
+PERF_HEADING_AMX = "## Performance near the machine's limit, on a CPU with Intel AMX tiles (issue 6)"
+PERF_HEADINGS = (PERF_HEADING, PERF_HEADING_NARROW, PERF_HEADING_AVX2, PERF_HEADING_AMX)
 
 
 def cpu_kind(d):
     """"avx512", "narrow" (AVX-512 instructions on 256-bit units, as Zen 4's: its measured AVX-512 peak within a
-    quarter of its AVX2 one) or "avx2". Runs that did not record their ISA were on the first."""
+    quarter of its AVX2 one), "amx" (Intel AMX's tiles, which the bf16 mode runs) or "avx2". Runs that did not
+    record their ISA were on the first."""
     if not d.get("isa", "AVX-512").startswith("AVX-512"):
         return "avx2"
     pk = d.get("peak", {})
+    if pk.get("amx_bf16_gflops"):
+        return "amx"
     wide, narrow = pk.get("gflops_avx512"), pk.get("gflops_avx2")
     return "narrow" if wide and narrow and wide < 1.25 * narrow else "avx512"
 
 
 def perf_heading(d):
     """Each kind of CPU keeps its own section, so a run on one does not replace another's figures."""
-    return {"avx512": PERF_HEADING, "narrow": PERF_HEADING_NARROW, "avx2": PERF_HEADING_AVX2}[cpu_kind(d)]
+    return {"avx512": PERF_HEADING, "narrow": PERF_HEADING_NARROW, "avx2": PERF_HEADING_AVX2,
+            "amx": PERF_HEADING_AMX}[cpu_kind(d)]
 
 
 ROWS = [

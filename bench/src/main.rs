@@ -88,6 +88,11 @@ fn peak() -> Result<serde_json::Value> {
     };
     let (avx2, avx512, vnni, madd) = (run(fma_gflops::<8>), run(fma_gflops::<16>), run(vnni_gops), run(madd_gops));
     let (bf16, int8) = (run(bf16_gflops), run(int8_gops));
+    // A tile instruction is 256 times a vector one: fewer iterations take as long.
+    let amx = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads).map(|_| s.spawn(move || amx_bf16_gflops(iters / 50))).collect();
+        hs.into_iter().map(|h| h.join().unwrap_or(0.0)).collect::<Vec<_>>()
+    });
     let total = |v: &[f64]| v.iter().sum::<f64>();
     Ok(json!({
         "gflops": total(&avx2).max(total(&avx512)), "gflops_avx2": total(&avx2), "gflops_avx512": total(&avx512),
@@ -97,6 +102,8 @@ fn peak() -> Result<serde_json::Value> {
         "int16_gops": total(&vnni).max(total(&madd)), "threads": threads,
         // What the bf16 mode runs where the CPU has AVX512-BF16 (0 where it has not).
         "bf16_gflops": total(&bf16),
+        // What it runs where the CPU has AMX tiles (`tdpbf16ps`; 0 where it has not).
+        "amx_bf16_gflops": total(&amx),
         // The limit with 8-bit activations (`vpdpbusd`), which no precision mode runs.
         "int8_gops_vnni": total(&int8),
     }))
@@ -220,6 +227,61 @@ asm_peak! {
     /// activations would run. No precision mode does (BENCHMARKS.md has the accuracy that ruled it out).
     int8_gops: "vpdpbusd", "avx512f,avx512bw,avx512vnni" ["avx512f", "avx512bw", "avx512vnni"], 128.0,
     _mm512_setzero_si512(), _mm512_set1_epi8(3), _mm512_set1_epi8(-2)
+}
+
+/// Bfloat16 tile products with Intel AMX's `tdpbf16ps` (16 × 32 by 32 × 16 into 16 × 16 f32 sums, 16,384
+/// operations each) on four independent accumulator tiles, what the bf16 kernels run where the CPU has AMX, in
+/// GFLOP/s on one thread; 0 where the CPU lacks it or Linux refuses the tile state.
+fn amx_bf16_gflops(iters: u64) -> f64 {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    return amx_loop(iters);
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    0.0
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[expect(unsafe_code, reason = "AMX instructions as assembly after checking the CPU and asking Linux")]
+fn amx_loop(iters: u64) -> f64 {
+    use std::arch::x86_64::{__cpuid_count, __get_cpuid_max};
+    // CPUID leaf 7: AMX-BF16 is bit 22 of EDX, AMX-TILE bit 24.
+    let has = __get_cpuid_max(0).0 >= 7 && __cpuid_count(7, 0).edx & (5 << 22) == 5 << 22;
+    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+    const XFEATURE_XTILEDATA: libc::c_long = 18;
+    // SAFETY: this arch_prctl only widens the process's permitted register state.
+    if !has || unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) } != 0 {
+        return 0.0;
+    }
+    // Palette 1, every tile 16 rows of 64 bytes.
+    let mut cfg = [0u8; 64];
+    cfg[0] = 1;
+    for t in 0..8 {
+        cfg[16 + 2 * t] = 64;
+        cfg[48 + t] = 16;
+    }
+    let t = Instant::now();
+    // SAFETY: the CPU has AMX-TILE and AMX-BF16 and Linux granted their state (checked above); cfg is a valid
+    // configuration; the loop touches registers only.
+    unsafe {
+        std::arch::asm!(
+            "ldtilecfg [{cfg}]",
+            "tilezero tmm4",
+            "tilezero tmm5",
+            "tilezero tmm6",
+            "tilezero tmm7",
+            "2:",
+            "tdpbf16ps tmm0, tmm4, tmm6",
+            "tdpbf16ps tmm1, tmm4, tmm7",
+            "tdpbf16ps tmm2, tmm5, tmm6",
+            "tdpbf16ps tmm3, tmm5, tmm7",
+            "dec {n}",
+            "jnz 2b",
+            "tilerelease",
+            cfg = in(reg) cfg.as_ptr(),
+            n = inout(reg) iters.max(1) => _,
+            options(nostack, readonly),
+        );
+    }
+    iters.max(1) as f64 * 4.0 * 16_384.0 / t.elapsed().as_secs_f64() / 1e9
 }
 
 /// 16-bit integer multiply-add throughput without VNNI, as the AVX2 int8 kernel runs it (`vpmaddwd` then

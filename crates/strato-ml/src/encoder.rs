@@ -359,8 +359,8 @@ impl Encoder {
     fn forward_here(&self, seqs: &[&[u32]], split: bool) -> Result<Vec<f32>, MlError> {
         match self.isa {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: Avx512 is only chosen when the CPU has it (Isa::detect).
-            Isa::Avx512 => unsafe { self.forward_avx512(seqs, split) },
+            // SAFETY: Amx and Avx512 are only chosen when the CPU has AVX-512 (Isa::detect).
+            Isa::Amx | Isa::Avx512 => unsafe { self.forward_avx512(seqs, split) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: Avx2Fma is only chosen when the CPU has both (Isa::detect).
             Isa::Avx2Fma => unsafe { self.forward_avx2(seqs, split) },

@@ -348,8 +348,8 @@ pub fn predict_proba(w: &LinearWeights, x: &[f32], out: &mut Vec<f32>) {
     }
     match Isa::detect() {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: Avx2Fma and Avx512 are only chosen when the CPU has AVX2 and FMA (Isa::detect).
-        Isa::Avx2Fma | Isa::Avx512 => unsafe { avx2(w, x, out) },
+        // SAFETY: Avx2Fma, Avx512 and Amx are only chosen when the CPU has AVX2 and FMA (Isa::detect).
+        Isa::Avx2Fma | Isa::Avx512 | Isa::Amx => unsafe { avx2(w, x, out) },
         _ => predict_proba_in(w, x, out),
     }
 }
