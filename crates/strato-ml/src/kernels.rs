@@ -1446,16 +1446,15 @@ mod amx {
     }
 
     /// `R` (1 or 2) activation tiles × `P` (1 or 2) weight panels over the whole inner dimension: output tile
-    /// `2r + q` in register `tmm(2r + q)`, activations in tmm4-5, weights in tmm6-7; then the sums into `out`.
+    /// `2r + q` in register `tmm(2r + q)`, activations in tmm4-5, weights in tmm6-7.
     ///
     /// # Safety
     /// The tile configuration must be loaded; `a` must hold `R × ROWS` rows of `pairs` (a multiple of `PAIRS`)
     /// pairs at stride `pairs`, `b` `P` panels of `pairs × 32` values at stride `pairs × 32`.
     #[inline(always)]
-    unsafe fn block<const R: usize, const P: usize>(a: *const u32, b: *const u16, pairs: usize, out: &mut Sums) {
+    unsafe fn block<const R: usize, const P: usize>(a: *const u32, b: *const u16, pairs: usize) {
         let (lda, panel) = (pairs * 4, pairs * 2 * NR);
-        // SAFETY: every load stays inside a's R × ROWS rows and b's P panels (the caller's promise); the stores
-        // inside `out`, four tiles of ROWS × NR.
+        // SAFETY: every load stays inside a's R × ROWS rows and b's P panels (the caller's promise).
         unsafe {
             asm!(
                 "tilezero tmm0",
@@ -1483,7 +1482,18 @@ mod amx {
                     }
                 }
             }
-            let o = out.0.as_mut_ptr();
+        }
+    }
+
+    /// The four output tiles' sums into `out`.
+    ///
+    /// # Safety
+    /// The tile configuration must be loaded.
+    #[inline(always)]
+    unsafe fn store(out: &mut Sums) {
+        let o = out.0.as_mut_ptr();
+        // SAFETY: four tiles of ROWS × NR f32 at stride NR, inside `out`.
+        unsafe {
             tilestore!(0, o);
             tilestore!(1, o.add(ROWS * NR));
             tilestore!(2, o.add(2 * ROWS * NR));
@@ -1491,7 +1501,19 @@ mod amx {
         }
     }
 
-    /// [`super::run_bf16`] in tiles of 32 rows × 32 columns.
+    /// A block whose sums wait in a buffer for their epilogue: rows from `i0`, panels from `j`.
+    #[derive(Clone, Copy)]
+    struct Pending {
+        buf: usize,
+        i0: usize,
+        rows: usize,
+        j: usize,
+        panels: usize,
+    }
+
+    /// [`super::run_bf16`] in blocks of 32 rows × 32 columns, a row block's activations kept in L1 while the
+    /// weights pass. Each block's epilogue (bias, residual, activation) runs after the next block's tile products
+    /// are issued, so that the vector units do it while the tile unit computes.
     ///
     /// # Safety
     /// As [`super::run_bf16`]; and [`available`] must have said yes, `b.pairs` must be a multiple of `PAIRS`, and
@@ -1514,40 +1536,56 @@ mod amx {
         let cfg = Config { palette: 1, start_row: 0, reserved: [0; 14], colsb, rows: tile_rows };
         // SAFETY: AMX is available and permitted (the caller's promise); cfg is a valid palette-1 configuration.
         unsafe { asm!("ldtilecfg [{}]", in(reg) &cfg, options(nostack, preserves_flags, readonly)) };
-        let mut sums = Sums([0.0; 4 * ROWS * NR]);
+        let mut sums = [Sums([0.0; 4 * ROWS * NR]), Sums([0.0; 4 * ROWS * NR])];
+        let epilogue = |sums: &Sums, d: Pending| {
+            for (t, tile) in sums.0.chunks_exact(ROWS * NR).enumerate() {
+                let (r0, q) = ((t / 2) * ROWS, t % 2);
+                if q >= d.panels || r0 >= d.rows {
+                    continue;
+                }
+                // SAFETY: row d.i0 + r0 < p.m and column (d.j + q) · NR < n; c as the caller promised.
+                let out = unsafe { Out::at(p, c, d.i0 + r0, (d.j + q) * NR, true, true) };
+                for r in 0..(d.rows - r0).min(ROWS) {
+                    // SAFETY: tile holds ROWS × NR sums, 64-byte aligned; row r is inside the tile's rows.
+                    unsafe { finish(_mm512_load_ps(tile[r * NR..].as_ptr()), &out, r) };
+                }
+            }
+        };
         let data = b.data();
-        let mut j = panels.start;
-        while j < panels.end {
-            let np = (panels.end - j).min(2);
-            let w = data[j * pairs * 2 * NR..].as_ptr();
-            let mut i0 = rows.start;
-            while i0 < rows.end {
-                let nr = (rows.end - i0).min(2 * ROWS);
-                let x = qa.pairs[i0 * pairs..].as_ptr();
+        let mut pending: Option<Pending> = None;
+        let mut i0 = rows.start;
+        while i0 < rows.end {
+            let nr = (rows.end - i0).min(2 * ROWS);
+            let x = qa.pairs[i0 * pairs..].as_ptr();
+            let mut j = panels.start;
+            while j < panels.end {
+                let np = (panels.end - j).min(2);
+                let w = data[j * pairs * 2 * NR..].as_ptr();
                 // SAFETY: rows i0..i0 + 2·ROWS lie inside qa (ROWS rows past p.m), panels j..j + np inside b.
                 unsafe {
                     match (nr > ROWS, np == 2) {
-                        (true, true) => block::<2, 2>(x, w, pairs, &mut sums),
-                        (true, false) => block::<2, 1>(x, w, pairs, &mut sums),
-                        (false, true) => block::<1, 2>(x, w, pairs, &mut sums),
-                        (false, false) => block::<1, 1>(x, w, pairs, &mut sums),
+                        (true, true) => block::<2, 2>(x, w, pairs),
+                        (true, false) => block::<2, 1>(x, w, pairs),
+                        (false, true) => block::<1, 2>(x, w, pairs),
+                        (false, false) => block::<1, 1>(x, w, pairs),
                     }
                 }
-                for (t, tile) in sums.0.chunks_exact(ROWS * NR).enumerate() {
-                    let (r0, q) = ((t / 2) * ROWS, t % 2);
-                    if q >= np || r0 >= nr {
-                        continue;
+                let buf = match pending.take() {
+                    Some(done) => {
+                        epilogue(&sums[done.buf], done);
+                        1 - done.buf
                     }
-                    // SAFETY: row i0 + r0 < p.m and column (j + q) · NR < n; c as the caller promised.
-                    let out = unsafe { Out::at(p, c, i0 + r0, (j + q) * NR, true, true) };
-                    for r in 0..(nr - r0).min(ROWS) {
-                        // SAFETY: tile holds ROWS × NR sums, 64-byte aligned; row r is inside the tile's rows.
-                        unsafe { finish(_mm512_load_ps(tile[r * NR..].as_ptr()), &out, r) };
-                    }
-                }
-                i0 += nr;
+                    None => 0,
+                };
+                // SAFETY: the configuration is loaded (above).
+                unsafe { store(&mut sums[buf]) };
+                pending = Some(Pending { buf, i0, rows: nr, j, panels: np });
+                j += np;
             }
-            j += np;
+            i0 += nr;
+        }
+        if let Some(done) = pending {
+            epilogue(&sums[done.buf], done);
         }
         // SAFETY: releases this thread's tile state (configured above).
         unsafe { asm!("tilerelease", options(nostack, preserves_flags, nomem)) };
