@@ -554,27 +554,44 @@ fn quantise_a_in(a: &[f32], m: usize, k: usize, out: &mut QuantisedA) {
     }
 }
 
+/// Rounds the activations to bfloat16 pairs for a bf16 product, into the int8 path's buffer (`pairs` only, the
+/// row scales unused): with AVX512-BF16's conversion where the products are native, else [`round_a_plain`].
+#[cfg_attr(target_arch = "x86_64", expect(unsafe_code, reason = "calls the AVX512-BF16 build after checking the CPU"))]
+fn round_a(isa: Isa, a: &[f32], m: usize, k: usize, out: &mut QuantisedA) {
+    #[cfg(target_arch = "x86_64")]
+    if bf16_native(isa) {
+        // SAFETY: bf16_native says the CPU has AVX-512 and AVX512-BF16.
+        return unsafe { avx512::round_a(a, m, k, out) };
+    }
+    round_a_plain(isa, a, m, k, out)
+}
+
 isa_versions! {
-    /// Rounds the activations to bfloat16 pairs for a bf16 product, into the int8 path's buffer (`pairs` only, the
-    /// row scales unused).
-    fn round_a(a: &[f32], m: usize, k: usize, out: &mut QuantisedA) => round_a_in
+    /// [`round_a`] in portable code.
+    fn round_a_plain(a: &[f32], m: usize, k: usize, out: &mut QuantisedA) => round_a_in
 }
 
 #[inline(always)]
 fn round_a_in(a: &[f32], m: usize, k: usize, out: &mut QuantisedA) {
-    let pairs = k.div_ceil(2);
-    // AMX tiles read whole tiles of rows: the last one's rows past m must be readable (their sums are dropped).
-    if out.pairs.len() < (m + AMX_PAD_ROWS) * pairs {
-        out.pairs.resize((m + AMX_PAD_ROWS) * pairs, 0);
-    }
-    out.scales.clear();
-    let values: &mut [u16] = bytemuck::cast_slice_mut(&mut out.pairs[..]);
-    for (row, dst) in a[..m * k].chunks_exact(k).zip(values.chunks_exact_mut(2 * pairs)) {
+    for (row, dst) in a[..m * k].chunks_exact(k).zip(bf16_rows(out, m, k)) {
         for (d, &v) in dst.iter_mut().zip(row) {
             *d = bf16(v);
         }
         dst[k..].fill(0);
     }
+}
+
+/// `out`'s buffer as `m` rows of `⌈k/2⌉` bf16 pairs, grown if need be, plus `AMX_PAD_ROWS` rows: AMX tiles read
+/// whole tiles of rows, so the last one's rows past `m` must be readable (their sums are dropped).
+#[inline(always)]
+fn bf16_rows(out: &mut QuantisedA, m: usize, k: usize) -> std::slice::ChunksExactMut<'_, u16> {
+    let pairs = k.div_ceil(2);
+    if out.pairs.len() < (m + AMX_PAD_ROWS) * pairs {
+        out.pairs.resize((m + AMX_PAD_ROWS) * pairs, 0);
+    }
+    out.scales.clear();
+    let values: &mut [u16] = bytemuck::cast_slice_mut(&mut out.pairs[..m * pairs]);
+    values.chunks_exact_mut(2 * pairs)
 }
 
 /// Whether bf16 products run `vdpbf16ps` here: the AVX-512 kernels and AVX512-BF16 (read once).
@@ -1298,6 +1315,39 @@ mod avx512 {
                     finish(_mm512_mul_ps(f, sa), &t.out.panel(q), r);
                 }
             }
+        }
+    }
+
+    /// [`super::round_a`] with AVX512-BF16's `vcvtne2ps2bf16`, 32 values an instruction: the same rounding to
+    /// nearest even, but subnormals become zero (as the bf16 products read them anyway).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F and AVX512-BF16.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")]
+    pub(super) unsafe fn round_a(a: &[f32], m: usize, k: usize, out: &mut super::QuantisedA) {
+        let full = k - k % 32;
+        for (row, dst) in a[..m * k].chunks_exact(k).zip(super::bf16_rows(out, m, k)) {
+            for c in (0..full).step_by(32) {
+                // SAFETY: c + 32 ≤ full ≤ k: inside the row and inside dst (2⌈k/2⌉ ≥ k values).
+                unsafe {
+                    let (lo, hi) = (_mm512_loadu_ps(row[c..].as_ptr()), _mm512_loadu_ps(row[c + 16..].as_ptr()));
+                    let r: __m512i;
+                    // The intrinsic's bf16 vector type is not stable; the instruction puts its second source in
+                    // the low half.
+                    std::arch::asm!(
+                        "vcvtne2ps2bf16 {r}, {hi}, {lo}",
+                        r = lateout(zmm_reg) r,
+                        hi = in(zmm_reg) hi,
+                        lo = in(zmm_reg) lo,
+                        options(pure, nomem, nostack, preserves_flags),
+                    );
+                    _mm512_storeu_si512(dst[c..].as_mut_ptr() as *mut __m512i, r);
+                }
+            }
+            for (d, &v) in dst[full..k].iter_mut().zip(&row[full..]) {
+                *d = super::bf16(v);
+            }
+            dst[k..].fill(0);
         }
     }
 
