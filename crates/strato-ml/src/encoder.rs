@@ -20,6 +20,9 @@ use rayon::prelude::*;
 const SPLIT_MIN_TOKENS: usize = 48;
 /// Attention's vector width: one AVX-512 register, two AVX2 ones.
 const LANES: usize = 16;
+/// Queries whose attention is computed together.
+const QUERIES: usize = 4;
+const _: () = assert!(QUERIES == 4, "the attention loops name four accumulators");
 
 /// A pass's working memory above this many f32 values is freed after it rather than kept for the next (16 MiB:
 /// batches of up to ~2,700 tokens keep theirs).
@@ -450,65 +453,93 @@ impl Encoder {
 
     /// Scaled dot-product attention of each sequence with itself, head by head. Keys are copied transposed
     /// (`[hidden, len]`, all heads at once) so that a query's scores, its softmax and its weighted sum of values
-    /// all run along contiguous vectors.
+    /// all run along contiguous vectors; `QUERIES` queries at a time, so that each key and value vector loaded
+    /// feeds that many independent sums (one query's were a chain of dependent multiply-adds, latency-bound).
     #[inline(always)]
     fn attention(&self, qkv: &[f32], seqs: &[&[u32]], ctx: &mut [f32], scratch: &mut Vec<f32>) {
         let (h, hd) = (self.hidden, self.head_dim);
         let scale = 1.0 / (hd as f32).sqrt();
         let stride = 3 * h;
+        let whole = hd - hd % LANES;
         let mut start = 0;
         for s in seqs {
             let n = s.len();
             let np = n.next_multiple_of(LANES);
             // Every value is written before it is read (the transpose pads with zeros), so no clearing.
-            if scratch.len() < h * np + np {
-                scratch.resize(h * np + np, 0.0);
+            let need = h * np + QUERIES * np;
+            if scratch.len() < need {
+                scratch.resize(need, 0.0);
             }
-            let (kt_all, scores) = scratch[..h * np + np].split_at_mut(h * np);
+            let (kt_all, scores) = scratch[..need].split_at_mut(h * np);
             let rows = &qkv[start * stride..(start + n) * stride];
             kernels::transpose(self.isa, &rows[h..], stride, n, h, kt_all, np);
+            let ctx = &mut ctx[start * h..(start + n) * h];
             for head in 0..self.heads {
                 let (qo, vo) = (head * hd, 2 * h + head * hd);
                 let kt = &kt_all[head * hd * np..(head + 1) * hd * np];
-                let out_rows = ctx[start * h..(start + n) * h].chunks_exact_mut(h);
-                for (row, out) in rows.chunks_exact(stride).zip(out_rows) {
-                    // Sequences are short: each run of LANES scores (and of LANES outputs below) is summed in a
-                    // register-sized local, not through memory once per step.
-                    for (jc, chunk) in scores.chunks_exact_mut(LANES).enumerate() {
-                        let mut acc = [0f32; LANES];
-                        for (d, &q) in row[qo..qo + hd].iter().enumerate() {
+                for r0 in (0..n).step_by(QUERIES) {
+                    let live = QUERIES.min(n - r0);
+                    // Past the last query the block repeats it: in bounds, and its results are not kept.
+                    let query = |r: usize| &rows[(r0 + r.min(live - 1)) * stride + qo..][..hd];
+                    // Sequences are short: each run of LANES scores (and of LANES outputs below) is summed in
+                    // register-sized locals, not through memory once per step.
+                    // Four named accumulators, not an array of them: LLVM kept those in memory.
+                    let (q0, q1, q2, q3) = (query(0), query(1), query(2), query(3));
+                    for jc in 0..np / LANES {
+                        let (mut a0, mut a1, mut a2, mut a3) =
+                            ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
+                        for d in 0..hd {
                             let k: &[f32; LANES] =
                                 kt[d * np + jc * LANES..][..LANES].try_into().unwrap_or(&[0.0; LANES]);
+                            let (x0, x1, x2, x3) = (q0[d], q1[d], q2[d], q3[d]);
                             for l in 0..LANES {
-                                acc[l] += q * k[l];
+                                a0[l] += x0 * k[l];
+                                a1[l] += x1 * k[l];
+                                a2[l] += x2 * k[l];
+                                a3[l] += x3 * k[l];
                             }
                         }
-                        for (s, a) in chunk.iter_mut().zip(acc) {
-                            *s = a * scale;
+                        for (r, acc) in [a0, a1, a2, a3].iter().enumerate().take(live) {
+                            for (s, a) in scores[r * np + jc * LANES..][..LANES].iter_mut().zip(acc) {
+                                *s = a * scale;
+                            }
                         }
                     }
-                    let live = &mut scores[..n];
-                    let max = live.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-                    live.iter_mut().for_each(|v| *v = kernels::exp(*v - max));
-                    let inv = 1.0 / kernels::sum(live);
-                    let out = &mut out[qo..qo + hd];
-                    let whole = hd - hd % LANES;
+                    let mut inv = [0f32; QUERIES];
+                    for (r, inv) in inv.iter_mut().enumerate().take(live) {
+                        let p = &mut scores[r * np..r * np + n];
+                        let max = p.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+                        p.iter_mut().for_each(|v| *v = kernels::exp(*v - max));
+                        *inv = 1.0 / kernels::sum(p);
+                    }
+                    let prob = |r: usize, j: usize| scores[r.min(live - 1) * np + j];
+                    let probs = |r: usize| &scores[r.min(live - 1) * np..][..n];
+                    let (p0, p1, p2, p3) = (probs(0), probs(1), probs(2), probs(3));
                     for oc in (0..whole).step_by(LANES) {
-                        let mut acc = [0f32; LANES];
-                        for (&p, vrow) in live.iter().zip(rows.chunks_exact(stride)) {
+                        let (mut a0, mut a1, mut a2, mut a3) =
+                            ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
+                        let ps = p0.iter().zip(p1).zip(p2).zip(p3);
+                        for (vrow, (((&x0, &x1), &x2), &x3)) in rows.chunks_exact(stride).zip(ps) {
                             let v: &[f32; LANES] = vrow[vo + oc..][..LANES].try_into().unwrap_or(&[0.0; LANES]);
                             for l in 0..LANES {
-                                acc[l] += p * v[l];
+                                a0[l] += x0 * v[l];
+                                a1[l] += x1 * v[l];
+                                a2[l] += x2 * v[l];
+                                a3[l] += x3 * v[l];
                             }
                         }
-                        for (o, a) in out[oc..oc + LANES].iter_mut().zip(acc) {
-                            *o = a * inv;
+                        for (r, acc) in [a0, a1, a2, a3].iter().enumerate().take(live) {
+                            let out = &mut ctx[(r0 + r) * h + qo + oc..][..LANES];
+                            for (o, a) in out.iter_mut().zip(acc) {
+                                *o = a * inv[r];
+                            }
                         }
                     }
-                    if whole < hd {
-                        let tail = &mut out[whole..];
+                    for (r, &inv) in inv.iter().enumerate().take(live).filter(|_| whole < hd) {
+                        let tail = &mut ctx[(r0 + r) * h + qo + whole..(r0 + r) * h + qo + hd];
                         tail.fill(0.0);
-                        for (&p, vrow) in live.iter().zip(rows.chunks_exact(stride)) {
+                        for (j, vrow) in rows.chunks_exact(stride).enumerate() {
+                            let p = prob(r, j);
                             for (o, &v) in tail.iter_mut().zip(&vrow[vo + whole..vo + hd]) {
                                 *o += p * v;
                             }
