@@ -328,10 +328,11 @@ impl Encoder {
         if parts <= 1 {
             // From outside the pool each split of a product would be a hand-off and a wake-up; inside it, a push
             // the other threads steal. So the whole pass moves into the pool once.
+            // Either way with a helper spinning for the products' halves (crate::pair).
             if rayon::current_thread_index().is_none() {
-                return rayon::scope(|_| self.forward_here(seqs, true));
+                return rayon::scope(|_| crate::pair::with_helper(|| self.forward_here(seqs, true)));
             }
-            return self.forward_here(seqs, true);
+            return crate::pair::with_helper(|| self.forward_here(seqs, true));
         }
         // Contiguous runs of sequences with about the same number of tokens each.
         let mut bounds = vec![0];

@@ -342,6 +342,14 @@ pub(crate) fn matmul(isa: Isa, p: &Product, c: &mut [f32]) {
             if by_rows { (m, m.div_ceil(threads).next_multiple_of(MR)) } else { (panels, panels.div_ceil(threads)) };
         let part = |t: usize| (t * per).min(len)..((t + 1) * per).min(len);
         let split = |t: usize| if by_rows { (part(t), 0..panels) } else { (0..m, part(t)) };
+        if threads == 2 {
+            // A spinning helper during a single sequence's pass (crate::pair); rayon's split otherwise.
+            let ((r0, c0), (r1, c1)) = (split(0), split(1));
+            if crate::pair::split_two(&|| run(r1.clone(), c1.clone()), || run(r0.clone(), c0.clone())) {
+                QUANTISED_A.set(qa);
+                return;
+            }
+        }
         rayon::scope(|s| {
             for t in 1..threads {
                 let (rows, cols) = split(t);

@@ -14,6 +14,7 @@ mod kernels;
 pub mod logreg;
 pub mod mentor_model;
 pub mod offtopic;
+mod pair;
 pub mod text;
 
 pub use classifier::{Classifier, EmbeddingIdentity, Scored, TrainMetrics, TrainParams};

@@ -1,0 +1,163 @@
+//! A second core for one sequence's products: while a single sequence's pass runs, one of rayon's other
+//! threads spins, ready to take half of each product the moment it is posted.
+//!
+//! Why not rayon's own split: between two products the pass does attention and layer norms on one thread, long
+//! enough for rayon's idle worker to yield and sleep, so each of a query's 24 products paid a hand-off and often
+//! a wake-up, and two threads were barely faster than one (measured: 0.95 ms of products per query on one
+//! thread, 0.75-0.85 on two). A spinning helper takes a half in about a microsecond.
+//!
+//! Nothing ever waits on a helper that is not there: a posted half that no helper has claimed by the time the
+//! poster has finished its own half is taken back and run by the poster.
+
+#![expect(unsafe_code, reason = "a posted job is shared with the helper through a raw pointer; see `split_two`")]
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+/// A half of a product, on the poster's stack while posted.
+struct Job<'a> {
+    run: &'a (dyn Fn() + Sync),
+    done: AtomicBool,
+}
+
+/// Empty (0), claimed by the helper (`CLAIMED`), or the address of a posted [`Job`].
+static SLOT: AtomicUsize = AtomicUsize::new(0);
+const CLAIMED: usize = 1;
+/// The session whose helper is spinning (0: none).
+static SESSION: AtomicU64 = AtomicU64::new(0);
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// Runs `pass` with a helper spinning on another of rayon's threads for its duration, when rayon has exactly two
+/// threads, the caller is one of them and no other pass holds the helper; otherwise simply runs `pass`.
+pub(crate) fn with_helper<R>(pass: impl FnOnce() -> R) -> R {
+    let _session = start();
+    pass()
+}
+
+/// A helper's session; ends (the helper stops spinning) when dropped, also while unwinding.
+struct Session;
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        SESSION.store(0, Ordering::Release);
+    }
+}
+
+/// Starts a session with its helper, or None (see [`with_helper`]).
+fn start() -> Option<Session> {
+    let owner = rayon::current_thread_index()?;
+    if rayon::current_num_threads() != 2 {
+        return None;
+    }
+    let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+    SESSION.compare_exchange(0, session, Ordering::AcqRel, Ordering::Relaxed).ok()?;
+    rayon::spawn(move || help(session, owner));
+    Some(Session)
+}
+
+/// The helper: claims and runs posted halves until its session ends (at once if it already has: a helper that
+/// starts late finds nothing to do). Also at once on the session's own thread, which may pick the helper's job
+/// from its queue while it waits inside rayon: spinning there would wait on itself.
+fn help(session: u64, owner: usize) {
+    if rayon::current_thread_index() == Some(owner) {
+        return;
+    }
+    while SESSION.load(Ordering::Acquire) == session {
+        let posted = SLOT.load(Ordering::Acquire);
+        if posted > CLAIMED && SLOT.compare_exchange(posted, CLAIMED, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            // SAFETY: a posted address is a live Job until its poster sees `done` (split_two waits for it, even
+            // when unwinding), and the claim above made this thread the only one to run it.
+            let job = unsafe { &*(posted as *const Job) };
+            // Sets `done` even if the half panics, so that the poster does not wait forever.
+            struct Done<'a>(&'a AtomicBool);
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Release);
+                }
+            }
+            let _done = Done(&job.done);
+            (job.run)();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Runs `theirs` on the helper (or here, if no helper claims it in time) and `mine` here; false, with nothing
+/// run, when there is no helper or another half is posted already.
+pub(crate) fn split_two(theirs: &(dyn Fn() + Sync), mine: impl FnOnce()) -> bool {
+    if SESSION.load(Ordering::Acquire) == 0 {
+        return false;
+    }
+    let job = Job { run: theirs, done: AtomicBool::new(false) };
+    let addr = &job as *const Job as usize;
+    if SLOT.compare_exchange(0, addr, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+        return false;
+    }
+    // From here the job must outlive the helper's use of it: this guard takes it back or waits for it to finish,
+    // on every way out of this function.
+    struct Settle<'a, 'b>(&'a Job<'b>, usize);
+    impl Drop for Settle<'_, '_> {
+        fn drop(&mut self) {
+            if SLOT.compare_exchange(self.1, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                // Never claimed: run it here.
+                (self.0.run)();
+                return;
+            }
+            while !self.0.done.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+            SLOT.store(0, Ordering::Release);
+        }
+    }
+    let settle = Settle(&job, addr);
+    mine();
+    drop(settle);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Posts 1,000 halves; how many were posted, and how many times each side ran.
+    fn rounds() -> (usize, usize, usize) {
+        let (a, b) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let mut posted = 0;
+        for _ in 0..1000 {
+            let theirs = || {
+                a.fetch_add(1, Ordering::Relaxed);
+            };
+            if split_two(&theirs, || {
+                b.fetch_add(1, Ordering::Relaxed);
+            }) {
+                posted += 1;
+            }
+        }
+        (posted, a.into_inner(), b.into_inner())
+    }
+
+    #[test]
+    fn every_posted_half_runs_exactly_once() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
+        let (posted, theirs, mine) = pool.install(|| {
+            // Other tests' passes may hold the one helper for a while.
+            loop {
+                if let Some(session) = start() {
+                    let r = rounds();
+                    drop(session);
+                    return r;
+                }
+                std::thread::yield_now();
+            }
+        });
+        assert_eq!((posted, theirs, mine), (1000, 1000, 1000));
+    }
+
+    #[test]
+    fn nothing_is_posted_outside_a_pool_of_two() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().expect("pool");
+        assert!(pool.install(start).is_none());
+        assert!(start().is_none(), "not on one of rayon's threads");
+    }
+}
