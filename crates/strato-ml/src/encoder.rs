@@ -326,10 +326,13 @@ impl Encoder {
         let total: usize = seqs.iter().map(|s| s.len()).sum();
         let parts = threads.min(seqs.len()).min(total / SPLIT_MIN_TOKENS);
         if parts <= 1 {
-            // From outside the pool each split of a product would be a hand-off and a wake-up; inside it, a push
-            // the other threads steal. So the whole pass moves into the pool once.
-            // Either way with a helper spinning for the products' halves (crate::pair).
+            // With a helper spinning for the products' halves (crate::pair) the pass stays on this thread. Without
+            // one, from outside the pool each split of a product would be a hand-off and a wake-up; inside it, a
+            // push the other threads steal. So the whole pass then moves into the pool once.
             if rayon::current_thread_index().is_none() {
+                if let Some(_helper) = crate::pair::start() {
+                    return self.forward_here(seqs, true);
+                }
                 return rayon::scope(|_| crate::pair::with_helper(|| self.forward_here(seqs, true)));
             }
             return crate::pair::with_helper(|| self.forward_here(seqs, true));

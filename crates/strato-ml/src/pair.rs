@@ -26,15 +26,15 @@ const CLAIMED: usize = 1;
 static SESSION: AtomicU64 = AtomicU64::new(0);
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
-/// Runs `pass` with a helper spinning on another of rayon's threads for its duration, when rayon has exactly two
-/// threads, the caller is one of them and no other pass holds the helper; otherwise simply runs `pass`.
+/// Runs `pass` with a helper spinning on one of rayon's threads for its duration, when rayon has exactly two
+/// threads and no other pass holds the helper; otherwise simply runs `pass`.
 pub(crate) fn with_helper<R>(pass: impl FnOnce() -> R) -> R {
     let _session = start();
     pass()
 }
 
 /// A helper's session; ends (the helper stops spinning) when dropped, also while unwinding.
-struct Session;
+pub(crate) struct Session;
 
 impl Drop for Session {
     fn drop(&mut self) {
@@ -42,9 +42,10 @@ impl Drop for Session {
     }
 }
 
-/// Starts a session with its helper, or None (see [`with_helper`]).
-fn start() -> Option<Session> {
-    let owner = rayon::current_thread_index()?;
+/// Starts a session with its helper, or None (see [`with_helper`]). The caller may be outside rayon's pool: then
+/// both of its threads can help.
+pub(crate) fn start() -> Option<Session> {
+    let owner = rayon::current_thread_index();
     if rayon::current_num_threads() != 2 {
         return None;
     }
@@ -57,8 +58,8 @@ fn start() -> Option<Session> {
 /// The helper: claims and runs posted halves until its session ends (at once if it already has: a helper that
 /// starts late finds nothing to do). Also at once on the session's own thread, which may pick the helper's job
 /// from its queue while it waits inside rayon: spinning there would wait on itself.
-fn help(session: u64, owner: usize) {
-    if rayon::current_thread_index() == Some(owner) {
+fn help(session: u64, owner: Option<usize>) {
+    if owner.is_some() && rayon::current_thread_index() == owner {
         return;
     }
     while SESSION.load(Ordering::Acquire) == session {
@@ -155,9 +156,10 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_posted_outside_a_pool_of_two() {
+    fn nothing_is_posted_without_a_pool_of_two() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().expect("pool");
         assert!(pool.install(start).is_none());
-        assert!(start().is_none(), "not on one of rayon's threads");
+        let posted = pool.install(|| split_two(&|| {}, || {}));
+        assert!(!posted || SESSION.load(Ordering::Acquire) != 0, "posted with no session");
     }
 }
