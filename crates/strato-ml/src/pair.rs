@@ -1,4 +1,4 @@
-//! A second core for one sequence's products: while a single sequence's pass runs, one of rayon's other
+//! A second core for one sequence's products: while a single sequence's pass runs, one of rayon's threads
 //! threads spins, ready to take half of each product the moment it is posted.
 //!
 //! Why not rayon's own split: between two products the pass does attention and layer norms on one thread, long
