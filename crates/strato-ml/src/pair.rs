@@ -1,5 +1,5 @@
 //! A second core for one sequence's products: while a single sequence's pass runs, one of rayon's threads
-//! threads spins, ready to take half of each product the moment it is posted.
+//! spins, ready to take half of each product the moment it is posted.
 //!
 //! Why not rayon's own split: between two products the pass does attention and layer norms on one thread, long
 //! enough for rayon's idle worker to yield and sleep, so each of a query's 24 products paid a hand-off and often
