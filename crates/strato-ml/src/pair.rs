@@ -25,6 +25,14 @@ const CLAIMED: usize = 1;
 /// The session whose helper is spinning (0: none).
 static SESSION: AtomicU64 = AtomicU64::new(0);
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+/// The rayon thread that holds the session (`NO_OWNER`: one outside the pool).
+static OWNER: AtomicUsize = AtomicUsize::new(NO_OWNER);
+const NO_OWNER: usize = usize::MAX;
+/// Whether a helper is up (serving a session, or lingering after one).
+static HELPER_UP: AtomicBool = AtomicBool::new(false);
+/// How long a helper waits for the next session before it returns to rayon: a client's next query then finds it
+/// spinning instead of waking a sleeping worker (which cost the first products of every query their second core).
+const LINGER: std::time::Duration = std::time::Duration::from_micros(300);
 
 /// Runs `pass` with a helper spinning on one of rayon's threads for its duration, when rayon has exactly two
 /// threads and no other pass holds the helper; otherwise simply runs `pass`.
@@ -51,18 +59,52 @@ pub(crate) fn start() -> Option<Session> {
     }
     let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
     SESSION.compare_exchange(0, session, Ordering::AcqRel, Ordering::Relaxed).ok()?;
-    rayon::spawn(move || help(session, owner));
+    OWNER.store(owner.unwrap_or(NO_OWNER), Ordering::Release);
+    // A helper still up from an earlier session serves this one.
+    if HELPER_UP.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+        rayon::spawn(help);
+    }
     Some(Session)
 }
 
-/// The helper: claims and runs posted halves until its session ends (at once if it already has: a helper that
-/// starts late finds nothing to do). Also at once on the session's own thread, which may pick the helper's job
-/// from its queue while it waits inside rayon: spinning there would wait on itself.
-fn help(session: u64, owner: Option<usize>) {
-    if owner.is_some() && rayon::current_thread_index() == owner {
-        return;
+/// The helper: claims and runs posted halves while sessions last, and lingers for the next one.
+fn help() {
+    loop {
+        {
+            // Marks the helper down on every way out (a panicking half included), so that the next session
+            // spawns one.
+            struct Up;
+            impl Drop for Up {
+                fn drop(&mut self) {
+                    HELPER_UP.store(false, Ordering::Release);
+                }
+            }
+            let _up = Up;
+            serve();
+        }
+        // A session that started while this helper was leaving found it up and spawned none: stay for it.
+        if SESSION.load(Ordering::Acquire) == 0 || HELPER_UP.swap(true, Ordering::AcqRel) {
+            return;
+        }
     }
-    while SESSION.load(Ordering::Acquire) == session {
+}
+
+/// Serves until no session has been open for `LINGER`, or at once on the current session's own thread, which may
+/// run the helper's job from rayon's queues while it waits inside rayon: spinning there would wait on itself.
+fn serve() {
+    let here = rayon::current_thread_index().unwrap_or(NO_OWNER);
+    let mut idle_since: Option<std::time::Instant> = None;
+    loop {
+        if SESSION.load(Ordering::Acquire) == 0 {
+            let since = *idle_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() >= LINGER {
+                return;
+            }
+        } else if OWNER.load(Ordering::Acquire) == here {
+            return;
+        } else {
+            idle_since = None;
+        }
         let posted = SLOT.load(Ordering::Acquire);
         if posted > CLAIMED && SLOT.compare_exchange(posted, CLAIMED, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
             // SAFETY: a posted address is a live Job until its poster sees `done` (split_two waits for it, even
