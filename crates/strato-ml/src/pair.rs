@@ -11,7 +11,7 @@
 
 #![expect(unsafe_code, reason = "a posted job is shared with the helper through a raw pointer; see `split_two`")]
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// A half of a product, on the poster's stack while posted.
 struct Job<'a> {
@@ -22,9 +22,8 @@ struct Job<'a> {
 /// Empty (0), claimed by the helper (`CLAIMED`), or the address of a posted [`Job`].
 static SLOT: AtomicUsize = AtomicUsize::new(0);
 const CLAIMED: usize = 1;
-/// The session whose helper is spinning (0: none).
-static SESSION: AtomicU64 = AtomicU64::new(0);
-static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+/// Whether a session (a pass that may post halves) is open.
+static SESSION: AtomicBool = AtomicBool::new(false);
 /// The rayon thread that holds the session (`NO_OWNER`: one outside the pool).
 static OWNER: AtomicUsize = AtomicUsize::new(NO_OWNER);
 const NO_OWNER: usize = usize::MAX;
@@ -46,7 +45,7 @@ pub(crate) struct Session;
 
 impl Drop for Session {
     fn drop(&mut self) {
-        SESSION.store(0, Ordering::Release);
+        SESSION.store(false, Ordering::Release);
     }
 }
 
@@ -57,8 +56,7 @@ pub(crate) fn start() -> Option<Session> {
     if rayon::current_num_threads() != 2 {
         return None;
     }
-    let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-    SESSION.compare_exchange(0, session, Ordering::AcqRel, Ordering::Relaxed).ok()?;
+    SESSION.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed).ok()?;
     OWNER.store(owner.unwrap_or(NO_OWNER), Ordering::Release);
     // A helper still up from an earlier session serves this one.
     if HELPER_UP.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
@@ -83,7 +81,7 @@ fn help() {
             serve();
         }
         // A session that started while this helper was leaving found it up and spawned none: stay for it.
-        if SESSION.load(Ordering::Acquire) == 0 || HELPER_UP.swap(true, Ordering::AcqRel) {
+        if !SESSION.load(Ordering::Acquire) || HELPER_UP.swap(true, Ordering::AcqRel) {
             return;
         }
     }
@@ -95,7 +93,7 @@ fn serve() {
     let here = rayon::current_thread_index().unwrap_or(NO_OWNER);
     let mut idle_since: Option<std::time::Instant> = None;
     loop {
-        if SESSION.load(Ordering::Acquire) == 0 {
+        if !SESSION.load(Ordering::Acquire) {
             let since = *idle_since.get_or_insert_with(std::time::Instant::now);
             if since.elapsed() >= LINGER {
                 return;
@@ -128,7 +126,7 @@ fn serve() {
 /// Runs `theirs` on the helper (or here, if no helper claims it in time) and `mine` here; false, with nothing
 /// run, when there is no helper or another half is posted already.
 pub(crate) fn split_two(theirs: &(dyn Fn() + Sync), mine: impl FnOnce()) -> bool {
-    if SESSION.load(Ordering::Acquire) == 0 {
+    if !SESSION.load(Ordering::Acquire) {
         return false;
     }
     let job = Job { run: theirs, done: AtomicBool::new(false) };
@@ -202,6 +200,6 @@ mod tests {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().expect("pool");
         assert!(pool.install(start).is_none());
         let posted = pool.install(|| split_two(&|| {}, || {}));
-        assert!(!posted || SESSION.load(Ordering::Acquire) != 0, "posted with no session");
+        assert!(!posted || SESSION.load(Ordering::Acquire), "posted with no session");
     }
 }
