@@ -22,9 +22,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
 use serde_json::json;
-use strato_jobs::{run_noop, JobContext, JobError, JobHandler, WorkerPool, WorkerPoolOptions};
-use strato_store::{JobFilter, MetaStore, PgStore, PgStoreOptions, SqliteStore};
-use strato_types::{JobKind, JobRecord, JobStatus, NewJob};
+use strato_jobs::noop::{NoopArgs, NoopWorker};
+use strato_jobs::{JobContext, JobError, QueueConcurrency, Worker, WorkerPool, WorkerPoolOptions, Workers};
+use strato_store::{JobFilter, PgStoreOptions, Store};
+use strato_types::{JobArgs, JobRecord, JobStatus, NewJob};
 use tokio::sync::Notify;
 
 use crate::percentile;
@@ -83,27 +84,40 @@ impl JobsOptions {
 
 /// Runs the no-op job and remembers when each one started; wakes the bench once it has seen `expected` jobs.
 #[derive(Default)]
-struct RecordingHandler {
+struct RecordingWorker {
     started: parking_lot::Mutex<Vec<(String, Instant)>>,
     count: AtomicUsize,
     expected: AtomicUsize,
     all_seen: Notify,
 }
 
+/// The worker registered for `noop`: records, then runs the real no-op worker.
+struct Recorder(Arc<RecordingWorker>);
+
 #[async_trait]
-impl JobHandler for RecordingHandler {
-    async fn run(&self, job: &JobRecord, ctx: &JobContext) -> Result<serde_json::Value, JobError> {
+impl Worker for Recorder {
+    type Args = NoopArgs;
+
+    async fn work(&self, args: NoopArgs, job: &JobRecord, ctx: &JobContext) -> Result<serde_json::Value, JobError> {
         let now = Instant::now();
-        self.started.lock().push((job.id.clone(), now));
-        let out = run_noop(job, ctx).await;
-        if self.count.fetch_add(1, Ordering::AcqRel) + 1 == self.expected.load(Ordering::Acquire) {
-            self.all_seen.notify_one();
+        let r = &self.0;
+        r.started.lock().push((job.id.clone(), now));
+        let out = NoopWorker.work(args, job, ctx).await;
+        if r.count.fetch_add(1, Ordering::AcqRel) + 1 == r.expected.load(Ordering::Acquire) {
+            r.all_seen.notify_one();
         }
         out
     }
 }
 
-impl RecordingHandler {
+impl RecordingWorker {
+    /// A registry with only this worker, for the `noop` kind.
+    fn registry(self: &Arc<Self>) -> Workers {
+        let mut w = Workers::new();
+        w.add(Recorder(self.clone()));
+        w
+    }
+
     fn expect(&self, n: usize) {
         self.started.lock().clear();
         self.count.store(0, Ordering::Release);
@@ -126,7 +140,7 @@ impl RecordingHandler {
 
 /// A fresh database of one backend; `drop_it` removes it.
 struct Db {
-    store: Arc<dyn MetaStore>,
+    store: Store,
     /// The SQLite file's directory, removed on drop.
     _dir: Option<tempfile::TempDir>,
     /// The PostgreSQL schema and the URL to drop it through.
@@ -138,16 +152,16 @@ impl Db {
         match backend {
             "sqlite" => {
                 let dir = tempfile::tempdir()?;
-                let store = SqliteStore::open(&dir.path().join("strato.db")).await?;
-                Ok(Self { store: Arc::new(store), _dir: Some(dir), pg_schema: None })
+                let store = Store::open_sqlite(&dir.path().join("strato.db")).await?;
+                Ok(Self { store, _dir: Some(dir), pg_schema: None })
             }
             "postgres" => {
                 let url = url.context("postgres needs --database-url")?;
                 let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
                 let options =
                     PgStoreOptions { schema: Some(schema.clone()), max_connections: pool_size, ..Default::default() };
-                let store = PgStore::connect_with(url.parse()?, options).await?;
-                Ok(Self { store: Arc::new(store), _dir: None, pg_schema: Some((url.to_string(), schema)) })
+                let store = Store::connect_with(url.parse()?, options).await?;
+                Ok(Self { store, _dir: None, pg_schema: Some((url.to_string(), schema)) })
             }
             other => bail!("unknown backend {other:?} (sqlite or postgres)"),
         }
@@ -165,20 +179,20 @@ impl Db {
 }
 
 fn noop() -> NewJob {
-    NewJob::new(JobKind::Noop, json!({}))
+    NewJob::new(NoopArgs::KIND, json!({}))
 }
 
 fn pool_options(workers: usize) -> WorkerPoolOptions {
-    WorkerPoolOptions { workers, ..Default::default() }
+    WorkerPoolOptions { queues: QueueConcurrency::default_queue(workers), ..Default::default() }
 }
 
 /// Waits until the store has no queued or running job (every outcome written); polls every millisecond, and is
 /// only called once the handler has seen every job.
-async fn wait_store_drained(store: &Arc<dyn MetaStore>) -> Result<()> {
+async fn wait_store_drained(store: &Store) -> Result<()> {
     let one = |status| JobFilter { status: Some(status), limit: Some(1), ..Default::default() };
     loop {
-        if store.list_jobs(&one(JobStatus::InProgress)).await?.is_empty()
-            && store.list_jobs(&one(JobStatus::Queued)).await?.is_empty()
+        if store.queue().list(&one(JobStatus::InProgress)).await?.is_empty()
+            && store.queue().list(&one(JobStatus::Queued)).await?.is_empty()
         {
             return Ok(());
         }
@@ -187,9 +201,9 @@ async fn wait_store_drained(store: &Arc<dyn MetaStore>) -> Result<()> {
 }
 
 /// Fails unless exactly `n` jobs succeeded.
-async fn check_succeeded(store: &Arc<dyn MetaStore>, n: usize) -> Result<()> {
+async fn check_succeeded(store: &Store, n: usize) -> Result<()> {
     let f = JobFilter { status: Some(JobStatus::Success), limit: Some(n as i64 + 1), ..Default::default() };
-    let done = store.list_jobs(&f).await?.len();
+    let done = store.queue().list(&f).await?.len();
     if done != n {
         bail!("{done} of {n} jobs succeeded");
     }
@@ -197,14 +211,14 @@ async fn check_succeeded(store: &Arc<dyn MetaStore>, n: usize) -> Result<()> {
 }
 
 /// Enqueues `n` no-op jobs from `tasks` concurrent tasks.
-async fn enqueue_concurrently(store: &Arc<dyn MetaStore>, n: usize, tasks: usize) -> Result<()> {
+async fn enqueue_concurrently(store: &Store, n: usize, tasks: usize) -> Result<()> {
     let mut handles = Vec::new();
     for t in 0..tasks {
         let share = n / tasks + usize::from(t < n % tasks);
         let store = store.clone();
         handles.push(tokio::spawn(async move {
             for _ in 0..share {
-                store.enqueue(noop()).await?;
+                store.queue().enqueue(noop()).await?;
             }
             anyhow::Ok(())
         }));
@@ -225,21 +239,21 @@ async fn throughput(
 ) -> Result<serde_json::Value> {
     let db = Db::open(backend, o.database_url.as_deref(), (workers + enqueuers + 2) as u32).await?;
     let store = db.store.clone();
-    let handler = Arc::new(RecordingHandler::default());
+    let handler = Arc::new(RecordingWorker::default());
     handler.expect(o.jobs);
     let (secs, enqueue_secs) = if drain {
         let t = Instant::now();
         enqueue_concurrently(&store, o.jobs, enqueuers).await?;
         let enqueue_secs = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let pool = WorkerPool::start(store.clone(), handler.clone(), pool_options(workers));
+        let pool = WorkerPool::start(store.clone(), &handler.registry(), pool_options(workers));
         handler.wait_all_seen(Duration::from_secs(600)).await?;
         wait_store_drained(&store).await?;
         let secs = t.elapsed().as_secs_f64();
         pool.shutdown().await;
         (secs, enqueue_secs)
     } else {
-        let pool = WorkerPool::start(store.clone(), handler.clone(), pool_options(workers));
+        let pool = WorkerPool::start(store.clone(), &handler.registry(), pool_options(workers));
         // Let the idle workers reach their wait before the clock starts.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let t = Instant::now();
@@ -285,10 +299,10 @@ fn process_ticks() -> Result<u64> {
 async fn latency_and_idle(o: &JobsOptions, backend: &str, workers: usize) -> Result<Vec<serde_json::Value>> {
     let db = Db::open(backend, o.database_url.as_deref(), (workers + 4) as u32).await?;
     let store = db.store.clone();
-    let handler = Arc::new(RecordingHandler::default());
+    let handler = Arc::new(RecordingWorker::default());
     let n = (o.rate * o.latency_secs).round().max(1.0) as usize;
     handler.expect(n);
-    let pool = WorkerPool::start(store.clone(), handler.clone(), pool_options(workers));
+    let pool = WorkerPool::start(store.clone(), &handler.registry(), pool_options(workers));
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // 1. Pace the enqueues on a fixed schedule (a slow enqueue does not shift the later ones).
@@ -299,7 +313,7 @@ async fn latency_and_idle(o: &JobsOptions, backend: &str, workers: usize) -> Res
     for i in 0..n {
         tokio::time::sleep_until(start + period * i as u32).await;
         let t = Instant::now();
-        let job = store.enqueue(noop()).await?;
+        let job = store.queue().enqueue(noop()).await?;
         call_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         enqueued.insert(job.job.id, t);
     }

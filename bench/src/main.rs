@@ -390,12 +390,12 @@ async fn predict(args: &[String]) -> Result<serde_json::Value> {
     let s = strato_service::Strato::open(opts).await.map_err(|e| anyhow::anyhow!(e.message))?;
     let texts = texts(csv, &["test"], n)?;
     for t in texts.iter().take(20) {
-        s.predict(model, vec![t.clone()], 5).await.map_err(|e| anyhow::anyhow!(e.message))?;
+        s.models().predict(model, vec![t.clone()], 5).await.map_err(|e| anyhow::anyhow!(e.message))?;
     }
     let mut ms = Vec::with_capacity(texts.len());
     for t in &texts {
         let start = Instant::now();
-        s.predict(model, vec![t.clone()], 5).await.map_err(|e| anyhow::anyhow!(e.message))?;
+        s.models().predict(model, vec![t.clone()], 5).await.map_err(|e| anyhow::anyhow!(e.message))?;
         ms.push(start.elapsed().as_secs_f64() * 1000.0);
     }
     ms.sort_by(f64::total_cmp);
@@ -489,14 +489,14 @@ async fn mentor(args: &[String]) -> Result<serde_json::Value> {
     let answers: usize = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(500);
     let paraphrases: usize = rest.get(1).map(|s| s.parse()).transpose()?.unwrap_or(3);
     let s = open_service(data_dir, model_dir).await?;
-    s.embedder().await.map_err(|e| anyhow::anyhow!(e.message))?;
+    s.embeddings().embedder().await.map_err(|e| anyhow::anyhow!(e.message))?;
     let m = synthetic_mentor(csv, "bench", answers, paraphrases)?;
-    s.put_mentor("bench", m).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    s.mentors().put("bench", m).await.map_err(|e| anyhow::anyhow!(e.message))?;
     let pool = s.start_workers(Default::default());
     let t = Instant::now();
-    let job = s.submit_mentor_training("bench", None).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let job = s.mentors().submit_training("bench", None).await.map_err(|e| anyhow::anyhow!(e.message))?;
     let job = loop {
-        let j = s.job(&job.id).await.map_err(|e| anyhow::anyhow!(e.message))?;
+        let j = s.jobs().get(&job.id).await.map_err(|e| anyhow::anyhow!(e.message))?;
         if j.status.is_final() {
             break j;
         }
@@ -508,12 +508,12 @@ async fn mentor(args: &[String]) -> Result<serde_json::Value> {
     }
     let queries = texts(csv, &["test"], 520)?;
     for q in queries.iter().take(20) {
-        s.answer("bench", q, None).await.map_err(|e| anyhow::anyhow!(e.message))?;
+        s.mentors().answer("bench", q, None).await.map_err(|e| anyhow::anyhow!(e.message))?;
     }
     let mut ms = Vec::new();
     for q in &queries[20..] {
         let t = Instant::now();
-        s.answer("bench", q, None).await.map_err(|e| anyhow::anyhow!(e.message))?;
+        s.mentors().answer("bench", q, None).await.map_err(|e| anyhow::anyhow!(e.message))?;
         ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     ms.sort_by(f64::total_cmp);
@@ -535,7 +535,7 @@ async fn many_mentors(args: &[String]) -> Result<serde_json::Value> {
     let n: usize = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(1000);
     let answers: usize = rest.get(1).map(|s| s.parse()).transpose()?.unwrap_or(100);
     let s = open_service(data_dir, model_dir).await?;
-    let (embedder, identity) = s.embedder_with_identity().await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let (embedder, identity) = s.embeddings().embedder_with_identity().await.map_err(|e| anyhow::anyhow!(e.message))?;
     let mut by_intent: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
     let mut pool = Vec::new();
     for r in csv::Reader::from_path(csv)?.records() {
@@ -572,7 +572,7 @@ async fn many_mentors(args: &[String]) -> Result<serde_json::Value> {
         }
         let mentor: strato_types::Mentor =
             serde_json::from_value(json!({"id": id, "name": format!("Mentor {m}"), "answers": list}))?;
-        s.put_mentor(&id, mentor).await.map_err(|e| anyhow::anyhow!(e.message))?;
+        s.mentors().put(&id, mentor).await.map_err(|e| anyhow::anyhow!(e.message))?;
         let (emb, identity) = (emb.clone(), identity.clone());
         let model = tokio::task::spawn_blocking(move || {
             let e: Vec<Vec<f32>> = rows.iter().map(|&i| emb[i].clone()).collect();
@@ -580,7 +580,7 @@ async fn many_mentors(args: &[String]) -> Result<serde_json::Value> {
             strato_ml::mentor_model::MentorModel::train(&examples, &e, &[], &params, &identity, String::new())
         })
         .await??;
-        s.publish_mentor_model(&id, &model, None).await?;
+        s.mentors().publish_model(&id, &model, None).await?;
     }
     Ok(json!({"mentors": n, "answers": answers, "embed_s": embed_s, "train_all_s": t.elapsed().as_secs_f64()}))
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::env::EnvVars;
+
 /// Strato: train and serve text classifiers on sentence embeddings, in one binary.
 #[derive(Parser, Debug)]
 #[command(name = "strato", version, about)]
@@ -19,48 +21,48 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct Global {
     /// Data directory: metadata database, datasets, model artifacts, downloaded embedding models.
-    #[arg(long, env = "STRATO_DATA_DIR", default_value = "./strato-data", global = true)]
+    #[arg(long, env = EnvVars::STRATO_DATA_DIR, default_value = "./strato-data", global = true)]
     pub data_dir: PathBuf,
     /// Sentence-transformers model directory. Default: <data-dir>/models/all-MiniLM-L6-v2, fetched on first use.
-    #[arg(long, env = "STRATO_EMBEDDING_MODEL", global = true)]
+    #[arg(long, env = EnvVars::STRATO_EMBEDDING_MODEL, global = true)]
     pub embedding_model: Option<PathBuf>,
     /// Largest accepted dataset, in bytes.
-    #[arg(long, env = "STRATO_MAX_DATASET_BYTES", default_value_t = 50 * 1024 * 1024, global = true)]
+    #[arg(long, env = EnvVars::STRATO_MAX_DATASET_BYTES, default_value_t = 50 * 1024 * 1024, global = true)]
     pub max_dataset_bytes: usize,
     /// Texts whose embeddings are kept in memory (about 1.5 KB each); 0 turns the cache off.
-    #[arg(long, env = "STRATO_EMBEDDING_CACHE_SIZE", default_value_t = 4096, global = true)]
+    #[arg(long, env = EnvVars::STRATO_EMBEDDING_CACHE_SIZE, default_value_t = 4096, global = true)]
     pub embedding_cache_size: usize,
     /// Precision of the embedding model's linear layers: `f32` (matches sentence-transformers to cosine 0.9999),
     /// `int8` (about twice as fast; within cosine 0.999) or `bf16` (as fast as int8 or faster for batches, with
     /// AVX512-BF16; within cosine 0.9995).
-    #[arg(long, env = "STRATO_EMBEDDING_PRECISION", default_value = "f32", value_parser = ["f32", "int8", "bf16"], global = true)]
+    #[arg(long, env = EnvVars::STRATO_EMBEDDING_PRECISION, default_value = "f32", value_parser = ["f32", "int8", "bf16"], global = true)]
     pub embedding_precision: String,
     /// Texts per forward pass when concurrent requests are batched.
-    #[arg(long, env = "STRATO_BATCH_MAX_TEXTS", default_value_t = 64, global = true)]
+    #[arg(long, env = EnvVars::STRATO_BATCH_MAX_TEXTS, default_value_t = 64, global = true)]
     pub batch_max_texts: usize,
     /// Tokens per forward pass when concurrent requests are batched (estimated from text length).
-    #[arg(long, env = "STRATO_BATCH_MAX_TOKENS", default_value_t = 4096, global = true)]
+    #[arg(long, env = EnvVars::STRATO_BATCH_MAX_TOKENS, default_value_t = 4096, global = true)]
     pub batch_max_tokens: usize,
     /// Texts waiting for the embedding model beyond which requests are refused (503 overloaded).
-    #[arg(long, env = "STRATO_BATCH_MAX_QUEUED", default_value_t = 1024, global = true)]
+    #[arg(long, env = EnvVars::STRATO_BATCH_MAX_QUEUED, default_value_t = 1024, global = true)]
     pub batch_max_queued: usize,
     /// How long, in microseconds, a batch's first request waits for others to join it (0: not at all; batches
     /// still form from requests that arrive while the previous batch runs).
-    #[arg(long, env = "STRATO_BATCH_WAIT_US", default_value_t = 0, global = true)]
+    #[arg(long, env = EnvVars::STRATO_BATCH_WAIT_US, default_value_t = 0, global = true)]
     pub batch_wait_us: u64,
     /// Metadata and job-queue database: `postgres://user:pass@host/db` to share one with other strato processes;
     /// default: SQLite at <data-dir>/meta.db.
-    #[arg(long, env = "STRATO_DATABASE_URL", hide_env_values = true, global = true)]
+    #[arg(long, env = EnvVars::STRATO_DATABASE_URL, hide_env_values = true, global = true)]
     pub database_url: Option<String>,
     /// Blob storage for datasets and model artifacts: `s3://bucket[/prefix]` (credentials and region from the
     /// standard AWS variables; STRATO_S3_ENDPOINT for non-AWS servers) or a directory; default: <data-dir>/blobs.
-    #[arg(long, env = "STRATO_STORAGE", global = true)]
+    #[arg(long, env = EnvVars::STRATO_STORAGE, global = true)]
     pub storage: Option<String>,
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `strato_service=debug`.
-    #[arg(long, env = "STRATO_LOG", global = true)]
+    #[arg(long, env = EnvVars::STRATO_LOG, global = true)]
     pub log: Option<String>,
     /// Log format: `auto` (human on a terminal, JSON otherwise), `json` or `text`.
-    #[arg(long, env = "STRATO_LOG_FORMAT", default_value = "auto", value_parser = ["auto", "json", "text"], global = true)]
+    #[arg(long, env = EnvVars::STRATO_LOG_FORMAT, default_value = "auto", value_parser = ["auto", "json", "text"], global = true)]
     pub log_format: String,
 }
 
@@ -106,15 +108,15 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "STRATO_ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = EnvVars::STRATO_ADDR, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
     #[command(flatten)]
     pub jobs: JobArgs,
     /// Bootstrap admin credential: `Authorization: Bearer <token>` may do everything.
-    #[arg(long, env = "STRATO_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(long, env = EnvVars::STRATO_ADMIN_TOKEN, hide_env_values = true)]
     pub admin_token: Option<String>,
     /// Allow binding a non-loopback address without credentials.
-    #[arg(long, env = "STRATO_INSECURE_NO_AUTH")]
+    #[arg(long, env = EnvVars::STRATO_INSECURE_NO_AUTH)]
     pub insecure_no_auth: bool,
     #[command(flatten)]
     pub gateway: GatewayArgs,
@@ -124,98 +126,103 @@ pub struct ServeArgs {
 #[derive(Args, Debug, Clone)]
 pub struct GatewayArgs {
     /// HS256 secret for bearer JWTs (MentorPal-style tokens).
-    #[arg(long, env = "STRATO_JWT_SECRET", hide_env_values = true)]
+    #[arg(long, env = EnvVars::STRATO_JWT_SECRET, hide_env_values = true)]
     pub jwt_secret: Option<String>,
     /// JWKS URL for RS256/ES256 bearer JWTs (e.g. a Cognito user pool's), fetched on first use and again on an
     /// unknown `kid`.
-    #[arg(long, env = "STRATO_JWKS_URL", conflicts_with = "jwks_file")]
+    #[arg(long, env = EnvVars::STRATO_JWKS_URL, conflicts_with = "jwks_file")]
     pub jwks_url: Option<String>,
     /// JWKS file for RS256/ES256 bearer JWTs, re-read on an unknown `kid`.
-    #[arg(long, env = "STRATO_JWKS_FILE")]
+    #[arg(long, env = EnvVars::STRATO_JWKS_FILE)]
     pub jwks_file: Option<PathBuf>,
     /// Required JWT issuer (`iss`).
-    #[arg(long, env = "STRATO_JWT_ISSUER")]
+    #[arg(long, env = EnvVars::STRATO_JWT_ISSUER)]
     pub jwt_issuer: Option<String>,
     /// Required JWT audience (`aud`).
-    #[arg(long, env = "STRATO_JWT_AUDIENCE")]
+    #[arg(long, env = EnvVars::STRATO_JWT_AUDIENCE)]
     pub jwt_audience: Option<String>,
     /// Clock skew allowed on `exp` and `nbf`, in seconds.
-    #[arg(long, env = "STRATO_JWT_LEEWAY_SECS", default_value_t = 30)]
+    #[arg(long, env = EnvVars::STRATO_JWT_LEEWAY_SECS, default_value_t = 30)]
     pub jwt_leeway_secs: u64,
     /// Claims naming the caller, first present wins (comma-separated).
-    #[arg(long, env = "STRATO_JWT_SUBJECT_CLAIMS", value_delimiter = ',', default_value = "sub,id")]
+    #[arg(long, env = EnvVars::STRATO_JWT_SUBJECT_CLAIMS, value_delimiter = ',', default_value = "sub,id")]
     pub jwt_subject_claims: Vec<String>,
     /// Claims listing the caller's roles: admin/editor/user, or MentorPal's ADMIN/CONTENT_MANAGER/USER.
-    #[arg(long, env = "STRATO_JWT_ROLE_CLAIMS", value_delimiter = ',', default_value = "role,roles")]
+    #[arg(long, env = EnvVars::STRATO_JWT_ROLE_CLAIMS, value_delimiter = ',', default_value = "role,roles")]
     pub jwt_role_claims: Vec<String>,
     /// Claims listing the caller's groups, for --access-policy.
-    #[arg(long, env = "STRATO_JWT_GROUP_CLAIMS", value_delimiter = ',', default_value = "cognito:groups,groups")]
+    #[arg(long, env = EnvVars::STRATO_JWT_GROUP_CLAIMS, value_delimiter = ',', default_value = "cognito:groups,groups")]
     pub jwt_group_claims: Vec<String>,
     /// Claims listing the mentors the caller owns and may edit.
-    #[arg(long, env = "STRATO_JWT_MENTOR_CLAIMS", value_delimiter = ',', default_value = "mentorIds")]
+    #[arg(long, env = EnvVars::STRATO_JWT_MENTOR_CLAIMS, value_delimiter = ',', default_value = "mentorIds")]
     pub jwt_mentor_claims: Vec<String>,
     /// Group → models/mentors grants, a JSON or TOML file (Quetzal's cognito_group_access.json works as is).
-    #[arg(long, env = "STRATO_ACCESS_POLICY")]
+    #[arg(long, env = EnvVars::STRATO_ACCESS_POLICY)]
     pub access_policy: Option<PathBuf>,
     /// Routes anonymous callers may use, comma-separated: `GET /classifier/questions`, or a pattern for any method.
-    #[arg(long, env = "STRATO_PUBLIC_ROUTES", value_delimiter = ',')]
+    #[arg(long, env = EnvVars::STRATO_PUBLIC_ROUTES, value_delimiter = ',')]
     pub public_routes: Vec<String>,
     /// Origins browsers may call from, comma-separated (`*` for any); none by default.
-    #[arg(long, env = "STRATO_CORS_ORIGINS", value_delimiter = ',')]
+    #[arg(long, env = EnvVars::STRATO_CORS_ORIGINS, value_delimiter = ',')]
     pub cors_origins: Vec<String>,
     /// Send `Strict-Transport-Security` with this max-age (seconds): set it when clients reach Strato over TLS.
-    #[arg(long, env = "STRATO_HSTS_MAX_AGE")]
+    #[arg(long, env = EnvVars::STRATO_HSTS_MAX_AGE)]
     pub hsts_max_age: Option<u64>,
     /// Default sustained requests per second per API key and per token subject (per process); none by default.
-    #[arg(long, env = "STRATO_RATE_LIMIT")]
+    #[arg(long, env = EnvVars::STRATO_RATE_LIMIT)]
     pub rate_limit: Option<f64>,
     /// Default burst above that rate.
-    #[arg(long, env = "STRATO_RATE_LIMIT_BURST")]
+    #[arg(long, env = EnvVars::STRATO_RATE_LIMIT_BURST)]
     pub rate_limit_burst: Option<u32>,
     /// Default requests per quota window per API key and token subject (service-wide); none by default.
-    #[arg(long, env = "STRATO_DAILY_QUOTA")]
+    #[arg(long, env = EnvVars::STRATO_DAILY_QUOTA)]
     pub daily_quota: Option<u64>,
     /// Requests per second per client IP for anonymous callers of public routes.
-    #[arg(long, env = "STRATO_ANONYMOUS_RATE_LIMIT", default_value_t = 10.0)]
+    #[arg(long, env = EnvVars::STRATO_ANONYMOUS_RATE_LIMIT, default_value_t = 10.0)]
     pub anonymous_rate_limit: f64,
     /// Burst for anonymous callers.
-    #[arg(long, env = "STRATO_ANONYMOUS_RATE_LIMIT_BURST", default_value_t = 20)]
+    #[arg(long, env = EnvVars::STRATO_ANONYMOUS_RATE_LIMIT_BURST, default_value_t = 20)]
     pub anonymous_rate_limit_burst: u32,
     /// Responses slower than this (ms) are logged as warnings, counted and alerted (the alert webhook, at most once
     /// a minute per route).
-    #[arg(long, env = "STRATO_SLOW_RESPONSE_MS", default_value_t = 2000)]
+    #[arg(long, env = EnvVars::STRATO_SLOW_RESPONSE_MS, default_value_t = 2000)]
     pub slow_response_ms: u64,
     /// Per-route slow thresholds, comma-separated `ROUTE=MS`, e.g. `/v1/models/{id}/predict=50`.
-    #[arg(long, env = "STRATO_SLOW_ROUTES", value_delimiter = ',')]
+    #[arg(long, env = EnvVars::STRATO_SLOW_ROUTES, value_delimiter = ',')]
     pub slow_routes: Vec<String>,
     /// Largest JSON body on routes other than dataset uploads, imports and inline training data.
-    #[arg(long, env = "STRATO_MAX_JSON_BYTES", default_value_t = 2 << 20)]
+    #[arg(long, env = EnvVars::STRATO_MAX_JSON_BYTES, default_value_t = 2 << 20)]
     pub max_json_bytes: usize,
     /// Requests handled at once; beyond it, 503 `overloaded` with Retry-After.
-    #[arg(long, env = "STRATO_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    #[arg(long, env = EnvVars::STRATO_MAX_CONCURRENT_REQUESTS, default_value_t = 1024)]
     pub max_concurrent_requests: usize,
     /// Longest a request may take, e.g. `60s`; beyond it, 503 `request_timeout`.
-    #[arg(long, env = "STRATO_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = EnvVars::STRATO_REQUEST_TIMEOUT, default_value = "60s", value_parser = parse_duration)]
     pub request_timeout: std::time::Duration,
     /// The quota window, e.g. `1d` (default) or `1h`.
-    #[arg(long, env = "STRATO_QUOTA_WINDOW", default_value = "1d", value_parser = parse_duration)]
+    #[arg(long, env = EnvVars::STRATO_QUOTA_WINDOW, default_value = "1d", value_parser = parse_duration)]
     pub quota_window: std::time::Duration,
 }
 
 /// Job-worker settings shared by `serve` and `worker`.
 #[derive(Args, Debug, Clone)]
 pub struct JobArgs {
-    /// Concurrent job workers in this process (0: none; the process still reaps lapsed leases and expires jobs).
-    #[arg(long, env = "STRATO_WORKERS", default_value_t = 1)]
+    /// Workers on the `default` queue in this process (0: no workers at all; the process still reaps lapsed leases
+    /// and expires jobs). Every other queue a job kind waits in gets one, unless `--queues` says otherwise.
+    #[arg(long, env = EnvVars::STRATO_WORKERS, default_value_t = 1)]
     pub workers: usize,
+    /// The queues this process serves and their workers, e.g. `default=2,media=1`; only the queues listed are
+    /// served (the others are left to other processes). Overrides `--workers`.
+    #[arg(long, env = EnvVars::STRATO_QUEUES)]
+    pub queues: Option<String>,
     /// Seconds a job's lease lasts without a heartbeat; a crashed worker's job is retried after this.
-    #[arg(long, env = "STRATO_JOB_LEASE_SECS", default_value_t = 30)]
+    #[arg(long, env = EnvVars::STRATO_JOB_LEASE_SECS, default_value_t = 30)]
     pub job_lease_secs: u64,
     /// How long finished jobs and dead-letter entries are kept, e.g. `20d`, `12h`, `90s`; `0` keeps them forever.
-    #[arg(long, env = "STRATO_JOB_TTL", default_value = "20d", value_parser = parse_duration)]
+    #[arg(long, env = EnvVars::STRATO_JOB_TTL, default_value = "20d", value_parser = parse_duration)]
     pub job_ttl: std::time::Duration,
     /// Slack-compatible webhook that hears about jobs entering the dead-letter queue (a secret: never logged).
-    #[arg(long, env = "STRATO_ALERT_WEBHOOK_URL", hide_env_values = true)]
+    #[arg(long, env = EnvVars::STRATO_ALERT_WEBHOOK_URL, hide_env_values = true)]
     pub alert_webhook_url: Option<String>,
 }
 
@@ -232,9 +239,12 @@ pub enum JobsCommand {
         /// Only this status: QUEUED, IN_PROGRESS, SUCCESS, FAILURE, CANCELLED.
         #[arg(long)]
         status: Option<String>,
-        /// Only this kind: train_model, train_mentor, noop.
+        /// Only this kind, e.g. train_model, train_mentor, noop.
         #[arg(long)]
         kind: Option<String>,
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: i64,
@@ -261,6 +271,10 @@ pub enum ApiKeysCommand {
         /// Mentors it may use, comma-separated (`*`: all).
         #[arg(long, value_delimiter = ',')]
         mentors: Vec<String>,
+        /// A grant over any resource kind, repeatable: `KIND:ID_PATTERN:ACTIONS`, actions joined by `+` (read,
+        /// use, edit, admin), e.g. `widget:w-*:use` or `*:*:read`.
+        #[arg(long = "grant", value_name = "KIND:ID:ACTIONS")]
+        grants: Vec<String>,
         /// Sustained requests per second.
         #[arg(long)]
         rate_per_sec: Option<f64>,
@@ -355,7 +369,8 @@ pub fn init_logging(cli: &Cli) -> tracing_appender::non_blocking::WorkerGuard {
         Command::Serve(_) | Command::Worker(_) => "info",
         _ => "warn",
     };
-    let filter = cli.global.log.clone().or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| default.into());
+    let filter =
+        cli.global.log.clone().or_else(|| std::env::var(EnvVars::RUST_LOG).ok()).unwrap_or_else(|| default.into());
     let json = match cli.global.log_format.as_str() {
         "json" => true,
         "text" => false,

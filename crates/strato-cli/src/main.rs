@@ -4,6 +4,7 @@
 
 mod commands;
 mod config;
+mod env;
 
 use clap::Parser;
 
@@ -13,7 +14,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let _log = config::init_logging(&cli);
     // With SENTRY_DSN set, 5xx responses and panics are reported; the guard flushes pending reports at exit.
-    let _sentry = match std::env::var("SENTRY_DSN").ok().filter(|d| !d.trim().is_empty()) {
+    let _sentry = match std::env::var(env::EnvVars::SENTRY_DSN).ok().filter(|d| !d.trim().is_empty()) {
         None => None,
         Some(dsn) => match dsn.trim().parse::<sentry::types::Dsn>() {
             Ok(dsn) => {

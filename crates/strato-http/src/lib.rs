@@ -1,9 +1,11 @@
 //! Strato's HTTP API: the native `/v1` routes, the Albert- and MentorPal-compatible routes, the gateway
-//! (authentication, authorization, request ids, secure headers, CORS, access log), and the one place errors become
-//! responses.
+//! (authentication, authorization, rate limits and quotas, request ids, secure headers, CORS, access log), and the
+//! one place errors become responses.
 //!
-//! Handlers check the caller's [`auth::Principal`], call [`strato_service::Strato`], and return views; they never
-//! touch storage directly.
+//! Each route module exports its router (`routes()`); a capability crate does the same and hands its router to
+//! [`router_with`], behind the same gateway. Handlers check the caller's [`auth::Principal`] (`p.may(action,
+//! resource)`), call a part of [`strato_service::Strato`] (`s.strato.models().predict(…)`), and return views
+//! (`views.rs`); they never touch storage directly.
 
 pub mod auth;
 mod error;
@@ -79,6 +81,9 @@ pub struct AppState {
     pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
 }
 
+/// A capability's routes: handlers over [`AppState`], described for the OpenAPI document.
+pub type CapabilityRoutes = utoipa_axum::router::OpenApiRouter<AppState>;
+
 /// The OpenAPI document of every route (as served at `/openapi.json`).
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let (_, doc) = routes::authenticated(0).merge(routes::open()).split_for_parts();
@@ -87,6 +92,12 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 
 /// Builds the router: every route, the JSON 404/405 fallbacks, and the gateway layers.
 pub fn router(strato: Strato, opts: HttpOptions) -> Router {
+    router_with(strato, opts, Vec::new())
+}
+
+/// [`router`], with capabilities' routes behind the same gateway (credentials, grants, limits) and in the same
+/// OpenAPI document.
+pub fn router_with(strato: Strato, opts: HttpOptions, capabilities: Vec<CapabilityRoutes>) -> Router {
     // Bodies beyond the route's limit are refused while streaming; the handler turns that into a JSON 413.
     let dataset_limit = strato.options().max_dataset_bytes + 64 * 1024;
     let json_limit = opts.max_json_bytes.max(1024);
@@ -97,12 +108,15 @@ pub fn router(strato: Strato, opts: HttpOptions) -> Router {
     let observer = Arc::new(observe::HttpObserver::new(opts.slow.clone(), opts.alerter.clone()));
     let in_flight = Arc::new(tokio::sync::Semaphore::new(opts.max_concurrent_requests.max(1)));
     let state = AppState { strato, opts: Arc::new(opts), auth, limits, observer, hsts, in_flight };
-    let (authenticated, doc) = routes::authenticated(dataset_limit).split_for_parts();
+    let authenticated = capabilities.into_iter().fold(routes::authenticated(dataset_limit), |all, c| all.merge(c));
+    let (authenticated, doc) = authenticated.split_for_parts();
     let (open, open_doc) = routes::open().split_for_parts();
     let doc = openapi::finish(doc.merge_from(open_doc));
     let docs: Router<AppState> = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc).into();
     let app = authenticated
-        // Route layers see the matched route: the public-route check and the access log need it.
+        // Route layers see the matched route: the public-route check and the access log need it. The last added
+        // runs first: who calls, then how much they may.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), limits::enforce))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .merge(open)
         .merge(docs.layer(axum::middleware::map_response(hygiene::docs_headers)))

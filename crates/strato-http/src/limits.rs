@@ -1,5 +1,6 @@
 //! Rate limits (requests per second with a burst, per API key, per token subject, per client IP for anonymous
-//! callers) and quotas (requests per window, a UTC day by default).
+//! callers) and quotas (requests per window, a UTC day by default), as a layer of their own after authentication
+//! ([`enforce`]): they need to know who calls, not what the caller may do.
 //!
 //! Rates are enforced per process, from memory: with N API processes behind a balancer, give each 1/N of the
 //! budget. Quotas are counted in the shared store, so they hold service-wide whatever the number of processes.
@@ -8,7 +9,9 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
@@ -16,7 +19,9 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use strato_types::{ErrorCode, UsagePlan};
 
-use crate::ApiError;
+use crate::auth::{Credential, Principal};
+use crate::hygiene::PrincipalLabel;
+use crate::{ApiError, AppState};
 
 type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
 
@@ -149,6 +154,59 @@ impl IntoResponse for Refused {
         res.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
         res
     }
+}
+
+/// Route layer, after `authenticate`: takes one request from the caller's rate and quota (per key, per token
+/// subject, per client IP for anonymous callers; the admin token is never limited), answers 429 when either is
+/// used up, and writes the tighter remaining budget on the response. Also labels the response with the caller, for
+/// the access log.
+pub(crate) async fn enforce(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(principal) = req.extensions().get::<Principal>().cloned() else {
+        return ApiError::new(ErrorCode::Internal, "the route has no authentication layer").into_response();
+    };
+    let label = PrincipalLabel(format!("{:?}:{}", principal.credential, principal.subject).to_ascii_lowercase());
+    let labelled = |mut res: Response| {
+        res.extensions_mut().insert(label.clone());
+        res
+    };
+    let limits = &state.limits;
+    let subject = match principal.credential {
+        Credential::Open | Credential::AdminToken => None,
+        Credential::ApiKey => Some(format!("key:{}", principal.subject)),
+        Credential::Jwt => Some(format!("sub:{}", principal.subject)),
+        Credential::Anonymous => {
+            let ip = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string());
+            Some(format!("ip:{}", ip.unwrap_or_else(|| "unknown".into())))
+        }
+    };
+    let mut budget = None;
+    if let Some(key) = subject {
+        let plan = limits.plan(&principal.plan, principal.credential == Credential::Anonymous);
+        let s = Subject { key, plan };
+        match limits.check_rate(&s) {
+            Ok(b) => budget = b,
+            Err(refused) => return labelled(refused.into_response()),
+        }
+        if let Some(limit) = s.plan.daily_quota {
+            let taken = state.strato.keys().take_quota(&s.key, limits.opts.quota_window, limit).await;
+            match taken.map(|(used, reset)| quota_budget(limit, used, reset)) {
+                // The tighter of the two budgets is the one to report.
+                Ok(Ok(q)) => {
+                    budget = Some(match budget.take() {
+                        Some(r) => r.tighter(q),
+                        None => q,
+                    })
+                }
+                Ok(Err(refused)) => return labelled(refused.into_response()),
+                Err(e) => return ApiError::from(e).into_response(),
+            }
+        }
+    }
+    let mut res = next.run(req).await;
+    if let Some(b) = budget {
+        b.write(res.headers_mut());
+    }
+    labelled(res)
 }
 
 /// The quota's budget after one request, or the 429 when it is used up.

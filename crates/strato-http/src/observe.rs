@@ -105,7 +105,7 @@ pub(crate) async fn metrics(p: Principal, State(s): State<AppState>) -> Result<R
     }
     let obs = &s.observer;
     obs.queue.reset();
-    for (kind, status, n) in s.strato.job_counts().await? {
+    for (kind, status, n) in s.strato.jobs().counts().await? {
         obs.queue.with_label_values(&[kind.as_str(), status.as_str()]).set(n);
     }
     let mut families = s.strato.metrics().registry.gather();
@@ -138,9 +138,9 @@ pub(crate) struct ReadinessChecks {
 /// `GET /readyz`: 200 when the store and blob storage answer and the embedding model is loaded (or loads), 503
 /// with the failing checks otherwise. No credentials needed, and no details beyond ok/failing.
 pub(crate) async fn ready(State(s): State<AppState>) -> Response {
-    let store = s.strato.job_counts().await.is_ok();
+    let store = s.strato.jobs().counts().await.is_ok();
     let blobs = s.strato.blobs_reachable().await;
-    let model = s.strato.embedder().await.is_ok();
+    let model = s.strato.embeddings().embedder().await.is_ok();
     let word = |ok: bool| if ok { "ok" } else { "failing" };
     let body = Readiness {
         status: if store && blobs && model { "ready" } else { "not_ready" },

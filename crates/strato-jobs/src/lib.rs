@@ -1,16 +1,24 @@
-//! The worker pool over the durable job queue, and the facilities around it.
+//! The worker pool over the durable job queue, the registry of job kinds, and the facilities around them.
 //!
-//! Each worker loops: claim a job (with a lease) → run its handler on a separate task while a heartbeat renews the
-//! lease, publishes progress and picks up cancel requests → record success, failure (retry with backoff, or the
-//! dead-letter queue once attempts run out) or cancellation. A panic in a handler is a failed attempt; an attempt
-//! that outlives its kind's time limit is stopped and counted as a retryable failure. Idle workers wait on the
-//! store's job signal (in-process wake-up on SQLite, `LISTEN/NOTIFY` on PostgreSQL) or the next due time, with a
-//! bounded poll as the safety net. Beside the workers, a maintenance task reaps lapsed leases (dead-lettering jobs
-//! whose last attempt's worker died) and deletes finished jobs past their TTL; dead-lettered jobs raise an alert
-//! through [`Alerter`] without ever blocking a worker.
+//! Job kinds are registered, not matched: a capability registers a [`Worker`] for its [`strato_types::JobArgs`]
+//! type in a [`Workers`] registry at start-up, and [`Layer`]s wrap every worker once. The pool runs a number of
+//! workers per named queue ([`WorkerPoolOptions::queues`]), so long jobs of one queue never hold up another's, and
+//! each claims only the kinds its process knows: jobs of other kinds (a newer version's) stay queued and are
+//! reported.
+//!
+//! Each worker loops: claim a job of its queue (with a lease) → run its kind's worker on a separate task while a
+//! heartbeat renews the lease, publishes progress and picks up cancel requests → record success, failure (retry with
+//! backoff, or the dead-letter queue once attempts run out) or cancellation. A panic in a worker is a failed
+//! attempt; an attempt that outlives its time limit is stopped and counted as a retryable failure. Idle workers wait
+//! on the store's job signal (in-process wake-up on SQLite, `LISTEN/NOTIFY` on PostgreSQL) or the next due time of
+//! their queue (so a job scheduled for next year costs nothing meanwhile), with a bounded poll as the safety net.
+//! Beside the workers, a maintenance task reaps lapsed leases (dead-lettering jobs whose last attempt's worker
+//! died), deletes finished jobs past their TTL and reports queued jobs of kinds no worker here knows; dead-lettered
+//! jobs raise an alert through [`Alerter`] without ever blocking a worker.
 
 mod alerts;
-mod noop;
+pub mod noop;
+mod registry;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -18,10 +26,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use strato_types::JobRecord;
+use strato_types::{JobRecord, QueueName, StratoError};
 
 pub use alerts::{Alerter, AlerterOptions};
-pub use noop::run_noop;
+pub use registry::{CatchPanicLayer, Layer, RegistryError, TimingLayer, TracingLayer, Worker, Workers};
 pub use worker::{run_claimed, Waker, WorkerPool};
 
 /// How a handler failed.
@@ -105,18 +113,78 @@ impl JobContext {
     }
 }
 
-/// Runs jobs of every kind; dispatches on `job.kind`.
+/// Runs jobs: a registered [`Worker`] as the pool sees it (its payload not decoded yet), and what a [`Layer`] wraps.
 #[async_trait]
 pub trait JobHandler: Send + Sync + 'static {
     /// Runs one attempt. Must be idempotent: a job may run again after a crash.
     async fn run(&self, job: &JobRecord, ctx: &JobContext) -> Result<serde_json::Value, JobError>;
 }
 
+/// How many workers run per queue; a queue not listed is not served by this process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConcurrency(pub Vec<(QueueName, usize)>);
+
+impl QueueConcurrency {
+    /// `n` workers on the default queue only.
+    pub fn default_queue(n: usize) -> Self {
+        Self(vec![(QueueName::DEFAULT, n)])
+    }
+
+    /// The defaults of a process told only how many workers to run: `n` on the default queue and one on each other
+    /// queue a registered kind waits in (none at all when `n` is 0: an API-only process).
+    pub fn for_workers(n: usize, registry: &Workers) -> Self {
+        if n == 0 {
+            return Self(Vec::new());
+        }
+        let mut queues = vec![(QueueName::DEFAULT, n)];
+        queues.extend(registry.queues().into_iter().filter(|q| *q != QueueName::DEFAULT).map(|q| (q, 1)));
+        Self(queues)
+    }
+
+    /// Parses `default=2,media=1`: each queue once, with at least one worker.
+    pub fn parse(s: &str) -> Result<Self, StratoError> {
+        let mut out: Vec<(QueueName, usize)> = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let bad = |why: &str| {
+                StratoError::new(
+                    strato_types::ErrorCode::InvalidRequest,
+                    format!(
+                        "queue setting {part:?}: {why}; write QUEUE=WORKERS[,QUEUE=WORKERS…], e.g. default=2,media=1"
+                    ),
+                )
+            };
+            let (name, n) = part.split_once('=').ok_or_else(|| bad("no '='"))?;
+            let queue = QueueName::parse(name.trim())?;
+            let n: usize = n.trim().parse().map_err(|_| bad("the worker count is not a number"))?;
+            if n == 0 || n > 1024 {
+                return Err(bad("the worker count must be 1-1024"));
+            }
+            if out.iter().any(|(q, _)| *q == queue) {
+                return Err(bad("the queue is named twice"));
+            }
+            out.push((queue, n));
+        }
+        Ok(Self(out))
+    }
+
+    /// Workers in all.
+    pub fn total(&self) -> usize {
+        self.0.iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl std::fmt::Display for QueueConcurrency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(q, n)| format!("{q}={n}")).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
 /// Worker pool settings.
 #[derive(Clone)]
 pub struct WorkerPoolOptions {
-    /// Concurrent workers.
-    pub workers: usize,
+    /// Workers per queue (none: maintenance only).
+    pub queues: QueueConcurrency,
     /// How long a claim lasts without a heartbeat.
     pub lease: Duration,
     /// Heartbeat period (well under the lease); also how fast a running job notices a cancel request.
@@ -138,7 +206,7 @@ pub struct WorkerPoolOptions {
 impl Default for WorkerPoolOptions {
     fn default() -> Self {
         Self {
-            workers: 1,
+            queues: QueueConcurrency::default_queue(1),
             lease: Duration::from_secs(30),
             heartbeat: Duration::from_secs(5),
             poll_interval: Duration::from_secs(1),

@@ -1,40 +1,44 @@
-//! Workers: claim, run under a heartbeat and a time limit, record the outcome; plus the maintenance task.
+//! Workers: claim from their queue, run under a heartbeat and a time limit, record the outcome; plus the
+//! maintenance task.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strato_store::{FailOutcome, Heartbeat, MetaStore};
-use strato_types::JobRecord;
+use strato_store::{ClaimFilter, FailOutcome, Heartbeat, Store};
+use strato_types::{JobKind, JobRecord, JobStatus, QueueName};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::{backoff, AttemptOutcome, JobContext, JobError, JobHandler, WorkerPoolOptions};
+use crate::{backoff, AttemptOutcome, JobContext, JobError, JobHandler, WorkerPoolOptions, Workers};
+
+/// The layered worker of each registered kind.
+type Handlers = Arc<BTreeMap<JobKind, Arc<dyn JobHandler>>>;
 
 /// Runs one claimed job to its outcome: heartbeat while the handler runs, stop it at its time limit, then store
 /// the result.
 pub async fn run_claimed(
-    store: &Arc<dyn MetaStore>,
+    store: &Store,
     handler: &Arc<dyn JobHandler>,
     job: JobRecord,
     worker: &str,
     opts: &WorkerPoolOptions,
     ctx: JobContext,
 ) -> AttemptOutcome {
-    run_claimed_then(store, handler, job, worker, opts, ctx, false).await.0
+    run_claimed_then(store, handler, job, worker, opts, ctx, None).await.0
 }
 
 /// [`run_claimed`]; with `claim_next`, a success is recorded together with the claim of the worker's next job
 /// (one store round trip instead of two), which is returned.
 async fn run_claimed_then(
-    store: &Arc<dyn MetaStore>,
+    store: &Store,
     handler: &Arc<dyn JobHandler>,
     job: JobRecord,
     worker: &str,
     opts: &WorkerPoolOptions,
     ctx: JobContext,
-    claim_next: bool,
+    claim_next: Option<&Arc<ClaimFilter>>,
 ) -> (AttemptOutcome, Option<JobRecord>) {
     let id = job.id.clone();
     let limit = Duration::from_millis(job.timeout_ms.max(1) as u64);
@@ -44,6 +48,7 @@ async fn run_claimed_then(
         tokio::spawn(async move { handler.run(&job, &ctx).await })
     };
     let beat = tokio::spawn(heartbeat(store.clone(), ctx.clone(), id.clone(), worker.to_string(), opts.clone()));
+    let queue = store.queue();
 
     // 1. Wait for the handler, up to the time limit; then ask it to stop and give it a grace period.
     let joined = match tokio::time::timeout(limit, &mut task).await {
@@ -72,26 +77,28 @@ async fn run_claimed_then(
     // 2. Record the outcome; every write is fenced by the lease.
     let mut next = None;
     let stored = match &result {
-        Ok(v) if claim_next => match store.complete_and_claim(&id, worker, v, opts.lease).await {
-            Ok((ok, n)) => {
-                next = n;
-                Ok(if ok { Ok(()) } else { Err(()) })
-            }
-            Err(e) => Err(e),
+        Ok(v) => match claim_next {
+            Some(filter) => match queue.complete_and_claim(&id, worker, v, filter, opts.lease).await {
+                Ok((ok, n)) => {
+                    next = n;
+                    Ok(if ok { Ok(()) } else { Err(()) })
+                }
+                Err(e) => Err(e),
+            },
+            None => queue.complete(&id, worker, v).await.map(|ok| if ok { Ok(()) } else { Err(()) }),
         },
-        Ok(v) => store.complete(&id, worker, v).await.map(|ok| if ok { Ok(()) } else { Err(()) }),
         Err(_) if ctx.cancel_requested() => {
-            store.finish_cancelled(&id, worker).await.map(|ok| if ok { Ok(()) } else { Err(()) })
+            queue.finish_cancelled(&id, worker).await.map(|ok| if ok { Ok(()) } else { Err(()) })
         }
         Err(e) => {
             let retry_in = match e {
                 JobError::Permanent(_) => None,
                 JobError::Retryable(_) => {
-                    let attempts = store.get_job(&id).await.ok().flatten().map(|j| j.attempts).unwrap_or(1);
+                    let attempts = queue.get(&id).await.ok().flatten().map(|j| j.attempts).unwrap_or(1);
                     Some(backoff(attempts))
                 }
             };
-            match store.fail(&id, worker, &e.to_string(), retry_in, ctx.timed_out()).await {
+            match queue.fail(&id, worker, &e.to_string(), retry_in, ctx.timed_out()).await {
                 Ok(FailOutcome::LeaseLost) => Ok(Err(())),
                 Ok(FailOutcome::Cancelled) => {
                     // The cancel request arrived after the last heartbeat: the store already ended the job.
@@ -125,12 +132,12 @@ async fn run_claimed_then(
 }
 
 /// Renews the lease, publishes progress and turns a cancel request into the context's flag.
-async fn heartbeat(store: Arc<dyn MetaStore>, ctx: JobContext, id: String, worker: String, opts: WorkerPoolOptions) {
+async fn heartbeat(store: Store, ctx: JobContext, id: String, worker: String, opts: WorkerPoolOptions) {
     let mut tick = tokio::time::interval(opts.heartbeat);
     tick.tick().await;
     loop {
         tick.tick().await;
-        match store.heartbeat(&id, &worker, opts.lease, Some(ctx.progress())).await {
+        match store.queue().heartbeat(&id, &worker, opts.lease, Some(ctx.progress())).await {
             Ok(Heartbeat::Held { cancel_requested }) => {
                 if cancel_requested && !ctx.cancel_requested() {
                     tracing::info!(job = %id, "cancel requested; asking the handler to stop");
@@ -154,7 +161,7 @@ pub struct WorkerPool {
     signal: Arc<Notify>,
     stop: watch::Sender<bool>,
     handles: Vec<JoinHandle<()>>,
-    store: Arc<dyn MetaStore>,
+    store: Store,
     running: Running,
 }
 
@@ -162,25 +169,32 @@ pub struct WorkerPool {
 type Running = Arc<parking_lot::Mutex<HashMap<String, (String, JobContext)>>>;
 
 impl WorkerPool {
-    /// Starts `opts.workers` workers (zero is allowed: maintenance only) and the maintenance task.
-    pub fn start(store: Arc<dyn MetaStore>, handler: Arc<dyn JobHandler>, opts: WorkerPoolOptions) -> Self {
+    /// Starts the workers of each queue in `opts.queues` (none is allowed: maintenance only), running the kinds
+    /// `workers` registers, and the maintenance task.
+    pub fn start(store: Store, workers: &Workers, opts: WorkerPoolOptions) -> Self {
         let signal = store.job_signal();
         let (stop, stop_rx) = watch::channel(false);
         let running: Running = Arc::default();
-        let mut handles: Vec<JoinHandle<()>> = (0..opts.workers)
-            .map(|i| {
-                let worker = format!("{}-{i}", opts.worker_id);
-                tokio::spawn(worker_loop(
+        let handlers: Handlers = Arc::new(workers.layered());
+        let mut handles = Vec::new();
+        for (queue, n) in &opts.queues.0 {
+            // Every kind this process runs, whatever queue it usually waits in: a submitter may choose the queue.
+            let filter = Arc::new(ClaimFilter::new(queue.clone(), handlers.keys().cloned()));
+            for i in 0..*n {
+                let worker = format!("{}-{queue}-{i}", opts.worker_id);
+                handles.push(tokio::spawn(worker_loop(
                     store.clone(),
-                    handler.clone(),
+                    handlers.clone(),
+                    filter.clone(),
                     opts.clone(),
                     worker,
                     stop_rx.clone(),
                     running.clone(),
-                ))
-            })
-            .collect();
-        handles.push(tokio::spawn(maintenance(store.clone(), opts, stop_rx)));
+                )));
+            }
+        }
+        let known: BTreeSet<JobKind> = handlers.keys().cloned().collect();
+        handles.push(tokio::spawn(maintenance(store.clone(), known, opts, stop_rx)));
         Self { signal, stop, handles, store, running }
     }
 
@@ -207,7 +221,7 @@ impl WorkerPool {
         let running: Vec<(String, (String, JobContext))> = self.running.lock().drain().collect();
         for (worker, (job, ctx)) in running {
             ctx.cancel();
-            match self.store.release(&job, &worker).await {
+            match self.store.queue().release(&job, &worker).await {
                 Ok(true) => tracing::info!(%job, "interrupted job handed back to the queue"),
                 Ok(false) => {}
                 Err(e) => {
@@ -229,40 +243,55 @@ impl Waker {
     }
 }
 
+#[allow(clippy::too_many_arguments, reason = "the loop's own state, passed once at spawn")]
 async fn worker_loop(
-    store: Arc<dyn MetaStore>,
-    handler: Arc<dyn JobHandler>,
+    store: Store,
+    handlers: Handlers,
+    filter: Arc<ClaimFilter>,
     opts: WorkerPoolOptions,
     worker: String,
     mut stop: watch::Receiver<bool>,
     running: Running,
 ) {
     let signal = store.job_signal();
+    let queue = store.queue();
     let mut failures = 0u32;
     // The job claimed together with the last success, if any.
     let mut next: Option<JobRecord> = None;
+    // The queue's next due time, read after an idle wait that the clock ended (no wake-up came): a claim then can
+    // only find something when a job has become due, and the claim's transaction is skipped when none has.
+    let mut after_clock: Option<Option<Duration>> = None;
     loop {
         if *stop.borrow() {
             if let Some(job) = next.take() {
                 // Claimed but not started: hand it straight back rather than leave it to its lease.
-                let _ = store.release(&job.id, &worker).await;
+                let _ = queue.release(&job.id, &worker).await;
             }
             return;
         }
+        let nothing_due = matches!(after_clock, Some(None)) || matches!(after_clock, Some(Some(d)) if !d.is_zero());
         let claimed = match next.take() {
             Some(job) => Ok(Some(job)),
-            None => store.claim(&worker, opts.lease).await,
+            None if nothing_due => Ok(None),
+            None => queue.claim_from(&filter, &worker, opts.lease).await,
         };
         match claimed {
             Ok(Some(job)) => {
                 failures = 0;
                 // There may be more: pass the wake-up on to another idle worker.
                 signal.notify_one();
-                tracing::info!(job = %job.id, kind = job.kind.as_str(), attempt = job.attempts, %worker, "job started");
+                tracing::info!(job = %job.id, kind = %job.kind, queue = %job.queue, attempt = job.attempts, %worker, "job started");
                 let id = job.id.clone();
                 let ctx = JobContext::new(&worker);
+                // The claim only takes registered kinds; a job of another kind here means the store was changed
+                // under us: give it back untouched.
+                let Some(handler) = handlers.get(&job.kind).cloned() else {
+                    tracing::error!(job = %id, kind = %job.kind, "claimed a job of a kind this process does not run");
+                    let _ = queue.release(&id, &worker).await;
+                    continue;
+                };
                 running.lock().insert(worker.clone(), (id.clone(), ctx.clone()));
-                let (outcome, then) = run_claimed_then(&store, &handler, job, &worker, &opts, ctx, true).await;
+                let (outcome, then) = run_claimed_then(&store, &handler, job, &worker, &opts, ctx, Some(&filter)).await;
                 next = then;
                 running.lock().remove(&worker);
                 match &outcome {
@@ -286,24 +315,44 @@ async fn worker_loop(
                 continue;
             }
         }
-        let wait = match store.next_due_in().await {
-            Ok(Some(d)) => d.min(opts.poll_interval),
+        // Nothing to claim: sleep until the queue's next job is due (however far ahead), a wake-up, or the safety
+        // poll. A job that is due but was not claimed waits behind its key: the completion that frees the key wakes
+        // a worker, so wait for that (or the poll) rather than spin.
+        let due = match after_clock.take() {
+            Some(due) if nothing_due => Ok(due),
+            _ => queue.next_due_in(&filter).await,
+        };
+        let wait = match due {
+            Ok(Some(d)) if !d.is_zero() => d.min(opts.poll_interval),
             _ => opts.poll_interval,
         };
-        tokio::select! {
-            _ = signal.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => {}
+        let by_clock = tokio::select! {
+            _ = signal.notified() => false,
+            _ = tokio::time::sleep(wait) => true,
+            _ = stop.changed() => false,
+        };
+        if by_clock {
+            after_clock = queue.next_due_in(&filter).await.ok();
         }
     }
 }
 
-/// Reaps lapsed leases (alerting on dead-lettered jobs) and deletes finished jobs past their TTL.
-async fn maintenance(store: Arc<dyn MetaStore>, opts: WorkerPoolOptions, mut stop: watch::Receiver<bool>) {
+/// How often queued jobs of unknown kinds are looked for (and, while they stay, reported again).
+const UNKNOWN_KINDS_EVERY: Duration = Duration::from_secs(600);
+
+/// Reaps lapsed leases (alerting on dead-lettered jobs), deletes finished jobs past their TTL, and reports queued
+/// jobs of kinds this process does not run (`known`).
+async fn maintenance(store: Store, known: BTreeSet<JobKind>, opts: WorkerPoolOptions, mut stop: watch::Receiver<bool>) {
     let sweep_every = opts.job_ttl.map(|ttl| (ttl / 10).clamp(Duration::from_secs(1), Duration::from_secs(600)));
     let mut last_sweep: Option<tokio::time::Instant> = None;
+    let mut last_kinds_check: Option<tokio::time::Instant> = None;
+    let queue = store.queue();
     loop {
-        match store.reap_expired_leases().await {
+        if !opts.queues.0.is_empty() && last_kinds_check.is_none_or(|t| t.elapsed() >= UNKNOWN_KINDS_EVERY) {
+            last_kinds_check = Some(tokio::time::Instant::now());
+            report_unknown_kinds(&store, &known, &opts.queues.0).await;
+        }
+        match queue.reap_expired_leases().await {
             Ok(r) => {
                 for job in &r.dead_lettered {
                     tracing::error!(job = %job.id, "the last attempt's worker died; job moved to the dead-letter queue");
@@ -321,7 +370,7 @@ async fn maintenance(store: Arc<dyn MetaStore>, opts: WorkerPoolOptions, mut sto
             if last_sweep.is_none_or(|t| t.elapsed() >= every) {
                 last_sweep = Some(tokio::time::Instant::now());
                 let cutoff = chrono::Utc::now() - chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
-                match store.delete_finished_before(cutoff).await {
+                match queue.delete_finished_before(cutoff).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(deleted = n, "expired finished jobs"),
                     Err(e) => tracing::warn!(error = %e, "deleting expired jobs failed"),
@@ -332,6 +381,30 @@ async fn maintenance(store: Arc<dyn MetaStore>, opts: WorkerPoolOptions, mut sto
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Logs the queued jobs of kinds this process does not run: written by a newer version, or by a capability this
+/// build leaves out. They are left alone (another process may run them) but never silently.
+async fn report_unknown_kinds(store: &Store, known: &BTreeSet<JobKind>, served: &[(QueueName, usize)]) {
+    let counts = match store.queue().counts().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not count queued jobs by kind");
+            return;
+        }
+    };
+    for (kind, status, n) in counts {
+        if status == JobStatus::Queued.as_str() && !known.iter().any(|k| k.as_str() == kind) {
+            let queues: Vec<String> = served.iter().map(|(q, _)| q.to_string()).collect();
+            tracing::warn!(
+                kind = %kind,
+                queued = n,
+                "queued jobs of a kind this process does not run are left alone (served queues: {}); a process that \
+                 runs it must be started, or the jobs cancelled",
+                queues.join(",")
+            );
         }
     }
 }

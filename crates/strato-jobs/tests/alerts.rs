@@ -6,16 +6,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use strato_jobs::{Alerter, AlerterOptions};
-use strato_types::{JobKind, JobRecord, JobStatus};
+use strato_types::{JobArgs, JobRecord, JobStatus, QueueName};
 
 fn dead_job() -> JobRecord {
     let now = chrono::Utc::now();
     JobRecord {
         id: "job-1".into(),
-        kind: JobKind::Noop,
+        kind: strato_jobs::noop::NoopArgs::KIND,
+        queue: QueueName::DEFAULT,
         status: JobStatus::Failure,
         payload: json!({}),
         key: Some("model:m".into()),
+        resource: None,
         priority: 0,
         progress: 0,
         error: Some("boom".into()),

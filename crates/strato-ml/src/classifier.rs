@@ -19,7 +19,7 @@ const FORMAT_NAME: &str = "strato-classifier";
 ///
 /// # Warning
 /// Stored with every model version: new fields need defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainParams {
     /// Inverse L2 strength. Default 10: measured on CLINC150 (see BENCHMARKS.md), C=10 beats C=1 by a point.
@@ -168,7 +168,7 @@ pub struct Classifier {
 }
 
 /// A label and its probability.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Scored {
     /// Label.
     pub label: String,

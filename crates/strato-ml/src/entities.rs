@@ -8,9 +8,7 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 
 /// What kind of thing an entity is.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EntityType {
     /// A named person.
@@ -26,6 +24,17 @@ pub enum EntityType {
 }
 
 impl EntityType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Person => "person",
+            Self::Organization => "organization",
+            Self::Acronym => "acronym",
+            Self::Place => "place",
+            Self::Family => "family",
+        }
+    }
+
     /// The follow-up question template; `$entity` is replaced by the entity text.
     pub fn template(self) -> &'static str {
         match self {

@@ -5,7 +5,10 @@ use chrono::Utc;
 use strato_ml::{parse_dataset, DatasetFormat};
 use strato_types::{validate_name, DatasetRecord, ErrorCode, StratoError};
 
-use crate::{blob_storage, internal, storage, Result, Strato};
+use strato_blob::BlobStore;
+use strato_store::Store;
+
+use crate::{blob_storage, internal, storage, Result};
 
 /// A dataset's record and its file.
 pub struct StoredDataset {
@@ -45,13 +48,30 @@ fn format_from(content_type: Option<&str>) -> Result<DatasetFormat> {
     })
 }
 
-impl Strato {
+/// Stored datasets: what a training names instead of sending its data.
+#[derive(Clone)]
+pub struct Datasets {
+    store: Store,
+    blobs: BlobStore,
+    max_bytes: usize,
+}
+
+impl Datasets {
+    pub(crate) fn new(store: Store, blobs: BlobStore, max_bytes: usize) -> Self {
+        Self { store, blobs, max_bytes }
+    }
+
+    /// The largest dataset accepted, in bytes.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
     /// Validates and stores a dataset, replacing one of the same name. Nothing is stored when it is invalid.
-    pub async fn put_dataset(&self, name: &str, content_type: Option<&str>, bytes: Bytes) -> Result<DatasetRecord> {
+    pub async fn put(&self, name: &str, content_type: Option<&str>, bytes: Bytes) -> Result<DatasetRecord> {
         validate_name("dataset", name)?;
         let format = format_from(content_type)?;
         let size = bytes.len();
-        let ds = parse_upload(bytes.clone(), format, self.inner.opts.max_dataset_bytes).await?;
+        let ds = parse_upload(bytes.clone(), format, self.max_bytes).await?;
         let ext = match ds.format {
             DatasetFormat::Csv => "csv",
             DatasetFormat::Jsonl => "jsonl",
@@ -59,7 +79,7 @@ impl Strato {
         };
         // A fresh key per upload: a training job that captured the old key keeps reading the old file.
         let key = format!("datasets/{name}/{}.{ext}", uuid::Uuid::now_v7());
-        self.inner.blobs.put(&key, bytes).await.map_err(blob_storage("storing the dataset failed"))?;
+        self.blobs.put(&key, bytes).await.map_err(blob_storage("storing the dataset failed"))?;
         let record = DatasetRecord {
             name: name.to_string(),
             format: ds.format.as_str().to_string(),
@@ -69,15 +89,15 @@ impl Strato {
             blob_key: key.clone(),
             created_at: Utc::now(),
         };
-        match self.inner.store.put_dataset(&record).await {
+        match self.store.datasets().put(&record).await {
             Ok(Some(old)) => {
-                if let Err(e) = self.inner.blobs.delete(&old.blob_key).await {
+                if let Err(e) = self.blobs.delete(&old.blob_key).await {
                     tracing::warn!(key = %old.blob_key, error = %e, "could not delete the replaced dataset file");
                 }
             }
             Ok(None) => {}
             Err(e) => {
-                let _ = self.inner.blobs.delete(&key).await;
+                let _ = self.blobs.delete(&key).await;
                 return Err(internal("recording the dataset failed")(e));
             }
         }
@@ -85,25 +105,24 @@ impl Strato {
     }
 
     /// All datasets.
-    pub async fn list_datasets(&self) -> Result<Vec<DatasetRecord>> {
-        self.inner.store.list_datasets().await.map_err(storage("listing datasets failed"))
+    pub async fn list(&self) -> Result<Vec<DatasetRecord>> {
+        self.store.datasets().list().await.map_err(storage("listing datasets failed"))
     }
 
     /// A dataset's record.
-    pub async fn dataset(&self, name: &str) -> Result<DatasetRecord> {
-        self.inner
-            .store
-            .get_dataset(name)
+    pub async fn get(&self, name: &str) -> Result<DatasetRecord> {
+        self.store
+            .datasets()
+            .get(name)
             .await
             .map_err(internal("reading the dataset failed"))?
             .ok_or_else(|| StratoError::new(ErrorCode::DatasetNotFound, format!("dataset {name:?} not found")))
     }
 
     /// A dataset with its file.
-    pub async fn dataset_file(&self, name: &str) -> Result<StoredDataset> {
-        let record = self.dataset(name).await?;
-        let bytes =
-            self.inner.blobs.get(&record.blob_key).await.map_err(blob_storage("reading the dataset file failed"))?;
+    pub async fn file(&self, name: &str) -> Result<StoredDataset> {
+        let record = self.get(name).await?;
+        let bytes = self.blobs.get(&record.blob_key).await.map_err(blob_storage("reading the dataset file failed"))?;
         let content_type = match record.format.as_str() {
             "csv" => "text/csv",
             "jsonl" => "application/x-ndjson",
@@ -113,15 +132,15 @@ impl Strato {
     }
 
     /// Deletes a dataset and its file.
-    pub async fn delete_dataset(&self, name: &str) -> Result<()> {
+    pub async fn delete(&self, name: &str) -> Result<()> {
         let record = self
-            .inner
             .store
-            .delete_dataset(name)
+            .datasets()
+            .delete(name)
             .await
             .map_err(internal("deleting the dataset failed"))?
             .ok_or_else(|| StratoError::new(ErrorCode::DatasetNotFound, format!("dataset {name:?} not found")))?;
-        if let Err(e) = self.inner.blobs.delete(&record.blob_key).await {
+        if let Err(e) = self.blobs.delete(&record.blob_key).await {
             tracing::warn!(key = %record.blob_key, error = %e, "could not delete the dataset file");
         }
         Ok(())

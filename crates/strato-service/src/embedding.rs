@@ -8,7 +8,8 @@ use strato_types::{ErrorCode, StratoError};
 use tokio::sync::OnceCell;
 
 use crate::batching::{BatchOptions, EmbedQueue};
-use crate::{Result, Strato};
+use crate::metrics::Metrics;
+use crate::Result;
 
 /// Name of the default embedding model.
 pub const DEFAULT_MODEL_NAME: &str = "all-MiniLM-L6-v2";
@@ -98,10 +99,21 @@ pub fn pull_default(dir: &Path) -> Result<strato_fetch::PullReport> {
     strato_fetch::pull_default_model(&opts).map_err(|e| StratoError::internal(e.to_string()))
 }
 
-impl Strato {
+/// The shared embedding model, its batching queue and its cache: the part every model, mentor and training uses.
+#[derive(Clone)]
+pub struct Embeddings {
+    cell: Arc<EmbedderCell>,
+    metrics: Metrics,
+}
+
+impl Embeddings {
+    pub(crate) fn new(cell: EmbedderCell, metrics: Metrics) -> Self {
+        Self { cell: Arc::new(cell), metrics }
+    }
+
     /// The embedding model, loading (and for the default model, pulling) it on first use.
     pub async fn embedder(&self) -> Result<Arc<Embedder>> {
-        let cell = &self.inner.embedder;
+        let cell = &self.cell;
         cell.cell
             .get_or_try_init(|| async {
                 let (source, opts) = (cell.source.clone(), cell.load);
@@ -127,13 +139,13 @@ impl Strato {
     }
 
     /// Where the embedding model is (or will be).
-    pub fn embedding_source(&self) -> &EmbeddingSource {
-        &self.inner.embedder.source
+    pub fn source(&self) -> &EmbeddingSource {
+        &self.cell.source
     }
 
     /// Embeds texts, answering repeated ones from the cache and the rest on a blocking thread.
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
-        let Some(cache) = &self.inner.embedder.cache else { return self.embed_uncached(texts).await };
+        let Some(cache) = &self.cell.cache else { return self.embed_uncached(texts).await };
         let mut out: Vec<Option<Vec<f32>>> = Vec::with_capacity(texts.len());
         let mut missing = Vec::new();
         {
@@ -146,7 +158,7 @@ impl Strato {
                 out.push(hit);
             }
         }
-        let lookups = &self.inner.metrics.embedding_cache;
+        let lookups = &self.metrics.embedding_cache;
         lookups.with_label_values(&["hit"]).inc_by((texts.len() - missing.len()) as u64);
         lookups.with_label_values(&["miss"]).inc_by(missing.len() as u64);
         if missing.is_empty() {
@@ -165,16 +177,16 @@ impl Strato {
     /// training job's) on a blocking thread of their own so they never hold up the queue.
     async fn embed_uncached(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
         let embedder = self.embedder().await?;
-        let cell = &self.inner.embedder;
+        let cell = &self.cell;
         if texts.len() <= cell.batching.max_batch_texts {
             let queue = cell.queue.get_or_init(|| {
-                let histogram = self.inner.metrics.embedding_batch.clone();
+                let histogram = self.metrics.embedding_batch.clone();
                 let observe = Box::new(move |n: usize| histogram.observe(n as f64));
                 EmbedQueue::start(embedder.clone(), cell.batching, observe)
             });
             return queue.submit(texts)?.await.map_err(crate::internal("the embedding thread stopped"))?;
         }
-        self.inner.metrics.embedding_batch.observe(texts.len() as f64);
+        self.metrics.embedding_batch.observe(texts.len() as f64);
         tokio::task::spawn_blocking(move || {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             if refs.len() <= strato_ml::embedder::BATCH_SIZE {

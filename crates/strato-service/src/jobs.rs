@@ -1,10 +1,13 @@
 //! Jobs as a general facility: look-up, listing, attempts, cancellation, the dead-letter queue and generic
-//! (noop) submissions.
+//! submissions of the kinds that allow them.
 
-use strato_store::{CancelOutcome, Enqueued, JobFilter};
+use std::sync::Arc;
+
+use strato_jobs::Workers;
+use strato_store::{CancelOutcome, Enqueued, JobFilter, Store};
 use strato_types::{ErrorCode, JobAttempt, JobKind, JobRecord, NewJob, StratoError};
 
-use crate::{storage, Result, Strato};
+use crate::{storage, Result};
 
 /// What a cancel request did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,46 +32,86 @@ fn not_dead(id: &str) -> StratoError {
 /// Longest time limit a submitted job may ask for.
 const MAX_TIMEOUT_SECS: u64 = 86_400;
 
-impl Strato {
+/// The job facility: every kind's jobs, the registry of kinds, the dead-letter queue.
+#[derive(Clone)]
+pub struct Jobs {
+    store: Store,
+    registry: Arc<Workers>,
+}
+
+impl Jobs {
+    pub(crate) fn new(store: Store, registry: Arc<Workers>) -> Self {
+        Self { store, registry }
+    }
+
+    /// The registered job kinds.
+    pub fn registry(&self) -> &Arc<Workers> {
+        &self.registry
+    }
+
     /// One job.
-    pub async fn job(&self, id: &str) -> Result<JobRecord> {
-        self.inner.store.get_job(id).await.map_err(storage("reading the job failed"))?.ok_or_else(|| not_found(id))
+    pub async fn get(&self, id: &str) -> Result<JobRecord> {
+        self.store.queue().get(id).await.map_err(storage("reading the job failed"))?.ok_or_else(|| not_found(id))
     }
 
     /// One job with its attempt history.
-    pub async fn job_with_attempts(&self, id: &str) -> Result<(JobRecord, Vec<JobAttempt>)> {
-        let job = self.job(id).await?;
-        let attempts = self.inner.store.job_attempts(id).await.map_err(storage("reading the job failed"))?;
+    pub async fn with_attempts(&self, id: &str) -> Result<(JobRecord, Vec<JobAttempt>)> {
+        let job = self.get(id).await?;
+        let attempts = self.store.queue().attempts(id).await.map_err(storage("reading the job failed"))?;
         Ok((job, attempts))
     }
 
     /// Jobs matching a filter.
-    pub async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
-        self.inner.store.list_jobs(filter).await.map_err(storage("listing jobs failed"))
+    pub async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
+        self.store.queue().list(filter).await.map_err(storage("listing jobs failed"))
     }
 
-    /// Enqueues an arbitrary job (the store wakes the workers).
+    /// Enqueues a job (the store wakes the workers).
     pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
-        self.inner.store.enqueue(job).await.map_err(storage("queueing the job failed"))
+        self.store.queue().enqueue(job).await.map_err(storage("queueing the job failed"))
     }
 
-    /// Submits a job through the generic route. Only kinds whose payload needs no validation may come this way:
-    /// training goes through the model and mentor routes, which check the data first.
-    pub async fn submit_job(&self, job: NewJob) -> Result<Enqueued> {
-        if job.kind != JobKind::Noop {
+    /// A job of `kind` with its registered defaults, for the generic route; refuses kinds that are not registered
+    /// or that have routes of their own (training checks its data first), and payloads that are not the kind's.
+    pub fn generic(&self, kind: &str, payload: serde_json::Value) -> Result<NewJob> {
+        let generic: Vec<&str> = self.registry.generic_kinds().map(|k| k.as_str()).collect();
+        let kind = JobKind::parse(kind)?;
+        let Some(defaults) = self.registry.defaults(&kind) else {
+            return Err(StratoError::new(
+                ErrorCode::InvalidRequest,
+                format!("unknown job kind {:?}: this route takes {}", kind.as_str(), generic.join(", ")),
+            ));
+        };
+        if !self.registry.is_generic(&kind) {
             return Err(StratoError::new(
                 ErrorCode::InvalidRequest,
                 format!(
                     "jobs of kind {:?} are submitted through their own routes (POST /v1/models, POST \
-                     /v1/mentors/{{id}}/train); this route takes \"noop\"",
-                    job.kind.as_str()
+                     /v1/mentors/{{id}}/train, …), which check their input; this route takes {}",
+                    kind.as_str(),
+                    generic.join(", ")
                 ),
             ));
         }
+        let resource = match self.registry.check(&kind, &payload) {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                return Err(StratoError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("\"payload\" is not a {kind} job's input: {e}"),
+                ))
+            }
+            None => None,
+        };
+        Ok(NewJob { resource, ..NewJob::with_defaults(kind, payload, defaults) })
+    }
+
+    /// Submits a job through the generic route (built by [`Jobs::generic`], then adjusted by the caller).
+    pub async fn submit(&self, job: NewJob) -> Result<Enqueued> {
         if !(1..=100).contains(&job.max_attempts) {
             return Err(StratoError::new(ErrorCode::InvalidRequest, "max_attempts must be between 1 and 100"));
         }
-        if job.timeout.is_some_and(|t| !(1..=MAX_TIMEOUT_SECS).contains(&t.as_secs())) {
+        if !(1..=MAX_TIMEOUT_SECS).contains(&job.timeout.as_secs()) {
             return Err(StratoError::new(
                 ErrorCode::InvalidRequest,
                 format!("timeout_secs must be between 1 and {MAX_TIMEOUT_SECS} (a day)"),
@@ -78,8 +121,8 @@ impl Strato {
     }
 
     /// Cancels a job: queued jobs at once, running ones by request.
-    pub async fn cancel_job(&self, id: &str) -> Result<(Cancellation, JobRecord)> {
-        match self.inner.store.cancel_job(id).await.map_err(storage("cancelling the job failed"))? {
+    pub async fn cancel(&self, id: &str) -> Result<(Cancellation, JobRecord)> {
+        match self.store.queue().cancel(id).await.map_err(storage("cancelling the job failed"))? {
             CancelOutcome::Cancelled(j) => Ok((Cancellation::Cancelled, *j)),
             CancelOutcome::Requested(j) => Ok((Cancellation::Requested, *j)),
             CancelOutcome::AlreadyFinished(j) => Err(StratoError::new(
@@ -92,12 +135,12 @@ impl Strato {
 
     /// Dead-letter queue entries, newest first.
     pub async fn dead_letters(&self, limit: i64) -> Result<Vec<JobRecord>> {
-        self.inner.store.list_dead_letters(limit.clamp(1, 1000)).await.map_err(storage("listing the DLQ failed"))
+        self.store.queue().dead_letters(limit.clamp(1, 1000)).await.map_err(storage("listing the DLQ failed"))
     }
 
     /// One dead-letter entry with its attempt history.
     pub async fn dead_letter(&self, id: &str) -> Result<(JobRecord, Vec<JobAttempt>)> {
-        match self.job_with_attempts(id).await {
+        match self.with_attempts(id).await {
             Ok((j, a)) if j.dead_lettered_at.is_some() => Ok((j, a)),
             Ok(_) => Err(not_dead(id)),
             Err(e) if e.code == ErrorCode::JobNotFound => Err(not_dead(id)),
@@ -107,8 +150,8 @@ impl Strato {
 
     /// Re-queues a dead-lettered job with fresh attempts.
     pub async fn replay_dead_letter(&self, id: &str) -> Result<JobRecord> {
-        self.inner
-            .store
+        self.store
+            .queue()
             .replay_dead_letter(id)
             .await
             .map_err(storage("replaying the job failed"))?
@@ -117,10 +160,15 @@ impl Strato {
 
     /// Deletes a dead-letter entry.
     pub async fn delete_dead_letter(&self, id: &str) -> Result<()> {
-        if self.inner.store.delete_dead_letter(id).await.map_err(storage("deleting the DLQ entry failed"))? {
+        if self.store.queue().delete_dead_letter(id).await.map_err(storage("deleting the DLQ entry failed"))? {
             Ok(())
         } else {
             Err(not_dead(id))
         }
+    }
+
+    /// Jobs per kind and status, for the queue-depth gauge.
+    pub async fn counts(&self) -> Result<Vec<(String, String, i64)>> {
+        self.store.queue().counts().await.map_err(storage("counting jobs failed"))
     }
 }

@@ -1,36 +1,45 @@
-//! Strato's domain: datasets, training jobs, model versions and serving predictions.
+//! Strato's domain: datasets, models and their training, mentors, jobs and API keys, cut by aggregate.
 //!
-//! [`Strato`] is the one handle the HTTP layer and the CLI use. It owns the metadata store, the blob store, the
-//! (lazily loaded, shared) embedding model and a bounded LRU of loaded classifiers. Blocking work — parsing,
-//! embedding, training — runs on blocking threads; the async side never holds a lock across an await.
+//! [`Strato`] is the composition root: [`Strato::builder`] opens the store and blob storage once, builds one part
+//! per aggregate — [`Models`], [`Mentors`], [`Datasets`], [`Jobs`], [`Keys`], and the shared [`Embeddings`] —
+//! each holding only the dependencies it needs, registers the job kinds those parts run (`train_model`,
+//! `train_mentor`, `noop`) and the resource kinds grants name (`model`, `mentor`), and lets each capability crate
+//! register its own ([`StratoBuilder::register`]). The HTTP layer and the CLI call the parts' methods and never
+//! reach into them. Blocking work — parsing, embedding, training — runs on blocking threads; the async side never
+//! holds a lock across an await.
 
-mod access;
 mod batching;
 mod datasets;
 mod embedding;
 mod jobs;
+mod keys;
 mod mentors;
 mod metrics;
 mod models;
-mod training;
+mod resources;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use strato_blob::BlobStore;
-use strato_store::{MetaStore, PgStore, SqliteStore};
+use strato_jobs::{CatchPanicLayer, TracingLayer, Workers};
+use strato_store::Store;
 use strato_types::{ErrorCode, StratoError};
 
-pub use access::NewApiKey;
 pub use batching::BatchOptions;
-pub use datasets::StoredDataset;
-pub use embedding::{default_model_dir, EmbeddingSource, DEFAULT_MODEL_NAME};
-pub use jobs::Cancellation;
-pub use mentors::{mentor_model_id, AnswerMedia, AnswerResult, Followup, PublishError};
+pub use datasets::{Datasets, StoredDataset};
+pub use embedding::{default_model_dir, EmbeddingSource, Embeddings, DEFAULT_MODEL_NAME};
+pub use jobs::{Cancellation, Jobs};
+pub use keys::{Keys, NewApiKey};
+pub use mentors::{
+    mentor_model_id, AnswerMedia, AnswerResult, Followup, Mentors, PublishError, TrainMentorArgs, TrainMentorWorker,
+};
 pub use metrics::Metrics;
-pub use models::{ModelDetail, Prediction};
-pub use strato_jobs::{Alerter, AlerterOptions, AttemptOutcome, JobContext, WorkerPool, WorkerPoolOptions};
-pub use training::{DataSource, TrainRequest, TrainingHandler};
+pub use models::{DataSource, ModelDetail, Models, Prediction, TrainModelArgs, TrainModelWorker, TrainRequest};
+pub use resources::ResourceKinds;
+pub use strato_jobs::{
+    Alerter, AlerterOptions, AttemptOutcome, JobContext, QueueConcurrency, WorkerPool, WorkerPoolOptions,
+};
 
 /// Result with a user-facing error.
 pub type Result<T> = std::result::Result<T, StratoError>;
@@ -78,21 +87,150 @@ impl StratoOptions {
     }
 }
 
-/// The service handle; cheap to clone.
+/// The composition root: one part per aggregate over a shared store and blob storage; cheap to clone.
 #[derive(Clone)]
 pub struct Strato {
-    inner: Arc<Inner>,
+    models: Models,
+    mentors: Mentors,
+    datasets: Datasets,
+    jobs: Jobs,
+    keys: Keys,
+    embeddings: Embeddings,
+    core: Arc<Core>,
 }
 
-struct Inner {
-    store: Arc<dyn MetaStore>,
+/// What every part shares, held once.
+struct Core {
+    store: Store,
     blobs: BlobStore,
-    embedder: embedding::EmbedderCell,
-    models: models::ModelCache,
-    mentors: mentors::MentorCache,
-    keys: access::KeyCache,
-    metrics: metrics::Metrics,
+    metrics: Metrics,
+    resources: Arc<ResourceKinds>,
     opts: StratoOptions,
+}
+
+/// What a capability registers with: the shared store and blob storage (to build its workers), the job kinds
+/// and the resource kinds.
+pub struct Registration<'a> {
+    /// The metadata store and job queue.
+    pub store: &'a Store,
+    /// Blob storage.
+    pub blobs: &'a BlobStore,
+    /// The job kinds: add the capability's workers.
+    pub workers: &'a mut Workers,
+    /// The resource kinds: add the capability's, so grants may name them.
+    pub resources: &'a mut ResourceKinds,
+}
+
+type Registrar = Box<dyn FnOnce(&mut Registration<'_>) + Send>;
+
+/// Builds a [`Strato`]: the core parts, then each registered capability's job and resource kinds.
+pub struct StratoBuilder {
+    opts: StratoOptions,
+    registrars: Vec<Registrar>,
+}
+
+impl StratoBuilder {
+    /// Adds a capability's registrations (its workers, its resource kinds), run once when the service is built.
+    pub fn register(mut self, f: impl FnOnce(&mut Registration<'_>) + Send + 'static) -> Self {
+        self.registrars.push(Box::new(f));
+        self
+    }
+
+    /// Opens the data directory (creating it), the metadata store (SQLite in it, or the `database_url`'s
+    /// PostgreSQL) and blob storage, then builds the service.
+    pub async fn open(self) -> Result<Strato> {
+        let opts = &self.opts;
+        std::fs::create_dir_all(&opts.data_dir).map_err(|e| {
+            StratoError::internal(format!("cannot create data directory {}: {e}", opts.data_dir.display()))
+        })?;
+        let store = match opts.database_url.as_deref() {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Store::connect(url).await.map_err(|e| {
+                    StratoError::internal(format!("cannot open the PostgreSQL database ({}): {e}", redact_url(url)))
+                })?
+            }
+            Some(other) => {
+                return Err(StratoError::new(
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "unsupported database URL {:?}: use postgres://user:password@host:port/database, or leave it \
+                         unset for SQLite in the data directory",
+                        redact_url(other)
+                    ),
+                ))
+            }
+            None => {
+                let path = opts.data_dir.join("meta.db");
+                Store::open_sqlite(&path)
+                    .await
+                    .map_err(|e| StratoError::internal(format!("cannot open {}: {e}", path.display())))?
+            }
+        };
+        let blobs = BlobStore::open(opts.storage.as_deref().unwrap_or(""), &opts.data_dir.join("blobs"))
+            .map_err(|e| StratoError::new(ErrorCode::InvalidRequest, format!("blob storage: {e}")))?;
+        Ok(self.build(store, blobs))
+    }
+
+    /// Builds the service over an open store and blob storage.
+    pub fn build(self, store: Store, blobs: BlobStore) -> Strato {
+        let opts = self.opts;
+        let metrics = Metrics::new();
+        let source = match &opts.embedding_model {
+            Some(dir) => EmbeddingSource::Dir(dir.clone()),
+            None => EmbeddingSource::Default(default_model_dir(&opts.data_dir)),
+        };
+        let embeddings = Embeddings::new(
+            embedding::EmbedderCell::new(
+                source,
+                opts.embedding_cache_size,
+                strato_ml::LoadOptions { precision: opts.embedding_precision, ..Default::default() },
+                opts.batching,
+            ),
+            metrics.clone(),
+        );
+        let datasets = Datasets::new(store.clone(), blobs.clone(), opts.max_dataset_bytes);
+        let models = Models::new(
+            store.clone(),
+            blobs.clone(),
+            embeddings.clone(),
+            datasets.clone(),
+            opts.model_cache_size,
+            metrics.clone(),
+        );
+        let mentors =
+            Mentors::new(store.clone(), blobs.clone(), embeddings.clone(), models.clone(), opts.mentor_cache_size);
+
+        // 1. The core's job kinds and resource kinds, then each capability's.
+        let mut workers = Workers::new();
+        workers
+            .add(strato_jobs::noop::NoopWorker)
+            .add(TrainModelWorker::new(models.clone()))
+            .add(TrainMentorWorker::new(mentors.clone()));
+        let mut resources = ResourceKinds::core();
+        for registrar in self.registrars {
+            registrar(&mut Registration {
+                store: &store,
+                blobs: &blobs,
+                workers: &mut workers,
+                resources: &mut resources,
+            });
+        }
+        // 2. Layers wrap every worker once: panics become failures, spans name the job, attempts are timed.
+        workers.layer(CatchPanicLayer).layer(TracingLayer).layer(metrics.job_timing());
+
+        let resources = Arc::new(resources);
+        let jobs = Jobs::new(store.clone(), Arc::new(workers));
+        let keys = Keys::new(store.clone(), resources.clone());
+        Strato {
+            models,
+            mentors,
+            datasets,
+            jobs,
+            keys,
+            embeddings,
+            core: Arc::new(Core { store, blobs, metrics, resources, opts }),
+        }
+    }
 }
 
 /// A database URL without its password, for logs and errors.
@@ -147,99 +285,98 @@ pub(crate) fn internal<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(
 }
 
 impl Strato {
-    /// Opens the data directory (creating it), the SQLite metadata store and the local blob store.
+    /// A builder for `opts`, to register capabilities before opening.
+    pub fn builder(opts: StratoOptions) -> StratoBuilder {
+        StratoBuilder { opts, registrars: Vec::new() }
+    }
+
+    /// Opens the data directory, the metadata store and blob storage, with the core capabilities only.
     pub async fn open(opts: StratoOptions) -> Result<Self> {
-        std::fs::create_dir_all(&opts.data_dir).map_err(|e| {
-            StratoError::internal(format!("cannot create data directory {}: {e}", opts.data_dir.display()))
-        })?;
-        let store: Arc<dyn MetaStore> = match opts.database_url.as_deref() {
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Arc::new(PgStore::connect(url).await.map_err(|e| {
-                    StratoError::internal(format!("cannot open the PostgreSQL database ({}): {e}", redact_url(url)))
-                })?)
-            }
-            Some(other) => {
-                return Err(StratoError::new(
-                    ErrorCode::InvalidRequest,
-                    format!(
-                        "unsupported database URL {:?}: use postgres://user:password@host:port/database, or leave it \
-                         unset for SQLite in the data directory",
-                        redact_url(other)
-                    ),
-                ))
-            }
-            None => {
-                let path = opts.data_dir.join("meta.db");
-                Arc::new(
-                    SqliteStore::open(&path)
-                        .await
-                        .map_err(|e| StratoError::internal(format!("cannot open {}: {e}", path.display())))?,
-                )
-            }
-        };
-        let blobs = BlobStore::open(opts.storage.as_deref().unwrap_or(""), &opts.data_dir.join("blobs"))
-            .map_err(|e| StratoError::new(ErrorCode::InvalidRequest, format!("blob storage: {e}")))?;
-        Ok(Self::with_parts(store, blobs, opts))
+        Self::builder(opts).open().await
     }
 
-    /// Builds the service from explicit parts (other store or blob backends).
-    pub fn with_parts(store: Arc<dyn MetaStore>, blobs: BlobStore, opts: StratoOptions) -> Self {
-        let source = match &opts.embedding_model {
-            Some(dir) => EmbeddingSource::Dir(dir.clone()),
-            None => EmbeddingSource::Default(default_model_dir(&opts.data_dir)),
-        };
-        Self {
-            inner: Arc::new(Inner {
-                store,
-                blobs,
-                embedder: embedding::EmbedderCell::new(
-                    source,
-                    opts.embedding_cache_size,
-                    strato_ml::LoadOptions { precision: opts.embedding_precision, ..Default::default() },
-                    opts.batching,
-                ),
-                models: models::ModelCache::new(opts.model_cache_size),
-                mentors: mentors::MentorCache::new(opts.mentor_cache_size),
-                keys: access::KeyCache::new(),
-                metrics: metrics::Metrics::new(),
-                opts,
-            }),
-        }
+    /// Builds the service from explicit parts (other store or blob backends), with the core capabilities only.
+    pub fn with_parts(store: Store, blobs: BlobStore, opts: StratoOptions) -> Self {
+        Self::builder(opts).build(store, blobs)
     }
 
-    /// Closes the store once in-flight writes finish (call it after the workers and the server have stopped).
-    pub async fn close(&self) {
-        self.inner.store.close().await;
+    /// Text classifiers.
+    pub fn models(&self) -> &Models {
+        &self.models
     }
 
-    /// Whether blob storage answers (a lookup of a key that need not exist).
-    pub async fn blobs_reachable(&self) -> bool {
-        self.inner.blobs.exists("readyz-probe").await.is_ok()
+    /// Mentors.
+    pub fn mentors(&self) -> &Mentors {
+        &self.mentors
     }
 
-    /// Where metadata and blobs live, for start-up logs (no secrets).
-    pub fn describe_backends(&self) -> String {
-        let db = match &self.inner.opts.database_url {
-            Some(url) => redact_url(url),
-            None => format!("SQLite {}", self.inner.opts.data_dir.join("meta.db").display()),
-        };
-        format!("metadata: {db}; blobs: {}", self.inner.blobs)
+    /// Datasets.
+    pub fn datasets(&self) -> &Datasets {
+        &self.datasets
     }
 
-    /// The metadata store.
-    pub fn store(&self) -> &Arc<dyn MetaStore> {
-        &self.inner.store
+    /// Jobs of every kind, the registry of kinds and the dead-letter queue.
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+
+    /// API keys and quotas.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The shared embedding model.
+    pub fn embeddings(&self) -> &Embeddings {
+        &self.embeddings
+    }
+
+    /// The resource kinds grants may name.
+    pub fn resource_kinds(&self) -> &ResourceKinds {
+        &self.core.resources
+    }
+
+    /// The service's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.core.metrics
+    }
+
+    /// The metadata store, for capabilities and admin tools built on it.
+    pub fn store(&self) -> &Store {
+        &self.core.store
+    }
+
+    /// Blob storage, for capabilities built on it.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.core.blobs
     }
 
     /// Options in force.
     pub fn options(&self) -> &StratoOptions {
-        &self.inner.opts
+        &self.core.opts
     }
 
-    /// Starts the in-process worker pool (`opts.workers` may be 0: an API-only process still reaps leases and
-    /// expires old jobs).
+    /// Closes the store once in-flight writes finish (call it after the workers and the server have stopped).
+    pub async fn close(&self) {
+        self.core.store.close().await;
+    }
+
+    /// Whether blob storage answers (a lookup of a key that need not exist).
+    pub async fn blobs_reachable(&self) -> bool {
+        self.core.blobs.exists("readyz-probe").await.is_ok()
+    }
+
+    /// Where metadata and blobs live, for start-up logs (no secrets).
+    pub fn describe_backends(&self) -> String {
+        let db = match &self.core.opts.database_url {
+            Some(url) => redact_url(url),
+            None => format!("SQLite {}", self.core.opts.data_dir.join("meta.db").display()),
+        };
+        format!("metadata: {db}; blobs: {}", self.core.blobs)
+    }
+
+    /// Starts the in-process worker pool over the registered job kinds (`opts.queues` may be empty: an API-only
+    /// process still reaps leases and expires old jobs).
     pub fn start_workers(&self, opts: WorkerPoolOptions) -> WorkerPool {
-        let handler = metrics::Timed { inner: TrainingHandler::new(self.clone()), metrics: self.inner.metrics.clone() };
-        WorkerPool::start(self.inner.store.clone(), Arc::new(handler), opts)
+        WorkerPool::start(self.core.store.clone(), self.jobs.registry(), opts)
     }
 }

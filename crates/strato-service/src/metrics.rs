@@ -1,12 +1,7 @@
 //! The service's Prometheus metrics: model cache, embedding batches, job durations. `/metrics` renders them with
 //! the HTTP layer's own and the queue depth read from the store at scrape time.
 
-use std::time::Instant;
-
-use async_trait::async_trait;
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
-use strato_jobs::{JobContext, JobError, JobHandler};
-use strato_types::JobRecord;
 
 /// Metric handles; cheap to clone.
 #[derive(Clone)]
@@ -64,31 +59,14 @@ impl Metrics {
     }
 }
 
-/// Times every attempt of the wrapped handler.
-pub(crate) struct Timed<H> {
-    pub inner: H,
-    pub metrics: Metrics,
-}
-
-#[async_trait]
-impl<H: JobHandler> JobHandler for Timed<H> {
-    async fn run(&self, job: &JobRecord, ctx: &JobContext) -> Result<serde_json::Value, JobError> {
-        let t0 = Instant::now();
-        let out = self.inner.run(job, ctx).await;
-        let outcome = if out.is_ok() { "ok" } else { "error" };
-        self.metrics.job_duration.with_label_values(&[job.kind.as_str(), outcome]).observe(t0.elapsed().as_secs_f64());
-        out
-    }
-}
-
-impl crate::Strato {
-    /// The service's metrics.
-    pub fn metrics(&self) -> &Metrics {
-        &self.inner.metrics
-    }
-
-    /// Jobs per kind and status, for the queue-depth gauge.
-    pub async fn job_counts(&self) -> crate::Result<Vec<(String, String, i64)>> {
-        self.inner.store.job_counts().await.map_err(crate::storage("counting jobs failed"))
+impl Metrics {
+    /// The job layer that times every attempt into `strato_job_duration_seconds`.
+    pub fn job_timing(
+        &self,
+    ) -> strato_jobs::TimingLayer<impl Fn(&strato_types::JobKind, &'static str, std::time::Duration) + Clone> {
+        let h = self.job_duration.clone();
+        strato_jobs::TimingLayer(move |kind: &strato_types::JobKind, outcome: &'static str, d: std::time::Duration| {
+            h.with_label_values(&[kind.as_str(), outcome]).observe(d.as_secs_f64())
+        })
     }
 }

@@ -9,13 +9,9 @@ use std::time::Duration;
 
 use serde_json::json;
 use sqlx::Connection;
-use strato_store::{EnqueueOutcome, JobFilter, MetaStore, PgStore};
+use strato_store::testing::{self as backends, PgSchema, NOOP};
+use strato_store::{EnqueueOutcome, JobFilter, Store};
 use strato_types::{JobKind, NewJob};
-
-#[expect(dead_code, reason = "shared with the conformance tests, which use the rest")]
-mod backends;
-
-use backends::PgSchema;
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -37,8 +33,8 @@ async fn two_processes_claim_each_job_once_and_keys_one_at_a_time() {
     for i in 0..n {
         // 10 keys × 40 jobs (fewer keys than workers, so keys are contended), and 100 jobs without a key.
         let key = (i < 400).then(|| format!("model:{}", i % 10));
-        let job = NewJob { key, priority: (i % 3) as i32, ..NewJob::new(JobKind::Noop, json!({ "i": i })) };
-        stores[i % 2].enqueue(job).await.unwrap();
+        let job = NewJob { key, priority: (i % 3) as i32, ..NewJob::new(NOOP, json!({ "i": i })) };
+        stores[i % 2].queue().enqueue(job).await.unwrap();
     }
 
     let claimed = Arc::new(parking_lot::Mutex::new(Vec::new()));
@@ -52,7 +48,7 @@ async fn two_processes_claim_each_job_once_and_keys_one_at_a_time() {
             tasks.spawn(async move {
                 let worker = format!("s{s}-w{w}");
                 while done.load(Ordering::SeqCst) < n {
-                    let Some(job) = store.claim(&worker, LEASE).await.unwrap() else {
+                    let Some(job) = store.queue().claim(&worker, LEASE).await.unwrap() else {
                         // Keys busy elsewhere: wait for a wake-up (or poll).
                         woken(store.job_signal(), Duration::from_millis(50)).await;
                         continue;
@@ -66,7 +62,7 @@ async fn two_processes_claim_each_job_once_and_keys_one_at_a_time() {
                     if let Some(key) = &job.key {
                         running_keys.lock().remove(key);
                     }
-                    assert!(store.complete(&job.id, &worker, &json!(null)).await.unwrap());
+                    assert!(store.queue().complete(&job.id, &worker, &json!(null)).await.unwrap());
                     done.fetch_add(1, Ordering::SeqCst);
                 }
             });
@@ -86,7 +82,7 @@ async fn two_processes_claim_each_job_once_and_keys_one_at_a_time() {
     let before = ids.len();
     ids.dedup();
     assert_eq!((before, ids.len()), (n, n), "every job claimed exactly once");
-    for job in stores[0].list_jobs(&Default::default()).await.unwrap() {
+    for job in stores[0].queue().list(&Default::default()).await.unwrap() {
         assert_eq!((job.status, job.attempts), (strato_types::JobStatus::Success, 1));
     }
 }
@@ -100,25 +96,27 @@ async fn concurrent_enqueues_of_one_idempotency_or_coalescing_key_make_one_job()
         async move {
             let enqueues = (0..20).map(|i| {
                 let store = stores[i % 2].clone();
-                tokio::spawn(async move { store.enqueue(make(i)).await.unwrap() })
+                tokio::spawn(async move { store.queue().enqueue(make(i)).await.unwrap() })
             });
             futures::future::join_all(enqueues).await.into_iter().map(Result::unwrap).collect::<Vec<_>>()
         }
     };
 
-    let same_key =
-        race(|i| NewJob { idempotency_key: Some("once".into()), ..NewJob::new(JobKind::Noop, json!(i)) }).await;
+    let same_key = race(|i| NewJob { idempotency_key: Some("once".into()), ..NewJob::new(NOOP, json!(i)) }).await;
     let outcomes: Vec<_> = same_key.iter().map(|e| e.outcome).collect();
     assert_eq!(outcomes.iter().filter(|o| **o == EnqueueOutcome::Created).count(), 1, "{outcomes:?}");
     assert!(same_key.iter().all(|e| e.job.id == same_key[0].job.id));
 
-    let coalesced =
-        race(|i| NewJob { key: Some("model:c".into()), coalesce: true, ..NewJob::new(JobKind::TrainModel, json!(i)) })
-            .await;
+    let coalesced = race(|i| NewJob {
+        key: Some("model:c".into()),
+        coalesce: true,
+        ..NewJob::new(JobKind::new("train_model"), json!(i))
+    })
+    .await;
     let outcomes: Vec<_> = coalesced.iter().map(|e| e.outcome).collect();
     assert_eq!(outcomes.iter().filter(|o| **o == EnqueueOutcome::Created).count(), 1, "{outcomes:?}");
     let filter = JobFilter { key: Some("model:c".into()), ..Default::default() };
-    assert_eq!(stores[0].list_jobs(&filter).await.unwrap().len(), 1, "one queued job carries every request");
+    assert_eq!(stores[0].queue().list(&filter).await.unwrap().len(), 1, "one queued job carries every request");
 }
 
 #[tokio::test]
@@ -132,23 +130,23 @@ async fn a_write_in_one_process_wakes_the_workers_of_another() {
     let b_woken = tokio::spawn(woken(b_signal, Duration::from_secs(2)));
     let other_woken = tokio::spawn(woken(other_signal, Duration::from_millis(500)));
     tokio::time::sleep(Duration::from_millis(50)).await;
-    a.enqueue(NewJob::new(JobKind::Noop, json!({}))).await.unwrap();
+    a.queue().enqueue(NewJob::new(NOOP, json!({}))).await.unwrap();
     assert!(b_woken.await.unwrap(), "store B woken within 2 s by store A's enqueue");
     assert!(!other_woken.await.unwrap(), "a store on another schema is not woken");
 
     // The worker of B claims what A queued; completing a keyed job frees its key for the others.
-    let job = b.claim("b", LEASE).await.unwrap().unwrap();
-    assert!(b.complete(&job.id, "b", &json!(1)).await.unwrap());
-    let keyed = a.enqueue(NewJob { key: Some("k".into()), ..NewJob::new(JobKind::Noop, json!({})) }).await.unwrap();
-    a.enqueue(NewJob { key: Some("k".into()), ..NewJob::new(JobKind::Noop, json!({})) }).await.unwrap();
+    let job = b.queue().claim("b", LEASE).await.unwrap().unwrap();
+    assert!(b.queue().complete(&job.id, "b", &json!(1)).await.unwrap());
+    let keyed = a.queue().enqueue(NewJob { key: Some("k".into()), ..NewJob::new(NOOP, json!({})) }).await.unwrap();
+    a.queue().enqueue(NewJob { key: Some("k".into()), ..NewJob::new(NOOP, json!({})) }).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(b.claim("b", LEASE).await.unwrap().unwrap().id, keyed.job.id);
-    assert!(a.claim("a", LEASE).await.unwrap().is_none(), "the key is busy");
+    assert_eq!(b.queue().claim("b", LEASE).await.unwrap().unwrap().id, keyed.job.id);
+    assert!(a.queue().claim("a", LEASE).await.unwrap().is_none(), "the key is busy");
     let a_woken = tokio::spawn(woken(a.job_signal(), Duration::from_secs(2)));
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(b.complete(&keyed.job.id, "b", &json!(1)).await.unwrap());
+    assert!(b.queue().complete(&keyed.job.id, "b", &json!(1)).await.unwrap());
     assert!(a_woken.await.unwrap(), "A woken when B's completion freed the key");
-    assert!(a.claim("a", LEASE).await.unwrap().is_some());
+    assert!(a.queue().claim("a", LEASE).await.unwrap().is_some());
 }
 
 #[tokio::test]
@@ -174,7 +172,7 @@ async fn the_listener_reconnects_after_its_connection_is_killed() {
     // Then it hears A again.
     let b_woken = tokio::spawn(woken(b.job_signal(), Duration::from_secs(5)));
     tokio::time::sleep(Duration::from_millis(50)).await;
-    a.enqueue(NewJob::new(JobKind::Noop, json!({}))).await.unwrap();
+    a.queue().enqueue(NewJob::new(NOOP, json!({}))).await.unwrap();
     assert!(b_woken.await.unwrap(), "B hears A's notifications after the reconnect");
 }
 
@@ -183,7 +181,7 @@ async fn dropping_the_store_closes_its_connections() {
     let Some(schema) = schema() else { return };
     let name = format!("{}_drop", schema.name);
     let store = schema.connect_as(&name).await;
-    store.enqueue(NewJob::new(JobKind::Noop, json!({}))).await.unwrap();
+    store.queue().enqueue(NewJob::new(NOOP, json!({}))).await.unwrap();
 
     let url = backends::database_url().unwrap();
     let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
@@ -209,13 +207,15 @@ async fn processes_starting_together_migrate_once() {
         let schema = &schema;
         async move { schema.try_connect_as(&format!("migrate_{i}")).await }
     });
-    let stores: Vec<PgStore> =
+    let stores: Vec<Store> =
         futures::future::join_all(starts).await.into_iter().collect::<Result<_, _>>().expect("every process starts");
     let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
-        .fetch_all(stores[0].pool())
+        .fetch_all(stores[0].pg_pool().unwrap())
         .await
         .unwrap();
-    assert_eq!(applied, vec![1, 2, 3, 4, 5, 6]);
+    let migrations: Vec<i64> = sqlx::migrate!("./migrations/postgres").iter().map(|m| m.version).collect();
+    assert_eq!(applied, migrations);
+    assert_eq!(migrations, (1..=migrations.len() as i64).collect::<Vec<_>>());
     // And a restart finds nothing to do.
     schema.connect().await;
 }
@@ -224,6 +224,6 @@ async fn processes_starting_together_migrate_once() {
 async fn schema_names_are_checked_before_connecting() {
     let options = strato_store::PgStoreOptions { schema: Some("x; DROP TABLE jobs".into()), ..Default::default() };
     let nowhere = "postgres://nobody@127.0.0.1:1/none".parse().unwrap();
-    let err = PgStore::connect_with(nowhere, options).await.err().expect("refused");
+    let err = Store::connect_with(nowhere, options).await.err().expect("refused");
     assert!(err.to_string().contains("invalid schema name"), "{err}");
 }

@@ -49,6 +49,8 @@ pub struct ApiKeyRecord {
     pub models: Vec<String>,
     /// Mentors the key may use (`*`: all).
     pub mentors: Vec<String>,
+    /// Grants over any resource kind, beside the `models` and `mentors` lists (which are grants too).
+    pub grants: Vec<crate::Grant>,
     /// Its limits.
     pub plan: UsagePlan,
     /// When it was made.

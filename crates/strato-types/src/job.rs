@@ -1,6 +1,11 @@
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::Timestamp;
+use crate::{ErrorCode, ResourceRef, StratoError, Timestamp};
 
 /// Lifecycle of a job. `QUEUED → IN_PROGRESS → SUCCESS | FAILURE | CANCELLED`; a failed attempt with attempts
 /// left goes back to `QUEUED` (after a backoff). A job that exhausted its attempts is `FAILURE` with
@@ -11,7 +16,7 @@ use crate::Timestamp;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
-    /// Waiting for a worker.
+    /// Waiting for a worker (or for its `run_after` time).
     Queued,
     /// Claimed by a worker holding a lease.
     InProgress,
@@ -53,65 +58,204 @@ impl JobStatus {
     }
 }
 
-/// What a job does; selects the handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    /// Train a text classifier version.
-    TrainModel,
-    /// Train a mentor's question classifier.
-    TrainMentor,
-    /// Does nothing, or sleeps / fails as its payload asks (`{"sleep_ms", "fail": "retryable"|"permanent"}`):
-    /// queue benchmarks and drills of the retry, timeout and dead-letter paths.
-    Noop,
+/// Whether `s` is a plain lower-case identifier: 1–64 of `[a-z0-9_.-]`, starting with a letter. Job kinds, queue
+/// names and resource kinds are all of this form, so they can go into URLs, metric labels and log fields as they are.
+pub(crate) const fn is_identifier(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > 64 || !b[0].is_ascii_lowercase() {
+        return false;
+    }
+    let mut i = 1;
+    while i < b.len() {
+        let c = b[i];
+        if !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'.' || c == b'-') {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
-impl JobKind {
-    /// Stored / wire form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::TrainModel => "train_model",
-            Self::TrainMentor => "train_mentor",
-            Self::Noop => "noop",
+/// Declares a validated identifier newtype (job kinds, queue names, resource kinds): `const`-constructible from a
+/// literal (checked at compile time), parsed with a clear error from user input, and read back from storage
+/// as-is (a row written by a newer version must never fail to load).
+macro_rules! identifier {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(Cow<'static, str>);
+
+        impl $name {
+            /// A name from a literal; a name outside `[a-z][a-z0-9_.-]{0,63}` fails to compile in a `const`.
+            pub const fn new(name: &'static str) -> Self {
+                assert!(is_identifier(name), concat!("invalid ", $what, " name"));
+                Self(Cow::Borrowed(name))
+            }
+
+            /// Parses a user-given name.
+            pub fn parse(name: &str) -> Result<Self, StratoError> {
+                if is_identifier(name) {
+                    Ok(Self(Cow::Owned(name.to_string())))
+                } else {
+                    Err(StratoError::new(
+                        ErrorCode::InvalidRequest,
+                        format!(
+                            concat!("invalid ", $what, " {:?}: use 1-64 characters of a-z 0-9 _ . - starting with a letter"),
+                            name
+                        ),
+                    ))
+                }
+            }
+
+            /// The name as stored, unchecked: what a newer version wrote must load.
+            pub fn from_stored(name: String) -> Self {
+                Self(Cow::Owned(name))
+            }
+
+            /// The name.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
         }
-    }
 
-    /// Every kind, for listings and error messages.
-    pub const ALL: [JobKind; 3] = [Self::TrainModel, Self::TrainMentor, Self::Noop];
-
-    /// How long one attempt may run before it is stopped and counted as a (retryable) failure.
-    pub fn default_timeout(self) -> std::time::Duration {
-        std::time::Duration::from_secs(match self {
-            Self::TrainModel => 2 * 3600,
-            Self::TrainMentor => 3600,
-            Self::Noop => 300,
-        })
-    }
-
-    /// Parses the stored / wire form.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "train_model" => Some(Self::TrainModel),
-            "train_mentor" => Some(Self::TrainMentor),
-            "noop" => Some(Self::Noop),
-            _ => None,
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
         }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:?}", self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = StratoError;
+            fn try_from(s: String) -> Result<Self, StratoError> {
+                Self::parse(&s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(n: $name) -> String {
+                n.0.into_owned()
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+pub(crate) use identifier;
+
+identifier!(
+    /// What a job does: names the worker that runs it (`train_model`, `noop`, …). Kinds are registered by the
+    /// capabilities that run them; the store keeps any kind, so jobs of a kind this process does not know (written
+    /// by a newer version) are left alone rather than failing to load.
+    JobKind,
+    "job kind"
+);
+
+identifier!(
+    /// A named queue. Each process runs a number of workers per queue, so long jobs of one queue (media,
+    /// notebooks) never hold up another's (training).
+    QueueName,
+    "queue name"
+);
+
+impl QueueName {
+    /// The queue of jobs that name no other.
+    pub const DEFAULT: QueueName = QueueName::new("default");
+}
+
+impl Default for QueueName {
+    fn default() -> Self {
+        Self::DEFAULT
     }
 }
 
-/// Attempts a job gets unless its submitter says otherwise (SQS's `maxReceiveCount` in the seeds).
+/// Attempts a job gets unless its kind or submitter says otherwise (SQS's `maxReceiveCount` in the seeds).
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 5;
+
+/// How a job of a kind runs unless its submitter says otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobDefaults {
+    /// The queue it waits in.
+    pub queue: QueueName,
+    /// How long one attempt may run before it is stopped and counted as a (retryable) failure.
+    pub timeout: Duration,
+    /// Attempts before the job goes to the dead-letter queue.
+    pub max_attempts: i32,
+    /// Higher runs first.
+    pub priority: i32,
+}
+
+impl JobDefaults {
+    /// The defaults of a kind that sets none: the default queue, an hour per attempt, five attempts, priority 0.
+    pub const STANDARD: JobDefaults = JobDefaults {
+        queue: QueueName::DEFAULT,
+        timeout: Duration::from_secs(3600),
+        max_attempts: DEFAULT_MAX_ATTEMPTS,
+        priority: 0,
+    };
+}
+
+impl Default for JobDefaults {
+    fn default() -> Self {
+        Self::STANDARD
+    }
+}
+
+/// The typed arguments of a job kind, stored as the job's payload (River's `JobArgs`): the type names its kind
+/// and that kind's defaults, so submitting is `NewJob::of(&args)` and the worker gets the same type back.
+///
+/// # Warning
+/// Persisted as JSON in the job table: queued jobs written by an older version must still parse (add fields with
+/// `#[serde(default)]`).
+pub trait JobArgs: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The kind's name, stored with each job.
+    const KIND: JobKind;
+
+    /// Whether the generic `POST /v1/jobs` may queue jobs of this kind with a caller's payload (checked against
+    /// this type); kinds with routes of their own, which check their input first, say no.
+    const GENERIC_SUBMIT: bool = false;
+
+    /// Queue, time limit, attempts and priority of a job of this kind.
+    fn defaults() -> JobDefaults {
+        JobDefaults::STANDARD
+    }
+
+    /// The resource the job works on: whoever may edit it may see the job.
+    fn resource(&self) -> Option<ResourceRef> {
+        None
+    }
+}
 
 /// A job to enqueue.
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    /// Handler selector.
+    /// Worker selector.
     pub kind: JobKind,
-    /// Handler input, JSON.
+    /// Worker input, JSON.
     pub payload: serde_json::Value,
-    /// Jobs with the same key are about the same resource (e.g. `model:tc-01`).
+    /// The queue it waits in.
+    pub queue: QueueName,
+    /// Jobs with the same key are about the same resource (e.g. `model:tc-01`) and never run at the same time.
     pub key: Option<String>,
-    /// Higher runs first; FIFO within a priority.
+    /// The resource the job works on, for access checks.
+    pub resource: Option<ResourceRef>,
+    /// Higher runs first; among equals, the job due first.
     pub priority: i32,
     /// Attempts before the job goes to the dead-letter queue.
     pub max_attempts: i32,
@@ -120,28 +264,40 @@ pub struct NewJob {
     /// When set and a job of the same kind and key is still queued, that job is returned (its payload replaced by
     /// this one's) instead of queueing a duplicate.
     pub coalesce: bool,
-    /// Per-attempt time limit; `None` is the kind's default.
-    pub timeout: Option<std::time::Duration>,
+    /// Per-attempt time limit.
+    pub timeout: Duration,
+    /// Not claimable before this time (workflow waits, scheduled work); `None` is now.
+    pub run_after: Option<Timestamp>,
 }
 
 impl NewJob {
-    /// A job with default priority, attempts and timeout, no key.
+    /// A job of `kind` with the standard defaults ([`JobDefaults::STANDARD`]) and no key.
     pub fn new(kind: JobKind, payload: serde_json::Value) -> Self {
+        Self::with_defaults(kind, payload, &JobDefaults::STANDARD)
+    }
+
+    /// A job of `kind` with the given defaults.
+    pub fn with_defaults(kind: JobKind, payload: serde_json::Value, d: &JobDefaults) -> Self {
         Self {
             kind,
             payload,
+            queue: d.queue.clone(),
             key: None,
-            priority: 0,
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            resource: None,
+            priority: d.priority,
+            max_attempts: d.max_attempts,
             idempotency_key: None,
             coalesce: false,
-            timeout: None,
+            timeout: d.timeout,
+            run_after: None,
         }
     }
 
-    /// The attempt time limit in force.
-    pub fn timeout_or_default(&self) -> std::time::Duration {
-        self.timeout.unwrap_or_else(|| self.kind.default_timeout())
+    /// A job of `A`'s kind with its defaults, its resource, and `args` as the payload.
+    pub fn of<A: JobArgs>(args: &A) -> Result<Self, StratoError> {
+        let payload = serde_json::to_value(args)
+            .map_err(|e| StratoError::internal(format!("encoding a {} job failed: {e}", A::KIND)))?;
+        Ok(Self { resource: args.resource(), ..Self::with_defaults(A::KIND, payload, &A::defaults()) })
     }
 }
 
@@ -150,21 +306,25 @@ impl NewJob {
 pub struct JobRecord {
     /// Job id (UUID v7: sortable by creation).
     pub id: String,
-    /// Handler selector.
+    /// Worker selector.
     pub kind: JobKind,
+    /// The queue it waits in.
+    pub queue: QueueName,
     /// Current status.
     pub status: JobStatus,
-    /// Handler input.
+    /// Worker input.
     pub payload: serde_json::Value,
-    /// Resource key.
+    /// Serialisation key.
     pub key: Option<String>,
+    /// The resource the job works on.
+    pub resource: Option<ResourceRef>,
     /// Priority.
     pub priority: i32,
     /// Progress 0–100.
     pub progress: i32,
     /// Error message of the last failed attempt.
     pub error: Option<String>,
-    /// Handler output on success.
+    /// Worker output on success.
     pub result: Option<serde_json::Value>,
     /// Attempts started so far.
     pub attempts: i32,
@@ -174,7 +334,7 @@ pub struct JobRecord {
     pub lease_owner: Option<String>,
     /// When the lease lapses; after that another worker may claim the job.
     pub lease_expires_at: Option<Timestamp>,
-    /// Not claimable before this time (backoff).
+    /// Not claimable before this time (scheduled, or backing off after a failure).
     pub run_after: Timestamp,
     /// Creation time.
     pub created_at: Timestamp,
@@ -188,7 +348,7 @@ pub struct JobRecord {
     pub timeout_ms: i64,
     /// The submitter's idempotency key.
     pub idempotency_key: Option<String>,
-    /// Cancellation was asked for while the job ran; the handler stops at its next check.
+    /// Cancellation was asked for while the job ran; the worker stops at its next check.
     pub cancel_requested: bool,
     /// When the job entered the dead-letter queue (it exhausted its attempts); `None` when it is not there.
     pub dead_lettered_at: Option<Timestamp>,
@@ -203,9 +363,9 @@ pub struct JobRecord {
 pub enum AttemptEnd {
     /// Still running (or its worker vanished and the lease has not been noticed as lapsed yet).
     Running,
-    /// The handler succeeded.
+    /// The worker succeeded.
     Succeeded,
-    /// The handler failed (error recorded).
+    /// The worker failed (error recorded).
     Failed,
     /// The attempt ran past the kind's time limit.
     TimedOut,
@@ -261,4 +421,48 @@ pub struct JobAttempt {
     pub outcome: AttemptEnd,
     /// Error message of a failed attempt.
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_checked_on_parse_and_kept_as_stored() {
+        for ok in ["noop", "train_model", "media.transcode-web", "a1"] {
+            assert_eq!(JobKind::parse(ok).unwrap().as_str(), ok);
+        }
+        for bad in ["", "Noop", "1abc", "a b", "a/b", "_x", &"x".repeat(65)] {
+            assert_eq!(JobKind::parse(bad).unwrap_err().code, ErrorCode::InvalidRequest, "{bad}");
+        }
+        // Whatever a newer version stored loads as it is.
+        assert_eq!(JobKind::from_stored("Some New Kind".into()).as_str(), "Some New Kind");
+        let json = serde_json::to_string(&QueueName::new("media")).unwrap();
+        assert_eq!(json, "\"media\"");
+        assert!(serde_json::from_str::<QueueName>("\"Media\"").is_err());
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Transcode {
+        video: String,
+    }
+
+    impl JobArgs for Transcode {
+        const KIND: JobKind = JobKind::new("transcode");
+        fn defaults() -> JobDefaults {
+            JobDefaults { queue: QueueName::new("media"), max_attempts: 2, ..JobDefaults::STANDARD }
+        }
+        fn resource(&self) -> Option<ResourceRef> {
+            Some(ResourceRef::new(crate::ResourceKind::new("video"), &self.video))
+        }
+    }
+
+    #[test]
+    fn typed_args_carry_their_kind_defaults_and_resource() {
+        let j = NewJob::of(&Transcode { video: "v1".into() }).unwrap();
+        assert_eq!((j.kind.as_str(), j.queue.as_str(), j.max_attempts), ("transcode", "media", 2));
+        assert_eq!(j.timeout, JobDefaults::STANDARD.timeout);
+        assert_eq!(j.payload, serde_json::json!({"video": "v1"}));
+        assert_eq!(j.resource.unwrap().to_string(), "video:v1");
+    }
 }

@@ -8,15 +8,20 @@ mod error;
 mod job;
 mod mentor;
 mod model;
+mod resource;
 
 pub use access::{ApiKeyRecord, UsagePlan};
 pub use error::{ErrorCode, StratoError};
-pub use job::{AttemptEnd, JobAttempt, JobKind, JobRecord, JobStatus, NewJob, DEFAULT_MAX_ATTEMPTS};
+pub use job::{
+    AttemptEnd, JobArgs, JobAttempt, JobDefaults, JobKind, JobRecord, JobStatus, NewJob, QueueName,
+    DEFAULT_MAX_ATTEMPTS,
+};
 pub use mentor::{
     Answer, AnswerStatus, AnswerType, Grade, Media, Mentor, MentorType, Question, QuestionType, UserQuestionRecord,
     OFF_TOPIC,
 };
 pub use model::{DatasetRecord, ModelRecord, ModelVersionRecord};
+pub use resource::{glob, Action, Actions, Grant, ResourceKind, ResourceRef};
 
 use chrono::{DateTime, Utc};
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use strato_blob::test_support::MotoServer;
 use strato_blob::BlobStore;
 use strato_service::{Strato, StratoOptions};
-use strato_store::{MetaStore, PgStore, PgStoreOptions, SqliteStore};
+use strato_store::{PgStoreOptions, Store};
 
 /// Where a test's metadata and blobs live.
 #[derive(Clone)]
@@ -20,7 +20,7 @@ pub enum Backend {
 }
 
 pub struct SharedBackend {
-    pub store: Arc<dyn MetaStore>,
+    pub store: Store,
     pub blobs: BlobStore,
     /// `--database-url` for child processes: the test's schema through `search_path`.
     pub database_url: String,
@@ -46,10 +46,10 @@ impl Backend {
         let schema = format!("it_{}", uuid::Uuid::new_v4().simple());
         let connect: sqlx::postgres::PgConnectOptions = url.parse().expect("STRATO_TEST_DATABASE_URL");
         let opts = PgStoreOptions { schema: Some(schema.clone()), ..Default::default() };
-        let store = PgStore::connect_with(connect, opts).await.expect("PostgreSQL store");
+        let store = Store::connect_with(connect, opts).await.expect("PostgreSQL store");
         let sep = if url.contains('?') { '&' } else { '?' };
         Some(Self::Shared(Arc::new(SharedBackend {
-            store: Arc::new(store),
+            store,
             blobs,
             database_url: format!("{url}{sep}options[search_path]={schema}"),
             storage: format!("s3://{bucket}/{prefix}"),
@@ -68,9 +68,9 @@ impl Backend {
     }
 
     /// The metadata store, as another process would open it.
-    pub async fn store(&self, data_dir: &Path) -> Arc<dyn MetaStore> {
+    pub async fn store(&self, data_dir: &Path) -> Store {
         match self {
-            Self::Embedded => Arc::new(SqliteStore::open(&data_dir.join("meta.db")).await.unwrap()),
+            Self::Embedded => Store::open_sqlite(&data_dir.join("meta.db")).await.unwrap(),
             Self::Shared(s) => s.store.clone(),
         }
     }

@@ -105,20 +105,19 @@ fn train_respects_the_split_column() {
 
 #[tokio::test]
 async fn jobs_and_dlq_commands_work_on_the_data_directory() {
-    use strato_store::MetaStore;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     // A job that exhausted its attempts, and one still queued, written as a worker would.
-    let store = strato_store::SqliteStore::open(&data.join("meta.db")).await.unwrap();
+    let store = strato_store::Store::open_sqlite(&data.join("meta.db")).await.unwrap();
     let noop = |max_attempts| strato_types::NewJob {
         max_attempts,
-        ..strato_types::NewJob::new(strato_types::JobKind::Noop, serde_json::json!({}))
+        ..strato_types::NewJob::new(<strato_jobs::noop::NoopArgs as strato_types::JobArgs>::KIND, serde_json::json!({}))
     };
-    let dead = store.enqueue(noop(1)).await.unwrap().job.id;
-    store.claim("w-test", std::time::Duration::from_secs(30)).await.unwrap().unwrap();
-    store.fail(&dead, "w-test", "boom", Some(std::time::Duration::ZERO), false).await.unwrap();
-    let queued = store.enqueue(noop(5)).await.unwrap().job.id;
+    let dead = store.queue().enqueue(noop(1)).await.unwrap().job.id;
+    store.queue().claim("w-test", std::time::Duration::from_secs(30)).await.unwrap().unwrap();
+    store.queue().fail(&dead, "w-test", "boom", Some(std::time::Duration::ZERO), false).await.unwrap();
+    let queued = store.queue().enqueue(noop(5)).await.unwrap().job.id;
     drop(store);
 
     let run = |args: &[&str]| {

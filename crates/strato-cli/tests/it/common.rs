@@ -97,7 +97,7 @@ pub async fn start(o: Options) -> TestServer {
     let strato = o.backend.open(strato_options(&o)).await;
     let pool = (o.workers > 0).then(|| {
         strato.start_workers(WorkerPoolOptions {
-            workers: o.workers,
+            queues: strato_service::QueueConcurrency::default_queue(o.workers),
             lease: o.lease,
             heartbeat: (o.lease / 5).max(Duration::from_millis(100)),
             poll_interval: Duration::from_millis(200),

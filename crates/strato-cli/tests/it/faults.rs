@@ -64,6 +64,7 @@ async fn worker_killed_mid_training_is_finished_by_another_after_the_lease(backe
     // This process is an API-only node: it queues, the worker processes run.
     let api = backend.open(strato_options(&Options::new(dir.path(), model.clone()))).await;
     let job = api
+        .models()
         .submit_training(TrainRequest {
             model_id: "victim".into(),
             data: DataSource::Inline(clinc_examples(2500)),
@@ -78,7 +79,7 @@ async fn worker_killed_mid_training_is_finished_by_another_after_the_lease(backe
     let mut a = spawn(&backend, dir.path(), &model, &["worker", "--job-lease-secs", "2"]);
     let start = Instant::now();
     let owner_a = loop {
-        let j = api.job(&job.id).await.unwrap();
+        let j = api.jobs().get(&job.id).await.unwrap();
         if j.status == JobStatus::InProgress && j.progress > 0 {
             break j.lease_owner.unwrap();
         }
@@ -90,7 +91,7 @@ async fn worker_killed_mid_training_is_finished_by_another_after_the_lease(backe
     let _ = a.0.wait();
 
     let done = loop {
-        let j = api.job(&job.id).await.unwrap();
+        let j = api.jobs().get(&job.id).await.unwrap();
         if j.status.is_final() {
             break j;
         }
@@ -99,15 +100,15 @@ async fn worker_killed_mid_training_is_finished_by_another_after_the_lease(backe
     };
     assert_eq!(done.status, JobStatus::Success, "{done:?}");
     assert_eq!(done.attempts, 2, "{done:?}");
-    let attempts = api.job_with_attempts(&job.id).await.unwrap().1;
+    let attempts = api.jobs().with_attempts(&job.id).await.unwrap().1;
     let log: Vec<_> = attempts.iter().map(|a| (a.worker.clone(), a.outcome)).collect();
     assert_eq!(log.len(), 2, "{log:?}");
     assert_eq!(log[0], (owner_a.clone(), AttemptEnd::LeaseExpired), "{log:?}");
     assert_eq!(log[1].1, AttemptEnd::Succeeded, "{log:?}");
     assert_ne!(log[1].0, owner_a, "another worker finished it");
-    let versions = api.model("victim").await.unwrap().versions;
+    let versions = api.models().get("victim").await.unwrap().versions;
     assert_eq!(versions.len(), 1, "exactly one version: {versions:?}");
-    assert_eq!(api.model("victim").await.unwrap().model.active_version, Some(1));
+    assert_eq!(api.models().get("victim").await.unwrap().model.active_version, Some(1));
 }
 
 async fn a_thousand_jobs_through_two_api_processes_and_three_workers_end_exactly_once(backend: Backend) {
@@ -161,7 +162,7 @@ async fn a_thousand_jobs_through_two_api_processes_and_three_workers_end_exactly
     let start = Instant::now();
     loop {
         let f = strato_store::JobFilter { status: Some(JobStatus::Success), limit: Some(5000), ..Default::default() };
-        let done = store.list_jobs(&f).await.unwrap().len();
+        let done = store.queue().list(&f).await.unwrap().len();
         if done == 1000 {
             break;
         }
@@ -170,8 +171,8 @@ async fn a_thousand_jobs_through_two_api_processes_and_three_workers_end_exactly
     }
     let mut workers = std::collections::HashSet::new();
     for id in &ids {
-        let j = store.get_job(id).await.unwrap().unwrap();
-        let log = store.job_attempts(id).await.unwrap();
+        let j = store.queue().get(id).await.unwrap().unwrap();
+        let log = store.queue().attempts(id).await.unwrap();
         let succeeded: Vec<_> = log.iter().filter(|a| a.outcome == AttemptEnd::Succeeded).collect();
         assert_eq!((j.status, j.attempts, succeeded.len()), (JobStatus::Success, 1, 1), "{id}: {log:?}");
         assert!(log.iter().all(|a| a.started_at <= j.finished_at.unwrap()), "nothing ran after success: {log:?}");

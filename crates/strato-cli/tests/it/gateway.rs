@@ -405,7 +405,7 @@ async fn api_keys_are_created_used_and_revoked() {
     assert!(secret.starts_with("strato_") && secret.len() > 60, "{secret}");
 
     // Only a hash is stored, and the listing shows neither.
-    let stored = s.strato.api_keys().await.unwrap();
+    let stored = s.strato.keys().list().await.unwrap();
     assert_eq!(stored.len(), 1);
     assert_ne!(stored[0].secret_hash, secret);
     assert_eq!(stored[0].secret_hash, hex_sha256(&secret));

@@ -4,6 +4,7 @@
 
 mod albert;
 mod backend;
+mod capabilities;
 mod cli;
 mod common;
 mod errors;

@@ -3,12 +3,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use strato_blob::BlobStore;
-use strato_store::{MetaStore, PgStore};
+use strato_store::Store;
 
 use crate::backend::Backend;
 use crate::common::{assert_error, data, model_dir, no_model, start, strato_options, Options};
@@ -147,14 +146,14 @@ impl Drop for PgCluster {
 async fn postgres_restart_under_running_workers_loses_no_job() {
     let Some(pg) = tokio::task::spawn_blocking(PgCluster::start).await.unwrap() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn MetaStore> = Arc::new(PgStore::connect(&pg.url()).await.unwrap());
+    let store = Store::connect(&pg.url()).await.unwrap();
     let blobs = BlobStore::local(&dir.path().join("blobs")).unwrap();
     let mut o = Options::new(dir.path(), no_model());
     o.workers = 2;
     o.lease = Duration::from_secs(2);
     let strato = strato_service::Strato::with_parts(store, blobs, strato_options(&o));
     let pool = strato.start_workers(strato_service::WorkerPoolOptions {
-        workers: 2,
+        queues: strato_service::QueueConcurrency::default_queue(2),
         lease: Duration::from_secs(2),
         heartbeat: Duration::from_millis(400),
         poll_interval: Duration::from_millis(200),
@@ -163,8 +162,11 @@ async fn postgres_restart_under_running_workers_loses_no_job() {
     });
     let mut ids = Vec::new();
     for i in 0..30 {
-        let job = strato_types::NewJob::new(strato_types::JobKind::Noop, json!({"sleep_ms": 200, "i": i}));
-        ids.push(strato.enqueue(job).await.unwrap().job.id);
+        let job = strato_types::NewJob::new(
+            <strato_jobs::noop::NoopArgs as strato_types::JobArgs>::KIND,
+            json!({"sleep_ms": 200, "i": i}),
+        );
+        ids.push(strato.jobs().enqueue(job).await.unwrap().job.id);
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
 
@@ -175,7 +177,11 @@ async fn postgres_restart_under_running_workers_loses_no_job() {
     })
     .await
     .unwrap();
-    let err = strato.enqueue(strato_types::NewJob::new(strato_types::JobKind::Noop, json!({}))).await.unwrap_err();
+    let err = strato
+        .jobs()
+        .enqueue(strato_types::NewJob::new(<strato_jobs::noop::NoopArgs as strato_types::JobArgs>::KIND, json!({})))
+        .await
+        .unwrap_err();
     assert_eq!(err.code, strato_types::ErrorCode::StorageUnavailable, "{err:?}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pg = tokio::task::spawn_blocking(move || {
@@ -187,7 +193,7 @@ async fn postgres_restart_under_running_workers_loses_no_job() {
 
     for id in &ids {
         let job = poll(Duration::from_secs(90), "every job to finish after the restart", async || {
-            let j = strato.job(id).await.ok()?;
+            let j = strato.jobs().get(id).await.ok()?;
             j.status.is_final().then_some(j)
         })
         .await;

@@ -20,6 +20,7 @@ async fn job_queued_while_stopped_runs_after_restart() {
     // Server down: queue a job straight into the data directory (as another process would).
     let offline = Strato::open(strato_options(&Options::new(dir.path(), model.clone()))).await.unwrap();
     let job = offline
+        .models()
         .submit_training(TrainRequest {
             model_id: "later".into(),
             data: DataSource::Dataset("intents".into()),
@@ -30,7 +31,7 @@ async fn job_queued_while_stopped_runs_after_restart() {
         })
         .await
         .unwrap();
-    assert_eq!(offline.job(&job.id).await.unwrap().status.as_str(), "QUEUED");
+    assert_eq!(offline.jobs().get(&job.id).await.unwrap().status.as_str(), "QUEUED");
     drop(offline);
 
     let s = start(Options::new(dir.path(), model)).await;
@@ -59,6 +60,7 @@ async fn job_interrupted_by_shutdown_runs_again_after_restart() {
         .collect();
     let job = s
         .strato
+        .models()
         .submit_training(TrainRequest {
             model_id: "big".into(),
             data: DataSource::Inline(examples),
@@ -81,7 +83,7 @@ async fn job_interrupted_by_shutdown_runs_again_after_restart() {
     }
     s.stop().await;
     let offline = Strato::open(strato_options(&Options::new(dir.path(), model.clone()))).await.unwrap();
-    let j = offline.job(&job.id).await.unwrap();
+    let j = offline.jobs().get(&job.id).await.unwrap();
     assert_eq!(j.status.as_str(), "QUEUED", "shutdown hands the running job back: {j:?}");
     drop(offline);
 

@@ -1,25 +1,28 @@
 //! Who is calling (authentication) and what they may do (authorization).
 //!
-//! 1. The `authenticate` route layer turns credentials into a [`Principal`]: the admin token, a bearer JWT, or
-//!    nothing (anonymous, let through only on public routes). With no credentials configured at all, every caller is
-//!    an admin: the CLI only allows that on a loopback address.
-//! 2. Handlers ask the principal before touching a resource (`may_use_model`, `may_edit_mentor`, …). The check
-//!    comes before any lookup, so a denied caller learns nothing about whether the resource exists.
+//! 1. The `authenticate` route layer turns credentials into a [`Principal`]: the admin token, a bearer JWT, an API
+//!    key, or nothing (anonymous, let through only on public routes). With no credentials configured at all, every
+//!    caller is an admin: the CLI only allows that on a loopback address. Rate limits and quotas are a layer of
+//!    their own after it (`crate::limits::enforce`).
+//! 2. Everything a caller may do is a list of [`Grant`]s — actions over resources by kind and id pattern — made
+//!    from its role, its API key's lists and grants, its token's owned mentors and its groups' policy grants, each
+//!    capped by its role. Handlers ask one question, [`Principal::may`] (`Action`, `ResourceRef`), whatever the
+//!    resource kind: a capability adding a kind adds no authorization code. The check comes before any lookup, so a
+//!    denied caller learns nothing about whether the resource exists.
 
 pub mod jwt;
 pub mod policy;
 
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
-use strato_types::ErrorCode;
+use strato_types::{Action, Actions, ErrorCode, Grant, JobRecord, ResourceKind, ResourceRef};
 use subtle::ConstantTimeEq;
 
-use crate::hygiene::PrincipalLabel;
 use crate::{ApiError, AppState};
 pub use jwt::{JwksSource, JwtOptions, JwtVerifier};
 pub use policy::Policy;
@@ -123,6 +126,17 @@ pub enum Role {
     Admin,
 }
 
+impl Role {
+    /// The most a grant may allow a caller of this role.
+    pub fn cap(self) -> Actions {
+        match self {
+            Self::User => Actions::USE,
+            Self::Editor => Actions::EDIT,
+            Self::Admin => Actions::ALL,
+        }
+    }
+}
+
 /// How the caller proved who they are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Credential {
@@ -147,71 +161,76 @@ pub struct Principal {
     pub credential: Credential,
     /// Their highest role.
     pub role: Role,
-    /// May edit every mentor and model (MentorPal CONTENT_MANAGER, and the SUPER_ variant).
-    pub edit_any: bool,
-    /// Mentors they own.
+    /// Everything they may do.
+    pub grants: Vec<Grant>,
+    /// Mentors they own (MentorPal's `mentorIds`), also among `grants`.
     pub owned_mentors: Vec<String>,
-    /// Their groups, for the policy.
+    /// Their groups, whose policy grants are among `grants`.
     pub groups: Vec<String>,
-    /// Anonymous use is allowed on this route.
+    /// Anonymous use is allowed on this route: anyone may read and use what it serves.
     pub public_route: bool,
-    /// Models granted directly (an API key's), `*` for all.
-    pub granted_models: Vec<String>,
-    /// Mentors granted directly (an API key's), `*` for all.
-    pub granted_mentors: Vec<String>,
     /// The API key's own limits (unset fields take the server's defaults).
     pub plan: strato_types::UsagePlan,
-    policy: Arc<Policy>,
-}
-
-fn listed(list: &[String], id: &str) -> bool {
-    list.iter().any(|x| x == "*" || x == id)
 }
 
 impl Principal {
-    fn admin(subject: &str, credential: Credential, policy: Arc<Policy>) -> Self {
+    fn admin(subject: &str, credential: Credential) -> Self {
         Self {
             subject: subject.into(),
             credential,
             role: Role::Admin,
-            edit_any: true,
+            grants: vec![Grant::everything()],
             owned_mentors: Vec::new(),
             groups: Vec::new(),
             public_route: false,
-            granted_models: Vec::new(),
-            granted_mentors: Vec::new(),
             plan: Default::default(),
-            policy,
         }
     }
 
-    fn from_api_key(key: strato_types::ApiKeyRecord, policy: Arc<Policy>) -> Self {
+    fn anonymous() -> Self {
+        Self { role: Role::User, grants: Vec::new(), ..Self::admin("anonymous", Credential::Anonymous) }
+    }
+
+    fn from_api_key(key: strato_types::ApiKeyRecord) -> Self {
         let role = match key.role.as_str() {
             "admin" => Role::Admin,
             "editor" => Role::Editor,
             _ => Role::User,
         };
+        let mut grants: Vec<Grant> = if role == Role::Admin { vec![Grant::everything()] } else { Vec::new() };
+        grants.extend(listed(ResourceKind::MODEL, &key.models));
+        grants.extend(listed(ResourceKind::MENTOR, &key.mentors));
+        grants.extend(key.grants);
         Self {
             subject: key.id,
             credential: Credential::ApiKey,
             role,
-            edit_any: role == Role::Admin,
+            grants: cap(grants, role),
             owned_mentors: Vec::new(),
             groups: Vec::new(),
             public_route: false,
-            granted_models: key.models,
-            granted_mentors: key.mentors,
             plan: key.plan,
-            policy,
         }
     }
 
-    fn model_granted(&self, id: &str) -> bool {
-        listed(&self.granted_models, id) || self.policy.allows_model(&self.groups, id)
+    /// Whether the caller may do `action` to `resource`.
+    pub fn can(&self, action: Action, resource: &ResourceRef) -> bool {
+        (self.public_route && matches!(action, Action::Read | Action::Use))
+            || self.grants.iter().any(|g| g.allows(resource, action))
     }
 
-    fn mentor_granted(&self, id: &str) -> bool {
-        listed(&self.granted_mentors, id) || self.policy.allows_mentor(&self.groups, id)
+    /// [`Principal::can`], or the refusal to answer with: 401 for anonymous callers, 403 otherwise.
+    pub fn may(&self, action: Action, resource: &ResourceRef) -> Result<(), ApiError> {
+        if self.can(action, resource) {
+            return Ok(());
+        }
+        let verb = match action {
+            Action::Read => "read",
+            Action::Use => "use",
+            Action::Edit => "change",
+            Action::Admin => "administer",
+        };
+        Err(self.deny(&format!("{verb} {} {:?}", resource.kind, resource.id)))
     }
 
     fn deny(&self, what: &str) -> ApiError {
@@ -239,50 +258,9 @@ impl Principal {
         self.check(self.role >= Role::Editor, || what.to_string())
     }
 
-    /// May read or predict with model `id`.
-    pub fn can_use_model(&self, id: &str) -> bool {
-        self.public_route || self.edit_any || self.model_granted(id)
-    }
-
-    /// May predict with model `id`.
-    pub fn may_use_model(&self, id: &str) -> Result<(), ApiError> {
-        self.check(self.can_use_model(id), || format!("use model {id:?}"))
-    }
-
-    /// May train, replace or delete model `id`.
-    pub fn may_edit_model(&self, id: &str) -> Result<(), ApiError> {
-        let ok = self.edit_any || (self.role >= Role::Editor && self.model_granted(id));
-        self.check(ok, || format!("change model {id:?}"))
-    }
-
-    /// May read or ask mentor `id`.
-    pub fn can_use_mentor(&self, id: &str) -> bool {
-        self.public_route || self.edit_any || self.owned_mentors.iter().any(|m| m == id) || self.mentor_granted(id)
-    }
-
-    /// May ask mentor `id`.
-    pub fn may_use_mentor(&self, id: &str) -> Result<(), ApiError> {
-        self.check(self.can_use_mentor(id), || format!("use mentor {id:?}"))
-    }
-
-    /// May edit or train mentor `id`: its owner, a content manager, or an editor granted it.
-    pub fn may_edit_mentor(&self, id: &str) -> Result<(), ApiError> {
-        let ok = self.edit_any
-            || self.owned_mentors.iter().any(|m| m == id)
-            || (self.role >= Role::Editor && self.mentor_granted(id));
-        self.check(ok, || format!("change mentor {id:?}"))
-    }
-
-    /// May see a job: admins, and whoever may change the model or mentor it trains.
-    pub fn may_see_job(&self, job: &strato_types::JobRecord) -> Result<(), ApiError> {
-        if self.role == Role::Admin {
-            return Ok(());
-        }
-        let ok = match job.key.as_deref().and_then(|k| k.split_once(':')) {
-            Some(("model", id)) => self.may_edit_model(id).is_ok(),
-            Some(("mentor", id)) => self.may_edit_mentor(id).is_ok(),
-            _ => false,
-        };
+    /// May see a job: admins, and whoever may change the resource it works on.
+    pub fn may_see_job(&self, job: &JobRecord) -> Result<(), ApiError> {
+        let ok = self.role == Role::Admin || job.resource.as_ref().is_some_and(|r| self.can(Action::Edit, r));
         // Same answer as an unknown job, so job ids cannot be probed.
         if ok {
             Ok(())
@@ -290,6 +268,16 @@ impl Principal {
             Err(ApiError::new(ErrorCode::JobNotFound, format!("no job {:?}", job.id)))
         }
     }
+}
+
+/// A list of ids (`*`: all) as grants of every action a role allows.
+fn listed(kind: ResourceKind, ids: &[String]) -> impl Iterator<Item = Grant> + '_ {
+    ids.iter().map(move |id| Grant::new(kind.as_str(), id.as_str(), Actions::ALL))
+}
+
+/// Cuts every grant down to what the role allows, dropping those left empty.
+fn cap(grants: Vec<Grant>, role: Role) -> Vec<Grant> {
+    grants.into_iter().map(|g| g.capped(role.cap())).filter(|g| !g.actions.is_empty()).collect()
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Principal {
@@ -318,8 +306,10 @@ fn strings(claims: &Map<String, Value>, names: &[String]) -> Vec<String> {
 }
 
 /// Builds the principal a verified token describes. Role names follow MentorPal's (`ADMIN`, `CONTENT_MANAGER`,
-/// `USER`, with `SUPER_` variants) and ours (`admin`, `editor`, `user`); groups with those names count as roles.
-fn principal_from_claims(claims: &Map<String, Value>, map: &ClaimsMapping, policy: Arc<Policy>) -> Principal {
+/// `USER`, with `SUPER_` variants) and ours (`admin`, `editor`, `user`); groups with those names count as roles. A
+/// content manager may change every resource; an owner may change its own mentors whatever its role; groups' grants
+/// from the policy are capped by the role.
+fn principal_from_claims(claims: &Map<String, Value>, map: &ClaimsMapping, policy: &Policy) -> Principal {
     let subject = map
         .subject
         .iter()
@@ -348,18 +338,21 @@ fn principal_from_claims(claims: &Map<String, Value>, map: &ClaimsMapping, polic
             _ => {}
         }
     }
+    let owned_mentors = strings(claims, &map.owned_mentors);
+    let mut grants = cap(policy.grants_for(&groups), role);
+    if edit_any {
+        grants.push(Grant::new("*", "*", role.cap()));
+    }
+    grants.extend(owned_mentors.iter().map(|m| Grant::new(ResourceKind::MENTOR.as_str(), m.as_str(), Actions::EDIT)));
     Principal {
         subject,
         credential: Credential::Jwt,
         role,
-        edit_any,
-        owned_mentors: strings(claims, &map.owned_mentors),
+        grants,
+        owned_mentors,
         groups,
         public_route: false,
-        granted_models: Vec::new(),
-        granted_mentors: Vec::new(),
         plan: Default::default(),
-        policy,
     }
 }
 
@@ -382,10 +375,10 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
         .map(String::from);
 
     let mut principal = if !auth.opts.enabled() {
-        Principal::admin("local", Credential::Open, auth.policy.clone())
+        Principal::admin("local", Credential::Open)
     } else if let Some(secret) = api_key {
-        match state.strato.api_key_for_secret(&secret).await {
-            Ok(Some(key)) => Principal::from_api_key(key, auth.policy.clone()),
+        match state.strato.keys().for_secret(&secret).await {
+            Ok(Some(key)) => Principal::from_api_key(key),
             Ok(None) => return unauthorized("unknown or revoked API key"),
             Err(e) => return ApiError::from(e).into_response(),
         }
@@ -395,81 +388,27 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
             Err(resp) => return resp,
         }
     } else if public {
-        Principal {
-            role: Role::User,
-            edit_any: false,
-            ..Principal::admin("anonymous", Credential::Anonymous, auth.policy.clone())
-        }
+        Principal::anonymous()
     } else {
         return unauthorized("this route needs credentials: send Authorization: Bearer <token>");
     };
     principal.public_route = public;
-    let label = PrincipalLabel(format!("{:?}:{}", principal.credential, principal.subject).to_ascii_lowercase());
-
-    // Limits: per key, per token subject, per client IP for anonymous callers; the admin token is never limited.
-    let limits = &state.limits;
-    let subject = match principal.credential {
-        Credential::Open | Credential::AdminToken => None,
-        Credential::ApiKey => Some(format!("key:{}", principal.subject)),
-        Credential::Jwt => Some(format!("sub:{}", principal.subject)),
-        Credential::Anonymous => {
-            let ip = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string());
-            Some(format!("ip:{}", ip.unwrap_or_else(|| "unknown".into())))
-        }
-    };
-    let mut budget = None;
-    if let Some(key) = subject {
-        let plan = limits.plan(&principal.plan, principal.credential == Credential::Anonymous);
-        let s = crate::limits::Subject { key, plan };
-        match limits.check_rate(&s) {
-            Ok(b) => budget = b,
-            Err(refused) => {
-                let mut res = refused.into_response();
-                res.extensions_mut().insert(label);
-                return res;
-            }
-        }
-        if let Some(limit) = s.plan.daily_quota {
-            let taken = state.strato.take_quota(&s.key, limits.opts.quota_window, limit).await;
-            match taken.map(|(used, reset)| crate::limits::quota_budget(limit, used, reset)) {
-                // The tighter of the two budgets is the one to report.
-                Ok(Ok(q)) => {
-                    budget = Some(match budget.take() {
-                        Some(r) => r.tighter(q),
-                        None => q,
-                    })
-                }
-                Ok(Err(refused)) => {
-                    let mut res = refused.into_response();
-                    res.extensions_mut().insert(label);
-                    return res;
-                }
-                Err(e) => return ApiError::from(e).into_response(),
-            }
-        }
-    }
-
     req.extensions_mut().insert(principal);
-    let mut res = next.run(req).await;
-    if let Some(b) = budget {
-        b.write(res.headers_mut());
-    }
-    res.extensions_mut().insert(label);
-    res
+    next.run(req).await
 }
 
 async fn resolve_bearer(auth: &Auth, token: &str) -> Result<Principal, Response> {
     // Constant-time: the comparison must not reveal how much of the token matched.
     if let Some(admin) = auth.opts.admin_token.as_deref() {
         if bool::from(token.as_bytes().ct_eq(admin.as_bytes())) {
-            return Ok(Principal::admin("admin", Credential::AdminToken, auth.policy.clone()));
+            return Ok(Principal::admin("admin", Credential::AdminToken));
         }
     }
     let Some(verifier) = &auth.verifier else {
         return Err(unauthorized("wrong bearer token"));
     };
     match verifier.verify(token).await {
-        Ok(claims) => Ok(principal_from_claims(&claims, &auth.opts.claims, auth.policy.clone())),
+        Ok(claims) => Ok(principal_from_claims(&claims, &auth.opts.claims, &auth.policy)),
         Err(jwt::JwtError::Invalid(m)) => Err(unauthorized(m)),
         Err(e @ jwt::JwtError::Jwks(_)) => {
             tracing::error!(error = %e, "cannot check a bearer token");
@@ -490,41 +429,46 @@ mod tests {
         v.as_object().unwrap().clone()
     }
 
+    fn model(id: &str) -> ResourceRef {
+        ResourceRef::new(ResourceKind::MODEL, id)
+    }
+
+    fn mentor(id: &str) -> ResourceRef {
+        ResourceRef::new(ResourceKind::MENTOR, id)
+    }
+
     #[test]
     fn mentorpal_roles_and_owned_mentors() {
         let map = ClaimsMapping::default();
-        let p = Arc::new(Policy::default());
+        let p = Policy::default();
         let user = principal_from_claims(
             &claims(serde_json::json!({"id": "u1", "role": "USER", "mentorIds": ["a"]})),
             &map,
-            p.clone(),
+            &p,
         );
         assert_eq!((user.subject.as_str(), user.role), ("u1", Role::User));
-        assert!(user.may_edit_mentor("a").is_ok());
-        assert!(user.may_edit_mentor("b").is_err());
-        assert!(user.may_use_mentor("b").is_err());
-        let cm = principal_from_claims(
-            &claims(serde_json::json!({"id": "c", "role": "SUPER_CONTENT_MANAGER"})),
-            &map,
-            p.clone(),
-        );
-        assert!(cm.may_edit_mentor("b").is_ok() && cm.require_admin("x").is_err());
-        let admin = principal_from_claims(&claims(serde_json::json!({"sub": "z", "role": "ADMIN"})), &map, p);
+        assert!(user.may(Action::Edit, &mentor("a")).is_ok());
+        assert!(user.may(Action::Edit, &mentor("b")).is_err());
+        assert!(user.may(Action::Use, &mentor("b")).is_err());
+        let cm =
+            principal_from_claims(&claims(serde_json::json!({"id": "c", "role": "SUPER_CONTENT_MANAGER"})), &map, &p);
+        assert!(cm.may(Action::Edit, &mentor("b")).is_ok() && cm.require_admin("x").is_err());
+        let admin = principal_from_claims(&claims(serde_json::json!({"sub": "z", "role": "ADMIN"})), &map, &p);
         assert!(admin.require_admin("x").is_ok());
     }
 
     #[test]
     fn cognito_groups_grant_models_through_the_policy() {
-        let policy = Arc::new(Policy::parse(r#"{"planners": ["paris"]}"#, false).unwrap());
+        let policy = Policy::parse(r#"{"planners": ["paris"]}"#, false).unwrap();
         let p = principal_from_claims(
             &claims(serde_json::json!({"sub": "s", "cognito:groups": ["planners"]})),
             &ClaimsMapping::default(),
-            policy,
+            &policy,
         );
-        assert!(p.may_use_model("paris").is_ok());
-        assert!(p.may_use_model("lyon").is_err());
+        assert!(p.may(Action::Use, &model("paris")).is_ok());
+        assert!(p.may(Action::Use, &model("lyon")).is_err());
         // Use, not change: a user role.
-        assert!(p.may_edit_model("paris").is_err());
+        assert!(p.may(Action::Edit, &model("paris")).is_err());
     }
 
     #[test]

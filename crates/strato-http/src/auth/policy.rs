@@ -2,16 +2,19 @@
 //!
 //! Accepted shapes:
 //! - Quetzal's flat map of group → model names: `{"analysts": ["model-a", "model-b"]}`;
-//! - the full form, JSON or TOML: `{"groups": {"analysts": {"models": ["model-a"], "mentors": ["*"]}}}`.
+//! - the full form, JSON or TOML: `{"groups": {"analysts": {"models": ["model-a"], "mentors": ["*"],
+//!   "grants": [{"kind": "widget", "id": "w-*", "actions": ["use"]}]}}}`.
 //!
-//! `"*"` grants every resource of that kind.
+//! `models` and `mentors` list ids (`"*"`: all) and grant every action the caller's role allows; `grants` name any
+//! registered resource kind, an id pattern and the actions, still capped by the role.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Deserialize;
+use strato_types::{Actions, Grant, ResourceKind};
 
-/// What one group may use.
+/// What one group may do.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct GroupGrant {
@@ -21,6 +24,22 @@ pub struct GroupGrant {
     /// Mentor ids, or `"*"`.
     #[serde(default)]
     pub mentors: Vec<String>,
+    /// Grants over any resource kind.
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+}
+
+impl GroupGrant {
+    /// Everything the group grants, as grants.
+    fn all(&self) -> impl Iterator<Item = Grant> + '_ {
+        let ids = |kind: ResourceKind, ids: &'_ [String]| {
+            ids.iter().map(move |id| Grant::new(kind.as_str(), id.as_str(), Actions::ALL)).collect::<Vec<_>>()
+        };
+        ids(ResourceKind::MODEL, &self.models)
+            .into_iter()
+            .chain(ids(ResourceKind::MENTOR, &self.mentors))
+            .chain(self.grants.iter().cloned())
+    }
 }
 
 /// Every group's grants.
@@ -58,37 +77,50 @@ impl Policy {
         let flat: HashMap<String, Vec<String>> = serde_json::from_value(value)
             .map_err(|e| format!("expected {{\"group\": [\"model\", …]}} or {{\"groups\": {{…}}}}: {e}"))?;
         Ok(Self {
-            groups: flat.into_iter().map(|(g, models)| (g, GroupGrant { models, mentors: Vec::new() })).collect(),
+            groups: flat
+                .into_iter()
+                .map(|(g, models)| (g, GroupGrant { models, mentors: Vec::new(), grants: Vec::new() }))
+                .collect(),
         })
     }
 
-    /// Whether any of `groups` may use model `id`.
-    pub fn allows_model(&self, groups: &[String], id: &str) -> bool {
-        self.any(groups, |g| &g.models, id)
+    /// Every grant of any of `groups` (before the caller's role caps them).
+    pub fn grants_for(&self, groups: &[String]) -> Vec<Grant> {
+        groups.iter().filter_map(|g| self.groups.get(g)).flat_map(GroupGrant::all).collect()
     }
 
-    /// Whether any of `groups` may use mentor `id`.
-    pub fn allows_mentor(&self, groups: &[String], id: &str) -> bool {
-        self.any(groups, |g| &g.mentors, id)
-    }
-
-    fn any(&self, groups: &[String], list: impl Fn(&GroupGrant) -> &Vec<String>, id: &str) -> bool {
-        groups.iter().filter_map(|g| self.groups.get(g)).any(|g| list(g).iter().any(|x| x == "*" || x == id))
+    /// Checks every grant's shape and that it names a registered resource kind: a typo must stop the start, not
+    /// grant nothing in silence.
+    pub fn check(&self, kinds: &strato_service::ResourceKinds) -> Result<(), String> {
+        let mut names: Vec<&String> = self.groups.keys().collect();
+        names.sort();
+        for name in names {
+            for (i, g) in self.groups[name].grants.iter().enumerate() {
+                kinds.check_grant(g).map_err(|e| format!("group {name:?}, grants[{i}]: {}", e.message))?;
+            }
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use strato_types::{Action, ResourceRef};
+
     use super::*;
+
+    fn allows(p: &Policy, groups: &[String], kind: ResourceKind, id: &str) -> bool {
+        p.grants_for(groups).iter().any(|g| g.allows(&ResourceRef::new(kind.clone(), id), Action::Use))
+    }
 
     #[test]
     fn quetzal_flat_map_grants_models() {
         let p = Policy::parse(r#"{"planners": ["quetzal_test", "paris"]}"#, false).unwrap();
         let g = vec!["planners".to_string()];
-        assert!(p.allows_model(&g, "paris"));
-        assert!(!p.allows_model(&g, "lyon"));
-        assert!(!p.allows_mentor(&g, "paris"));
-        assert!(!p.allows_model(&["others".to_string()], "paris"));
+        assert!(allows(&p, &g, ResourceKind::MODEL, "paris"));
+        assert!(!allows(&p, &g, ResourceKind::MODEL, "lyon"));
+        assert!(!allows(&p, &g, ResourceKind::MENTOR, "paris"));
+        assert!(!allows(&p, &["others".to_string()], ResourceKind::MODEL, "paris"));
     }
 
     #[test]
@@ -97,9 +129,23 @@ mod tests {
         let toml = Policy::parse("[groups.staff]\nmodels = [\"*\"]\nmentors = [\"m1\"]\n", true).unwrap();
         assert_eq!(json, toml);
         let g = vec!["staff".to_string()];
-        assert!(json.allows_model(&g, "anything"));
-        assert!(json.allows_mentor(&g, "m1"));
-        assert!(!json.allows_mentor(&g, "m2"));
+        assert!(allows(&json, &g, ResourceKind::MODEL, "anything"));
+        assert!(allows(&json, &g, ResourceKind::MENTOR, "m1"));
+        assert!(!allows(&json, &g, ResourceKind::MENTOR, "m2"));
+    }
+
+    #[test]
+    fn grants_over_any_registered_kind() {
+        let text = r#"{"groups": {"makers": {"grants": [{"kind": "widget", "id": "w-*", "actions": ["use"]}]}}}"#;
+        let p = Policy::parse(text, false).unwrap();
+        let g = vec!["makers".to_string()];
+        assert!(allows(&p, &g, ResourceKind::new("widget"), "w-1"));
+        assert!(!allows(&p, &g, ResourceKind::new("widget"), "x-1"));
+        let mut kinds = strato_service::ResourceKinds::core();
+        let e = p.check(&kinds).unwrap_err();
+        assert!(e.contains("makers") && e.contains("unknown resource kind \"widget\""), "{e}");
+        kinds.register(ResourceKind::new("widget"));
+        assert!(p.check(&kinds).is_ok());
     }
 
     #[test]

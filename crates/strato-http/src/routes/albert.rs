@@ -21,6 +21,7 @@ use utoipa_axum::routes;
 use crate::auth::Principal;
 use crate::extract::QueryParams;
 use crate::AppState;
+use strato_types::{Action, ResourceRef};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list, train)).routes(routes!(remove)).routes(routes!(predict))
@@ -155,7 +156,7 @@ async fn train(p: Principal, State(s): State<AppState>, body: Bytes) -> Response
         other => other.to_string(),
     };
     let (id, bucket, object) = (as_str("id"), as_str("s3bucket"), as_str("training_object"));
-    if let Err(e) = p.may_edit_model(&id) {
+    if let Err(e) = p.may(Action::Edit, &ResourceRef::model(&id)) {
         return e.into_response();
     }
     // The original stored datasets as S3 objects; here they are datasets, found by the object's name or its stem.
@@ -163,7 +164,7 @@ async fn train(p: Principal, State(s): State<AppState>, body: Bytes) -> Response
     let stem = stem.rsplit_once('.').map(|(a, _)| a).unwrap_or(stem).to_string();
     let mut dataset = None;
     for candidate in [object.clone(), stem] {
-        if s.strato.dataset(&candidate).await.is_ok() {
+        if s.strato.datasets().get(&candidate).await.is_ok() {
             dataset = Some(candidate);
             break;
         }
@@ -184,6 +185,7 @@ async fn train(p: Principal, State(s): State<AppState>, body: Bytes) -> Response
     });
     let submitted = s
         .strato
+        .models()
         .submit_training(TrainRequest {
             model_id: id,
             data: DataSource::Dataset(dataset),
@@ -206,7 +208,7 @@ async fn train(p: Principal, State(s): State<AppState>, body: Bytes) -> Response
 }
 
 async fn item(s: &AppState, m: &ModelRecord) -> AlbertModel {
-    let status = match s.strato.latest_model_job(&m.id).await.ok().flatten().map(|j| j.status) {
+    let status = match s.strato.models().latest_job(&m.id).await.ok().flatten().map(|j| j.status) {
         Some(JobStatus::Queued | JobStatus::InProgress) => "started",
         Some(JobStatus::Failure) if m.active_version.is_none() => "failed",
         _ if m.active_version.is_some() => "trained",
@@ -224,10 +226,10 @@ async fn item(s: &AppState, m: &ModelRecord) -> AlbertModel {
 #[utoipa::path(get, path = "/models", tag = "albert", responses((status = 200, body = [AlbertModel])))]
 /// Lists models as the original's DynamoDB items.
 async fn list(p: Principal, State(s): State<AppState>) -> Response {
-    match s.strato.list_models().await {
+    match s.strato.models().list().await {
         Ok(models) => {
             let mut items = Vec::with_capacity(models.len());
-            for m in models.iter().filter(|m| p.can_use_model(&m.id)) {
+            for m in models.iter().filter(|m| p.can(Action::Use, &ResourceRef::model(&m.id))) {
                 items.push(item(&s, m).await);
             }
             Json(items).into_response()
@@ -240,14 +242,14 @@ async fn list(p: Principal, State(s): State<AppState>) -> Response {
     responses((status = 200, body = AlbertDeleted)))]
 /// Deletes a model.
 async fn remove(p: Principal, State(s): State<AppState>, Path(id): Path<String>) -> Response {
-    if let Err(e) = p.may_edit_model(&id) {
+    if let Err(e) = p.may(Action::Edit, &ResourceRef::model(&id)) {
         return e.into_response();
     }
-    let Ok(detail) = s.strato.model(&id).await else {
+    let Ok(detail) = s.strato.models().get(&id).await else {
         return compat_error(StatusCode::BAD_REQUEST, "Requested Model ID does not exist");
     };
     let attributes = item(&s, &detail.model).await;
-    match s.strato.delete_model(&id).await {
+    match s.strato.models().delete(&id).await {
         Ok(_) => Json(AlbertDeleted { attributes }).into_response(),
         Err(e) if e.code == ErrorCode::ModelNotFound => {
             compat_error(StatusCode::BAD_REQUEST, "Requested Model ID does not exist")
@@ -279,7 +281,7 @@ async fn predict(
     else {
         return compat_error(StatusCode::BAD_REQUEST, "Required parameters not supplied");
     };
-    if let Err(e) = p.may_use_model(model_id) {
+    if let Err(e) = p.may(Action::Use, &ResourceRef::model(model_id)) {
         return e.into_response();
     }
     let n_top = match params.get("n_top") {
@@ -291,14 +293,14 @@ async fn predict(
     let Some(n_top) = n_top.filter(|&n| n > 0) else {
         return compat_error(StatusCode::BAD_REQUEST, "Wrong parameters");
     };
-    let meta = match s.strato.model(model_id).await {
+    let meta = match s.strato.models().get(model_id).await {
         Ok(d) => d.model.meta,
         Err(e) if e.code == ErrorCode::ModelNotFound => {
             return compat_error(StatusCode::BAD_REQUEST, "Model ID does not exist")
         }
         Err(e) => return from_strato(e),
     };
-    match s.strato.predict(model_id, vec![text.to_string()], n_top).await {
+    match s.strato.models().predict(model_id, vec![text.to_string()], n_top).await {
         Ok(p) => {
             let prediction = p.predictions[0].iter().map(|sc| vec![json!(sc.label), json!(sc.score)]).collect();
             let prediction_request = AlbertPredictionRequest { model_id: model_id.into(), text: text.into(), n_top };

@@ -28,7 +28,7 @@ pub(crate) async fn put(
     p.require_editor("upload datasets")?;
     let body = body.map_err(body_error)?;
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let rec = s.strato.put_dataset(&name, ct, body).await?;
+    let rec = s.strato.datasets().put(&name, ct, body).await?;
     Ok((
         StatusCode::CREATED,
         Json(DatasetStored { name: rec.name, rows: rec.rows, labels: rec.labels, format: rec.format }),
@@ -39,7 +39,7 @@ pub(crate) async fn put(
 /// Lists stored datasets.
 pub(crate) async fn list(p: Principal, State(s): State<AppState>) -> Result<Json<DatasetList>, ApiError> {
     p.require_editor("list datasets")?;
-    let datasets: Vec<DatasetView> = s.strato.list_datasets().await?.into_iter().map(Into::into).collect();
+    let datasets: Vec<DatasetView> = s.strato.datasets().list().await?.into_iter().map(Into::into).collect();
     Ok(Json(DatasetList { datasets }))
 }
 
@@ -53,7 +53,7 @@ pub(crate) async fn download(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     p.require_editor("download datasets")?;
-    let d = s.strato.dataset_file(&name).await?;
+    let d = s.strato.datasets().file(&name).await?;
     Ok(([(header::CONTENT_TYPE, d.content_type)], d.bytes).into_response())
 }
 
@@ -66,6 +66,6 @@ pub(crate) async fn delete(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     p.require_editor("delete datasets")?;
-    s.strato.delete_dataset(&name).await?;
+    s.strato.datasets().delete(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 use strato_service::Cancellation;
 use strato_store::{EnqueueOutcome, JobFilter};
-use strato_types::{ErrorCode, JobKind, JobStatus, NewJob};
+use strato_types::{ErrorCode, JobKind, JobStatus, QueueName};
 
 use crate::auth::Principal;
 use crate::extract::QueryParams;
@@ -23,8 +23,8 @@ pub(crate) async fn show(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    p.may_see_job(&s.strato.job(&id).await?)?;
-    let (job, attempts) = s.strato.job_with_attempts(&id).await?;
+    p.may_see_job(&s.strato.jobs().get(&id).await?)?;
+    let (job, attempts) = s.strato.jobs().with_attempts(&id).await?;
     Ok(Json(JobView::with_attempts(job, attempts)))
 }
 
@@ -35,22 +35,15 @@ pub(crate) struct ListQuery {
     #[param(value_type = Option<JobStatus>)]
     status: Option<String>,
     /// A job kind such as `noop` or `train_model`.
-    #[param(value_type = Option<JobKind>)]
+    #[param(pattern = "^[a-z][a-z0-9_.-]{0,63}$")]
     kind: Option<String>,
+    /// Jobs in this queue.
+    #[param(pattern = "^[a-z][a-z0-9_.-]{0,63}$")]
+    queue: Option<String>,
     /// Jobs with this key.
     key: Option<String>,
     /// At most this many, newest first (1-1000, default 100).
     limit: Option<i64>,
-}
-
-fn kinds() -> String {
-    JobKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
-}
-
-fn parse_kind(v: &str) -> Result<JobKind, ApiError> {
-    JobKind::parse(v).ok_or_else(|| {
-        ApiError::new(ErrorCode::InvalidRequest, format!("unknown job kind {v:?}: use one of {}", kinds()))
-    })
 }
 
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery), responses((status = 200, body = JobList)))]
@@ -72,9 +65,10 @@ pub(crate) async fn list(
             })
         })
         .transpose()?;
-    let kind = q.kind.as_deref().map(parse_kind).transpose()?;
-    let filter = JobFilter { status, kind, key: q.key, limit: Some(q.limit.unwrap_or(100).clamp(1, 1000)) };
-    let jobs: Vec<JobView> = s.strato.jobs(&filter).await?.into_iter().map(Into::into).collect();
+    let kind = q.kind.as_deref().map(JobKind::parse).transpose()?;
+    let queue = q.queue.as_deref().map(QueueName::parse).transpose()?;
+    let filter = JobFilter { status, kind, queue, key: q.key, limit: Some(q.limit.unwrap_or(100).clamp(1, 1000)) };
+    let jobs: Vec<JobView> = s.strato.jobs().list(&filter).await?.into_iter().map(Into::into).collect();
     Ok(Json(JobList { jobs }))
 }
 
@@ -82,17 +76,22 @@ pub(crate) async fn list(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SubmitJob {
-    /// The job kind: only `noop` here (queue drills); training has its own routes.
-    #[schema(value_type = JobKind)]
+    /// The job kind: one whose input this route can check (`noop`: queue drills); training has its own routes.
+    #[schema(example = "noop")]
     kind: String,
     /// The kind's input.
     #[serde(default)]
     payload: serde_json::Value,
+    /// The queue to wait in (default: the kind's).
+    #[schema(pattern = "^[a-z][a-z0-9_.-]{0,63}$")]
+    queue: Option<String>,
     /// Jobs with the same key run one at a time, in order.
     key: Option<String>,
     /// Higher runs first.
     #[serde(default)]
-    priority: i32,
+    priority: Option<i32>,
+    /// Not before this time (RFC 3339): a scheduled job.
+    run_after: Option<chrono::DateTime<chrono::Utc>>,
     /// Attempts before the job is dead-lettered.
     #[schema(minimum = 1, maximum = 100)]
     max_attempts: Option<i32>,
@@ -104,7 +103,8 @@ pub(crate) struct SubmitJob {
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", params(crate::extract::IdempotencyHeader), request_body = SubmitJob,
     responses((status = 202, description = "Queued", body = SubmittedJob),
               (status = 200, description = "An earlier submission with the same Idempotency-Key", body = SubmittedJob)))]
-/// `POST /v1/jobs`: generic submission (the `noop` kind: queue drills and benchmarks).
+/// `POST /v1/jobs`: generic submission of the kinds that allow it (`noop`: queue drills and benchmarks), now or
+/// at `run_after`.
 pub(crate) async fn submit(
     p: Principal,
     State(s): State<AppState>,
@@ -112,19 +112,24 @@ pub(crate) async fn submit(
     JsonBody(req): JsonBody<SubmitJob>,
 ) -> Result<(StatusCode, Json<SubmittedJob>), ApiError> {
     p.require_admin("submit jobs")?;
-    let kind = parse_kind(&req.kind)?;
     let payload = if req.payload.is_null() { json!({}) } else { req.payload };
-    let mut job = NewJob {
-        key: req.key,
-        priority: req.priority,
-        idempotency_key,
-        timeout: req.timeout_secs.map(std::time::Duration::from_secs),
-        ..NewJob::new(kind, payload)
-    };
+    let mut job = s.strato.jobs().generic(&req.kind, payload)?;
+    job.key = req.key;
+    job.idempotency_key = idempotency_key;
+    job.run_after = req.run_after;
+    if let Some(q) = req.queue {
+        job.queue = QueueName::parse(&q)?;
+    }
+    if let Some(n) = req.priority {
+        job.priority = n;
+    }
+    if let Some(t) = req.timeout_secs {
+        job.timeout = std::time::Duration::from_secs(t);
+    }
     if let Some(n) = req.max_attempts {
         job.max_attempts = n;
     }
-    let e = s.strato.submit_job(job).await?;
+    let e = s.strato.jobs().submit(job).await?;
     let status = if e.outcome == EnqueueOutcome::Created { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok((status, Json(SubmittedJob::new(e.job, None))))
 }
@@ -139,8 +144,8 @@ pub(crate) async fn cancel(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<CancelView>), ApiError> {
-    p.may_see_job(&s.strato.job(&id).await?)?;
-    let (how, job) = s.strato.cancel_job(&id).await?;
+    p.may_see_job(&s.strato.jobs().get(&id).await?)?;
+    let (how, job) = s.strato.jobs().cancel(&id).await?;
     let (code, cancel) = match how {
         Cancellation::Cancelled => (StatusCode::OK, "cancelled"),
         Cancellation::Requested => (StatusCode::ACCEPTED, "requested"),
@@ -163,7 +168,8 @@ pub(crate) async fn dlq_list(
     QueryParams(q): QueryParams<DlqQuery>,
 ) -> Result<Json<JobList>, ApiError> {
     p.require_admin("read the dead-letter queue")?;
-    let jobs: Vec<JobView> = s.strato.dead_letters(q.limit.unwrap_or(100)).await?.into_iter().map(Into::into).collect();
+    let jobs: Vec<JobView> =
+        s.strato.jobs().dead_letters(q.limit.unwrap_or(100)).await?.into_iter().map(Into::into).collect();
     Ok(Json(JobList { jobs }))
 }
 
@@ -175,7 +181,7 @@ pub(crate) async fn dlq_show(
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     p.require_admin("read the dead-letter queue")?;
-    let (job, attempts) = s.strato.dead_letter(&id).await?;
+    let (job, attempts) = s.strato.jobs().dead_letter(&id).await?;
     Ok(Json(JobView::with_attempts(job, attempts)))
 }
 
@@ -188,7 +194,7 @@ pub(crate) async fn dlq_replay(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
     p.require_admin("replay dead-lettered jobs")?;
-    Ok((StatusCode::ACCEPTED, Json(s.strato.replay_dead_letter(&id).await?.into())))
+    Ok((StatusCode::ACCEPTED, Json(s.strato.jobs().replay_dead_letter(&id).await?.into())))
 }
 
 #[utoipa::path(delete, path = "/v1/dlq/{id}", tag = "dead-letter queue", params(("id" = String, Path, description = "Job id")), responses((status = 204, description = "Deleted")))]
@@ -199,6 +205,6 @@ pub(crate) async fn dlq_delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     p.require_admin("delete dead-lettered jobs")?;
-    s.strato.delete_dead_letter(&id).await?;
+    s.strato.jobs().delete_dead_letter(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

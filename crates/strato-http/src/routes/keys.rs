@@ -3,23 +3,22 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use strato_service::NewApiKey;
 
 use crate::auth::Principal;
 use crate::extract::JsonBody;
-use crate::views::{ApiKeyList, ApiKeyView, CreatedApiKey};
+use crate::views::{ApiKeyList, ApiKeyView, CreateApiKey, CreatedApiKey};
 use crate::{ApiError, AppState};
 
-#[utoipa::path(post, path = "/v1/api-keys", tag = "api keys", request_body = NewApiKey,
+#[utoipa::path(post, path = "/v1/api-keys", tag = "api keys", request_body = CreateApiKey,
     responses((status = 201, description = "The key, with its secret shown this once", body = CreatedApiKey)))]
 /// Creates an API key (admins).
 pub(crate) async fn create(
     p: Principal,
     State(s): State<AppState>,
-    JsonBody(req): JsonBody<NewApiKey>,
+    JsonBody(req): JsonBody<CreateApiKey>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
     p.require_admin("create API keys")?;
-    let (key, secret) = s.strato.create_api_key(req).await?;
+    let (key, secret) = s.strato.keys().create(req.into()).await?;
     Ok((StatusCode::CREATED, Json(CreatedApiKey { key: (&key).into(), secret })))
 }
 
@@ -27,7 +26,7 @@ pub(crate) async fn create(
 /// Lists API keys, revoked ones included (admins).
 pub(crate) async fn list(p: Principal, State(s): State<AppState>) -> Result<Json<ApiKeyList>, ApiError> {
     p.require_admin("list API keys")?;
-    let api_keys: Vec<ApiKeyView> = s.strato.api_keys().await?.iter().map(Into::into).collect();
+    let api_keys: Vec<ApiKeyView> = s.strato.keys().list().await?.iter().map(Into::into).collect();
     Ok(Json(ApiKeyList { api_keys }))
 }
 
@@ -41,5 +40,5 @@ pub(crate) async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Json<ApiKeyView>, ApiError> {
     p.require_admin("revoke API keys")?;
-    Ok(Json((&s.strato.revoke_api_key(&id).await?).into()))
+    Ok(Json((&s.strato.keys().revoke(&id).await?).into()))
 }

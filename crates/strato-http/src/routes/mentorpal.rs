@@ -18,6 +18,7 @@ use utoipa_axum::routes;
 use crate::auth::Principal;
 use crate::extract::QueryParams;
 use crate::AppState;
+use strato_types::{Action, ResourceRef};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -75,7 +76,7 @@ pub(crate) struct TrainStatus {
 /// Suggested follow-up questions.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Followups {
-    followups: Vec<strato_service::Followup>,
+    followups: Vec<crate::views::FollowupView>,
 }
 
 /// The original's error bodies: `{"message"}`, `{"data": {"error", "message"}}` for an unknown job, and the
@@ -132,10 +133,10 @@ async fn train(p: Principal, State(s): State<AppState>, body: Bytes) -> Response
     let Some(mentor) = mentor else {
         return message(StatusCode::BAD_REQUEST, "missing required param 'mentor'");
     };
-    if let Err(e) = p.may_edit_mentor(&mentor) {
+    if let Err(e) = p.may(Action::Edit, &ResourceRef::mentor(&mentor)) {
         return e.into_response();
     }
-    match s.strato.submit_mentor_training(&mentor, None).await {
+    match s.strato.mentors().submit_training(&mentor, None).await {
         Ok(job) => {
             let data =
                 TrainStarted { status_url: status_url(&job.id), id: job.id, mentor, status: job.status.as_str() };
@@ -149,8 +150,13 @@ async fn train(p: Principal, State(s): State<AppState>, body: Bytes) -> Response
     params(("id" = String, Path, description = "Training job id")), responses((status = 200, body = Data<TrainStatus>)))]
 /// A training job's state.
 async fn status(p: Principal, State(s): State<AppState>, Path(id): Path<String>) -> Response {
-    let job = match s.strato.job(&id).await {
-        Ok(j) if j.kind == strato_types::JobKind::TrainMentor && p.may_see_job(&j).is_ok() => j,
+    let job = match s.strato.jobs().get(&id).await {
+        Ok(j)
+            if j.kind == <strato_service::TrainMentorArgs as strato_types::JobArgs>::KIND
+                && p.may_see_job(&j).is_ok() =>
+        {
+            j
+        }
         Ok(_) | Err(StratoError { code: ErrorCode::JobNotFound, .. }) => {
             return (
                 StatusCode::BAD_REQUEST,
@@ -175,17 +181,17 @@ async fn status(p: Principal, State(s): State<AppState>, Path(id): Path<String>)
 }
 
 #[utoipa::path(get, path = "/classifier/questions", tag = "mentorpal", params(QuestionsQuery),
-    responses((status = 200, body = strato_service::AnswerResult)))]
+    responses((status = 200, body = crate::views::AnswerView)))]
 /// Answers a user's question.
 async fn questions(p: Principal, State(s): State<AppState>, QueryParams(q): QueryParams<QuestionsQuery>) -> Response {
     let (Some(mentor), Some(query)) = (q.mentor, q.query.filter(|t| !t.trim().is_empty())) else {
         return message(StatusCode::BAD_REQUEST, "missing required query parameters 'mentor' and 'query'");
     };
-    if let Err(e) = p.may_use_mentor(&mentor) {
+    if let Err(e) = p.may(Action::Use, &ResourceRef::mentor(&mentor)) {
         return e.into_response();
     }
-    match s.strato.answer(&mentor, &query, q.chatsessionid).await {
-        Ok(a) => Json(a).into_response(),
+    match s.strato.mentors().answer(&mentor, &query, q.chatsessionid).await {
+        Ok(a) => Json(crate::views::AnswerView::from(a)).into_response(),
         Err(e) if matches!(e.code, ErrorCode::MentorNotTrained | ErrorCode::MentorNotFound) => {
             message(StatusCode::NOT_FOUND, format!("No models found for mentor {mentor}."))
         }
@@ -199,10 +205,10 @@ async fn questions(p: Principal, State(s): State<AppState>, QueryParams(q): Quer
         content_type = "text/csv", body = String)))]
 /// The mentor's training data.
 async fn training_data(p: Principal, State(s): State<AppState>, Path(mentor): Path<String>) -> Response {
-    if let Err(e) = p.may_edit_mentor(&mentor) {
+    if let Err(e) = p.may(Action::Edit, &ResourceRef::mentor(&mentor)) {
         return e.into_response();
     }
-    match s.strato.mentor_training_csv(&mentor).await {
+    match s.strato.mentors().training_csv(&mentor).await {
         // The original returns the CSV inside JSON, served with the CSV type and a download name.
         Ok(csv) => (
             [
@@ -217,11 +223,11 @@ async fn training_data(p: Principal, State(s): State<AppState>, Path(mentor): Pa
 }
 
 async fn followups_for(p: &Principal, s: &AppState, mentor: &str, category: &str) -> Response {
-    if let Err(e) = p.may_use_mentor(mentor) {
+    if let Err(e) = p.may(Action::Use, &ResourceRef::mentor(mentor)) {
         return e.into_response();
     }
-    match s.strato.followups(mentor, category).await {
-        Ok(followups) => Json(Data { data: Followups { followups } }).into_response(),
+    match s.strato.mentors().followups(mentor, category).await {
+        Ok(f) => Json(Data { data: Followups { followups: f.into_iter().map(Into::into).collect() } }).into_response(),
         Err(e) => from_strato(e),
     }
 }

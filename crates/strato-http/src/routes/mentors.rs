@@ -13,8 +13,9 @@ use strato_types::{AnswerType, ErrorCode, Grade, Mentor};
 use crate::auth::Principal;
 use crate::extract::QueryParams;
 use crate::extract::{body_error, IdempotencyKey, JsonBody};
-use crate::views::{SubmittedJob, UserQuestionList};
+use crate::views::{AnswerView, SubmittedJob, UserQuestionList};
 use crate::{ApiError, AppState};
+use strato_types::{Action, ResourceRef};
 
 #[utoipa::path(put, path = "/v1/mentors/{id}", tag = "mentors", params(("id" = String, Path, description = "Mentor id", example = "demo")), request_body = Mentor,
     responses((status = 200, description = "The mentor as stored", body = Mentor)))]
@@ -25,8 +26,8 @@ pub(crate) async fn put(
     Path(id): Path<String>,
     JsonBody(mentor): JsonBody<Mentor>,
 ) -> Result<Json<Mentor>, ApiError> {
-    p.may_edit_mentor(&id)?;
-    Ok(Json(s.strato.put_mentor(&id, mentor).await?))
+    p.may(Action::Edit, &ResourceRef::mentor(&id))?;
+    Ok(Json(s.strato.mentors().put(&id, mentor).await?))
 }
 
 #[utoipa::path(get, path = "/v1/mentors/{id}", tag = "mentors", params(("id" = String, Path, description = "Mentor id", example = "demo")), responses((status = 200, body = Mentor)))]
@@ -36,8 +37,8 @@ pub(crate) async fn show(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Mentor>, ApiError> {
-    p.may_use_mentor(&id)?;
-    Ok(Json(s.strato.mentor(&id).await?))
+    p.may(Action::Use, &ResourceRef::mentor(&id))?;
+    Ok(Json(s.strato.mentors().get(&id).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/mentors/{id}", tag = "mentors", params(("id" = String, Path, description = "Mentor id", example = "scratch")),
@@ -48,8 +49,8 @@ pub(crate) async fn delete(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    p.may_edit_mentor(&id)?;
-    s.strato.delete_mentor(&id).await?;
+    p.may(Action::Edit, &ResourceRef::mentor(&id))?;
+    s.strato.mentors().delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -63,9 +64,9 @@ pub(crate) async fn import(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Mentor>, ApiError> {
-    p.may_edit_mentor(&id)?;
+    p.may(Action::Edit, &ResourceRef::mentor(&id))?;
     let body = body.map_err(body_error)?;
-    Ok(Json(s.strato.import_mentor_csv(&id, body).await?))
+    Ok(Json(s.strato.mentors().import_csv(&id, body).await?))
 }
 
 #[utoipa::path(get, path = "/v1/mentors/{id}/trainingdata", tag = "mentors", params(("id" = String, Path, description = "Mentor id", example = "demo")),
@@ -76,8 +77,8 @@ pub(crate) async fn training_data(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    p.may_edit_mentor(&id)?;
-    let csv = s.strato.mentor_training_csv(&id).await?;
+    p.may(Action::Edit, &ResourceRef::mentor(&id))?;
+    let csv = s.strato.mentors().training_csv(&id).await?;
     Ok(csv_attachment(&id, csv))
 }
 
@@ -101,8 +102,8 @@ pub(crate) async fn train(
     Path(id): Path<String>,
     IdempotencyKey(key): IdempotencyKey,
 ) -> Result<(StatusCode, Json<SubmittedJob>), ApiError> {
-    p.may_edit_mentor(&id)?;
-    let job = s.strato.submit_mentor_training(&id, key).await?;
+    p.may(Action::Edit, &ResourceRef::mentor(&id))?;
+    let job = s.strato.mentors().submit_training(&id, key).await?;
     Ok((StatusCode::ACCEPTED, Json(SubmittedJob::new(job, Some(id)))))
 }
 
@@ -117,20 +118,20 @@ pub(crate) struct AnswerQuery {
 }
 
 #[utoipa::path(get, path = "/v1/mentors/{id}/answer", tag = "mentors", params(("id" = String, Path, description = "Mentor id", example = "demo"), AnswerQuery),
-    responses((status = 200, body = strato_service::AnswerResult)))]
+    responses((status = 200, body = AnswerView)))]
 /// Answers a user's question; the question is recorded for grading.
 pub(crate) async fn answer(
     p: Principal,
     State(s): State<AppState>,
     Path(id): Path<String>,
     QueryParams(q): QueryParams<AnswerQuery>,
-) -> Result<Json<strato_service::AnswerResult>, ApiError> {
-    p.may_use_mentor(&id)?;
+) -> Result<Json<AnswerView>, ApiError> {
+    p.may(Action::Use, &ResourceRef::mentor(&id))?;
     let query = q
         .query
         .filter(|t| !t.trim().is_empty())
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "the query parameter `query` is required"))?;
-    Ok(Json(s.strato.answer(&id, &query, q.chat_session_id).await?))
+    Ok(Json(s.strato.mentors().answer(&id, &query, q.chat_session_id).await?.into()))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -156,7 +157,7 @@ pub(crate) async fn user_questions(
     Path(id): Path<String>,
     QueryParams(q): QueryParams<UserQuestionsQuery>,
 ) -> Result<Json<UserQuestionList>, ApiError> {
-    p.may_edit_mentor(&id)?;
+    p.may(Action::Edit, &ResourceRef::mentor(&id))?;
     let answer_type = q
         .answer_type
         .map(|t| {
@@ -169,7 +170,7 @@ pub(crate) async fn user_questions(
         })
         .transpose()?;
     let filter = UserQuestionFilter { answer_type, ungraded: q.ungraded.unwrap_or(false), limit: q.limit };
-    let list = s.strato.user_questions(&id, &filter).await?;
+    let list = s.strato.mentors().user_questions(&id, &filter).await?;
     Ok(Json(UserQuestionList { user_questions: list }))
 }
 
@@ -191,8 +192,8 @@ pub(crate) async fn grade(
     Path(feedback_id): Path<String>,
     JsonBody(g): JsonBody<GradeBody>,
 ) -> Result<Json<strato_types::UserQuestionRecord>, ApiError> {
-    let q = s.strato.user_question(&feedback_id).await?;
-    if p.may_edit_mentor(&q.mentor_id).is_err() {
+    let q = s.strato.mentors().user_question(&feedback_id).await?;
+    if p.may(Action::Edit, &ResourceRef::mentor(&q.mentor_id)).is_err() {
         // The same answer as an unknown id: feedback ids cannot be probed.
         return Err(ApiError::new(ErrorCode::FeedbackNotFound, format!("user question {feedback_id:?} not found")));
     }
@@ -206,5 +207,5 @@ pub(crate) async fn grade(
             ))
         }
     };
-    Ok(Json(s.strato.grade(&feedback_id, grade).await?))
+    Ok(Json(s.strato.mentors().grade(&feedback_id, grade).await?))
 }

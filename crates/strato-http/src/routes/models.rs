@@ -14,6 +14,7 @@ use crate::auth::Principal;
 use crate::extract::{IdempotencyKey, JsonBody};
 use crate::views::{ModelList, ModelSummaryView, ModelView, PredictView, TrainAccepted};
 use crate::{ApiError, AppState};
+use strato_types::{Action, ResourceRef};
 
 /// One labelled text.
 #[derive(Deserialize, ToSchema)]
@@ -34,6 +35,7 @@ pub(crate) struct CreateModel {
     /// Inline training data.
     data: Option<Vec<InlineExample>>,
     #[serde(default)]
+    #[schema(value_type = Option<crate::views::TrainParamsSchema>)]
     params: Option<TrainParams>,
     /// Train a new version of an existing model.
     #[serde(default)]
@@ -50,7 +52,7 @@ pub(crate) async fn create(
     IdempotencyKey(idempotency_key): IdempotencyKey,
     JsonBody(req): JsonBody<CreateModel>,
 ) -> Result<(StatusCode, Json<TrainAccepted>), ApiError> {
-    p.may_edit_model(&req.id)?;
+    p.may(Action::Edit, &ResourceRef::model(&req.id))?;
     let data =
         match (req.dataset, req.data) {
             (Some(name), None) => DataSource::Dataset(name),
@@ -68,6 +70,7 @@ pub(crate) async fn create(
     };
     let job = s
         .strato
+        .models()
         .submit_training(TrainRequest {
             model_id: req.id.clone(),
             data,
@@ -91,8 +94,15 @@ pub(crate) async fn create(
 #[utoipa::path(get, path = "/v1/models", tag = "models", responses((status = 200, body = ModelList)))]
 /// Lists the models the caller may use.
 pub(crate) async fn list(p: Principal, State(s): State<AppState>) -> Result<Json<ModelList>, ApiError> {
-    let models: Vec<ModelSummaryView> =
-        s.strato.list_models().await?.into_iter().filter(|m| p.can_use_model(&m.id)).map(Into::into).collect();
+    let models: Vec<ModelSummaryView> = s
+        .strato
+        .models()
+        .list()
+        .await?
+        .into_iter()
+        .filter(|m| p.can(Action::Use, &ResourceRef::model(&m.id)))
+        .map(Into::into)
+        .collect();
     Ok(Json(ModelList { models }))
 }
 
@@ -104,8 +114,8 @@ pub(crate) async fn show(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ModelView>, ApiError> {
-    p.may_use_model(&id)?;
-    let d = s.strato.model(&id).await?;
+    p.may(Action::Use, &ResourceRef::model(&id))?;
+    let d = s.strato.models().get(&id).await?;
     Ok(Json(ModelView::new(d.model, d.versions)))
 }
 
@@ -117,8 +127,8 @@ pub(crate) async fn delete(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    p.may_edit_model(&id)?;
-    s.strato.delete_model(&id).await?;
+    p.may(Action::Edit, &ResourceRef::model(&id))?;
+    s.strato.models().delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -131,11 +141,11 @@ pub(crate) async fn activate(
     State(s): State<AppState>,
     Path((id, version)): Path<(String, String)>,
 ) -> Result<Json<ModelView>, ApiError> {
-    p.may_edit_model(&id)?;
+    p.may(Action::Edit, &ResourceRef::model(&id))?;
     let version: i64 = version
         .parse()
         .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, format!("version must be a number, not {version:?}")))?;
-    let d = s.strato.activate_version(&id, version).await?;
+    let d = s.strato.models().activate(&id, version).await?;
     Ok(Json(ModelView::new(d.model, d.versions)))
 }
 
@@ -160,7 +170,7 @@ pub(crate) async fn predict(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<PredictBody>,
 ) -> Result<Json<PredictView>, ApiError> {
-    p.may_use_model(&id)?;
+    p.may(Action::Use, &ResourceRef::model(&id))?;
     let texts = match (body.text, body.texts) {
         (Some(t), None) => vec![t],
         (None, Some(ts)) if !ts.is_empty() => ts,
@@ -171,6 +181,7 @@ pub(crate) async fn predict(
             ))
         }
     };
-    let p = s.strato.predict(&id, texts, body.n_top.unwrap_or(5)).await?;
-    Ok(Json(PredictView { model_id: p.model_id, version: p.version, predictions: p.predictions }))
+    let p = s.strato.models().predict(&id, texts, body.n_top.unwrap_or(5)).await?;
+    let predictions = p.predictions.into_iter().map(|row| row.into_iter().map(Into::into).collect()).collect();
+    Ok(Json(PredictView { model_id: p.model_id, version: p.version, predictions }))
 }

@@ -14,18 +14,22 @@ use lru::LruCache;
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::json;
-use strato_jobs::{JobContext, JobError};
+use strato_blob::BlobStore;
 use strato_ml::entities::{self, EntityType};
 use strato_ml::mentor_model::MentorModel;
 use strato_ml::text::sanitize;
-use strato_ml::{Example, TrainParams};
-use strato_store::{AddVersion, TrainSubmission, UserQuestionFilter};
+use strato_store::{Store, UserQuestionFilter};
 use strato_types::{
-    validate_name, Answer, AnswerType, ErrorCode, Grade, JobKind, JobRecord, Media, Mentor, NewJob, StratoError,
-    UserQuestionRecord, OFF_TOPIC,
+    validate_name, Answer, AnswerType, ErrorCode, Grade, Media, Mentor, StratoError, UserQuestionRecord, OFF_TOPIC,
 };
 
-use crate::{blob_storage, internal, storage, Result, Strato};
+use crate::embedding::Embeddings;
+use crate::models::Models;
+use crate::{blob_storage, internal, storage, Result};
+
+mod train;
+
+pub use train::{PublishError, TrainMentorArgs, TrainMentorWorker};
 
 /// The model id under which a mentor's classifier versions are stored (`:` cannot appear in user model ids).
 pub fn mentor_model_id(mentor: &str) -> String {
@@ -52,18 +56,20 @@ pub(crate) struct MentorRuntime {
     model: Option<Arc<MentorModel>>,
 }
 
-pub(crate) struct MentorCache {
-    lru: Mutex<LruCache<String, Arc<MentorRuntime>>>,
-}
+type MentorCache = Mutex<LruCache<String, Arc<MentorRuntime>>>;
 
-impl MentorCache {
-    pub(crate) fn new(size: usize) -> Self {
-        Self { lru: Mutex::new(LruCache::new(NonZeroUsize::new(size.max(1)).unwrap_or(NonZeroUsize::MIN))) }
-    }
+/// Question-answering mentors: their documents, training, answering and the feedback loop.
+#[derive(Clone)]
+pub struct Mentors {
+    store: Store,
+    blobs: BlobStore,
+    embeddings: Embeddings,
+    models: Models,
+    cache: Arc<MentorCache>,
 }
 
 /// The answer to a user's question.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AnswerResult {
     /// The question as asked.
     pub question: String,
@@ -92,7 +98,7 @@ pub struct AnswerResult {
 }
 
 /// Media of an answer by use, as MentorPal clients expect.
-#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Default)]
 pub struct AnswerMedia {
     /// Video for the web.
     pub web_media: Option<Media>,
@@ -103,7 +109,7 @@ pub struct AnswerMedia {
 }
 
 /// A suggested follow-up question.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Followup {
     /// The question.
     pub question: String,
@@ -150,29 +156,20 @@ fn split_pipe(s: &str) -> Vec<String> {
     s.split('|').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect()
 }
 
-/// Why a trained mentor model was not published.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    /// The job's lease was lost: another attempt publishes.
-    #[error("lease lost")]
-    LeaseLost,
-    /// The mentor was deleted.
-    #[error("the mentor was deleted")]
-    MentorGone,
-    /// Blob or metadata storage failed.
-    #[error("{0}")]
-    Storage(String),
-}
+impl Mentors {
+    pub(crate) fn new(
+        store: Store,
+        blobs: BlobStore,
+        embeddings: Embeddings,
+        models: Models,
+        cache_size: usize,
+    ) -> Self {
+        let cache = Mutex::new(LruCache::new(NonZeroUsize::new(cache_size.max(1)).unwrap_or(NonZeroUsize::MIN)));
+        Self { store, blobs, embeddings, models, cache: Arc::new(cache) }
+    }
 
-/// The stored job payload of a mentor training.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct TrainMentorPayload {
-    mentor_id: String,
-}
-
-impl Strato {
     /// Creates or replaces a mentor.
-    pub async fn put_mentor(&self, id: &str, mut mentor: Mentor) -> Result<Mentor> {
+    pub async fn put(&self, id: &str, mut mentor: Mentor) -> Result<Mentor> {
         if mentor.id.is_empty() {
             mentor.id = id.to_string();
         }
@@ -181,41 +178,43 @@ impl Strato {
         }
         validate(&mentor)?;
         let body = serde_json::to_value(&mentor).map_err(internal("encoding the mentor failed"))?;
-        self.inner.store.put_mentor(id, &body).await.map_err(storage("storing the mentor failed"))?;
-        self.inner
-            .store
-            .ensure_model(&mentor_model_id(id), &json!({"mentor": id}))
+        // The document and its classifier's (empty) model row, together.
+        let mut tx = self.store.begin().await.map_err(storage("storing the mentor failed"))?;
+        tx.mentors().put(id, &body).await.map_err(storage("storing the mentor failed"))?;
+        tx.models()
+            .ensure(&mentor_model_id(id), &json!({"mentor": id}))
             .await
-            .map_err(internal("storing the mentor failed"))?;
+            .map_err(storage("storing the mentor failed"))?;
+        tx.commit().await.map_err(storage("storing the mentor failed"))?;
         Ok(mentor)
     }
 
     /// A mentor.
-    pub async fn mentor(&self, id: &str) -> Result<Mentor> {
-        let row = self.inner.store.get_mentor(id).await.map_err(storage("reading the mentor failed"))?;
+    pub async fn get(&self, id: &str) -> Result<Mentor> {
+        let row = self.store.mentors().get(id).await.map_err(storage("reading the mentor failed"))?;
         let row = row.ok_or_else(|| not_found(id))?;
         serde_json::from_value(row.body).map_err(internal("the stored mentor is unreadable"))
     }
 
     /// Deletes a mentor, its user questions and its classifier versions.
-    pub async fn delete_mentor(&self, id: &str) -> Result<()> {
-        if !self.inner.store.delete_mentor(id).await.map_err(storage("deleting the mentor failed"))? {
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        if !self.store.mentors().delete(id).await.map_err(storage("deleting the mentor failed"))? {
             return Err(not_found(id));
         }
-        match self.delete_model(&mentor_model_id(id)).await {
+        match self.models.delete(&mentor_model_id(id)).await {
             Ok(_) => {}
             Err(e) if e.code == ErrorCode::ModelNotFound => {}
             Err(e) => return Err(e),
         }
-        self.inner.mentors.lru.lock().pop(id);
+        self.cache.lock().pop(id);
         Ok(())
     }
 
     /// Merges a CSV (`id,question,paraphrases,answer,topic`; `|` joins lists) into a mentor, creating it if needed:
     /// rows update the answer with the same id or add a new one.
-    pub async fn import_mentor_csv(&self, id: &str, csv_bytes: Bytes) -> Result<Mentor> {
+    pub async fn import_csv(&self, id: &str, csv_bytes: Bytes) -> Result<Mentor> {
         validate_name("mentor", id)?;
-        let mut mentor = match self.mentor(id).await {
+        let mut mentor = match self.get(id).await {
             Ok(m) => m,
             Err(e) if e.code == ErrorCode::MentorNotFound => Mentor {
                 id: id.to_string(),
@@ -290,12 +289,12 @@ impl Strato {
                 None => mentor.answers.push(a),
             }
         }
-        self.put_mentor(id, mentor).await
+        self.put(id, mentor).await
     }
 
     /// The mentor's training data as CSV: one row per answerable question.
-    pub async fn mentor_training_csv(&self, id: &str) -> Result<String> {
-        let mentor = self.mentor(id).await?;
+    pub async fn training_csv(&self, id: &str) -> Result<String> {
+        let mentor = self.get(id).await?;
         let mut w = csv::Writer::from_writer(Vec::new());
         let err = internal("writing CSV failed");
         w.write_record(["id", "question", "paraphrases", "answer", "topic"]).map_err(internal("writing CSV failed"))?;
@@ -312,171 +311,17 @@ impl Strato {
         String::from_utf8(w.into_inner().map_err(|e| err(e.to_string()))?).map_err(internal("CSV is not UTF-8"))
     }
 
-    /// Queues a training of the mentor's classifier. Needs at least two answerable questions.
-    pub async fn submit_mentor_training(&self, id: &str, idempotency_key: Option<String>) -> Result<JobRecord> {
-        let mentor = self.mentor(id).await?;
-        let n = mentor.answers.iter().filter(|a| a.is_training_question()).count();
-        if n < 2 {
-            return Err(bad(format!(
-                "mentor {id:?} has {n} answerable question{}; training needs at least 2 (answers with status \
-                 COMPLETE or NONE whose question type is QUESTION)",
-                if n == 1 { "" } else { "s" }
-            )));
-        }
-        let first = self
-            .inner
-            .store
-            .get_model(&mentor_model_id(id))
-            .await
-            .map_err(internal("reading the mentor's model failed"))?
-            .is_none_or(|m| m.active_version.is_none());
-        let job = NewJob {
-            key: Some(format!("mentor:{id}")),
-            idempotency_key,
-            coalesce: true,
-            // A mentor's first training goes before re-trainings: until then it cannot answer at all.
-            priority: if first { 10 } else { 0 },
-            ..NewJob::new(
-                JobKind::TrainMentor,
-                serde_json::to_value(TrainMentorPayload { mentor_id: id.to_string() })
-                    .map_err(internal("encoding the job failed"))?,
-            )
-        };
-        match self
-            .inner
-            .store
-            .submit_training(&mentor_model_id(id), &json!({"mentor": id}), true, job, None)
-            .await
-            .map_err(internal("queueing the training failed"))?
-        {
-            TrainSubmission::Queued(e) => Ok(e.job),
-            TrainSubmission::ModelExists => Err(StratoError::internal("unexpected conflict")),
-        }
-    }
-
-    /// Runs a `train_mentor` job.
-    pub(crate) async fn run_mentor_training(
-        &self,
-        job: &JobRecord,
-        ctx: &JobContext,
-    ) -> std::result::Result<serde_json::Value, JobError> {
-        let p: TrainMentorPayload = serde_json::from_value(job.payload.clone())
-            .map_err(|e| JobError::Permanent(format!("bad payload: {e}")))?;
-        let id = p.mentor_id;
-        let mentor = self.mentor(&id).await.map_err(|e| match e.code {
-            ErrorCode::MentorNotFound => JobError::Permanent(e.message),
-            _ => JobError::Retryable(e.message),
-        })?;
-        let graded =
-            self.inner.store.graded_user_questions(&id).await.map_err(|e| JobError::Retryable(e.to_string()))?;
-        // 1. Training rows: questions, paraphrases and graded user questions of answerable answers.
-        let answerable: HashMap<&str, &Answer> =
-            mentor.answers.iter().filter(|a| a.is_training_question()).map(|a| (a.id.as_str(), a)).collect();
-        let mut examples = Vec::new();
-        for a in mentor.answers.iter().filter(|a| a.is_training_question()) {
-            for t in std::iter::once(&a.question.text).chain(&a.question.paraphrases) {
-                examples.push(Example { text: t.clone(), label: a.id.clone(), split: None });
-            }
-        }
-        let mut negatives_text = Vec::new();
-        for g in &graded {
-            match (&g.graded_answer_id, g.graded_off_topic) {
-                (Some(aid), _) if answerable.contains_key(aid.as_str()) => {
-                    examples.push(Example { text: g.text.clone(), label: aid.clone(), split: None })
-                }
-                (_, true) => negatives_text.push(g.text.clone()),
-                _ => {}
-            }
-        }
-        for a in mentor.answers.iter().filter(|a| a.is_off_topic_reply()) {
-            negatives_text.extend(a.question.paraphrases.iter().cloned());
-        }
-        if answerable.len() < 2 {
-            return Err(JobError::Permanent("training needs at least 2 answerable questions".into()));
-        }
-        ctx.set_progress(2);
-        // 2. Embed, train, learn the off-topic rule.
-        let (embedder, identity) = self.embedder_with_identity().await.map_err(|e| JobError::Retryable(e.message))?;
-        let ctx2 = ctx.clone();
-        let model = tokio::task::spawn_blocking(move || {
-            let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-            let total = texts.len() + negatives_text.len();
-            let stop = |done: usize| {
-                ctx2.set_progress(2 + (70 * done / total.max(1)) as i32);
-                !ctx2.should_stop()
-            };
-            let emb = embedder.embed_all(&texts, |d, _| stop(d)).map_err(|e| JobError::Retryable(e.to_string()))?;
-            let neg_refs: Vec<&str> = negatives_text.iter().map(String::as_str).collect();
-            let neg = embedder
-                .embed_all(&neg_refs, |d, _| stop(texts.len() + d))
-                .map_err(|e| JobError::Retryable(e.to_string()))?;
-            ctx2.set_progress(75);
-            // No stratified hold-out for mentors: most answers have a handful of questions, and the off-topic
-            // rule's cross-validation already holds data out.
-            let params = TrainParams { val_fraction: 0.0, ..Default::default() };
-            MentorModel::train(&examples, &emb, &neg, &params, &identity, chrono::Utc::now().to_rfc3339())
-                .map_err(|e| JobError::Permanent(e.to_string()))
-        })
-        .await
-        .map_err(|e| JobError::Permanent(format!("training task failed: {e}")))??;
-        ctx.set_progress(95);
-        // 3. Publish, fenced by the lease.
-        let (version, report) = self
-            .publish_mentor_model(&id, &model, Some((job.id.as_str(), ctx.worker())))
-            .await
-            .map_err(|e| match e {
-                PublishError::LeaseLost => JobError::Retryable("lease lost".into()),
-                PublishError::MentorGone => JobError::Permanent(format!("mentor {id} was deleted while training")),
-                PublishError::Storage(m) => JobError::Retryable(m),
-            })?;
-        Ok(json!({"mentor": id, "version": version, "off_topic": report}))
-    }
-
-    /// Stores a trained mentor model and makes it the active version (fenced by a job lease when given); returns
-    /// the version and the off-topic report. Used by training jobs and by tools that train in bulk.
-    pub async fn publish_mentor_model(
-        &self,
-        id: &str,
-        model: &MentorModel,
-        fence: Option<(&str, &str)>,
-    ) -> std::result::Result<(i64, serde_json::Value), PublishError> {
-        let bytes = model.to_bytes().map_err(|e| PublishError::Storage(e.to_string()))?;
-        let key = format!("mentors/{id}/{}.safetensors", uuid::Uuid::now_v7());
-        self.inner.blobs.put(&key, Bytes::from(bytes)).await.map_err(|e| PublishError::Storage(e.to_string()))?;
-        let report = json!({
-            "threshold": model.offtopic.threshold,
-            "method": model.offtopic.method,
-            "cv_f1": model.offtopic.cv_f1,
-            "n_questions": model.classifier.metrics.n_train,
-            "n_answers": model.classifier.labels.len(),
-        });
-        let metrics = json!({"off_topic": report, "training": model.classifier.metrics});
-        let params = serde_json::to_value(&model.classifier.params).unwrap_or_default();
-        let outcome = self.inner.store.add_version(&mentor_model_id(id), &key, &metrics, &params, fence).await;
-        match outcome {
-            Ok(AddVersion::Added(v)) => Ok((v, report)),
-            other => {
-                let _ = self.inner.blobs.delete(&key).await;
-                Err(match other {
-                    Ok(AddVersion::LeaseLost) => PublishError::LeaseLost,
-                    Ok(_) => PublishError::MentorGone,
-                    Err(e) => PublishError::Storage(e.to_string()),
-                })
-            }
-        }
-    }
-
     /// The cached runtime of a mentor, rebuilt when its revision or model version changed.
     async fn mentor_runtime(&self, id: &str) -> Result<Arc<MentorRuntime>> {
         let model_id = mentor_model_id(id);
         let (revision, version) = self
-            .inner
             .store
-            .mentor_state(id, &model_id)
+            .mentors()
+            .state(id, &model_id)
             .await
             .map_err(internal("reading the mentor failed"))?
             .ok_or_else(|| not_found(id))?;
-        let cached = self.inner.mentors.lru.lock().get(id).cloned();
+        let cached = self.cache.lock().get(id).cloned();
         if let Some(rt) = &cached {
             if rt.revision == revision && rt.version == version {
                 return Ok(rt.clone());
@@ -486,9 +331,9 @@ impl Strato {
         let (mentor, exact, answer_index) = match &cached {
             Some(rt) if rt.revision == revision => (rt.mentor.clone(), rt.exact.clone(), rt.answer_index.clone()),
             _ => {
-                let mentor = Arc::new(self.mentor(id).await?);
+                let mentor = Arc::new(self.get(id).await?);
                 let graded =
-                    self.inner.store.graded_user_questions(id).await.map_err(storage("reading grades failed"))?;
+                    self.store.mentors().graded_questions(id).await.map_err(storage("reading grades failed"))?;
                 let index = mentor.answers.iter().enumerate().map(|(i, a)| (a.id.clone(), i)).collect();
                 (mentor.clone(), exact_index(&mentor, &graded), Arc::new(index))
             }
@@ -499,20 +344,19 @@ impl Strato {
             (_, None) => None,
         };
         let rt = Arc::new(MentorRuntime { revision, version, mentor, exact, answer_index, model });
-        self.inner.mentors.lru.lock().put(id.to_string(), rt.clone());
+        self.cache.lock().put(id.to_string(), rt.clone());
         Ok(rt)
     }
 
     async fn load_mentor_model(&self, model_id: &str, version: i64) -> Result<Arc<MentorModel>> {
         let rec = self
-            .inner
             .store
-            .get_version(model_id, version)
+            .models()
+            .version(model_id, version)
             .await
             .map_err(internal("reading the version failed"))?
             .ok_or_else(|| StratoError::new(ErrorCode::MentorNotTrained, "the mentor's model version is gone"))?;
-        let bytes =
-            self.inner.blobs.get(&rec.blob_key).await.map_err(blob_storage("reading the mentor model failed"))?;
+        let bytes = self.blobs.get(&rec.blob_key).await.map_err(blob_storage("reading the mentor model failed"))?;
         let model = tokio::task::spawn_blocking(move || MentorModel::from_bytes(&bytes))
             .await
             .map_err(internal("loading task failed"))?
@@ -536,7 +380,7 @@ impl Strato {
         // 2. Otherwise the classifier, 3. with its off-topic rule.
         let mut off_topic = false;
         if chosen.is_none() {
-            let q = self.embed(vec![query.to_string()]).await?.pop().unwrap_or_default();
+            let q = self.embeddings.embed(vec![query.to_string()]).await?.pop().unwrap_or_default();
             let d = model.decide(&q, rt.mentor.off_topic_threshold);
             confidence = d.confidence as f64;
             off_topic = d.off_topic;
@@ -581,9 +425,9 @@ impl Strato {
             graded_at: None,
             created_at: chrono::Utc::now(),
         };
-        let store = self.inner.store.clone();
+        let store = self.store.clone();
         tokio::spawn(async move {
-            if let Err(e) = store.insert_user_question(&record).await {
+            if let Err(e) = store.mentors().insert_user_question(&record).await {
                 tracing::warn!(error = %e, "could not record a user question");
             }
         });
@@ -592,34 +436,34 @@ impl Strato {
 
     /// A mentor's user questions.
     pub async fn user_questions(&self, id: &str, filter: &UserQuestionFilter) -> Result<Vec<UserQuestionRecord>> {
-        self.inner
-            .store
-            .mentor_state(id, &mentor_model_id(id))
+        self.store
+            .mentors()
+            .state(id, &mentor_model_id(id))
             .await
             .map_err(internal("reading the mentor failed"))?
             .ok_or_else(|| not_found(id))?;
-        self.inner.store.list_user_questions(id, filter).await.map_err(storage("listing user questions failed"))
+        self.store.mentors().user_questions(id, filter).await.map_err(storage("listing user questions failed"))
     }
 
     /// Grades a user question; used for exact matching at once and as training data at the next training.
     pub async fn grade(&self, feedback_id: &str, grade: Grade) -> Result<UserQuestionRecord> {
         let q = self.user_question(feedback_id).await?;
         if let Grade::Answer(aid) = &grade {
-            let mentor = self.mentor(&q.mentor_id).await?;
+            let mentor = self.get(&q.mentor_id).await?;
             if !mentor.answers.iter().any(|a| &a.id == aid) {
                 return Err(bad(format!("mentor {:?} has no answer {aid:?}", q.mentor_id)));
             }
         }
-        self.inner.store.grade_user_question(feedback_id, &grade).await.map_err(storage("grading failed"))?.ok_or_else(
-            || StratoError::new(ErrorCode::FeedbackNotFound, format!("user question {feedback_id:?} not found")),
-        )
+        self.store.mentors().grade(feedback_id, &grade).await.map_err(storage("grading failed"))?.ok_or_else(|| {
+            StratoError::new(ErrorCode::FeedbackNotFound, format!("user question {feedback_id:?} not found"))
+        })
     }
 
     /// One user question, by its feedback id.
     pub async fn user_question(&self, feedback_id: &str) -> Result<UserQuestionRecord> {
-        self.inner
-            .store
-            .get_user_question(feedback_id)
+        self.store
+            .mentors()
+            .user_question(feedback_id)
             .await
             .map_err(internal("reading the user question failed"))?
             .ok_or_else(|| {
@@ -629,7 +473,7 @@ impl Strato {
 
     /// Follow-up questions for a category's answers, most relevant first.
     pub async fn followups(&self, id: &str, category: &str) -> Result<Vec<Followup>> {
-        let mentor = self.mentor(id).await?;
+        let mentor = self.get(id).await?;
         // 1. Entities across the category's answers, counted.
         let mut counts: BTreeMap<(String, EntityType), (usize, usize)> = BTreeMap::new();
         let mut order = 0;
@@ -664,7 +508,7 @@ impl Strato {
             .collect();
         let mut all = questions.clone();
         all.extend(existing.iter().cloned());
-        let emb = self.embed(all).await?;
+        let emb = self.embeddings.embed(all).await?;
         let (cand_emb, known_emb) = emb.split_at(questions.len());
         let mut keep = Vec::new();
         for (i, c) in candidates.drain(..).enumerate() {

@@ -1,4 +1,5 @@
-//! Training: requests become durable jobs; the handler turns a job into a new active model version.
+//! The `train_model` job kind: a training request becomes a durable job in the same transaction that creates or
+//! updates the model's row; its worker turns the job into a new active model version.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,13 +8,16 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use strato_jobs::{JobContext, JobError, JobHandler};
+use strato_jobs::{JobContext, JobError, JobHandler, Worker};
 use strato_ml::{Dataset, DatasetFormat, Example, TrainParams};
-use strato_store::{AddVersion, EnqueueOutcome, TrainSubmission};
-use strato_types::{validate_name, ErrorCode, JobKind, JobRecord, NewJob, StratoError};
+use strato_store::{AddVersion, EnqueueOutcome, Enqueued, StoreError};
+use strato_types::{
+    validate_name, ErrorCode, JobArgs, JobDefaults, JobKind, JobRecord, NewJob, ResourceKind, ResourceRef, StratoError,
+};
 
+use super::Models;
 use crate::datasets::parse_upload;
-use crate::{blob_storage, internal, Result, Strato};
+use crate::{blob_storage, internal, Result};
 
 /// Where training data comes from.
 #[derive(Debug, Clone)]
@@ -41,17 +45,42 @@ pub struct TrainRequest {
     pub idempotency_key: Option<String>,
 }
 
-/// The stored job payload.
+/// A `train_model` job's arguments.
 ///
 /// # Warning
 /// Persisted in the job table: queued jobs written by an older version must still parse.
 #[derive(Debug, Serialize, Deserialize)]
-struct TrainPayload {
-    model_id: String,
-    dataset_key: String,
-    format: String,
-    dataset: Option<String>,
-    params: TrainParams,
+pub struct TrainModelArgs {
+    /// The model to train a version of.
+    pub model_id: String,
+    /// The training data's blob.
+    pub dataset_key: String,
+    /// `csv`, `jsonl` or `json`.
+    pub format: String,
+    /// The stored dataset's name; `None` for inline data (its blob is deleted once trained).
+    pub dataset: Option<String>,
+    /// Training parameters.
+    pub params: TrainParams,
+}
+
+impl JobArgs for TrainModelArgs {
+    const KIND: JobKind = JobKind::new("train_model");
+
+    fn defaults() -> JobDefaults {
+        JobDefaults { timeout: Duration::from_secs(2 * 3600), ..JobDefaults::STANDARD }
+    }
+
+    fn resource(&self) -> Option<ResourceRef> {
+        Some(ResourceRef::new(ResourceKind::MODEL, &self.model_id))
+    }
+}
+
+/// Outcome of queueing a training.
+enum TrainSubmission {
+    /// The model row exists (or was created) and the job is queued (or an equal one already was).
+    Queued(Box<Enqueued>),
+    /// The model exists and `force` was false.
+    ModelExists,
 }
 
 fn format_named(s: &str) -> DatasetFormat {
@@ -62,14 +91,12 @@ fn format_named(s: &str) -> DatasetFormat {
     }
 }
 
-impl Strato {
+impl Models {
     /// Validates a training request and enqueues its job in the same transaction that creates the model row.
     pub async fn submit_training(&self, req: TrainRequest) -> Result<JobRecord> {
         let job = self.prepare_training(&req).await?;
         match self
-            .inner
-            .store
-            .submit_training(&req.model_id, &req.meta, req.force_update, job.clone(), None)
+            .queue_training(&req.model_id, &req.meta, req.force_update, &job, None)
             .await
             .map_err(internal("queueing the training job failed"))?
         {
@@ -95,13 +122,45 @@ impl Strato {
         }
     }
 
+    /// In one transaction: refuse if the model exists and `force` is false (unless the job's idempotency key
+    /// was seen: the first job answers); else create or update the model row (keeping its versions) and enqueue
+    /// the training job — already claimed by `claimed_by` when given, so the caller runs it itself.
+    async fn queue_training(
+        &self,
+        model_id: &str,
+        meta: &serde_json::Value,
+        force: bool,
+        job: &NewJob,
+        claimed_by: Option<(&str, Duration)>,
+    ) -> std::result::Result<TrainSubmission, StoreError> {
+        let mut tx = self.store.begin().await?;
+        if let Some(e) = tx.queue().find_idempotent(job).await? {
+            return Ok(TrainSubmission::Queued(Box::new(e)));
+        }
+        // The row lock (PostgreSQL) makes a concurrent delete or submission wait for this one.
+        if tx.models().get_for_update(model_id).await?.is_some() && !force {
+            return Ok(TrainSubmission::ModelExists);
+        }
+        tx.models().upsert(model_id, meta).await?;
+        let queued = match claimed_by {
+            Some((worker, lease)) => Enqueued {
+                job: tx.queue().enqueue_claimed(job, worker, lease).await?,
+                outcome: EnqueueOutcome::Created,
+                replaced_payload: None,
+            },
+            None => tx.queue().enqueue(job).await?,
+        };
+        tx.commit().await?;
+        Ok(TrainSubmission::Queued(Box::new(queued)))
+    }
+
     /// Checks the request and resolves its data to a blob; inline data is stored as a JSONL blob first.
     async fn prepare_training(&self, req: &TrainRequest) -> Result<NewJob> {
         validate_name("model", &req.model_id)?;
         req.params.validate().map_err(|m| StratoError::new(ErrorCode::InvalidRequest, m))?;
         let (dataset_key, format, dataset) = match &req.data {
             DataSource::Dataset(name) => {
-                let rec = self.dataset(name).await?;
+                let rec = self.datasets.get(name).await?;
                 (rec.blob_key, rec.format, Some(name.clone()))
             }
             DataSource::Inline(examples) => {
@@ -119,25 +178,18 @@ impl Strato {
                     body.push(b'\n');
                 }
                 let key = format!("datasets/_inline/{}.jsonl", uuid::Uuid::now_v7());
-                self.inner
-                    .blobs
-                    .put(&key, Bytes::from(body))
-                    .await
-                    .map_err(blob_storage("storing inline data failed"))?;
+                self.blobs.put(&key, Bytes::from(body)).await.map_err(blob_storage("storing inline data failed"))?;
                 (key, "jsonl".to_string(), None)
             }
         };
-        let payload =
-            TrainPayload { model_id: req.model_id.clone(), dataset_key, format, dataset, params: req.params.clone() };
+        let args =
+            TrainModelArgs { model_id: req.model_id.clone(), dataset_key, format, dataset, params: req.params.clone() };
         Ok(NewJob {
             key: Some(format!("model:{}", req.model_id)),
             idempotency_key: req.idempotency_key.clone(),
             // A second request while one is still queued trains once, on the newest request.
             coalesce: true,
-            ..NewJob::new(
-                JobKind::TrainModel,
-                serde_json::to_value(&payload).map_err(internal("encoding the job failed"))?,
-            )
+            ..NewJob::of(&args)?
         })
     }
 
@@ -148,7 +200,7 @@ impl Strato {
     async fn discard_inline_payload(&self, payload: &serde_json::Value) {
         if let Some(key) = payload.get("dataset_key").and_then(|k| k.as_str()) {
             if key.starts_with("datasets/_inline/") {
-                let _ = self.inner.blobs.delete(key).await;
+                let _ = self.blobs.delete(key).await;
             }
         }
     }
@@ -164,9 +216,7 @@ impl Strato {
         let worker = format!("cli-{}", std::process::id());
         let opts = strato_jobs::WorkerPoolOptions { worker_id: worker.clone(), ..Default::default() };
         let submitted = match self
-            .inner
-            .store
-            .submit_training(&req.model_id, &req.meta, req.force_update, job.clone(), Some((&worker, opts.lease)))
+            .queue_training(&req.model_id, &req.meta, req.force_update, &job, Some((&worker, opts.lease)))
             .await
         {
             Ok(TrainSubmission::Queued(e)) => e.job,
@@ -180,7 +230,11 @@ impl Strato {
             Err(e) => return Err(internal("queueing the training job failed")(e)),
         };
         let ctx = JobContext::new(&worker);
-        let handler: Arc<dyn JobHandler> = Arc::new(TrainingHandler::new(self.clone()));
+        let mut workers = strato_jobs::Workers::new();
+        workers.add(TrainModelWorker::new(self.clone())).layer(strato_jobs::CatchPanicLayer);
+        let handler: Arc<dyn JobHandler> = workers
+            .handler(&TrainModelArgs::KIND)
+            .ok_or_else(|| StratoError::internal("train_model is not registered"))?;
         let watcher = {
             let ctx = ctx.clone();
             tokio::spawn(async move {
@@ -191,29 +245,38 @@ impl Strato {
             })
         };
         let id = submitted.id.clone();
-        let outcome = strato_jobs::run_claimed(&self.inner.store, &handler, submitted, &worker, &opts, ctx).await;
+        let outcome = strato_jobs::run_claimed(&self.store, &handler, submitted, &worker, &opts, ctx).await;
         watcher.abort();
-        Ok((self.job(&id).await?, outcome))
+        let job = self.store.queue().get(&id).await.map_err(crate::storage("reading the job failed"))?;
+        Ok((job.ok_or_else(|| StratoError::new(ErrorCode::JobNotFound, format!("job {id:?} not found")))?, outcome))
     }
 }
 
 /// Runs `train_model` jobs.
-pub struct TrainingHandler {
-    strato: Strato,
+pub struct TrainModelWorker {
+    models: Models,
 }
 
-impl TrainingHandler {
-    /// A handler bound to a service.
-    pub fn new(strato: Strato) -> Self {
-        Self { strato }
+impl TrainModelWorker {
+    /// A worker over the models part.
+    pub fn new(models: Models) -> Self {
+        Self { models }
     }
+}
 
-    async fn train(&self, job: &JobRecord, ctx: &JobContext) -> std::result::Result<serde_json::Value, JobError> {
-        let s = &self.strato;
+#[async_trait]
+impl Worker for TrainModelWorker {
+    type Args = TrainModelArgs;
+
+    async fn work(
+        &self,
+        p: TrainModelArgs,
+        job: &JobRecord,
+        ctx: &JobContext,
+    ) -> std::result::Result<serde_json::Value, JobError> {
+        let s = &self.models;
         // 1. Load and parse the data (a parse error is permanent: retrying cannot fix the file).
-        let p: TrainPayload = serde_json::from_value(job.payload.clone())
-            .map_err(|e| JobError::Permanent(format!("bad job payload: {e}")))?;
-        let bytes = s.inner.blobs.get(&p.dataset_key).await.map_err(|e| match e {
+        let bytes = s.blobs.get(&p.dataset_key).await.map_err(|e| match e {
             strato_blob::BlobError::NotFound(_) => JobError::Permanent(format!(
                 "the training data is gone (dataset {} was deleted or replaced before the job ran)",
                 p.dataset.as_deref().unwrap_or("inline")
@@ -226,7 +289,8 @@ impl TrainingHandler {
         ctx.set_progress(2);
 
         // 2. Embed (most of the time goes here: 2 → 85 %).
-        let (embedder, identity) = s.embedder_with_identity().await.map_err(|e| JobError::Retryable(e.message))?;
+        let (embedder, identity) =
+            s.embeddings.embedder_with_identity().await.map_err(|e| JobError::Retryable(e.message))?;
         let examples = ds.examples;
         let params = p.params.clone();
         let ctx2 = ctx.clone();
@@ -266,41 +330,30 @@ impl TrainingHandler {
         //    attempt never overwrites a version that is being served.
         let bytes = model.to_bytes().map_err(|e| JobError::Permanent(e.to_string()))?;
         let key = format!("models/{}/{}.safetensors", p.model_id, uuid::Uuid::now_v7());
-        s.inner.blobs.put(&key, Bytes::from(bytes)).await.map_err(|e| JobError::Retryable(e.to_string()))?;
+        s.blobs.put(&key, Bytes::from(bytes)).await.map_err(|e| JobError::Retryable(e.to_string()))?;
         let metrics = serde_json::to_value(&model.metrics).unwrap_or_default();
         let params = serde_json::to_value(&model.params).unwrap_or_default();
         let fence = Some((job.id.as_str(), ctx.worker()));
-        let version = match s.inner.store.add_version(&p.model_id, &key, &metrics, &params, fence).await {
+        let version = match s.store.models().add_version(&p.model_id, &key, &metrics, &params, fence).await {
             Ok(AddVersion::Added(v)) => v,
             Ok(AddVersion::ModelMissing) => {
-                let _ = s.inner.blobs.delete(&key).await;
+                let _ = s.blobs.delete(&key).await;
                 return Err(JobError::Permanent(format!("model {} was deleted while training", p.model_id)));
             }
             Ok(AddVersion::LeaseLost) => {
-                let _ = s.inner.blobs.delete(&key).await;
+                let _ = s.blobs.delete(&key).await;
                 return Err(JobError::Retryable("lease lost; another attempt owns this job".into()));
             }
             Err(e) => {
-                let _ = s.inner.blobs.delete(&key).await;
+                let _ = s.blobs.delete(&key).await;
                 return Err(JobError::Retryable(format!("recording the version failed: {e}")));
             }
         };
         if p.dataset.is_none() {
-            let _ = s.inner.blobs.delete(&p.dataset_key).await;
+            let _ = s.blobs.delete(&p.dataset_key).await;
         }
-        s.inner.models.forget_active(&p.model_id);
+        s.forget_active(&p.model_id);
         tracing::info!(model = %p.model_id, version, "model version trained and activated");
         Ok(json!({"model_id": p.model_id, "version": version, "metrics": metrics}))
-    }
-}
-
-#[async_trait]
-impl JobHandler for TrainingHandler {
-    async fn run(&self, job: &JobRecord, ctx: &JobContext) -> std::result::Result<serde_json::Value, JobError> {
-        match job.kind {
-            JobKind::TrainModel => self.train(job, ctx).await,
-            JobKind::TrainMentor => self.strato.run_mentor_training(job, ctx).await,
-            JobKind::Noop => strato_jobs::run_noop(job, ctx).await,
-        }
     }
 }

@@ -3,11 +3,15 @@
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use strato_types::{ApiKeyRecord, ErrorCode, StratoError, UsagePlan};
+use strato_store::Store;
+use strato_types::{ApiKeyRecord, ErrorCode, Grant, StratoError, UsagePlan};
 
-use crate::{storage, Result, Strato};
+use crate::resources::ResourceKinds;
+use crate::{storage, Result};
 
 /// Secrets start with this, so they are easy to spot in leaked text (and by secret scanners).
 const SECRET_PREFIX: &str = "strato_";
@@ -16,34 +20,31 @@ const SECRET_PREFIX: &str = "strato_";
 const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// A key to create.
-#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct NewApiKey {
     /// What the key is for.
-    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// `admin`, `editor` or `user` (default).
-    #[serde(default)]
-    #[schema(pattern = "^(admin|editor|user)$")]
     pub role: Option<String>,
     /// Models it may use (`*`: all).
-    #[serde(default)]
     pub models: Vec<String>,
     /// Mentors it may use (`*`: all).
-    #[serde(default)]
     pub mentors: Vec<String>,
+    /// Grants over any registered resource kind.
+    pub grants: Vec<Grant>,
     /// Its limits; unset fields take the server's defaults.
-    #[serde(default)]
     pub plan: UsagePlan,
 }
 
 /// Recently seen keys by secret hash (misses too, so made-up keys cannot hammer the database).
-pub(crate) struct KeyCache(parking_lot::Mutex<lru::LruCache<String, (Option<ApiKeyRecord>, Instant)>>);
+type KeyCache = parking_lot::Mutex<lru::LruCache<String, (Option<ApiKeyRecord>, Instant)>>;
 
-impl KeyCache {
-    pub(crate) fn new() -> Self {
-        Self(parking_lot::Mutex::new(lru::LruCache::new(NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN))))
-    }
+/// API keys and service-wide quotas.
+#[derive(Clone)]
+pub struct Keys {
+    store: Store,
+    cache: Arc<KeyCache>,
+    resources: Arc<ResourceKinds>,
 }
 
 fn hash(secret: &str) -> String {
@@ -54,9 +55,14 @@ fn bad(message: impl Into<String>) -> StratoError {
     StratoError::new(ErrorCode::InvalidRequest, message)
 }
 
-impl Strato {
+impl Keys {
+    pub(crate) fn new(store: Store, resources: Arc<ResourceKinds>) -> Self {
+        let cache = lru::LruCache::new(NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN));
+        Self { store, cache: Arc::new(parking_lot::Mutex::new(cache)), resources }
+    }
+
     /// Creates a key; the secret is returned here and never again.
-    pub async fn create_api_key(&self, req: NewApiKey) -> Result<(ApiKeyRecord, String)> {
+    pub async fn create(&self, req: NewApiKey) -> Result<(ApiKeyRecord, String)> {
         let name = req.name.trim().to_string();
         if name.is_empty() || name.chars().count() > 200 {
             return Err(bad("\"name\" must be 1-200 characters"));
@@ -77,6 +83,9 @@ impl Strato {
                 UsagePlan::MAX_QUOTA
             )));
         }
+        for (i, g) in req.grants.iter().enumerate() {
+            self.resources.check_grant(g).map_err(|e| bad(format!("\"grants[{i}]\": {}", e.message)))?;
+        }
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         let secret = format!("{SECRET_PREFIX}{}", hex::encode(bytes));
@@ -87,45 +96,46 @@ impl Strato {
             role,
             models: req.models,
             mentors: req.mentors,
+            grants: req.grants,
             plan: req.plan,
             created_at: chrono::Utc::now(),
             revoked_at: None,
         };
-        self.inner.store.insert_api_key(&key).await.map_err(storage("storing the API key failed"))?;
+        self.store.keys().insert(&key).await.map_err(storage("storing the API key failed"))?;
         tracing::info!(key_id = %key.id, name = %key.name, role = %key.role, "API key created");
         Ok((key, secret))
     }
 
     /// Every key (revoked ones too), newest first; secrets are not recoverable.
-    pub async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
-        self.inner.store.list_api_keys().await.map_err(storage("listing API keys failed"))
+    pub async fn list(&self) -> Result<Vec<ApiKeyRecord>> {
+        self.store.keys().list().await.map_err(storage("listing API keys failed"))
     }
 
     /// Revokes a key: it stops working at once in this process, within seconds in the others.
-    pub async fn revoke_api_key(&self, id: &str) -> Result<ApiKeyRecord> {
+    pub async fn revoke(&self, id: &str) -> Result<ApiKeyRecord> {
         let key = self
-            .inner
             .store
-            .revoke_api_key(id, chrono::Utc::now())
+            .keys()
+            .revoke(id, chrono::Utc::now())
             .await
             .map_err(storage("revoking the API key failed"))?
             .ok_or_else(|| StratoError::new(ErrorCode::ApiKeyNotFound, format!("no API key {id:?}")))?;
-        self.inner.keys.0.lock().pop(&key.secret_hash);
+        self.cache.lock().pop(&key.secret_hash);
         tracing::info!(key_id = %key.id, "API key revoked");
         Ok(key)
     }
 
     /// The live (not revoked) key with this secret, if any.
-    pub async fn api_key_for_secret(&self, secret: &str) -> Result<Option<ApiKeyRecord>> {
+    pub async fn for_secret(&self, secret: &str) -> Result<Option<ApiKeyRecord>> {
         // Lookup is by hash, so how long it takes says nothing about how much of a real secret matched.
         let h = hash(secret);
-        if let Some((key, at)) = self.inner.keys.0.lock().get(&h).cloned() {
+        if let Some((key, at)) = self.cache.lock().get(&h).cloned() {
             if at.elapsed() < KEY_CACHE_TTL {
                 return Ok(key.filter(|k| k.revoked_at.is_none()));
             }
         }
-        let key = self.inner.store.api_key_by_hash(&h).await.map_err(storage("reading API keys failed"))?;
-        self.inner.keys.0.lock().put(h, (key.clone(), Instant::now()));
+        let key = self.store.keys().by_hash(&h).await.map_err(storage("reading API keys failed"))?;
+        self.cache.lock().put(h, (key.clone(), Instant::now()));
         Ok(key.filter(|k| k.revoked_at.is_none()))
     }
 
@@ -136,11 +146,10 @@ impl Strato {
         let now = chrono::Utc::now().timestamp_millis();
         let len = window.as_millis().max(1) as i64;
         let start = now - now.rem_euclid(len);
-        let used =
-            self.inner.store.take_usage(subject, start, limit).await.map_err(storage("counting usage failed"))?;
+        let used = self.store.usage().take(subject, start, limit).await.map_err(storage("counting usage failed"))?;
         // Windows older than the previous one are never read again.
         if used == Some(1) {
-            let _ = self.inner.store.delete_usage_before(start - len).await;
+            let _ = self.store.usage().delete_before(start - len).await;
         }
         Ok((used, Duration::from_millis((start + len - now).max(0) as u64)))
     }

@@ -12,10 +12,19 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 use parking_lot::Mutex;
+use strato_blob::BlobStore;
 use strato_ml::{Classifier, Scored};
-use strato_types::{ErrorCode, ModelRecord, ModelVersionRecord, StratoError};
+use strato_store::Store;
+use strato_types::{ErrorCode, JobRecord, ModelRecord, ModelVersionRecord, StratoError};
 
-use crate::{blob_storage, internal, storage, Result, Strato};
+use crate::datasets::Datasets;
+use crate::embedding::Embeddings;
+use crate::metrics::Metrics;
+use crate::{blob_storage, internal, storage, Result};
+
+mod train;
+
+pub use train::{DataSource, TrainModelArgs, TrainModelWorker, TrainRequest};
 
 /// How long a model's active version, as read from the store, is trusted.
 const ACTIVE_TTL: Duration = Duration::from_secs(1);
@@ -91,33 +100,55 @@ fn not_found(id: &str) -> StratoError {
     StratoError::new(ErrorCode::ModelNotFound, format!("model {id:?} not found"))
 }
 
-impl Strato {
+/// Text classifiers: their versions, training, and predictions from a bounded cache of loaded versions.
+#[derive(Clone)]
+pub struct Models {
+    store: Store,
+    blobs: BlobStore,
+    embeddings: Embeddings,
+    datasets: Datasets,
+    cache: Arc<ModelCache>,
+    metrics: Metrics,
+}
+
+impl Models {
+    pub(crate) fn new(
+        store: Store,
+        blobs: BlobStore,
+        embeddings: Embeddings,
+        datasets: Datasets,
+        cache_size: usize,
+        metrics: Metrics,
+    ) -> Self {
+        Self { store, blobs, embeddings, datasets, cache: Arc::new(ModelCache::new(cache_size)), metrics }
+    }
+
     /// All models.
-    pub async fn list_models(&self) -> Result<Vec<ModelRecord>> {
-        self.inner.store.list_models().await.map_err(storage("listing models failed"))
+    pub async fn list(&self) -> Result<Vec<ModelRecord>> {
+        self.store.models().list().await.map_err(storage("listing models failed"))
     }
 
     /// A model and its versions.
-    pub async fn model(&self, id: &str) -> Result<ModelDetail> {
-        let model = self.inner.store.get_model(id).await.map_err(storage("reading the model failed"))?;
+    pub async fn get(&self, id: &str) -> Result<ModelDetail> {
+        let model = self.store.models().get(id).await.map_err(storage("reading the model failed"))?;
         let model = model.ok_or_else(|| not_found(id))?;
-        let versions = self.inner.store.list_versions(id).await.map_err(storage("reading versions failed"))?;
+        let versions = self.store.models().versions(id).await.map_err(storage("reading versions failed"))?;
         Ok(ModelDetail { model, versions })
     }
 
     /// Deletes a model, its versions and their artifacts.
-    pub async fn delete_model(&self, id: &str) -> Result<ModelRecord> {
+    pub async fn delete(&self, id: &str) -> Result<ModelRecord> {
         let (model, versions) = self
-            .inner
             .store
-            .delete_model(id)
+            .models()
+            .delete(id)
             .await
             .map_err(internal("deleting the model failed"))?
             .ok_or_else(|| not_found(id))?;
-        self.inner.models.evict_model(id);
-        self.inner.models.forget_active(id);
+        self.cache.evict_model(id);
+        self.cache.forget_active(id);
         for v in versions {
-            if let Err(e) = self.inner.blobs.delete(&v.blob_key).await {
+            if let Err(e) = self.blobs.delete(&v.blob_key).await {
                 tracing::warn!(key = %v.blob_key, error = %e, "could not delete a model artifact");
             }
         }
@@ -125,22 +156,22 @@ impl Strato {
     }
 
     /// Makes `version` the one predictions use.
-    pub async fn activate_version(&self, id: &str, version: i64) -> Result<ModelDetail> {
-        let activated = self.inner.store.activate_version(id, version).await.map_err(storage("activating failed"));
-        self.inner.models.forget_active(id);
+    pub async fn activate(&self, id: &str, version: i64) -> Result<ModelDetail> {
+        let activated = self.store.models().activate(id, version).await.map_err(storage("activating failed"));
+        self.cache.forget_active(id);
         if !activated? {
-            self.model(id).await?;
+            self.get(id).await?;
             return Err(StratoError::new(ErrorCode::VersionNotFound, format!("model {id:?} has no version {version}")));
         }
-        self.model(id).await
+        self.get(id).await
     }
 
     /// The active classifier of a model, from the cache or loaded from blob storage.
     pub async fn classifier(&self, id: &str) -> Result<(i64, Arc<Classifier>)> {
-        let version = match self.inner.models.active(id) {
+        let version = match self.cache.active(id) {
             Some(v) => v,
             None => {
-                let model = self.inner.store.get_model(id).await.map_err(storage("reading the model failed"))?;
+                let model = self.store.models().get(id).await.map_err(storage("reading the model failed"))?;
                 let model = model.ok_or_else(|| not_found(id))?;
                 let version = model.active_version.ok_or_else(|| {
                     StratoError::new(
@@ -148,30 +179,29 @@ impl Strato {
                         format!("model {id:?} has no trained version yet; check its training job"),
                     )
                 })?;
-                self.inner.models.set_active(id, version);
+                self.cache.set_active(id, version);
                 version
             }
         };
-        if let Some(c) = self.inner.models.get(id, version) {
-            self.inner.metrics.model_cache.with_label_values(&["hit"]).inc();
+        if let Some(c) = self.cache.get(id, version) {
+            self.metrics.model_cache.with_label_values(&["hit"]).inc();
             return Ok((version, c));
         }
-        self.inner.metrics.model_cache.with_label_values(&["miss"]).inc();
+        self.metrics.model_cache.with_label_values(&["miss"]).inc();
         let rec = self
-            .inner
             .store
-            .get_version(id, version)
+            .models()
+            .version(id, version)
             .await
             .map_err(internal("reading the version failed"))?
             .ok_or_else(|| not_found(id))?;
-        let bytes =
-            self.inner.blobs.get(&rec.blob_key).await.map_err(blob_storage("reading the model artifact failed"))?;
+        let bytes = self.blobs.get(&rec.blob_key).await.map_err(blob_storage("reading the model artifact failed"))?;
         let classifier = tokio::task::spawn_blocking(move || Classifier::from_bytes(&bytes))
             .await
             .map_err(internal("loading task failed"))?
             .map_err(internal("the model artifact is unreadable"))?;
         // The content hash, not the name, decides: the same weights may sit in differently named directories.
-        let (embedder, identity) = self.embedder_with_identity().await?;
+        let (embedder, identity) = self.embeddings.embedder_with_identity().await?;
         let sha = identity.sha256;
         if classifier.dim != embedder.dim() || classifier.embedding_sha256 != sha {
             return Err(StratoError::new(
@@ -188,8 +218,8 @@ impl Strato {
             ));
         }
         let classifier = Arc::new(classifier);
-        self.inner.models.put(id, version, classifier.clone());
-        self.inner.metrics.model_loads.inc();
+        self.cache.put(id, version, classifier.clone());
+        self.metrics.model_loads.inc();
         Ok((version, classifier))
     }
 
@@ -202,16 +232,22 @@ impl Strato {
             return Err(StratoError::new(ErrorCode::InvalidRequest, "at most 1024 texts per request"));
         }
         let (version, classifier) = self.classifier(id).await?;
-        let embeddings = self.embed(texts).await?;
+        let embeddings = self.embeddings.embed(texts).await?;
         let predictions = embeddings.iter().map(|e| classifier.predict(e, n_top.max(1))).collect();
         Ok(Prediction { model_id: id.to_string(), version, predictions })
     }
 }
 
-impl Strato {
+impl Models {
     /// The newest training job of a model, if any.
-    pub async fn latest_model_job(&self, id: &str) -> Result<Option<strato_types::JobRecord>> {
+    pub async fn latest_job(&self, id: &str) -> Result<Option<JobRecord>> {
         let filter = strato_store::JobFilter { key: Some(format!("model:{id}")), limit: Some(1), ..Default::default() };
-        Ok(self.jobs(&filter).await?.into_iter().next())
+        let jobs = self.store.queue().list(&filter).await.map_err(storage("listing jobs failed"))?;
+        Ok(jobs.into_iter().next())
+    }
+
+    /// Forgets a model's active version, so the next prediction reads it from the store.
+    pub(crate) fn forget_active(&self, id: &str) {
+        self.cache.forget_active(id);
     }
 }

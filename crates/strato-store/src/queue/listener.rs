@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::jobs::CHANNEL;
+use super::ops::CHANNEL;
 use crate::Result;
 
 /// First wait before reconnecting; doubles per failure up to [`MAX_BACKOFF`].
@@ -22,7 +22,7 @@ const MIN_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The running listener; aborts it when dropped.
-pub(super) struct ListenerTask(JoinHandle<()>);
+pub(crate) struct ListenerTask(JoinHandle<()>);
 
 impl Drop for ListenerTask {
     fn drop(&mut self) {
@@ -32,7 +32,7 @@ impl Drop for ListenerTask {
 
 impl ListenerTask {
     /// Starts listening before returning, so no notification sent after the store is connected is missed.
-    pub(super) async fn start(
+    pub(crate) async fn start(
         connect: &PgConnectOptions,
         acquire_timeout: Duration,
         signal: Arc<Notify>,

@@ -8,13 +8,15 @@
 //! one bad request never fails its neighbours.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use strato_types::{JobRecord, NewJob};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Enqueued, Result, StoreError};
+use super::{ClaimFilter, Enqueued};
+use crate::{Result, StoreError};
 
 /// The most requests in one transaction: bounds a batch's lock time and memory.
 const MAX_BATCH: usize = 512;
@@ -26,10 +28,11 @@ pub(crate) enum JobOp {
     Complete(Completion, oneshot::Sender<Result<bool>>),
 }
 
-/// A worker asking for one job.
+/// A worker asking for one job of those its filter allows.
 pub(crate) struct Claim {
     pub worker: String,
     pub lease: Duration,
+    pub filter: Arc<ClaimFilter>,
 }
 
 /// A worker reporting success; applied only while `worker` still holds the job's lease.
@@ -113,8 +116,8 @@ impl Batcher {
         self.call(|tx| JobOp::Enqueue(job, tx)).await
     }
 
-    pub async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<JobRecord>> {
-        self.call(|tx| JobOp::Claim(Claim { worker: worker.to_string(), lease }, tx)).await
+    pub async fn claim(&self, filter: Arc<ClaimFilter>, worker: &str, lease: Duration) -> Result<Option<JobRecord>> {
+        self.call(|tx| JobOp::Claim(Claim { worker: worker.to_string(), lease, filter }, tx)).await
     }
 
     pub async fn complete(&self, id: &str, worker: &str, result: &serde_json::Value) -> Result<bool> {
@@ -129,13 +132,15 @@ impl Batcher {
         id: &str,
         worker: &str,
         result: &serde_json::Value,
+        filter: Arc<ClaimFilter>,
         lease: Duration,
     ) -> Result<(bool, Option<JobRecord>)> {
         let c = Completion { id: id.to_string(), worker: worker.to_string(), result: result.to_string() };
         let (done_tx, done_rx) = oneshot::channel();
         let (next_tx, next_rx) = oneshot::channel();
         self.tx.send(JobOp::Complete(c, done_tx)).map_err(|_| stopped())?;
-        self.tx.send(JobOp::Claim(Claim { worker: worker.to_string(), lease }, next_tx)).map_err(|_| stopped())?;
+        let claim = Claim { worker: worker.to_string(), lease, filter };
+        self.tx.send(JobOp::Claim(claim, next_tx)).map_err(|_| stopped())?;
         let done = done_rx.await.map_err(|_| stopped())??;
         Ok((done, next_rx.await.map_err(|_| stopped())??))
     }
@@ -248,7 +253,7 @@ async fn write(writer: &impl BatchWriter, ops: Vec<JobOp>) {
 /// One wake-up per new job for idle workers (each wakes one), and one when a finished job may unblock a job
 /// waiting behind its key.
 fn wake(signal: &tokio::sync::Notify, out: &BatchOutput) {
-    let created = out.enqueued.iter().filter(|e| e.outcome == crate::EnqueueOutcome::Created).count();
+    let created = out.enqueued.iter().filter(|e| e.outcome == super::EnqueueOutcome::Created).count();
     let freed = out.completed.iter().any(|c| *c);
     for _ in 0..created + usize::from(freed) {
         signal.notify_one();
@@ -259,6 +264,18 @@ fn wake(signal: &tokio::sync::Notify, out: &BatchOutput) {
 /// together with the batch's other plain jobs in one statement.
 pub(crate) fn is_plain(job: &NewJob) -> bool {
     job.idempotency_key.is_none() && !(job.coalesce && job.key.is_some())
+}
+
+/// The batch's claims grouped by filter (claims of one filter share one pick), each with its index in the batch.
+pub(crate) fn by_filter(claims: &[Claim]) -> Vec<(&Arc<ClaimFilter>, Vec<usize>)> {
+    let mut groups: Vec<(&Arc<ClaimFilter>, Vec<usize>)> = Vec::new();
+    for (i, c) in claims.iter().enumerate() {
+        match groups.iter_mut().find(|(f, _)| Arc::ptr_eq(f, &c.filter) || **f == c.filter) {
+            Some((_, idx)) => idx.push(i),
+            None => groups.push((&c.filter, vec![i])),
+        }
+    }
+    groups
 }
 
 /// Picks up to `n` of `candidates` (already in claim order) so that no two share a serialisation key.
@@ -284,10 +301,12 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    use strato_types::{JobKind, JobRecord, JobStatus, NewJob};
+    use strato_types::{JobKind, JobRecord, JobStatus, NewJob, QueueName};
 
     use super::*;
     use crate::EnqueueOutcome;
+
+    const NOOP: JobKind = JobKind::new("noop");
 
     /// Fails every batch that holds a job whose payload is `{"poison": true}`; records batch sizes.
     #[derive(Clone, Default)]
@@ -301,10 +320,12 @@ mod tests {
         let now = chrono::Utc::now();
         JobRecord {
             id: job.payload["n"].to_string(),
-            kind: job.kind,
+            kind: job.kind.clone(),
+            queue: QueueName::DEFAULT,
             status: JobStatus::Queued,
             payload: job.payload.clone(),
             key: None,
+            resource: None,
             priority: 0,
             progress: 0,
             error: None,
@@ -353,7 +374,7 @@ mod tests {
     async fn concurrent_requests_share_one_transaction() {
         let w = FakeWriter::default();
         let b = Batcher::spawn(w.clone());
-        let jobs = (0..20).map(|n| b.enqueue(NewJob::new(JobKind::Noop, serde_json::json!({ "n": n }))));
+        let jobs = (0..20).map(|n| b.enqueue(NewJob::new(NOOP, serde_json::json!({ "n": n }))));
         let result = serde_json::json!({});
         let (enq, done, other) = tokio::join!(
             futures::future::join_all(jobs),
@@ -374,8 +395,7 @@ mod tests {
         let b = Batcher::spawn(w.clone());
         let payloads =
             [serde_json::json!({"n": 1}), serde_json::json!({"n": 2, "poison": true}), serde_json::json!({"n": 3})];
-        let out =
-            futures::future::join_all(payloads.iter().map(|p| b.enqueue(NewJob::new(JobKind::Noop, p.clone())))).await;
+        let out = futures::future::join_all(payloads.iter().map(|p| b.enqueue(NewJob::new(NOOP, p.clone())))).await;
         assert_eq!(out[0].as_ref().unwrap().job.id, "1");
         assert!(matches!(&out[1], Err(StoreError::Corrupt(m)) if m == "poisoned batch"));
         assert_eq!(out[2].as_ref().unwrap().job.id, "3");
@@ -388,10 +408,11 @@ mod tests {
     async fn a_claim_whose_caller_left_is_not_made() {
         let w = FakeWriter::default();
         let b = Batcher::spawn(w.clone());
-        let gone = b.claim("w1", Duration::from_secs(1));
+        let any = Arc::new(ClaimFilter::default());
+        let gone = b.claim(any.clone(), "w1", Duration::from_secs(1));
         // Polled once (the request is sent), then dropped before the answer.
         let _ = futures::poll!(Box::pin(gone));
-        let kept = b.claim("w2", Duration::from_secs(1)).await.unwrap();
+        let kept = b.claim(any, "w2", Duration::from_secs(1)).await.unwrap();
         assert!(kept.is_none());
         assert_eq!(*w.batches.lock(), vec![1], "only the waiting claim reached the writer");
     }

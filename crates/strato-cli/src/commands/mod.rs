@@ -1,0 +1,87 @@
+//! What each subcommand does, one command group per file; this file dispatches and holds what they share.
+
+mod dlq;
+mod jobs;
+mod keys;
+mod model;
+mod models;
+mod openapi;
+mod serve;
+mod train;
+mod worker;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use strato_service::{Strato, StratoOptions};
+
+use crate::config::{Cli, Command, Global, ModelCommand};
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::serve(&cli.global, *args).await,
+        Command::Worker(args) => worker::worker(&cli.global, args).await,
+        Command::Jobs { command } => jobs::jobs(&cli.global, command).await,
+        Command::Dlq { command } => dlq::dlq(&cli.global, command).await,
+        Command::ApiKeys { command } => keys::api_keys(&cli.global, command).await,
+        Command::Train(args) => train::train(&cli.global, args).await,
+        Command::Predict(args) => models::predict(&cli.global, args).await,
+        Command::Models { command } => models::models(&cli.global, command).await,
+        Command::Model { command: ModelCommand::Pull } => model::pull(&cli.global).await,
+        Command::Openapi => openapi::openapi(),
+    }
+}
+
+fn options(g: &Global) -> StratoOptions {
+    let mut o = StratoOptions::new(&g.data_dir);
+    o.embedding_model = g.embedding_model.clone();
+    o.max_dataset_bytes = g.max_dataset_bytes;
+    o.embedding_cache_size = g.embedding_cache_size;
+    o.embedding_precision = match g.embedding_precision.as_str() {
+        "int8" => strato_ml::Precision::Int8,
+        "bf16" => strato_ml::Precision::Bf16,
+        _ => strato_ml::Precision::F32,
+    };
+    o.batching = strato_service::BatchOptions {
+        max_batch_texts: g.batch_max_texts.max(1),
+        max_batch_tokens: g.batch_max_tokens.max(1),
+        max_queued_texts: g.batch_max_queued.max(1),
+        max_wait: Duration::from_micros(g.batch_wait_us),
+    };
+    o.database_url = g.database_url.clone();
+    o.storage = g.storage.clone();
+    o
+}
+
+async fn open(g: &Global) -> Result<Strato> {
+    Strato::open(options(g)).await.map_err(|e| anyhow::anyhow!(e.message))
+}
+
+/// A service error as a command's error.
+fn err(e: strato_types::StratoError) -> anyhow::Error {
+    anyhow::anyhow!(e.message)
+}
+
+fn print_jobs(jobs: &[strato_types::JobRecord]) {
+    if jobs.is_empty() {
+        println!("no jobs");
+    }
+    for j in jobs {
+        println!(
+            "{}  {:<12} {:<11} {}/{} attempts  {:<24} {}",
+            j.id,
+            j.kind.as_str(),
+            j.status.as_str(),
+            j.attempts,
+            j.max_attempts,
+            j.key.as_deref().unwrap_or("-"),
+            j.error.as_deref().unwrap_or("")
+        );
+    }
+}
+
+fn print_job(job: &strato_types::JobRecord, attempts: &[strato_types::JobAttempt]) {
+    let mut v = serde_json::to_value(job).unwrap_or_default();
+    v["attempt_log"] = serde_json::to_value(attempts).unwrap_or_default();
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+}
