@@ -8,7 +8,13 @@
 //! S3-compatible server through [`S3_ENDPOINT_ENV`]) configured from the standard AWS environment variables. The
 //! S3 client retries refused connections and server errors for about 10 s, then fails, so a job never hangs on a
 //! stopped server. Another `object_store` backend (GCS, Azure) slots in through [`BlobStore::new`]. With the
-//! `test-support` feature, `test_support::MotoServer` runs a real S3 server (moto) for tests.
+//! `test-support` feature, `test_support` runs real S3 servers (moto, s3rver) for tests.
+//!
+//! Large objects stream (`stream.rs`): [`BlobStore::put_stream`] holds at most a few parts in memory whatever the
+//! object's size (a multipart upload on S3, a staging file renamed into place locally), [`BlobStore::get_stream`]
+//! reads whole objects or byte ranges as a stream, and [`BlobStore::list`] lists keys by prefix. Presigned URLs
+//! (`presign.rs`) let a client upload or download one object directly: S3's own (SigV4) on S3, and Strato-signed
+//! ones (HMAC-SHA256 over method, key and expiry, with a server key) that Strato serves itself for local storage.
 
 use std::fmt;
 use std::path::Path;
@@ -20,11 +26,15 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutPayload};
 
 mod location;
+mod presign;
 mod s3;
+mod stream;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 
 pub use location::{BlobLocation, S3Options, DEFAULT_REGION, S3_ENDPOINT_ENV};
+pub use presign::{LocalSigner, PresignError, PresignMethod, PresignedUrl};
+pub use stream::{ByteRange, Download, ObjectInfo, PART_SIZE};
 
 /// Errors of the blob store.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +56,18 @@ pub enum BlobError {
     /// The storage location is malformed, names an unsupported scheme or an inconsistent S3 configuration.
     #[error("invalid storage location: {0}")]
     InvalidLocation(String),
+    /// A streamed body failed (the client went away); nothing was stored.
+    #[error("the upload was cut off: {0}")]
+    Body(String),
+    /// A streamed body went past its limit; nothing was stored.
+    #[error("the object is larger than the limit of {0} bytes")]
+    TooLarge(u64),
+    /// A byte range starts past the object's end.
+    #[error("the range starts past the end of the object ({0} bytes)")]
+    RangeNotSatisfiable(u64),
+    /// Presigned URLs are not available for this storage (local storage without a signing key and public URL).
+    #[error("{0}")]
+    NoPresigning(String),
 }
 
 /// A handle to blob storage; cheap to clone. `Display` describes where blobs live, without secrets.
@@ -53,13 +75,14 @@ pub enum BlobError {
 pub struct BlobStore {
     inner: Arc<dyn ObjectStore>,
     description: Arc<str>,
+    presigner: presign::Presigner,
 }
 
 impl BlobStore {
-    /// Wraps any `object_store` backend.
+    /// Wraps any `object_store` backend (without presigned URLs).
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
         let description = inner.to_string().into();
-        Self { inner, description }
+        Self { inner, description, presigner: presign::Presigner::None }
     }
 
     /// Opens a `--storage` value (see [`BlobLocation::parse`]): empty means `default_local_root`, a path or
@@ -80,12 +103,14 @@ impl BlobStore {
     pub fn local(root: &Path) -> Result<Self, BlobError> {
         std::fs::create_dir_all(root).map_err(|source| BlobError::Io { path: root.display().to_string(), source })?;
         let fs = LocalFileSystem::new_with_prefix(root)?;
-        Ok(Self { inner: Arc::new(fs), description: root.display().to_string().into() })
+        let description = root.display().to_string().into();
+        Ok(Self { inner: Arc::new(fs), description, presigner: presign::Presigner::Local(None) })
     }
 
     /// S3 storage in `options.bucket`, keys under `options.prefix`.
     pub fn s3(options: &S3Options) -> Result<Self, BlobError> {
-        Ok(Self { inner: s3::build(options)?, description: options.to_string().into() })
+        let (inner, signer) = s3::build(options)?;
+        Ok(Self { inner, description: options.to_string().into(), presigner: signer })
     }
 
     /// Stores `bytes` at `key`, atomically replacing any previous object.

@@ -7,6 +7,7 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::prefix::PrefixStore;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
+use crate::presign::Presigner;
 use crate::{BlobError, S3Options};
 
 /// A refused or dropped connection (a server restarting, a network blip) and 5xx answers are retried with jittered
@@ -35,8 +36,8 @@ fn client_options(allow_http: bool) -> ClientOptions {
         .with_timeout(Duration::from_secs(60))
 }
 
-/// The bucket as an `ObjectStore`, keys under the options' prefix.
-pub(crate) fn build(options: &S3Options) -> Result<Arc<dyn ObjectStore>, BlobError> {
+/// The bucket as an `ObjectStore`, keys under the options' prefix, and the signer of presigned URLs for it.
+pub(crate) fn build(options: &S3Options) -> Result<(Arc<dyn ObjectStore>, Presigner), BlobError> {
     let prefix = options.validated_prefix()?;
     let invalid = |reason: String| BlobError::InvalidLocation(format!("cannot use {options}: {reason}"));
 
@@ -70,10 +71,13 @@ pub(crate) fn build(options: &S3Options) -> Result<Arc<dyn ObjectStore>, BlobErr
         .with_client_options(client_options(options.allow_http))
         .with_retry(retry_config());
 
-    // 3. Build; the prefix store keeps every key under the prefix.
+    // 3. Build; the prefix store keeps every key under the prefix (and the signer adds it itself). The client is
+    //    a cheap clone (an `Arc` inside), shared by the store and the signer.
     let s3 = builder.build().map_err(|e| invalid(e.to_string()))?;
-    Ok(match prefix {
+    let signer = Presigner::S3 { s3: Arc::new(s3.clone()), prefix: prefix.clone() };
+    let store: Arc<dyn ObjectStore> = match prefix {
         Some(prefix) => Arc::new(PrefixStore::new(s3, prefix)),
         None => Arc::new(s3),
-    })
+    };
+    Ok((store, signer))
 }

@@ -1,4 +1,6 @@
-//! A real S3 server for tests: [moto](https://github.com/getmoto/moto) in server mode on a free loopback port.
+//! Real S3 servers for tests, on free loopback ports: [moto](https://github.com/getmoto/moto) in server mode, and
+//! [s3s-fs](https://github.com/Nugine/s3s) ([`S3sFs`]), which checks SigV4 signatures, presigned URLs' included,
+//! and keeps objects on disk (moto accepts any signature, expired ones too, and keeps everything in memory).
 //!
 //! Enabled by the `test-support` feature, for this crate's tests and other crates' (as a dev-dependency):
 //!
@@ -240,4 +242,130 @@ fn skip(reason: &str) {
     eprintln!(
         "SKIPPED {test}: {reason}; set {MOTO_SERVER_ENV} to a moto_server executable (pip install 'moto[server]')"
     );
+}
+
+/// Path of the `s3s-fs` executable (`cargo install s3s-fs --features binary`). When set, a server that fails to
+/// start fails the test instead of skipping it.
+pub const S3S_FS_ENV: &str = "STRATO_TEST_S3S_FS";
+
+/// The credentials s3s-fs is started with: it checks every signature against them.
+const S3S_ACCESS_KEY: &str = "strato-test-access";
+const S3S_SECRET_KEY: &str = "strato-test-secret-0123456789";
+
+/// A running s3s-fs with one bucket, its objects in a temporary directory; killed on drop.
+#[derive(Debug)]
+pub struct S3sFs {
+    port: u16,
+    bucket: String,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl S3sFs {
+    /// Starts s3s-fs from [`S3S_FS_ENV`] (else `s3s-fs` on `PATH`) with `bucket`. Returns `None`, after printing a
+    /// `SKIPPED` line, when there is none; panics when [`S3S_FS_ENV`] is set and it does not start.
+    pub fn start(bucket: &str) -> Option<Self> {
+        let from_env = std::env::var_os(S3S_FS_ENV).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let required = from_env.is_some();
+        let Some(program) = from_env.or_else(|| find_on_path("s3s-fs")) else {
+            let test = std::thread::current().name().unwrap_or("test").to_string();
+            eprintln!(
+                "SKIPPED {test}: s3s-fs is not on PATH; set {S3S_FS_ENV} to one (cargo install s3s-fs --features binary)"
+            );
+            return None;
+        };
+        let dir = tempfile::Builder::new().prefix("strato-s3s-").tempdir().ok()?;
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join(bucket)).ok()?;
+        let mut last = String::new();
+        for _ in 0..3 {
+            let Ok(port) = free_port() else { continue };
+            match Self::spawn(&program, port, dir.path()) {
+                Ok(child) => return Some(Self { port, bucket: bucket.to_string(), child, dir }),
+                Err(e) => last = e,
+            }
+        }
+        if required {
+            panic!("{S3S_FS_ENV}={} is set but s3s-fs did not start: {last}", program.display());
+        }
+        eprintln!("SKIPPED: {} did not start: {last}", program.display());
+        None
+    }
+
+    fn spawn(program: &Path, port: u16, dir: &Path) -> Result<Child, String> {
+        let log_path = dir.join("s3s.log");
+        let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        let mut child = Command::new(program)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", S3S_ACCESS_KEY, "--secret-key", S3S_SECRET_KEY])
+            .arg(dir.join("root"))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("s3s-fs exited with {status}; log:\n{}", log_tail(&log_path)));
+            }
+            // Any HTTP answer (an unsigned request is refused) means it is serving.
+            if http(port, "GET", "/", Duration::from_secs(5)).is_ok() {
+                return Ok(child);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("s3s-fs did not answer within {START_TIMEOUT:?}; log:\n{}", log_tail(&log_path)));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Base URL, `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Where the server keeps its objects (`<dir>/<bucket>/<key>`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// Options reaching the bucket (under `prefix`) with the server's credentials.
+    pub fn s3_options(&self, prefix: Option<&str>) -> S3Options {
+        S3Options {
+            prefix: prefix.map(str::to_string),
+            endpoint: Some(self.endpoint()),
+            region: DEFAULT_REGION.to_string(),
+            access_key_id: Some(S3S_ACCESS_KEY.to_string()),
+            secret_access_key: Some(S3S_SECRET_KEY.to_string()),
+            session_token: None,
+            allow_http: true,
+            ..S3Options::new(self.bucket.clone())
+        }
+    }
+
+    /// `--storage` for a child process: the bucket, under `prefix`.
+    pub fn storage(&self, prefix: &str) -> String {
+        format!("s3://{}/{prefix}", self.bucket)
+    }
+
+    /// Environment for a child process (such as `strato serve --storage s3://bucket`) to reach this server.
+    pub fn client_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (S3_ENDPOINT_ENV, self.endpoint()),
+            ("AWS_ACCESS_KEY_ID", S3S_ACCESS_KEY.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", S3S_SECRET_KEY.to_string()),
+            ("AWS_REGION", DEFAULT_REGION.to_string()),
+        ]
+    }
+}
+
+impl Drop for S3sFs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -58,6 +58,17 @@ pub struct Global {
     /// standard AWS variables; STRATO_S3_ENDPOINT for non-AWS servers) or a directory; default: <data-dir>/blobs.
     #[arg(long, env = EnvVars::STRATO_STORAGE, global = true)]
     pub storage: Option<String>,
+    /// Largest file accepted by `/v1/files` (streamed to storage, never held in memory), in bytes.
+    #[arg(long, env = EnvVars::STRATO_MAX_FILE_BYTES, default_value_t = 5 << 30, global = true)]
+    pub max_file_bytes: u64,
+    /// The server's address as clients reach it, e.g. `https://strato.example.com`: presigned URLs of local storage
+    /// point there. Default for `serve`: `http://<--addr>`.
+    #[arg(long, env = EnvVars::STRATO_PUBLIC_URL, global = true)]
+    pub public_url: Option<String>,
+    /// Hex key (at least 32 bytes) signing local storage's presigned URLs; every process serving them needs the
+    /// same. Default: a random key kept in <data-dir>/signing.key.
+    #[arg(long, env = EnvVars::STRATO_SIGNING_KEY, hide_env_values = true, global = true)]
+    pub signing_key: Option<String>,
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `strato_service=debug`.
     #[arg(long, env = EnvVars::STRATO_LOG, global = true)]
     pub log: Option<String>,

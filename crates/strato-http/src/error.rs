@@ -57,7 +57,10 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::MentorNotTrained
         | C::FeedbackNotFound
         | C::DeadLetterNotFound
-        | C::ApiKeyNotFound => StatusCode::NOT_FOUND,
+        | C::ApiKeyNotFound
+        | C::FileNotFound => StatusCode::NOT_FOUND,
+        C::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+        C::PresignUnavailable => StatusCode::NOT_IMPLEMENTED,
         C::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         C::ModelExists | C::JobFinished => StatusCode::CONFLICT,
         C::Unauthorized => StatusCode::UNAUTHORIZED,

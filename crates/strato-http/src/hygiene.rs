@@ -130,6 +130,9 @@ pub(crate) async fn admission(
         res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return res;
     };
+    if crate::routes::files::is_transfer(req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
     let limit = state.opts.request_timeout;
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,

@@ -31,6 +31,7 @@ use crate::routes::mentorpal::MentorPalError;
         (name = "jobs", description = "The job queue"),
         (name = "dead-letter queue", description = "Jobs that ran out of attempts"),
         (name = "api keys", description = "Credentials for apps (admins)"),
+        (name = "files", description = "Files of any size: streamed uploads and downloads, byte ranges, presigned URLs"),
         (name = "operations", description = "Health, readiness, metrics"),
         (name = "albert", description = "The original Albert classification service's API"),
         (name = "mentorpal", description = "The original MentorPal classifier service's API"),
@@ -55,6 +56,9 @@ const SHARED_ERRORS: &[(&str, &str)] = &[
 pub(crate) fn finish(routes: OpenApi) -> OpenApi {
     let mut doc = ApiDoc::openapi().merge_from(routes);
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    // axum's catch-all segments (`{*key}`, a key with slashes) are plain parameters to OpenAPI.
+    let paths = std::mem::take(&mut doc.paths.paths);
+    doc.paths.paths = paths.into_iter().map(|(path, item)| (path.replace("{*", "{"), item)).collect();
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",

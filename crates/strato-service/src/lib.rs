@@ -11,6 +11,7 @@
 mod batching;
 mod datasets;
 mod embedding;
+mod files;
 mod jobs;
 mod keys;
 mod mentors;
@@ -29,6 +30,7 @@ use strato_types::{ErrorCode, StratoError};
 pub use batching::BatchOptions;
 pub use datasets::{Datasets, StoredDataset};
 pub use embedding::{default_model_dir, EmbeddingSource, Embeddings, DEFAULT_MODEL_NAME};
+pub use files::{validate_key as validate_file_key, FileInfo, Files};
 pub use jobs::{Cancellation, Jobs};
 pub use keys::{Keys, NewApiKey};
 pub use mentors::{
@@ -37,6 +39,7 @@ pub use mentors::{
 pub use metrics::Metrics;
 pub use models::{DataSource, ModelDetail, Models, Prediction, TrainModelArgs, TrainModelWorker, TrainRequest};
 pub use resources::ResourceKinds;
+pub use strato_blob::{ByteRange, Download, PresignMethod, PresignedUrl};
 pub use strato_jobs::{
     Alerter, AlerterOptions, AttemptOutcome, JobContext, QueueConcurrency, WorkerPool, WorkerPoolOptions,
 };
@@ -67,6 +70,14 @@ pub struct StratoOptions {
     pub embedding_precision: strato_ml::Precision,
     /// How concurrent embedding requests are batched.
     pub batching: BatchOptions,
+    /// Largest file (`/v1/files`), in bytes.
+    pub max_file_bytes: u64,
+    /// The server's address as clients reach it (`https://strato.example.com`): presigned URLs of local storage
+    /// point there. `None`: local storage makes no presigned URLs (S3 always does).
+    pub public_url: Option<String>,
+    /// The key that signs local storage's presigned URLs (at least 32 bytes); `None`: a random one kept in
+    /// `data_dir/signing.key`.
+    pub signing_key: Option<Vec<u8>>,
 }
 
 impl StratoOptions {
@@ -83,6 +94,9 @@ impl StratoOptions {
             storage: None,
             embedding_precision: strato_ml::Precision::F32,
             batching: BatchOptions::default(),
+            max_file_bytes: 5 << 30,
+            public_url: None,
+            signing_key: None,
         }
     }
 }
@@ -93,10 +107,38 @@ pub struct Strato {
     models: Models,
     mentors: Mentors,
     datasets: Datasets,
+    files: Files,
     jobs: Jobs,
     keys: Keys,
     embeddings: Embeddings,
     core: Arc<Core>,
+}
+
+/// The key signing local storage's presigned URLs: the configured one, else the one in `data_dir/signing.key`
+/// (created, 32 random bytes readable by the owner only, on first use).
+fn signing_key(opts: &StratoOptions) -> Result<Vec<u8>> {
+    if let Some(k) = &opts.signing_key {
+        return Ok(k.clone());
+    }
+    let path = opts.data_dir.join("signing.key");
+    let fail = |e: std::io::Error| StratoError::internal(format!("cannot read or create {}: {e}", path.display()));
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return hex::decode(text.trim())
+            .map_err(|e| StratoError::internal(format!("{} is not hex: {e}", path.display())));
+    }
+    std::fs::create_dir_all(&opts.data_dir).map_err(fail)?;
+    let key: [u8; 32] = rand::random();
+    let mut f = std::fs::OpenOptions::new();
+    f.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut f, 0o600);
+    match f.open(&path) {
+        Ok(mut file) => std::io::Write::write_all(&mut file, hex::encode(key).as_bytes()).map_err(fail)?,
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return signing_key(opts),
+        Err(e) => return Err(fail(e)),
+    }
+    Ok(key.to_vec())
 }
 
 /// What every part shares, held once.
@@ -168,12 +210,21 @@ impl StratoBuilder {
         };
         let blobs = BlobStore::open(opts.storage.as_deref().unwrap_or(""), &opts.data_dir.join("blobs"))
             .map_err(|e| StratoError::new(ErrorCode::InvalidRequest, format!("blob storage: {e}")))?;
-        Ok(self.build(store, blobs))
+        self.build(store, blobs)
     }
 
     /// Builds the service over an open store and blob storage.
-    pub fn build(self, store: Store, blobs: BlobStore) -> Strato {
+    pub fn build(self, store: Store, blobs: BlobStore) -> Result<Strato> {
         let opts = self.opts;
+        // Local storage's presigned URLs are Strato's own: signed here, served at the public URL.
+        let blobs = match &opts.public_url {
+            Some(url) => {
+                let signer = strato_blob::LocalSigner::new(&signing_key(&opts)?, url)
+                    .map_err(|e| StratoError::new(ErrorCode::InvalidRequest, e.to_string()))?;
+                blobs.with_local_signer(signer)
+            }
+            None => blobs,
+        };
         let metrics = Metrics::new();
         let source = match &opts.embedding_model {
             Some(dir) => EmbeddingSource::Dir(dir.clone()),
@@ -189,6 +240,7 @@ impl StratoBuilder {
             metrics.clone(),
         );
         let datasets = Datasets::new(store.clone(), blobs.clone(), opts.max_dataset_bytes);
+        let files = Files::new(blobs.clone(), opts.max_file_bytes);
         let models = Models::new(
             store.clone(),
             blobs.clone(),
@@ -221,15 +273,16 @@ impl StratoBuilder {
         let resources = Arc::new(resources);
         let jobs = Jobs::new(store.clone(), Arc::new(workers));
         let keys = Keys::new(store.clone(), resources.clone());
-        Strato {
+        Ok(Strato {
             models,
             mentors,
             datasets,
+            files,
             jobs,
             keys,
             embeddings,
             core: Arc::new(Core { store, blobs, metrics, resources, opts }),
-        }
+        })
     }
 }
 
@@ -296,7 +349,7 @@ impl Strato {
     }
 
     /// Builds the service from explicit parts (other store or blob backends), with the core capabilities only.
-    pub fn with_parts(store: Store, blobs: BlobStore, opts: StratoOptions) -> Self {
+    pub fn with_parts(store: Store, blobs: BlobStore, opts: StratoOptions) -> Result<Self> {
         Self::builder(opts).build(store, blobs)
     }
 
@@ -313,6 +366,11 @@ impl Strato {
     /// Datasets.
     pub fn datasets(&self) -> &Datasets {
         &self.datasets
+    }
+
+    /// Files in storage.
+    pub fn files(&self) -> &Files {
+        &self.files
     }
 
     /// Jobs of every kind, the registry of kinds and the dead-letter queue.

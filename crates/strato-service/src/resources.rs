@@ -11,10 +11,10 @@ use strato_types::{ErrorCode, Grant, ResourceKind, StratoError};
 pub struct ResourceKinds(BTreeSet<ResourceKind>);
 
 impl ResourceKinds {
-    /// The core's kinds: models and mentors.
+    /// The core's kinds: models, mentors and files.
     pub fn core() -> Self {
         let mut k = Self::default();
-        k.register(ResourceKind::MODEL).register(ResourceKind::MENTOR);
+        k.register(ResourceKind::MODEL).register(ResourceKind::MENTOR).register(ResourceKind::FILE);
         k
     }
 
@@ -61,7 +61,10 @@ mod tests {
         assert!(kinds.check_grant(&Grant::new("*", "*", Actions::USE)).is_ok());
         let widget = Grant::new("widget", "w-*", Actions::USE);
         let e = kinds.check_grant(&widget).unwrap_err();
-        assert!(e.message.contains("unknown resource kind \"widget\"") && e.message.contains("mentor, model"), "{e}");
+        assert!(
+            e.message.contains("unknown resource kind \"widget\"") && e.message.contains("file, mentor, model"),
+            "{e}"
+        );
         kinds.register(ResourceKind::new("widget"));
         assert!(kinds.check_grant(&widget).is_ok());
     }

@@ -30,7 +30,7 @@ async fn a_training_is_refused_for_an_existing_model_unless_forced_and_repeats_a
     for (name, b) in backends().await {
         let dir = tempfile::tempdir().unwrap();
         let blobs = BlobStore::local(&dir.path().join("blobs")).unwrap();
-        let s = Strato::with_parts(b.store.clone(), blobs, StratoOptions::new(dir.path()));
+        let s = Strato::with_parts(b.store.clone(), blobs, StratoOptions::new(dir.path())).unwrap();
         let models = s.models();
 
         let first = models.submit_training(request("m", false, Some("t-1"))).await.unwrap();

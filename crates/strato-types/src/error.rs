@@ -38,6 +38,12 @@ pub enum ErrorCode {
     DeadLetterNotFound,
     /// No such API key.
     ApiKeyNotFound,
+    /// No such file (object) in storage.
+    FileNotFound,
+    /// The requested byte range starts past the end of the file.
+    RangeNotSatisfiable,
+    /// Presigned URLs are not available here (local storage needs `--public-url`).
+    PresignUnavailable,
     /// Too many requests: the rate limit or the quota is used up (see `Retry-After`).
     RateLimited,
     /// The server is at its concurrent-request limit; retry shortly.
@@ -84,6 +90,9 @@ impl ErrorCode {
             Self::FeedbackNotFound => "feedback_not_found",
             Self::DeadLetterNotFound => "dead_letter_not_found",
             Self::ApiKeyNotFound => "api_key_not_found",
+            Self::FileNotFound => "file_not_found",
+            Self::RangeNotSatisfiable => "range_not_satisfiable",
+            Self::PresignUnavailable => "presign_unavailable",
             Self::RateLimited => "rate_limited",
             Self::Overloaded => "overloaded",
             Self::RequestTimeout => "request_timeout",
@@ -102,7 +111,12 @@ impl ErrorCode {
     pub fn is_user_error(self) -> bool {
         !matches!(
             self,
-            Self::Internal | Self::StorageUnavailable | Self::AuthUnavailable | Self::Overloaded | Self::RequestTimeout
+            Self::Internal
+                | Self::StorageUnavailable
+                | Self::AuthUnavailable
+                | Self::Overloaded
+                | Self::RequestTimeout
+                | Self::PresignUnavailable
         )
     }
 }

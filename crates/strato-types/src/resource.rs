@@ -23,6 +23,8 @@ impl ResourceKind {
     pub const MODEL: ResourceKind = ResourceKind::new("model");
     /// Question-answering mentors.
     pub const MENTOR: ResourceKind = ResourceKind::new("mentor");
+    /// Files in storage, by key (`uploads/*`).
+    pub const FILE: ResourceKind = ResourceKind::new("file");
 }
 
 /// One resource: its kind and id. Displayed (and used as a job key) as `kind:id`.

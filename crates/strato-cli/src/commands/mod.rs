@@ -50,11 +50,25 @@ fn options(g: &Global) -> StratoOptions {
     };
     o.database_url = g.database_url.clone();
     o.storage = g.storage.clone();
+    o.max_file_bytes = g.max_file_bytes;
+    o.public_url = g.public_url.clone();
     o
 }
 
 async fn open(g: &Global) -> Result<Strato> {
-    Strato::open(options(g)).await.map_err(|e| anyhow::anyhow!(e.message))
+    open_with(g, options(g)).await
+}
+
+/// Opens the service with `o` (the global options, adjusted by the command), the signing key decoded.
+async fn open_with(g: &Global, mut o: StratoOptions) -> Result<Strato> {
+    if let Some(k) = &g.signing_key {
+        let key = hex::decode(k.trim()).map_err(|_| anyhow::anyhow!("--signing-key must be hex"))?;
+        if key.len() < 32 {
+            anyhow::bail!("--signing-key must be at least 32 bytes (64 hex digits)");
+        }
+        o.signing_key = Some(key);
+    }
+    Strato::open(o).await.map_err(err)
 }
 
 /// A service error as a command's error.

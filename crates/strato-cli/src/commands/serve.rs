@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 
 use super::worker::{shutdown_signal, worker_options};
-use super::{err, open};
+use super::{err, open_with, options};
 use crate::config::{Global, ServeArgs};
 
 pub(super) async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
@@ -20,7 +20,10 @@ pub(super) async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     if matches!(&args.admin_token, Some(t) if t.len() < 16) {
         bail!("the admin token is too short: use at least 16 random characters");
     }
-    let strato = open(g).await?;
+    // Presigned URLs of local storage point back at this server unless told otherwise.
+    let mut o = options(g);
+    o.public_url = Some(g.public_url.clone().unwrap_or_else(|| format!("http://{}", args.addr)));
+    let strato = open_with(g, o).await?;
     http.auth.policy.check(strato.resource_kinds()).map_err(|e| anyhow::anyhow!("the access policy: {e}"))?;
     let worker_opts = worker_options(&args.jobs, &strato)?;
 

@@ -63,7 +63,7 @@ impl Backend {
     pub async fn open(&self, opts: StratoOptions) -> Strato {
         match self {
             Self::Embedded => Strato::open(opts).await.expect("open"),
-            Self::Shared(s) => Strato::with_parts(s.store.clone(), s.blobs.clone(), opts),
+            Self::Shared(s) => Strato::with_parts(s.store.clone(), s.blobs.clone(), opts).expect("open"),
         }
     }
 

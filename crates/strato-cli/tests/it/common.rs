@@ -46,6 +46,8 @@ pub struct Options {
     pub embedding_cache_size: usize,
     /// How concurrent embedding requests are batched.
     pub batching: strato_service::BatchOptions,
+    /// Largest file.
+    pub max_file_bytes: u64,
 }
 
 impl Options {
@@ -63,6 +65,7 @@ impl Options {
             backend: crate::backend::Backend::Embedded,
             embedding_cache_size: StratoOptions::new(data_dir).embedding_cache_size,
             batching: Default::default(),
+            max_file_bytes: StratoOptions::new(data_dir).max_file_bytes,
         }
     }
 }
@@ -88,13 +91,19 @@ pub fn strato_options(o: &Options) -> StratoOptions {
     so.max_dataset_bytes = o.max_dataset_bytes;
     so.embedding_cache_size = o.embedding_cache_size;
     so.batching = o.batching;
+    so.max_file_bytes = o.max_file_bytes;
     so
 }
 
 pub async fn start(o: Options) -> TestServer {
     // Server logs go to the test's captured output: shown when a test fails.
     let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
-    let strato = o.backend.open(strato_options(&o)).await;
+    // Bound first: presigned URLs of local storage point at the server's own address.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut so = strato_options(&o);
+    so.public_url = Some(base.clone());
+    let strato = o.backend.open(so).await;
     let pool = (o.workers > 0).then(|| {
         strato.start_workers(WorkerPoolOptions {
             queues: strato_service::QueueConcurrency::default_queue(o.workers),
@@ -116,8 +125,6 @@ pub async fn start(o: Options) -> TestServer {
         http.auth.admin_token = o.admin_token.clone();
     }
     let app = strato_http::router(strato.clone(), http);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = oneshot::channel();
     let server = tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())

@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod errors;
 mod faults;
+mod files;
 mod gateway;
 mod jobs;
 mod mentors;

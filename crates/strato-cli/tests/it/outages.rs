@@ -151,7 +151,7 @@ async fn postgres_restart_under_running_workers_loses_no_job() {
     let mut o = Options::new(dir.path(), no_model());
     o.workers = 2;
     o.lease = Duration::from_secs(2);
-    let strato = strato_service::Strato::with_parts(store, blobs, strato_options(&o));
+    let strato = strato_service::Strato::with_parts(store, blobs, strato_options(&o)).unwrap();
     let pool = strato.start_workers(strato_service::WorkerPoolOptions {
         queues: strato_service::QueueConcurrency::default_queue(2),
         lease: Duration::from_secs(2),

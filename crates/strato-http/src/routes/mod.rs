@@ -3,6 +3,7 @@
 
 pub(crate) mod albert;
 mod datasets;
+pub(crate) mod files;
 mod jobs;
 mod keys;
 pub(crate) mod mentorpal;
@@ -43,13 +44,14 @@ pub(crate) fn authenticated(dataset_limit: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
         .routes(routes!(crate::observe::metrics))
+        .merge(files::routes())
         .merge(albert::routes())
         .merge(mentorpal::routes())
 }
 
-/// Routes anyone may call: liveness and readiness.
+/// Routes anyone may call: liveness, readiness, and the presigned URLs (the signature is the credential).
 pub(crate) fn open() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(health)).routes(routes!(crate::observe::ready))
+    OpenApiRouter::new().routes(routes!(health)).routes(routes!(crate::observe::ready)).merge(files::presigned_routes())
 }
 
 /// The process is up.
