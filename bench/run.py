@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Strato vs the Python peer, side by side in one run; writes BENCHMARKS.md.
+"""Strato vs the Python peer, side by side in one run; writes the detailed sections of bench/history.md.
+
+BENCHMARKS.md is the short summary (one table per machine class, latest run); after a run, copy its headline
+figures there by hand: the history keeps every machine's full section and its prose.
 
     python3 bench/run.py            # everything (sets up the peer's venv on first run: ~3 GB of torch)
     python3 bench/run.py --no-peer  # Strato only (the table then shows the last peer figures as missing)
     python3 bench/run.py --only-jobs --database-url postgres://postgres@127.0.0.1:5432/test
                                     # just the job queue (Strato SQLite, Strato PostgreSQL, Celery + Redis); the
-                                    # other sections of BENCHMARKS.md are kept as they are
+                                    # other sections of bench/history.md are kept as they are
 
 Strato is measured through its release binary and bench/ (strato-bench) on CLINC150 (tests/data/clinc150.csv):
 training time end to end (embed 18k texts + fit), batch-32 embedding throughput, single-query predict latency in
@@ -37,6 +40,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
+HISTORY = REPO / "bench" / "history.md"
 CSV = REPO / "tests" / "data" / "clinc150.csv"
 STRATO = REPO / "target" / "release" / "strato"
 BENCH = REPO / "target" / "release" / "strato-bench"
@@ -227,7 +231,7 @@ def jobs_pick(lines, backend, measure, mode=None, enqueuers=None):
 
 
 def render_jobs(jobs):
-    """The "Job queue" section of BENCHMARKS.md, from measure_jobs' figures."""
+    """The "Job queue" section of bench/history.md, from measure_jobs' figures."""
     lines_all = jobs.get("strato", []) + jobs.get("celery", [])
     cols = ["sqlite", "postgres", "celery"]
     conc = {b: jobs_pick(lines_all, b, "throughput", "concurrent") for b in cols}
@@ -382,7 +386,7 @@ JOBS_NOTES = [
 
 
 def jobs_section(text):
-    """The "## Job queue" section of a BENCHMARKS.md, or None."""
+    """The "## Job queue" section of a bench/history.md, or None."""
     start = text.find("## Job queue")
     if start < 0:
         return None
@@ -391,12 +395,10 @@ def jobs_section(text):
 
 
 def splice_jobs(text, section):
-    """Replaces the "## Job queue" section of BENCHMARKS.md (up to the next "## " heading or the end), or appends it."""
-    start = text.find("## Job queue")
-    if start < 0:
+    """Replaces the "## Job queue" section of bench/history.md (up to the next "## " heading or the end), or appends it."""
+    if text.find("## Job queue") < 0:
         return text.rstrip("\n") + "\n\n" + section
-    end = text.find("\n## ", start + 1)
-    return text[:start] + section + ("" if end < 0 else text[end + 1:])
+    return splice(text, "## Job queue", section)
 
 
 # ---- Performance near the machine's limit (issue 6): in process, whole processes, and HTTP under load. ----
@@ -616,7 +618,7 @@ def measure_peer_perf(threads, seconds, distinct, repeated):
 
 
 def render_perf(d):
-    """The "## Performance" section of BENCHMARKS.md (issue 6), from measure_perf's figures."""
+    """The "## Performance" section of bench/history.md (issue 6), from measure_perf's figures."""
     f, peer = d.get("f32", {}), d.get("peer", {})
     cols = [p for p in PRECISIONS if p in d]
     peak = d.get("peak", {}).get("gflops")
@@ -794,7 +796,7 @@ def _cpu():
 
 
 def section(text, heading):
-    """The section of a BENCHMARKS.md under `heading` (up to the next "## " heading or the end), or None."""
+    """The section of a bench/history.md under `heading` (up to the next "## " heading or the end), or None."""
     start = text.find(heading)
     if start < 0:
         return None
@@ -803,7 +805,7 @@ def section(text, heading):
 
 
 def splice(text, heading, body):
-    """Replaces the section under `heading` of BENCHMARKS.md, or puts it right after the title (a new perf section
+    """Replaces the section under `heading` of bench/history.md, or puts it right after the title (a new perf section
     right after the perf sections already there)."""
     start = text.find(heading)
     kept = [h for h in PERF_HEADINGS if h != heading and h in text]
@@ -817,6 +819,13 @@ def splice(text, heading, body):
             return text.rstrip("\n") + "\n\n" + body
         return text[:first + 1] + body + "\n" + text[first + 1:]
     end = text.find("\n## ", start + 1)
+    # The history's prose under a section (experiments, earlier tables) follows its "Reproduce:" line: a new run
+    # replaces the table and keeps that.
+    old = text[start:] if end < 0 else text[start:end + 1]
+    at = old.find("\nReproduce: ")
+    kept = "" if at < 0 or old.find("\n", at + 1) < 0 else old[old.find("\n", at + 1):].strip("\n")
+    if kept:
+        body = body.rstrip("\n") + "\n\n" + kept + "\n\n"
     return text[:start] + body + ("" if end < 0 else text[end + 1:])
 
 
@@ -876,7 +885,7 @@ def ratio(a, b, higher_is_better, unit):
 def render(ours, peer, threads):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     lines = [
-        "# Benchmarks",
+        "# Benchmark history",
         "",
         f"Measured {datetime.date.today()} on {cpu}, {os.cpu_count()} cores, {threads} threads for both sides, "
         f"Linux {platform.release()}. Strato: release build. Peer: sentence-transformers "
@@ -987,26 +996,26 @@ def main():
                     help="re-measure the many-mentors serving pass; keep the other figures from bench/out/*.json")
     ap.add_argument("--only-jobs", action="store_true",
                     help="measure only the job queue (Strato SQLite, PostgreSQL, Celery + Redis) and replace the "
-                         "Job queue section of BENCHMARKS.md, keeping the rest of the file as it is")
+                         "Job queue section of bench/history.md, keeping the rest of the file as it is")
     ap.add_argument("--database-url", default=os.environ.get("STRATO_BENCH_DATABASE_URL"),
                     help="PostgreSQL for the job-queue benchmark (a schema per run, dropped after); none: SQLite only")
     ap.add_argument("--only-perf", action="store_true",
                     help="measure only the performance section (issue 6: in process, processes, HTTP under load, "
-                         "callgrind; Strato f32 and int8 and the peer) and replace it in BENCHMARKS.md")
+                         "callgrind; Strato f32 and int8 and the peer) and replace it in bench/history.md")
     ap.add_argument("--http-seconds", type=int, default=60, help="length of each HTTP load (wrk)")
     ap.add_argument("--render-perf", action="store_true",
-                    help="rewrite the performance section of BENCHMARKS.md from bench/out/perf.json")
+                    help="rewrite the performance section of bench/history.md from bench/out/perf.json")
     ap.add_argument("--render-jobs", action="store_true",
-                    help="rewrite the Job queue section of BENCHMARKS.md from bench/out/jobs.json, measuring nothing")
+                    help="rewrite the Job queue section of bench/history.md from bench/out/jobs.json, measuring nothing")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    md = REPO / "BENCHMARKS.md"
+    md = HISTORY
     if args.render_perf:
         perf = json.loads((OUT / "perf.json").read_text())
         md.write_text(splice(md.read_text(), perf_heading(perf), render_perf(perf)))
         return
     if args.render_jobs:
-        md = REPO / "BENCHMARKS.md"
+        md = HISTORY
         md.write_text(splice_jobs(md.read_text(), render_jobs(json.loads((OUT / "jobs.json").read_text()))))
         return
     sh(["cargo", "build", "--release", "--locked", "-p", "strato-cli", "-p", "strato-bench"], cwd=REPO)
@@ -1019,7 +1028,7 @@ def main():
     if args.only_jobs:
         jobs = measure_jobs(args.database_url, not args.no_peer)
         (OUT / "jobs.json").write_text(json.dumps(jobs, indent=1))
-        md = REPO / "BENCHMARKS.md"
+        md = HISTORY
         md.write_text(splice_jobs(md.read_text(), render_jobs(jobs)))
         print(md.read_text())
         return
@@ -1039,7 +1048,7 @@ def main():
     else:
         jobs = measure_jobs(args.database_url, not args.no_peer)
         (OUT / "jobs.json").write_text(json.dumps(jobs, indent=1))
-    md = REPO / "BENCHMARKS.md"
+    md = HISTORY
     text = render(ours, peer, args.threads)
     if jobs:
         text = splice_jobs(text, render_jobs(jobs))
@@ -1049,7 +1058,7 @@ def main():
         if md.exists() and (kept := section(md.read_text(), heading)):
             text = splice(text, heading, kept)
     md.write_text(text)
-    print((REPO / "BENCHMARKS.md").read_text())
+    print((HISTORY).read_text())
 
 
 if __name__ == "__main__":

@@ -161,33 +161,37 @@ impl Drop for MotoServer {
 
 /// Spawns moto on `port` with its recorder writing into `dir`, and waits until it answers.
 fn spawn_and_wait(program: &Path, port: u16, dir: &Path) -> Result<Child, String> {
-    let log_path = dir.join("moto.log");
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| e.to_string())?;
-    let log2 = log.try_clone().map_err(|e| e.to_string())?;
-    let mut child = Command::new(program)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    let mut cmd = Command::new(program);
+    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
         // The recorder appends each request to the file; `restart` replays it into the fresh process.
         .env("MOTO_ENABLE_RECORDING", "True")
-        .env("MOTO_RECORDER_FILEPATH", dir.join("recording.jsonl"))
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+        .env("MOTO_RECORDER_FILEPATH", dir.join("recording.jsonl"));
+    launch_server("moto", cmd, &dir.join("moto.log"), || {
+        matches!(http(port, "GET", "/", Duration::from_secs(5)), Ok((200, _)))
+    })
+}
+
+/// Runs a test server with its output appended to `log_path` and polls `ready` until it says yes, the server
+/// exits, or `START_TIMEOUT` passes (the server is then killed); errors carry the log's tail.
+fn launch_server(name: &str, mut cmd: Command, log_path: &Path, ready: impl Fn() -> bool) -> Result<Child, String> {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).map_err(|e| e.to_string())?;
+    let log2 = log.try_clone().map_err(|e| e.to_string())?;
+    let mut child =
+        cmd.stdin(Stdio::null()).stdout(log).stderr(log2).spawn().map_err(|e| format!("cannot run {name}: {e}"))?;
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("moto exited with {status}; log:\n{}", log_tail(&log_path)));
+            return Err(format!("{name} exited with {status}; log:\n{}", log_tail(log_path)));
         }
-        if let Ok((200, _)) = http(port, "GET", "/", Duration::from_secs(5)) {
+        if ready() {
             return Ok(child);
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("moto did not answer within {START_TIMEOUT:?}; log:\n{}", log_tail(&log_path)));
+            return Err(format!("{name} did not answer within {START_TIMEOUT:?}; log:\n{}", log_tail(log_path)));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -293,34 +297,12 @@ impl S3sFs {
     }
 
     fn spawn(program: &Path, port: u16, dir: &Path) -> Result<Child, String> {
-        let log_path = dir.join("s3s.log");
-        let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
-        let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        let mut child = Command::new(program)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        let mut cmd = Command::new(program);
+        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", S3S_ACCESS_KEY, "--secret-key", S3S_SECRET_KEY])
-            .arg(dir.join("root"))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("s3s-fs exited with {status}; log:\n{}", log_tail(&log_path)));
-            }
-            // Any HTTP answer (an unsigned request is refused) means it is serving.
-            if http(port, "GET", "/", Duration::from_secs(5)).is_ok() {
-                return Ok(child);
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("s3s-fs did not answer within {START_TIMEOUT:?}; log:\n{}", log_tail(&log_path)));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            .arg(dir.join("root"));
+        // Any HTTP answer (an unsigned request is refused) means it is serving.
+        launch_server("s3s-fs", cmd, &dir.join("s3s.log"), || http(port, "GET", "/", Duration::from_secs(5)).is_ok())
     }
 
     /// Base URL, `http://127.0.0.1:<port>`.

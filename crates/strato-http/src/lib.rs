@@ -67,9 +67,19 @@ impl Default for HttpOptions {
     }
 }
 
-/// Shared handler state.
+/// Shared handler state: one `Arc`, since axum clones it for every extractor and layer of every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct SharedState {
     /// The service.
     pub strato: Strato,
     /// Settings.
@@ -107,7 +117,8 @@ pub fn router_with(strato: Strato, opts: HttpOptions, capabilities: Vec<Capabili
     let limits = Arc::new(limits::Limits::new(opts.limits.clone()));
     let observer = Arc::new(observe::HttpObserver::new(opts.slow.clone(), opts.alerter.clone()));
     let in_flight = Arc::new(tokio::sync::Semaphore::new(opts.max_concurrent_requests.max(1)));
-    let state = AppState { strato, opts: Arc::new(opts), auth, limits, observer, hsts, in_flight };
+    let state =
+        AppState(Arc::new(SharedState { strato, opts: Arc::new(opts), auth, limits, observer, hsts, in_flight }));
     let authenticated = capabilities.into_iter().fold(routes::authenticated(dataset_limit), |all, c| all.merge(c));
     let (authenticated, doc) = authenticated.split_for_parts();
     let (open, open_doc) = routes::open().split_for_parts();

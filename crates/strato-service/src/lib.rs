@@ -104,13 +104,8 @@ impl StratoOptions {
 /// The composition root: one part per aggregate over a shared store and blob storage; cheap to clone.
 #[derive(Clone)]
 pub struct Strato {
-    models: Models,
-    mentors: Mentors,
-    datasets: Datasets,
-    files: Files,
-    jobs: Jobs,
-    keys: Keys,
-    embeddings: Embeddings,
+    // One `Arc`: every request clones the state (axum's extractors and layers), and a deep clone of each part's
+    // handles was dozens of contended reference counts per request (half the throughput of cached predictions).
     core: Arc<Core>,
 }
 
@@ -122,27 +117,55 @@ fn signing_key(opts: &StratoOptions) -> Result<Vec<u8>> {
     }
     let path = opts.data_dir.join("signing.key");
     let fail = |e: std::io::Error| StratoError::internal(format!("cannot read or create {}: {e}", path.display()));
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        return hex::decode(text.trim())
-            .map_err(|e| StratoError::internal(format!("{} is not hex: {e}", path.display())));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => return parse_signing_key(&path, &text),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
+        Err(_) => {}
     }
     std::fs::create_dir_all(&opts.data_dir).map_err(fail)?;
     let key: [u8; 32] = rand::random();
+    // Written whole under a name of its own, then linked into place: processes starting together on one data
+    // directory never read a half-written key, and the first link wins (`hard_link` refuses an existing name).
+    let tmp = opts.data_dir.join(format!("signing.key.{}.tmp", uuid::Uuid::now_v7()));
     let mut f = std::fs::OpenOptions::new();
     f.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut f, 0o600);
-    match f.open(&path) {
-        Ok(mut file) => std::io::Write::write_all(&mut file, hex::encode(key).as_bytes()).map_err(fail)?,
-        // Another process created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return signing_key(opts),
-        Err(e) => return Err(fail(e)),
+    let written = f.open(&tmp).and_then(|mut file| {
+        std::io::Write::write_all(&mut file, hex::encode(key).as_bytes())?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, &path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(key.to_vec()),
+        // Another process linked its key first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            parse_signing_key(&path, &std::fs::read_to_string(&path).map_err(fail)?)
+        }
+        Err(e) => Err(fail(e)),
     }
-    Ok(key.to_vec())
+}
+
+fn parse_signing_key(path: &std::path::Path, text: &str) -> Result<Vec<u8>> {
+    match hex::decode(text.trim()) {
+        Ok(key) if key.len() >= 32 => Ok(key),
+        _ => Err(StratoError::internal(format!(
+            "{} is not a signing key (at least 32 bytes as hex): delete it to have a new one made",
+            path.display()
+        ))),
+    }
 }
 
 /// What every part shares, held once.
 struct Core {
+    models: Models,
+    mentors: Mentors,
+    datasets: Datasets,
+    files: Files,
+    jobs: Jobs,
+    keys: Keys,
+    embeddings: Embeddings,
     store: Store,
     blobs: BlobStore,
     metrics: Metrics,
@@ -274,14 +297,20 @@ impl StratoBuilder {
         let jobs = Jobs::new(store.clone(), Arc::new(workers));
         let keys = Keys::new(store.clone(), resources.clone());
         Ok(Strato {
-            models,
-            mentors,
-            datasets,
-            files,
-            jobs,
-            keys,
-            embeddings,
-            core: Arc::new(Core { store, blobs, metrics, resources, opts }),
+            core: Arc::new(Core {
+                models,
+                mentors,
+                datasets,
+                files,
+                jobs,
+                keys,
+                embeddings,
+                store,
+                blobs,
+                metrics,
+                resources,
+                opts,
+            }),
         })
     }
 }
@@ -355,37 +384,37 @@ impl Strato {
 
     /// Text classifiers.
     pub fn models(&self) -> &Models {
-        &self.models
+        &self.core.models
     }
 
     /// Mentors.
     pub fn mentors(&self) -> &Mentors {
-        &self.mentors
+        &self.core.mentors
     }
 
     /// Datasets.
     pub fn datasets(&self) -> &Datasets {
-        &self.datasets
+        &self.core.datasets
     }
 
     /// Files in storage.
     pub fn files(&self) -> &Files {
-        &self.files
+        &self.core.files
     }
 
     /// Jobs of every kind, the registry of kinds and the dead-letter queue.
     pub fn jobs(&self) -> &Jobs {
-        &self.jobs
+        &self.core.jobs
     }
 
     /// API keys and quotas.
     pub fn keys(&self) -> &Keys {
-        &self.keys
+        &self.core.keys
     }
 
     /// The shared embedding model.
     pub fn embeddings(&self) -> &Embeddings {
-        &self.embeddings
+        &self.core.embeddings
     }
 
     /// The resource kinds grants may name.
@@ -435,6 +464,37 @@ impl Strato {
     /// Starts the in-process worker pool over the registered job kinds (`opts.queues` may be empty: an API-only
     /// process still reaps leases and expires old jobs).
     pub fn start_workers(&self, opts: WorkerPoolOptions) -> WorkerPool {
-        WorkerPool::start(self.core.store.clone(), self.jobs.registry(), opts)
+        WorkerPool::start(self.core.store.clone(), self.core.jobs.registry(), opts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_starting_together_share_one_signing_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let opts = StratoOptions::new(dir.path());
+            let keys: Vec<Vec<u8>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8).map(|_| s.spawn(|| signing_key(&opts).unwrap())).collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert_eq!(keys[0].len(), 32);
+            assert!(keys.iter().all(|k| *k == keys[0]), "every starter reads the key that won");
+            assert_eq!(signing_key(&opts).unwrap(), keys[0], "and so does a later start");
+            let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert_eq!(left, vec![std::ffi::OsString::from("signing.key")], "no temporary files left behind");
+        }
+    }
+
+    #[test]
+    fn a_damaged_signing_key_is_an_error_not_an_empty_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("signing.key"), "").unwrap();
+        let opts = StratoOptions::new(dir.path());
+        let err = signing_key(&opts).unwrap_err().to_string();
+        assert!(err.contains("not a signing key"), "{err}");
     }
 }

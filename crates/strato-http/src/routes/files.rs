@@ -65,7 +65,7 @@ pub(crate) struct FileList {
 
 #[utoipa::path(put, path = "/v1/files/{*key}", tag = "files",
     params(("key" = String, Path, description = "The file's key: /-separated names", example = "uploads/clip.mp4")),
-    request_body(description = "The file's bytes, streamed to storage", content_type = "application/octet-stream", content = Vec<u8>),
+    request_body(description = "The file's bytes, streamed to storage (none: an empty file)", content_type = "application/octet-stream", content = Option<Vec<u8>>),
     responses((status = 201, description = "Stored", body = FileView),
               (status = 413, description = "Larger than the limit (STRATO_MAX_FILE_BYTES); nothing stored", body = crate::error::ErrorBody)))]
 /// Uploads a file (replacing one at the key), streaming it to storage.

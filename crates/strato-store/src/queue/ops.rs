@@ -24,6 +24,13 @@ macro_rules! job_cols {
 }
 pub(crate) use job_cols;
 
+/// `job_cols!()` as a list, in its order.
+pub(crate) fn job_columns() -> &'static [&'static str] {
+    static COLS: std::sync::LazyLock<Vec<&'static str>> =
+        std::sync::LazyLock::new(|| job_cols!().split(',').map(str::trim).collect());
+    &COLS
+}
+
 /// Why a lapsed attempt ended, for the attempt log.
 pub(crate) const LEASE_EXPIRED: &str = "lease expired: the worker stopped renewing it (crashed, killed or cut off)";
 

@@ -9,9 +9,9 @@ use std::time::Duration;
 use strato_types::{AttemptEnd, JobRecord, JobStatus, NewJob};
 
 use super::batch::{by_filter, distinct_keys, is_plain, BatchInput, BatchOutput, BatchWriter, Claim, Completion};
-use super::ops::{job_cols, job_from_row, run_after_ms, CLOSE_ATTEMPT, LEASE_EXPIRED};
+use super::ops::{job_cols, job_columns, job_from_row, run_after_ms, CLOSE_ATTEMPT, LEASE_EXPIRED};
 use super::{EnqueueOutcome, Enqueued};
-use crate::db::{millis, now_ms, to_sqlite};
+use crate::db::{millis, now_ms, to_sqlite, Positional};
 use crate::{Result, StoreError};
 
 /// Writes the queue's hot path for a SQLite store.
@@ -79,7 +79,7 @@ fn insert_plain(tx: &rusqlite::Transaction<'_>, job: &NewJob, now: i64) -> Resul
         now,
         millis(job.timeout),
     ];
-    let job = stmt.query_row(params, |row| Ok(job_from_row(row)))??;
+    let job = stmt.query_row(params, |row| Ok(job_from_row(&Positional { row, cols: job_columns() })))??;
     Ok(Enqueued { job, outcome: EnqueueOutcome::Created, replaced_payload: None })
 }
 
@@ -167,7 +167,9 @@ fn claim_many(tx: &rusqlite::Transaction<'_>, claims: &[Claim], now: i64) -> Res
         for ((id, status), i) in distinct_keys(candidates, idx.len()).into_iter().zip(idx) {
             let claim = &claims[i];
             let expires = now + millis(claim.lease);
-            let job = take.query_row(rusqlite::params![claim.worker, expires, now, id], |r| Ok(job_from_row(r)))??;
+            let job = take.query_row(rusqlite::params![claim.worker, expires, now, id], |row| {
+                Ok(job_from_row(&Positional { row, cols: job_columns() }))
+            })??;
             // A lapsed attempt still open in the log ends here.
             if status == JobStatus::InProgress.as_str() {
                 close.execute(rusqlite::params![now, AttemptEnd::LeaseExpired.as_str(), LEASE_EXPIRED, id])?;
