@@ -6,9 +6,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strato_store::{ClaimFilter, FailOutcome, Heartbeat, Store};
+use strato_store::{ClaimFilter, FailOutcome, Heartbeat, JobSignal, Store};
 use strato_types::{JobKind, JobRecord, JobStatus, QueueName};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::{backoff, AttemptOutcome, JobContext, JobError, JobHandler, WorkerPoolOptions, Workers};
@@ -158,7 +158,7 @@ async fn heartbeat(store: Store, ctx: JobContext, id: String, worker: String, op
 
 /// A running pool of workers.
 pub struct WorkerPool {
-    signal: Arc<Notify>,
+    signal: Arc<JobSignal>,
     stop: watch::Sender<bool>,
     handles: Vec<JoinHandle<()>>,
     store: Store,
@@ -180,12 +180,14 @@ impl WorkerPool {
         for (queue, n) in &opts.queues.0 {
             // Every kind this process runs, whatever queue it usually waits in: a submitter may choose the queue.
             let filter = Arc::new(ClaimFilter::new(queue.clone(), handlers.keys().cloned()));
+            let clock = Arc::new(tokio::sync::Mutex::new(()));
             for i in 0..*n {
                 let worker = format!("{}-{queue}-{i}", opts.worker_id);
                 handles.push(tokio::spawn(worker_loop(
                     store.clone(),
                     handlers.clone(),
                     filter.clone(),
+                    clock.clone(),
                     opts.clone(),
                     worker,
                     stop_rx.clone(),
@@ -198,9 +200,9 @@ impl WorkerPool {
         Self { signal, stop, handles, store, running }
     }
 
-    /// Wakes an idle worker: call after enqueueing.
+    /// Wakes an idle worker of each queue: for jobs written behind the store's back.
     pub fn wake(&self) {
-        self.signal.notify_one();
+        self.signal.wake_all();
     }
 
     /// A handle that can wake workers from anywhere.
@@ -234,12 +236,12 @@ impl WorkerPool {
 
 /// Wakes the pool's idle workers; cheap to clone.
 #[derive(Clone, Default)]
-pub struct Waker(Arc<Notify>);
+pub struct Waker(Arc<JobSignal>);
 
 impl Waker {
-    /// Wakes one idle worker.
+    /// Wakes one idle worker of each queue.
     pub fn wake(&self) {
-        self.0.notify_one();
+        self.0.wake_all();
     }
 }
 
@@ -248,12 +250,14 @@ async fn worker_loop(
     store: Store,
     handlers: Handlers,
     filter: Arc<ClaimFilter>,
+    clock: Arc<tokio::sync::Mutex<()>>,
     opts: WorkerPoolOptions,
     worker: String,
     mut stop: watch::Receiver<bool>,
     running: Running,
 ) {
-    let signal = store.job_signal();
+    // This queue's own wake-ups: another queue's idle workers never take them.
+    let signal = store.job_signal().queue(&filter.queue);
     let queue = store.queue();
     let mut failures = 0u32;
     // The job claimed together with the last success, if any.
@@ -261,6 +265,10 @@ async fn worker_loop(
     // The queue's next due time, read after an idle wait that the clock ended (no wake-up came): a claim then can
     // only find something when a job has become due, and the claim's transaction is skipped when none has.
     let mut after_clock: Option<Option<Duration>> = None;
+    // Held while this worker keeps its queue's clock: one idle worker per queue sleeps until the next due job (or
+    // the safety poll) and looks at the queue when it ends; the others wait for a wake-up, or for the clock to be
+    // handed on when its holder takes a job. An idle queue costs one look per poll, however many workers wait.
+    let mut keeping_clock: Option<tokio::sync::OwnedMutexGuard<()>> = None;
     loop {
         if *stop.borrow() {
             if let Some(job) = next.take() {
@@ -278,6 +286,7 @@ async fn worker_loop(
         match claimed {
             Ok(Some(job)) => {
                 failures = 0;
+                keeping_clock = None;
                 // There may be more: pass the wake-up on to another idle worker.
                 signal.notify_one();
                 tracing::info!(job = %job.id, kind = %job.kind, queue = %job.queue, attempt = job.attempts, %worker, "job started");
@@ -313,6 +322,21 @@ async fn worker_loop(
                     _ = stop.changed() => {}
                 }
                 continue;
+            }
+        }
+        if keeping_clock.is_none() {
+            match clock.clone().try_lock_owned() {
+                Ok(g) => keeping_clock = Some(g),
+                Err(_) => {
+                    keeping_clock = tokio::select! {
+                        g = clock.clone().lock_owned() => Some(g),
+                        _ = signal.notified() => None,
+                        _ = stop.changed() => None,
+                    };
+                    // Woken, or handed the clock by a worker that just took a job (which may have left more): look.
+                    after_clock = None;
+                    continue;
+                }
             }
         }
         // Nothing to claim: sleep until the queue's next job is due (however far ahead), a wake-up, or the safety

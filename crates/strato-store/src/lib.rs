@@ -52,7 +52,8 @@ pub use keys::Keys;
 pub use mentors::{MentorRow, Mentors, UserQuestionFilter};
 pub use models::{AddVersion, Models};
 pub use queue::{
-    CancelOutcome, ClaimFilter, EnqueueOutcome, Enqueued, FailOutcome, Heartbeat, JobFilter, Queue, Reaped, TxQueue,
+    CancelOutcome, ClaimFilter, EnqueueOutcome, Enqueued, FailOutcome, Heartbeat, JobFilter, JobSignal, Queue, Reaped,
+    TxQueue,
 };
 pub use usage::Usage;
 
@@ -140,7 +141,7 @@ struct Inner {
     db: db::Db,
     /// Wakes idle workers: by this process's writes and, on PostgreSQL through the listener, by every other
     /// process's. SQLite has no cross-process notification, so other processes' workers notice new jobs by polling.
-    signal: Arc<tokio::sync::Notify>,
+    signal: Arc<queue::JobSignal>,
     /// Group commit for enqueues, claims and completions.
     batcher: queue::batch::Batcher,
     _listener: Option<queue::ListenerTask>,
@@ -171,7 +172,7 @@ impl Store {
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         drop(lock);
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?;
-        let signal: Arc<tokio::sync::Notify> = Arc::default();
+        let signal: Arc<queue::JobSignal> = Arc::default();
         let batcher =
             queue::batch::Batcher::spawn_on_thread(queue::sqlite::SqliteBatchWriter::open(path, signal.clone())?)?;
         Ok(Self { inner: Arc::new(Inner { db: db::Db::Sqlite { writer, reader }, signal, batcher, _listener: None }) })
@@ -213,7 +214,7 @@ impl Store {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
-        let signal = Arc::new(tokio::sync::Notify::new());
+        let signal: Arc<queue::JobSignal> = Arc::default();
         // Tells this store's own notifications apart from other processes'.
         let token = uuid::Uuid::new_v4().simple().to_string();
         let listener =
@@ -256,11 +257,11 @@ impl Store {
     /// Opens a write transaction: what is done through it (jobs enqueued included) is kept if and only if
     /// [`Tx::commit`] succeeds; dropping it uncommitted rolls everything back.
     pub async fn begin(&self) -> Result<Tx> {
-        Ok(Tx { conn: self.inner.db.begin().await?, store: self.clone(), wakes: false })
+        Ok(Tx { conn: self.inner.db.begin().await?, store: self.clone(), wakes: Vec::new() })
     }
 
     /// Notified whenever a job may have become claimable (see [`Queue::signal`]).
-    pub fn job_signal(&self) -> Arc<tokio::sync::Notify> {
+    pub fn job_signal(&self) -> Arc<queue::JobSignal> {
         self.inner.signal.clone()
     }
 
@@ -278,19 +279,14 @@ impl Store {
     pub async fn close(&self) {
         self.inner.db.close().await;
     }
-
-    /// Wakes one idle worker of this process.
-    fn wake(&self) {
-        self.inner.signal.notify_one();
-    }
 }
 
 /// A write transaction over every aggregate; rolled back when dropped uncommitted.
 pub struct Tx {
     conn: db::TxConn,
     store: Store,
-    /// A job was enqueued: wake this process's workers after the commit.
-    wakes: bool,
+    /// The queues of the jobs enqueued: wake their idle workers after the commit.
+    wakes: Vec<strato_types::QueueName>,
 }
 
 impl Tx {
@@ -317,8 +313,8 @@ impl Tx {
     /// Commits; then wakes workers for the jobs it enqueued.
     pub async fn commit(self) -> Result<()> {
         self.conn.commit().await?;
-        if self.wakes {
-            self.store.wake();
+        for queue in &self.wakes {
+            self.store.inner.signal.wake(queue);
         }
         Ok(())
     }

@@ -20,8 +20,9 @@ fn schema() -> Option<PgSchema> {
     backends::database_url().map(PgSchema::new)
 }
 
-/// Waits until `signal` is notified, up to `limit`; whether it was.
-async fn woken(signal: Arc<tokio::sync::Notify>, limit: Duration) -> bool {
+/// Waits until the default queue's idle workers are woken, up to `limit`; whether they were.
+async fn woken(signal: Arc<strato_store::JobSignal>, limit: Duration) -> bool {
+    let signal = signal.queue(&strato_types::QueueName::DEFAULT);
     tokio::time::timeout(limit, signal.notified()).await.is_ok()
 }
 

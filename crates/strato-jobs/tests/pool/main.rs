@@ -139,8 +139,13 @@ async fn a_default_job_starts_at_once_while_the_media_queue_is_saturated() {
         for _ in 0..6 {
             store.queue().enqueue(media(5_000)).await.unwrap();
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Media's own wake-ups start both workers at once (a 1 s poll would be the only other way); the bound leaves
+        // room for a loaded machine.
         let busy = JobFilter { status: Some(JobStatus::InProgress), ..Default::default() };
+        let until = Instant::now() + Duration::from_millis(800);
+        while store.queue().list(&busy).await.unwrap().len() < 2 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(store.queue().list(&busy).await.unwrap().len(), 2, "{name}: media is saturated");
 
         for _ in 0..3 {

@@ -67,7 +67,7 @@ async fn a_model_row_and_its_job_commit_together_or_not_at_all() {
         assert!(s.queue().claim("w", LEASE).await.unwrap().is_none());
 
         // Committed: both, and the job is claimable at once (its workers are woken by the commit).
-        let signal = s.job_signal();
+        let signal = s.job_signal().queue(&strato_types::QueueName::DEFAULT);
         let woken = tokio::spawn(async move { signal.notified().await });
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let mut tx = s.begin().await.unwrap();

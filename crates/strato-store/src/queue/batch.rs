@@ -65,7 +65,7 @@ pub(crate) trait BatchWriter: Send + Sync + 'static {
     /// Applies the whole batch in one transaction: every change or none.
     async fn apply(&self, batch: &BatchInput) -> Result<BatchOutput>;
     /// This process's job signal, woken after each commit.
-    fn signal(&self) -> &tokio::sync::Notify;
+    fn signal(&self) -> &super::JobSignal;
 }
 
 /// The handle stores keep: sends requests to the batcher task and waits for the answers.
@@ -252,11 +252,12 @@ async fn write(writer: &impl BatchWriter, ops: Vec<JobOp>) {
 
 /// One wake-up per new job for idle workers (each wakes one), and one when a finished job may unblock a job
 /// waiting behind its key.
-fn wake(signal: &tokio::sync::Notify, out: &BatchOutput) {
-    let created = out.enqueued.iter().filter(|e| e.outcome == super::EnqueueOutcome::Created).count();
-    let freed = out.completed.iter().any(|c| *c);
-    for _ in 0..created + usize::from(freed) {
-        signal.notify_one();
+fn wake(signal: &super::JobSignal, out: &BatchOutput) {
+    for e in out.enqueued.iter().filter(|e| e.outcome == super::EnqueueOutcome::Created) {
+        signal.wake(&e.job.queue);
+    }
+    if out.completed.iter().any(|c| *c) {
+        signal.wake_all();
     }
 }
 
@@ -313,7 +314,7 @@ mod tests {
     struct FakeWriter {
         batches: Arc<parking_lot::Mutex<Vec<usize>>>,
         commits: Arc<AtomicUsize>,
-        signal: Arc<tokio::sync::Notify>,
+        signal: Arc<crate::JobSignal>,
     }
 
     fn record(job: &NewJob) -> JobRecord {
@@ -365,7 +366,7 @@ mod tests {
             })
         }
 
-        fn signal(&self) -> &tokio::sync::Notify {
+        fn signal(&self) -> &crate::JobSignal {
             &self.signal
         }
     }

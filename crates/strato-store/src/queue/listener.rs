@@ -1,8 +1,8 @@
-//! Cross-process wake-ups: a task that `LISTEN`s on the job channel and turns each notification for this schema
-//! into a `notify_one()` on the store's signal.
+//! Cross-process wake-ups: a task that `LISTEN`s on this schema's job channel (and the shared manual one) and turns
+//! each notification into a wake-up of every queue's idle workers (the payload does not say which queue).
 //!
 //! It owns a one-connection pool of its own, so it never competes with queries for a pooled connection. When the
-//! connection breaks (a server restart, a network cut), it reconnects with backoff and wakes one worker, since
+//! connection breaks (a server restart, a network cut), it reconnects with backoff and wakes the workers, since
 //! notifications sent meanwhile are lost; it logs at `warn` and never gives up. The task stops when the last
 //! clone of the store is dropped.
 
@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::PgPool;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::ops::CHANNEL;
+use super::ops::{CHANNEL, SCHEMA_CHANNEL};
 use crate::Result;
 
 /// First wait before reconnecting; doubles per failure up to [`MAX_BACKOFF`].
@@ -35,7 +34,7 @@ impl ListenerTask {
     pub(crate) async fn start(
         connect: &PgConnectOptions,
         acquire_timeout: Duration,
-        signal: Arc<Notify>,
+        signal: Arc<super::JobSignal>,
         own_token: String,
     ) -> Result<Self> {
         // No lifetime or idle limits: the connection is busy listening, not idle.
@@ -45,30 +44,39 @@ impl ListenerTask {
             .max_lifetime(None)
             .idle_timeout(None)
             .connect_lazy_with(connect.clone());
-        let schema: String = sqlx::query_scalar("SELECT COALESCE(current_schema(), '')").fetch_one(&pool).await?;
-        let listener = listen(&pool).await?;
-        Ok(Self(tokio::spawn(run(pool, listener, schema, signal, own_token))))
+        let (schema, channel): (String, String) =
+            sqlx::query_as(&format!("SELECT COALESCE(current_schema(), ''), {SCHEMA_CHANNEL}"))
+                .fetch_one(&pool)
+                .await?;
+        let listener = listen(&pool, &channel).await?;
+        Ok(Self(tokio::spawn(run(pool, listener, Channels { schema, channel }, signal, own_token))))
     }
 }
 
-async fn listen(pool: &PgPool) -> Result<PgListener> {
+/// What this store listens to: its schema's channel, and the manual one for notifications naming the schema.
+struct Channels {
+    schema: String,
+    channel: String,
+}
+
+async fn listen(pool: &PgPool, channel: &str) -> Result<PgListener> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(CHANNEL).await?;
+    listener.listen_all([CHANNEL, channel]).await?;
     Ok(listener)
 }
 
-async fn run(pool: PgPool, listener: PgListener, schema: String, signal: Arc<Notify>, own_token: String) {
+async fn run(pool: PgPool, listener: PgListener, on: Channels, signal: Arc<super::JobSignal>, own_token: String) {
     let mut listener = Some(listener);
     let mut backoff = MIN_BACKOFF;
     loop {
         let Some(active) = listener.as_mut() else {
             // A fresh listener: sqlx's own reconnect only covers some I/O errors, and a listener that returned
             // another error may be stuck on a dead connection.
-            match listen(&pool).await {
+            match listen(&pool, &on.channel).await {
                 Ok(l) => {
                     tracing::info!("job notifications: reconnected to PostgreSQL");
                     listener = Some(l);
-                    signal.notify_one();
+                    signal.wake_all();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "job notifications: reconnect failed");
@@ -81,16 +89,21 @@ async fn run(pool: PgPool, listener: PgListener, schema: String, signal: Arc<Not
         match active.try_recv().await {
             Ok(Some(n)) => {
                 backoff = MIN_BACKOFF;
-                // The payload is the schema, then (from batch writers) the sending store's token. An empty payload
-                // is a manual `NOTIFY strato_jobs`: wake up too. This store's own batches woke its workers already.
-                let (for_schema, from) = n.payload().split_once('\u{1f}').unwrap_or((n.payload(), ""));
-                if (n.payload().is_empty() || for_schema == schema) && from != own_token {
-                    signal.notify_one();
+                // On the schema's channel the payload is empty or (from batch writers) the sending store's token:
+                // this store's own batches woke its workers already. A manual `NOTIFY strato_jobs` wakes every
+                // schema's workers, or with a schema as payload that schema's.
+                let wake = if n.channel() == CHANNEL {
+                    n.payload().is_empty() || n.payload() == on.schema
+                } else {
+                    n.payload() != own_token
+                };
+                if wake {
+                    signal.wake_all();
                 }
             }
             Ok(None) => {
                 tracing::warn!("job notifications: connection lost and re-established; some may have been missed");
-                signal.notify_one();
+                signal.wake_all();
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "job notifications: listener failed; reconnecting");

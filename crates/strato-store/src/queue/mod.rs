@@ -14,7 +14,9 @@ pub(crate) mod batch;
 mod listener;
 pub(crate) mod ops;
 pub(crate) mod postgres;
+mod signal;
 pub(crate) mod sqlite;
+pub use signal::JobSignal;
 #[cfg(test)]
 mod tests;
 
@@ -242,7 +244,7 @@ impl Queue<'_> {
         timed_out: bool,
     ) -> Result<FailOutcome> {
         let out = in_tx!(self.store.inner.db, |c| ops::fail(c, id, worker, error, retry_in, timed_out));
-        self.store.wake();
+        self.store.inner.signal.wake_all();
         Ok(out)
     }
 
@@ -250,7 +252,7 @@ impl Queue<'_> {
     /// with a pending cancel request becomes `CANCELLED` instead. False when `worker` no longer holds it.
     pub async fn release(&self, id: &str, worker: &str) -> Result<bool> {
         let done = in_tx!(self.store.inner.db, |c| ops::release(c, id, worker));
-        self.store.wake();
+        self.store.inner.signal.wake_all();
         Ok(done)
     }
 
@@ -263,7 +265,7 @@ impl Queue<'_> {
     /// longer holds it.
     pub async fn finish_cancelled(&self, id: &str, worker: &str) -> Result<bool> {
         let done = in_tx!(self.store.inner.db, |c| ops::finish_cancelled(c, id, worker));
-        self.store.wake();
+        self.store.inner.signal.wake_all();
         Ok(done)
     }
 
@@ -282,7 +284,7 @@ impl Queue<'_> {
     /// dead-letter queue.
     pub async fn replay_dead_letter(&self, id: &str) -> Result<Option<JobRecord>> {
         let job = in_tx!(self.store.inner.db, |c| ops::replay_dead_letter(c, id));
-        self.store.wake();
+        self.store.inner.signal.wake_all();
         Ok(job)
     }
 
@@ -310,7 +312,7 @@ impl Queue<'_> {
 
     /// Notified whenever a job may have become claimable: by this process's own writes, and — where the backend
     /// can tell (PostgreSQL `LISTEN/NOTIFY`) — by other processes'. Workers wait on it instead of polling.
-    pub fn signal(&self) -> Arc<tokio::sync::Notify> {
+    pub fn signal(&self) -> Arc<JobSignal> {
         self.store.inner.signal.clone()
     }
 }
@@ -326,7 +328,9 @@ impl TxQueue<'_> {
     /// when it commits.
     pub async fn enqueue(&mut self, job: &NewJob) -> Result<Enqueued> {
         let out = ops::enqueue_in(&mut self.tx.conn.conn(), job, None).await?;
-        self.tx.wakes = true;
+        if out.outcome == EnqueueOutcome::Created {
+            self.tx.wakes.push(out.job.queue.clone());
+        }
         Ok(out)
     }
 

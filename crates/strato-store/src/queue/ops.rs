@@ -38,8 +38,13 @@ pub(crate) const LEASE_EXPIRED: &str = "lease expired: the worker stopped renewi
 pub(crate) const CLOSE_ATTEMPT: &str =
     "UPDATE job_attempts SET finished_at = $1, outcome = $2, error = $3 WHERE job_id = $4 AND finished_at IS NULL";
 
-/// The `LISTEN/NOTIFY` channel of job wake-ups.
+/// The `LISTEN/NOTIFY` channel an operator may `NOTIFY` by hand to wake every process's idle workers.
 pub(crate) const CHANNEL: &str = "strato_jobs";
+
+/// SQL for the channel of this schema's wake-ups (`strato_jobs.` and the schema's MD5, within PostgreSQL's 63-byte
+/// limit however long the name): deployments sharing a database in different schemas never hear each other's
+/// traffic, which every listening backend would otherwise be signalled for and read.
+pub(crate) const SCHEMA_CHANNEL: &str = "'strato_jobs.' || md5(COALESCE(current_schema(), ''))";
 
 /// First half of the advisory locks an enqueue takes per idempotency key or coalescing key ("ST" 2). Two-key
 /// advisory locks never collide with one-key ones such as sqlx's migration lock.
@@ -97,7 +102,7 @@ pub(crate) fn id_list<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
 /// store signals its own workers after the commit, and no other process can hear it).
 pub(crate) async fn notify_workers(c: &mut Conn<'_>) -> Result<()> {
     if let Conn::Pg(c) = c {
-        sqlx::query("SELECT pg_notify($1, COALESCE(current_schema(), ''))").bind(CHANNEL).execute(&mut **c).await?;
+        sqlx::query(&format!("SELECT pg_notify({SCHEMA_CHANNEL}, '')")).execute(&mut **c).await?;
     }
     Ok(())
 }

@@ -20,8 +20,9 @@
 //!   schemas of one database never block each other's keys.
 //! - **Enqueue locks** (`ops.rs`). An enqueue with an idempotency key, or coalescing on a key, first takes an
 //!   advisory lock on that key, so "look, then insert" cannot race with another enqueue of the same key.
-//! - **`NOTIFY strato_jobs`** inside each transaction that can make a job claimable (PostgreSQL delivers it on commit
-//!   only), with the schema as payload so deployments sharing a database in different schemas don't wake each other.
+//! - **`NOTIFY`** inside each transaction that can make a job claimable (PostgreSQL delivers it on commit only), on a
+//!   channel of the schema's own ([`ops::SCHEMA_CHANNEL`]) so deployments sharing a database in different schemas
+//!   neither wake each other nor pay for each other's notifications.
 
 use std::collections::{HashMap, HashSet};
 
@@ -29,7 +30,7 @@ use sqlx::PgConnection;
 use strato_types::{AttemptEnd, JobRecord, JobStatus, NewJob};
 
 use super::batch::{by_filter, distinct_keys, is_plain, BatchInput, BatchOutput, BatchWriter, Claim, Completion};
-use super::ops::{self, job_cols, job_from_row, run_after_ms, CHANNEL, LEASE_EXPIRED};
+use super::ops::{self, job_cols, job_from_row, run_after_ms, LEASE_EXPIRED, SCHEMA_CHANNEL};
 use super::{EnqueueOutcome, Enqueued};
 use crate::db::{millis, now_ms, Conn};
 use crate::{Result, StoreError};
@@ -45,13 +46,13 @@ const CLAIM_KEY_LOCK: i32 = 0x5354_0001;
 const CLAIM_BEGIN: &str = "BEGIN; SET LOCAL enable_sort = off";
 
 /// Opens a batch's transaction (see [`CLAIM_BEGIN`]) and, when the batch enqueues, sends the wake-up in the
-/// same round trip (PostgreSQL delivers it at commit, and only then). The payload carries the sending store's
-/// token after the schema, so its own listener can skip it: the batch writer has already woken this process's
+/// same round trip (PostgreSQL delivers it at commit, and only then). The payload is the sending store's token, so
+/// its own listener can skip it: the batch writer has already woken this process's
 /// workers, and a second wake-up would only send an idle worker to claim nothing.
 fn batch_begin_notify(token: &str) -> String {
     format!(
         "BEGIN; SET LOCAL enable_sort = off; \
-         SELECT pg_notify('{CHANNEL}', COALESCE(current_schema(), '') || chr(31) || '{token}')"
+         SELECT pg_notify({SCHEMA_CHANNEL}, '{token}')"
     )
 }
 
@@ -59,13 +60,13 @@ fn batch_begin_notify(token: &str) -> String {
 /// (with the notification), the completions, the plain enqueues, the claim's pick, the claim, commit.
 pub(crate) struct PgBatchWriter {
     pool: sqlx::PgPool,
-    signal: std::sync::Arc<tokio::sync::Notify>,
+    signal: std::sync::Arc<super::JobSignal>,
     begin_notify: String,
 }
 
 impl PgBatchWriter {
     /// `token` identifies this store's notifications to its own listener (a plain word: it is inlined in SQL).
-    pub(crate) fn new(pool: sqlx::PgPool, signal: std::sync::Arc<tokio::sync::Notify>, token: &str) -> Self {
+    pub(crate) fn new(pool: sqlx::PgPool, signal: std::sync::Arc<super::JobSignal>, token: &str) -> Self {
         debug_assert!(token.chars().all(|c| c.is_ascii_alphanumeric()));
         Self { pool, signal, begin_notify: batch_begin_notify(token) }
     }
@@ -98,7 +99,7 @@ impl BatchWriter for PgBatchWriter {
         Ok(BatchOutput { completed, enqueued, claimed })
     }
 
-    fn signal(&self) -> &tokio::sync::Notify {
+    fn signal(&self) -> &super::JobSignal {
         &self.signal
     }
 }
@@ -296,12 +297,11 @@ fn claim_statement() -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::{batch_begin_notify, CHANNEL};
+    use super::{batch_begin_notify, SCHEMA_CHANNEL};
 
     #[test]
     fn the_batch_notification_goes_to_the_listened_channel_with_the_token() {
         let sql = batch_begin_notify("abc123");
-        assert!(sql.contains(&format!("pg_notify('{CHANNEL}',")));
-        assert!(sql.contains("chr(31) || 'abc123'"));
+        assert!(sql.contains(&format!("pg_notify({SCHEMA_CHANNEL}, 'abc123')")));
     }
 }

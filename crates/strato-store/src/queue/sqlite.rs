@@ -17,12 +17,12 @@ use crate::{Result, StoreError};
 /// Writes the queue's hot path for a SQLite store.
 pub(crate) struct SqliteBatchWriter {
     conn: std::sync::Mutex<rusqlite::Connection>,
-    signal: std::sync::Arc<tokio::sync::Notify>,
+    signal: std::sync::Arc<super::JobSignal>,
 }
 
 impl SqliteBatchWriter {
     /// Opens the writer's connection with the same settings as the sqlx pools.
-    pub(crate) fn open(path: &std::path::Path, signal: std::sync::Arc<tokio::sync::Notify>) -> Result<Self> {
+    pub(crate) fn open(path: &std::path::Path, signal: std::sync::Arc<super::JobSignal>) -> Result<Self> {
         let conn = rusqlite::Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "wal")?;
@@ -50,7 +50,7 @@ impl BatchWriter for SqliteBatchWriter {
         self.apply_now(batch)
     }
 
-    fn signal(&self) -> &tokio::sync::Notify {
+    fn signal(&self) -> &super::JobSignal {
         &self.signal
     }
 }

@@ -256,7 +256,7 @@ async fn finished_jobs_expire_and_dead_letters_can_be_deleted() {
 #[tokio::test]
 async fn enqueue_signals_idle_workers() {
     each_backend!(|s| {
-        let signal = s.job_signal();
+        let signal = s.job_signal().queue(&strato_types::QueueName::DEFAULT);
         let woke = tokio::spawn(async move { signal.notified().await });
         tokio::time::sleep(Duration::from_millis(20)).await;
         enqueue(s, job(0)).await;
