@@ -58,11 +58,12 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::FeedbackNotFound
         | C::DeadLetterNotFound
         | C::ApiKeyNotFound
-        | C::FileNotFound => StatusCode::NOT_FOUND,
+        | C::FileNotFound
+        | C::ResourceNotFound => StatusCode::NOT_FOUND,
         C::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
         C::PresignUnavailable => StatusCode::NOT_IMPLEMENTED,
         C::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        C::ModelExists | C::JobFinished => StatusCode::CONFLICT,
+        C::ModelExists | C::JobFinished | C::Conflict => StatusCode::CONFLICT,
         C::Unauthorized => StatusCode::UNAUTHORIZED,
         C::Forbidden => StatusCode::FORBIDDEN,
         C::AuthUnavailable | C::Overloaded | C::RequestTimeout => StatusCode::SERVICE_UNAVAILABLE,

@@ -23,7 +23,7 @@ pub(crate) fn body_error(e: BytesRejection) -> ApiError {
 }
 
 /// A JSON body; any `Content-Type` is accepted since older clients omit it.
-pub(crate) struct JsonBody<T>(pub T);
+pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
@@ -55,7 +55,7 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
 }
 
 /// Query parameters whose rejection is our JSON error, naming the parameter.
-pub(crate) struct QueryParams<T>(pub T);
+pub struct QueryParams<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for QueryParams<T> {
     type Rejection = ApiError;

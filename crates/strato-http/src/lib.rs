@@ -26,6 +26,8 @@ use axum::Router;
 use strato_service::Strato;
 
 pub use error::ApiError;
+/// The core's extractors, whose rejections are JSON errors: capabilities' routes use them too.
+pub use extract::{JsonBody, QueryParams};
 
 /// HTTP-layer settings.
 #[derive(Clone, Debug)]
@@ -94,9 +96,15 @@ pub struct SharedState {
 /// A capability's routes: handlers over [`AppState`], described for the OpenAPI document.
 pub type CapabilityRoutes = utoipa_axum::router::OpenApiRouter<AppState>;
 
-/// The OpenAPI document of every route (as served at `/openapi.json`).
+/// The OpenAPI document of the core's routes (as [`router`] serves it at `/openapi.json`).
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    let (_, doc) = routes::authenticated(0).merge(routes::open()).split_for_parts();
+    openapi_document_with(Vec::new())
+}
+
+/// The OpenAPI document of the core's routes and capabilities' (as [`router_with`] serves it).
+pub fn openapi_document_with(capabilities: Vec<CapabilityRoutes>) -> utoipa::openapi::OpenApi {
+    let authenticated = capabilities.into_iter().fold(routes::authenticated(0), |all, c| all.merge(c));
+    let (_, doc) = authenticated.merge(routes::open()).split_for_parts();
     openapi::finish(doc)
 }
 

@@ -30,6 +30,7 @@
 
 pub mod datasets;
 mod db;
+pub mod documents;
 pub mod keys;
 pub mod mentors;
 pub mod models;
@@ -48,6 +49,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, PgConnection};
 
 pub use datasets::Datasets;
+pub use documents::{Document, Documents};
 pub use keys::Keys;
 pub use mentors::{MentorRow, Mentors, UserQuestionFilter};
 pub use models::{AddVersion, Models};
@@ -244,6 +246,11 @@ impl Store {
         Datasets { store: self }
     }
 
+    /// Capabilities' documents.
+    pub fn documents(&self) -> Documents<'_> {
+        Documents { store: self }
+    }
+
     /// API keys.
     pub fn keys(&self) -> Keys<'_> {
         Keys { store: self }
@@ -308,6 +315,11 @@ impl Tx {
     /// Datasets, inside this transaction.
     pub fn datasets(&mut self) -> datasets::TxDatasets<'_> {
         datasets::TxDatasets { tx: self }
+    }
+
+    /// Documents, inside this transaction.
+    pub fn documents(&mut self) -> documents::TxDocuments<'_> {
+        documents::TxDocuments { tx: self }
     }
 
     /// Commits; then wakes workers for the jobs it enqueued.

@@ -40,6 +40,10 @@ pub enum ErrorCode {
     ApiKeyNotFound,
     /// No such file (object) in storage.
     FileNotFound,
+    /// No such resource of a capability's kind (a function, a workflow, …); the message names it.
+    ResourceNotFound,
+    /// The resource exists already, or changed meanwhile; the message says which and what to do.
+    Conflict,
     /// The requested byte range starts past the end of the file.
     RangeNotSatisfiable,
     /// Presigned URLs are not available here (local storage needs `--public-url`).
@@ -91,6 +95,8 @@ impl ErrorCode {
             Self::DeadLetterNotFound => "dead_letter_not_found",
             Self::ApiKeyNotFound => "api_key_not_found",
             Self::FileNotFound => "file_not_found",
+            Self::ResourceNotFound => "resource_not_found",
+            Self::Conflict => "conflict",
             Self::RangeNotSatisfiable => "range_not_satisfiable",
             Self::PresignUnavailable => "presign_unavailable",
             Self::RateLimited => "rate_limited",
