@@ -75,6 +75,19 @@ pub struct Global {
     /// Log format: `auto` (human on a terminal, JSON otherwise), `json` or `text`.
     #[arg(long, env = EnvVars::STRATO_LOG_FORMAT, default_value = "auto", value_parser = ["auto", "json", "text"], global = true)]
     pub log_format: String,
+    /// The Python interpreter of `python3.x` functions; it must have AWS's runtime client (`pip install
+    /// awslambdaric`) and the functions' own dependencies.
+    #[arg(long, env = EnvVars::STRATO_FUNCTIONS_PYTHON, default_value = "python3", global = true)]
+    pub functions_python: PathBuf,
+    /// Most function instances running at once in this process.
+    #[arg(long, env = EnvVars::STRATO_FUNCTIONS_MAX_INSTANCES, default_value_t = 8, global = true)]
+    pub functions_max_instances: usize,
+    /// A function instance idle this long is stopped (scale to zero).
+    #[arg(long, env = EnvVars::STRATO_FUNCTIONS_IDLE_TIMEOUT, default_value = "10m", value_parser = parse_duration, global = true)]
+    pub functions_idle_timeout: std::time::Duration,
+    /// The function the Runtime Interface Emulator's path (`/2015-03-31/functions/function/invocations`) runs.
+    #[arg(long, env = EnvVars::STRATO_FUNCTIONS_RIE_FUNCTION, global = true)]
+    pub functions_rie_function: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

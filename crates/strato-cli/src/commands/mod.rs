@@ -60,7 +60,22 @@ async fn open(g: &Global) -> Result<Strato> {
 }
 
 /// Opens the service with `o` (the global options, adjusted by the command), the signing key decoded.
-async fn open_with(g: &Global, mut o: StratoOptions) -> Result<Strato> {
+async fn open_with(g: &Global, o: StratoOptions) -> Result<Strato> {
+    Ok(open_parts(g, o).await?.0)
+}
+
+/// How functions run in this process, from the global options.
+fn functions_options(g: &Global) -> strato_functions::FunctionsOptions {
+    let mut f = strato_functions::FunctionsOptions::new(g.data_dir.join("functions"));
+    f.python = g.functions_python.clone();
+    f.max_instances = g.functions_max_instances;
+    f.idle_timeout = g.functions_idle_timeout;
+    f.rie_function = g.functions_rie_function.clone();
+    f
+}
+
+/// [`open_with`], with the capabilities built on the core (functions) returned beside it.
+async fn open_parts(g: &Global, mut o: StratoOptions) -> Result<(Strato, strato_functions::Functions)> {
     if let Some(k) = &g.signing_key {
         let key = hex::decode(k.trim()).map_err(|_| anyhow::anyhow!("--signing-key must be hex"))?;
         if key.len() < 32 {
@@ -68,7 +83,10 @@ async fn open_with(g: &Global, mut o: StratoOptions) -> Result<Strato> {
         }
         o.signing_key = Some(key);
     }
-    Strato::open(o).await.map_err(err)
+    let functions = strato_functions::FunctionsSlot::default();
+    let strato = Strato::builder(o).register(functions.registrar(functions_options(g))).open().await.map_err(err)?;
+    let functions = functions.get().ok_or_else(|| anyhow::anyhow!("the functions capability was not registered"))?;
+    Ok((strato, functions))
 }
 
 /// A service error as a command's error.

@@ -4,6 +4,8 @@ use anyhow::{Context, Result};
 
 #[allow(clippy::print_stdout, reason = "the command's output")]
 pub(super) fn openapi() -> Result<()> {
-    println!("{}", strato_http::openapi_document().to_pretty_json().context("cannot write the OpenAPI document")?);
+    // The capabilities `serve` mounts are in the document too.
+    let doc = strato_http::openapi_document_with(vec![strato_functions::api_routes()]);
+    println!("{}", doc.to_pretty_json().context("cannot write the OpenAPI document")?);
     Ok(())
 }

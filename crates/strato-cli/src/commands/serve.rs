@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 
 use super::worker::{shutdown_signal, worker_options};
-use super::{err, open_with, options};
+use super::{err, open_parts, options};
 use crate::config::{Global, ServeArgs};
 
 pub(super) async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
@@ -23,7 +23,8 @@ pub(super) async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     // Presigned URLs of local storage point back at this server unless told otherwise.
     let mut o = options(g);
     o.public_url = Some(g.public_url.clone().unwrap_or_else(|| format!("http://{}", args.addr)));
-    let strato = open_with(g, o).await?;
+    let (strato, functions) = open_parts(g, o).await?;
+    functions.start_maintenance();
     http.auth.policy.check(strato.resource_kinds()).map_err(|e| anyhow::anyhow!("the access policy: {e}"))?;
     let worker_opts = worker_options(&args.jobs, &strato)?;
 
@@ -55,7 +56,7 @@ pub(super) async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         g.data_dir.display(),
         strato.describe_backends()
     );
-    let app = strato_http::router(strato.clone(), http);
+    let app = strato_http::router_with(strato.clone(), http, vec![strato_functions::routes(functions)]);
     // The peer address keys anonymous callers' rate limits.
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())

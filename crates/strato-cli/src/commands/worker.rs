@@ -6,14 +6,15 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use strato_service::{QueueConcurrency, Strato, WorkerPoolOptions};
 
-use super::{err, open};
+use super::{err, open_parts, options};
 use crate::config::{Global, JobArgs, WorkerArgs};
 
 pub(super) async fn worker(g: &Global, args: WorkerArgs) -> Result<()> {
     if args.jobs.workers == 0 && args.jobs.queues.is_none() {
         bail!("--workers must be at least 1 for `strato worker`");
     }
-    let strato = open(g).await?;
+    let (strato, functions) = open_parts(g, options(g)).await?;
+    functions.start_maintenance();
     let opts = worker_options(&args.jobs, &strato)?;
     strato.embeddings().embedder().await.map_err(err).context("loading the embedding model")?;
     let queues = opts.queues.to_string();

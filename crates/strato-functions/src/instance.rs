@@ -1,0 +1,280 @@
+//! One running instance of a function version: its process (AWS's runtime client, or the code's `bootstrap`), its
+//! Runtime API listener, its captured output and its own temporary directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::runtime_api::{Delivery, Reply, RuntimeApi};
+
+/// How to start an instance.
+pub(crate) struct Launch<'a> {
+    /// The program and its arguments.
+    pub argv: Vec<String>,
+    /// Working directory: the code (`LAMBDA_TASK_ROOT`).
+    pub task_root: &'a Path,
+    /// The whole environment (nothing of Strato's own is passed on but `PATH` and the locale).
+    pub env: BTreeMap<String, String>,
+    /// Where the instance's temporary directory is made.
+    pub tmp_parent: &'a Path,
+}
+
+/// The outcome of handing an invocation to an instance.
+pub(crate) enum Outcome {
+    /// The runtime answered.
+    Replied(Reply),
+    /// The runtime reported an initialisation failure (and will exit).
+    InitFailed(Reply),
+    /// The process ended before answering; how it ended.
+    Exited(String),
+    /// The time limit passed; the instance was killed.
+    TimedOut,
+}
+
+/// A running instance.
+pub(crate) struct Instance {
+    pub id: String,
+    api: Arc<RuntimeApi>,
+    deliver: mpsc::Sender<Delivery>,
+    init_error: parking_lot::Mutex<Option<oneshot::Receiver<Reply>>>,
+    exited: watch::Receiver<Option<String>>,
+    pid: Option<u32>,
+    server: tokio::task::JoinHandle<()>,
+    output: Arc<parking_lot::Mutex<String>>,
+    pub started: Instant,
+    /// Reported once, on the instance's first invocation.
+    init_reported: std::sync::atomic::AtomicBool,
+    /// Cleared when the instance must not be reused (timed out, crashed, killed).
+    healthy: std::sync::atomic::AtomicBool,
+    pub last_used: parking_lot::Mutex<Instant>,
+    /// The instance's own temporary directory (`TMPDIR`), removed with it.
+    _tmp: tempfile::TempDir,
+}
+
+/// Output kept between invocations at most (a runtime printing without end between calls cannot grow memory).
+const MAX_PENDING_OUTPUT: usize = 1 << 20;
+
+impl Instance {
+    /// Starts the process and its Runtime API.
+    pub async fn launch(mut l: Launch<'_>) -> std::io::Result<Arc<Self>> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let (api, deliver, init_error) = RuntimeApi::new();
+        let server = tokio::spawn(api.clone().serve(listener));
+        std::fs::create_dir_all(l.tmp_parent)?;
+        let tmp = tempfile::Builder::new().prefix("instance-").tempdir_in(l.tmp_parent)?;
+        l.env.insert("AWS_LAMBDA_RUNTIME_API".into(), addr.to_string());
+        l.env.insert("TMPDIR".into(), tmp.path().display().to_string());
+        let mut cmd = tokio::process::Command::new(&l.argv[0]);
+        cmd.args(&l.argv[1..])
+            .current_dir(l.task_root)
+            .env_clear()
+            .envs(&l.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so a timeout kills whatever it started too.
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                server.abort();
+                return Err(e);
+            }
+        };
+        let pid = child.id();
+        let output = Arc::new(parking_lot::Mutex::new(String::new()));
+        for stream in [child.stdout.take().map(Pipe::Out), child.stderr.take().map(Pipe::Err)].into_iter().flatten() {
+            let output = output.clone();
+            tokio::spawn(async move {
+                let mut lines = match stream {
+                    Pipe::Out(s) => {
+                        Box::pin(BufReader::new(s)) as std::pin::Pin<Box<dyn tokio::io::AsyncBufRead + Send>>
+                    }
+                    Pipe::Err(s) => Box::pin(BufReader::new(s)),
+                }
+                .lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut out = output.lock();
+                    if out.len() < MAX_PENDING_OUTPUT {
+                        out.push_str(&line);
+                        out.push('\n');
+                    }
+                }
+            });
+        }
+        let (exit_tx, exited) = watch::channel(None);
+        tokio::spawn(async move {
+            let how = match child.wait().await {
+                Ok(s) => describe_exit(s),
+                Err(e) => format!("the process could not be waited for: {e}"),
+            };
+            let _ = exit_tx.send(Some(how));
+        });
+        Ok(Arc::new(Self {
+            id,
+            api,
+            deliver,
+            init_error: parking_lot::Mutex::new(Some(init_error)),
+            exited,
+            pid,
+            server,
+            output,
+            started: Instant::now(),
+            init_reported: Default::default(),
+            healthy: std::sync::atomic::AtomicBool::new(true),
+            last_used: parking_lot::Mutex::new(Instant::now()),
+            _tmp: tmp,
+        }))
+    }
+
+    /// Whether the instance may take another invocation.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(std::sync::atomic::Ordering::Relaxed) && self.exited.borrow().is_none()
+    }
+
+    /// Initialisation time, the first time it is asked after the runtime became ready.
+    pub fn take_init_duration(&self) -> Option<Duration> {
+        let ready = *self.api.ready_at.get()?;
+        (!self.init_reported.swap(true, std::sync::atomic::Ordering::Relaxed)).then(|| ready - self.started)
+    }
+
+    /// Output captured since the last call.
+    pub fn take_output(&self) -> String {
+        std::mem::take(&mut *self.output.lock())
+    }
+
+    /// Peak resident memory of the process so far, in MB.
+    pub fn max_memory_mb(&self) -> u64 {
+        let Some(pid) = self.pid else { return 0 };
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb.div_ceil(1024))
+    }
+
+    /// Hands an invocation to the runtime and waits for its answer, the end of the process, or `limit`.
+    #[allow(clippy::too_many_arguments, reason = "the invocation's fields, passed once")]
+    pub async fn invoke(
+        &self,
+        id: &str,
+        payload: Bytes,
+        deadline_ms: i64,
+        arn: &str,
+        client_context: Option<String>,
+        cognito_identity: Option<String>,
+        limit: Duration,
+    ) -> Outcome {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let trace_id = format!(
+            "Root=1-{:08x}-{}",
+            chrono::Utc::now().timestamp(),
+            &uuid::Uuid::new_v4().simple().to_string()[..24]
+        );
+        let d = Delivery {
+            id: id.to_string(),
+            payload,
+            deadline_ms,
+            arn: arn.to_string(),
+            trace_id,
+            client_context,
+            cognito_identity,
+            reply: reply_tx,
+        };
+        let until = tokio::time::Instant::now() + limit;
+        if self.deliver.send(d).await.is_err() {
+            return Outcome::Exited("the runtime stopped taking invocations".into());
+        }
+        let mut init_error = self.init_error.lock().take();
+        let mut exited = self.exited.clone();
+        let outcome = tokio::select! {
+            r = reply_rx => match r {
+                Ok(reply) => Outcome::Replied(reply),
+                // Dropped unanswered: the runtime asked for the next invocation without answering this one.
+                Err(_) => Outcome::Exited("the runtime asked for the next invocation without answering".into()),
+            },
+            r = async { init_error.as_mut().expect("checked").await }, if init_error.is_some() => match r {
+                Ok(reply) => Outcome::InitFailed(reply),
+                Err(_) => Outcome::Exited("the runtime stopped".into()),
+            },
+            how = exited.wait_for(|e| e.is_some()) => Outcome::Exited(
+                how.ok().and_then(|h| h.clone()).unwrap_or_else(|| "the process ended".into())
+            ),
+            _ = tokio::time::sleep_until(until) => Outcome::TimedOut,
+        };
+        // An init error is also followed by the exit; whichever came first, report the init error.
+        let outcome = match outcome {
+            Outcome::Exited(how) => match init_error.as_mut().map(|r| r.try_recv()) {
+                Some(Ok(reply)) => Outcome::InitFailed(reply),
+                _ => Outcome::Exited(how),
+            },
+            o => o,
+        };
+        if init_error.is_some() && matches!(outcome, Outcome::Replied(_)) {
+            *self.init_error.lock() = init_error;
+        }
+        if !matches!(outcome, Outcome::Replied(_)) {
+            self.kill();
+        }
+        *self.last_used.lock() = Instant::now();
+        outcome
+    }
+
+    /// Kills the process group and stops the listener; the instance is not reused.
+    pub fn kill(&self) {
+        if self.healthy.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            tracing::debug!(instance = %self.id, "stopping a function instance");
+        }
+        if let Some(pid) = self.pid {
+            if let Ok(pid) = i32::try_from(pid) {
+                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        self.server.abort();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+enum Pipe {
+    Out(tokio::process::ChildStdout),
+    Err(tokio::process::ChildStderr),
+}
+
+fn describe_exit(s: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(sig)) => format!("signal: {sig}"),
+        _ => "unknown exit".into(),
+    }
+}
+
+/// The program that runs a function version.
+pub(crate) fn argv(runtime: &crate::config::Runtime, handler: &str, python: &Path, task_root: &Path) -> Vec<String> {
+    match runtime {
+        crate::config::Runtime::Python(_) => {
+            vec![python.display().to_string(), "-m".into(), "awslambdaric".into(), handler.to_string()]
+        }
+        crate::config::Runtime::Provided(_) => vec![task_root.join("bootstrap").display().to_string()],
+    }
+}
+
+/// A directory the instance's files go in, beside the code cache.
+pub(crate) fn tmp_parent(work_dir: &Path) -> PathBuf {
+    work_dir.join("instances")
+}
