@@ -111,6 +111,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ApiKeysCommand,
     },
+    /// Create, update, list, show, invoke, publish or delete functions, and read their logs.
+    Functions {
+        #[command(subcommand)]
+        command: FunctionsCommand,
+    },
     /// Train a model version from a dataset file, in this process.
     Train(TrainArgs),
     /// Predict labels for texts with a model's active version.
@@ -277,6 +282,86 @@ pub enum JobsCommand {
     Show { id: String },
     /// Cancel a job: at once when queued; a running job stops at its next check.
     Cancel { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FunctionsCommand {
+    /// Create a function from a zip archive or a directory.
+    Create {
+        /// 1-64 letters, digits, '-' or '_'.
+        name: String,
+        /// `python3.x`, `provided`, `provided.al2` or `provided.al2023`.
+        #[arg(long)]
+        runtime: String,
+        /// `module.function` for Python.
+        #[arg(long)]
+        handler: String,
+        /// The code: a zip archive...
+        #[arg(long, conflicts_with = "dir", required_unless_present = "dir")]
+        zip: Option<PathBuf>,
+        /// ...or a directory used in place (development).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Seconds (1-900).
+        #[arg(long)]
+        timeout: Option<u32>,
+        /// MB (128-10,240).
+        #[arg(long)]
+        memory_size: Option<u32>,
+        /// Most instances at once.
+        #[arg(long)]
+        reserved_concurrency: Option<u32>,
+        /// `KEY=VALUE`, repeatable.
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        environment: Vec<String>,
+        /// Free text.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Replace a function's code with a zip archive.
+    UpdateCode {
+        /// The function.
+        name: String,
+        /// The archive.
+        #[arg(long)]
+        zip: PathBuf,
+    },
+    /// List functions.
+    List,
+    /// Show a function (or, with --qualifier, a published version) as JSON.
+    Show {
+        /// The function.
+        name: String,
+        /// A version number.
+        #[arg(long)]
+        qualifier: Option<String>,
+    },
+    /// Invoke a function in this process (as `sls invoke --local` did) and print its response; the log goes to stderr.
+    Invoke {
+        /// The function (`name`, `name:version` or its ARN).
+        name: String,
+        /// The event, JSON (`-`: standard input).
+        #[arg(long, default_value = "{}")]
+        payload: String,
+    },
+    /// Publish $LATEST as the next version.
+    Publish {
+        /// The function.
+        name: String,
+    },
+    /// Print a function's newest log lines.
+    Logs {
+        /// The function.
+        name: String,
+        /// At most this many bytes.
+        #[arg(long, default_value_t = 65536)]
+        max_bytes: usize,
+    },
+    /// Delete a function and its versions.
+    Delete {
+        /// The function.
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -147,6 +147,11 @@ impl Instance {
         (!self.init_reported.swap(true, std::sync::atomic::Ordering::Relaxed)).then(|| ready - self.started)
     }
 
+    /// When the runtime first asked for an invocation (its initialisation ended), if it has.
+    pub fn ready_at(&self) -> Option<Instant> {
+        self.api.ready_at.get().copied()
+    }
+
     /// Output captured since the last call.
     pub fn take_output(&self) -> String {
         std::mem::take(&mut *self.output.lock())

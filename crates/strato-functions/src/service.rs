@@ -526,7 +526,8 @@ impl Functions {
         let t0 = Instant::now();
         let outcome =
             instance.invoke(&request_id, req.payload, deadline_ms, &arn, req.client_context, identity, limit).await;
-        let elapsed = t0.elapsed();
+        // Lambda's Duration leaves initialisation out: count from when the runtime took the invocation.
+        let elapsed = instance.ready_at().map_or(t0, |r| r.max(t0)).elapsed();
         // The runtime's last lines may still be in the pipe when its answer arrives.
         for _ in 0..3 {
             tokio::task::yield_now().await;

@@ -1,6 +1,7 @@
 //! What each subcommand does, one command group per file; this file dispatches and holds what they share.
 
 mod dlq;
+mod functions;
 mod jobs;
 mod keys;
 mod model;
@@ -24,6 +25,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Jobs { command } => jobs::jobs(&cli.global, command).await,
         Command::Dlq { command } => dlq::dlq(&cli.global, command).await,
         Command::ApiKeys { command } => keys::api_keys(&cli.global, command).await,
+        Command::Functions { command } => functions::functions(&cli.global, command).await,
         Command::Train(args) => train::train(&cli.global, args).await,
         Command::Predict(args) => models::predict(&cli.global, args).await,
         Command::Models { command } => models::models(&cli.global, command).await,
