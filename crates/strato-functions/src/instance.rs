@@ -269,14 +269,41 @@ fn describe_exit(s: std::process::ExitStatus) -> String {
     }
 }
 
-/// The program that runs a function version.
-pub(crate) fn argv(runtime: &crate::config::Runtime, handler: &str, python: &Path, task_root: &Path) -> Vec<String> {
+/// The program that runs a function version, under its memory limit where `prlimit` (util-linux) is installed: the
+/// data segment (heap and private writable mappings, `RLIMIT_DATA`) is capped at the function's memory size, so an
+/// allocation past it fails in the function (Python's `MemoryError`) instead of growing the host.
+pub(crate) fn argv(
+    runtime: &crate::config::Runtime,
+    handler: &str,
+    python: &Path,
+    task_root: &Path,
+    memory_mb: u32,
+) -> Vec<String> {
+    let mut argv = Vec::new();
+    if let Some(prlimit) = prlimit() {
+        argv.extend([prlimit.display().to_string(), format!("--data={}", u64::from(memory_mb) << 20), "--".into()]);
+    }
     match runtime {
         crate::config::Runtime::Python(_) => {
-            vec![python.display().to_string(), "-m".into(), "awslambdaric".into(), handler.to_string()]
+            argv.extend([python.display().to_string(), "-m".into(), "awslambdaric".into(), handler.to_string()]);
         }
-        crate::config::Runtime::Provided(_) => vec![task_root.join("bootstrap").display().to_string()],
+        crate::config::Runtime::Provided(_) => argv.push(task_root.join("bootstrap").display().to_string()),
     }
+    argv
+}
+
+/// `prlimit`, found once on `PATH` (or where util-linux puts it).
+pub(crate) fn prlimit() -> Option<&'static Path> {
+    static FOUND: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+            std::env::split_paths(&path)
+                .chain([PathBuf::from("/usr/bin")])
+                .map(|d| d.join("prlimit"))
+                .find(|p| p.is_file())
+        })
+        .as_deref()
 }
 
 /// A directory the instance's files go in, beside the code cache.

@@ -535,6 +535,17 @@ impl Functions {
         let output = instance.take_output();
         let (payload, function_error, extra) = match outcome {
             Outcome::Replied(Reply::Response(b)) => (b, None, String::new()),
+            Outcome::Replied(Reply::Error { body, .. }) if is_memory_error(&body) => {
+                // The memory limit was reached: reported as Lambda reports it, and the instance (whose heap is
+                // exhausted) replaced.
+                instance.kill();
+                let msg = format!(
+                    "RequestId: {request_id} Error: Runtime exited with error: out of memory (memory size {} MB)",
+                    config.memory_size
+                );
+                let body = json!({"errorType": "Runtime.OutOfMemory", "errorMessage": msg});
+                (body.to_string().into(), Some("Unhandled".into()), format!("{msg}\nRuntime.OutOfMemory\n"))
+            }
             Outcome::Replied(Reply::Error { error_type, body }) => {
                 let t = if error_type.starts_with("Function.") { error_type } else { "Unhandled".into() };
                 (body, Some(t), String::new())
@@ -619,7 +630,7 @@ impl Functions {
             // The code's own packages first, as Lambda's PYTHONPATH puts the task root ahead of the runtime's.
             env.insert("PYTHONPATH".into(), task_root.display().to_string());
         }
-        let argv = instance::argv(&runtime, &config.handler, &o.python, &task_root);
+        let argv = instance::argv(&runtime, &config.handler, &o.python, &task_root, config.memory_size);
         Instance::launch(Launch { argv, task_root: &task_root, env, tmp_parent: &instance::tmp_parent(&o.work_dir) })
             .await
             .map_err(|e| FunctionError::Internal(format!("the runtime could not be started: {e}")))
@@ -748,6 +759,11 @@ fn check_entrypoint(c: &FunctionConfig, dir: Option<&std::path::Path>) -> Result
             c.runtime
         ))),
     }
+}
+
+/// Whether a runtime's error document is an allocation refused at the memory limit (Python's `MemoryError`).
+fn is_memory_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v["errorType"] == "MemoryError")
 }
 
 fn not_found(name: &str) -> FunctionError {

@@ -256,6 +256,19 @@ async fn a_python_handler_runs_unchanged_under_awslambdaric() {
     let (_, _, v) = body(s.invoke("echo", &json!({}), &[]).await).await;
     assert_eq!(v["count"], 1, "a new instance after the crash");
 
+    // Memory: within the function's size it works; past it the allocation is refused (`prlimit`'s RLIMIT_DATA),
+    // reported as Lambda reports an out-of-memory end, and the instance replaced.
+    let (_, _, v) = body(s.invoke("echo", &json!({"action": "alloc", "mb": 64}), &[]).await).await;
+    assert_eq!(v, json!(64 << 20), "64 MB fit in 256 MB");
+    let (_, headers, v) = body(s.invoke("echo", &json!({"action": "alloc", "mb": 400}), &[]).await).await;
+    assert_eq!(
+        (h(&headers, "x-amz-function-error"), v["errorType"].as_str()),
+        (Some("Unhandled"), Some("Runtime.OutOfMemory"))
+    );
+    assert!(v["errorMessage"].as_str().unwrap().contains("memory size 256 MB"), "{v}");
+    let (_, _, v) = body(s.invoke("echo", &json!({}), &[]).await).await;
+    assert_eq!(v["count"], 1, "a new instance after running out of memory");
+
     // A response over 6 MB.
     let (_, headers, v) = body(s.invoke("echo", &json!({"action": "big"}), &[]).await).await;
     assert_eq!(
