@@ -214,10 +214,18 @@ impl WorkerPool {
     /// restart (or on another process) instead of waiting for their leases to lapse.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        for h in &self.handles {
-            h.abort();
+        // Idle workers and the maintenance task end at their next wait: let them, so none is cut off inside a
+        // database transaction (an aborted transaction can leave its pooled connection unusable for the writes
+        // below). Workers still running a job are stopped after the grace period and their jobs handed back.
+        let grace = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
+        let mut running = Vec::new();
+        for mut h in self.handles {
+            if tokio::time::timeout_at(grace, &mut h).await.is_err() {
+                h.abort();
+                running.push(h);
+            }
         }
-        for h in self.handles {
+        for h in running {
             let _ = h.await;
         }
         let running: Vec<(String, (String, JobContext))> = self.running.lock().drain().collect();
