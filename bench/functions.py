@@ -7,7 +7,8 @@ interpreter per event, as `sls invoke --local` does), on the same handler and ev
 Measured, for an echo handler (`return event`):
 - warm synchronous invoke through Lambda's Invoke API, sequential over one keep-alive connection: client latency
   p50/p99, and the overhead above the handler's own time (latency minus the REPORT line's Duration);
-- throughput with `wrk` (8 connections) and 2 instances (`--functions-max-instances 2`) on this machine's cores;
+- throughput with `wrk` and 2 instances (`--functions-max-instances 2`) on this machine's cores: 2 connections (one
+  per instance), and 8 (the calls past the limit get 429 TooManyRequestsException at once, as Lambda's throttling);
 - cold start: the first invoke after the function's configuration changed (a new instance: process start, AWS's
   runtime client, handler import), client-side, p50 over 15;
 - the peer: python-lambda-local on the same handler and event, wall time per event, p50 over 15.
@@ -28,7 +29,7 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import REPO, wait_http, wrk  # noqa: E402
+from run import OUT, REPO, ensure_tools, wait_http, wrk  # noqa: E402
 
 VENV = REPO / "bench" / ".venv-functions"
 HANDLER = "def handler(event, context):\n    return event\n"
@@ -76,6 +77,8 @@ def invoke(conn, name, tail=False):
 
 
 def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    ensure_tools()
     py = venv_python()
     subprocess.run(["cargo", "build", "--release", "--locked", "-p", "strato-cli"], cwd=REPO, check=True)
     strato = REPO / "target" / "release" / "strato"
@@ -127,8 +130,13 @@ def main():
         out["warm_latency_ms"] = {"p50": pct(lat, 50), "p99": pct(lat, 99)}
         out["warm_overhead_ms"] = {"p50": pct(over, 50), "p99": pct(over, 99)}
 
-        # Throughput with two instances.
-        out["throughput"] = wrk(f"{base}/2015-03-31/functions/echo/invocations", [EVENT], 10, conns=8, threads=2)
+        # Throughput with two instances: two connections keep both busy; eight show the throttling (429s) past
+        # the process's instance limit.
+        url = f"{base}/2015-03-31/functions/echo/invocations"
+        out["throughput"] = wrk(url, [EVENT], 10, conns=2, threads=2)
+        over = wrk(url, [EVENT], 10, conns=8, threads=2)
+        over["ok_per_s"] = (over["requests"] - over["non_2xx"]) / over["seconds"]
+        out["throughput_8_connections"] = over
     finally:
         server.terminate()
         server.wait(timeout=30)
