@@ -221,3 +221,68 @@ fn serve_logs_one_json_line_per_request_without_secrets() {
     assert!(lines.iter().any(|l| l["status"] == 401), "refusals are logged too:\n{err}");
     assert!(!err.contains(token) && !err.contains("wrong-token"), "no secret in the logs:\n{err}");
 }
+
+/// `strato functions`, as `sls invoke --local` was used: a handler created from a directory, invoked in the
+/// command's own process through AWS's runtime client, its log on stderr, then listed, read back and deleted.
+#[test]
+fn functions_are_created_invoked_and_deleted_from_the_command_line() {
+    let Some(python) = std::env::var("STRATO_TEST_LAMBDA_PYTHON").ok().filter(|p| !p.is_empty()) else {
+        eprintln!("SKIPPED: set STRATO_TEST_LAMBDA_PYTHON to a Python with awslambdaric installed (.ci/run does)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let code = dir.path().join("code");
+    std::fs::create_dir(&code).unwrap();
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../strato-functions/tests/fixtures/python/app.py");
+    std::fs::copy(fixture, code.join("app.py")).unwrap();
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_strato"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--embedding-model", "/nonexistent/strato-test-model"])
+            .env("STRATO_FUNCTIONS_PYTHON", &python)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let code_dir = code.display().to_string();
+    let (ok, stdout, stderr) = run(&[
+        "functions",
+        "create",
+        "echo",
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "app.handler",
+        "--dir",
+        &code_dir,
+        "--env",
+        "GREETING=hi",
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    let made: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!((made["name"].as_str(), made["code_source"].as_str()), (Some("echo"), Some("directory")));
+
+    let (ok, stdout, stderr) = run(&["functions", "invoke", "echo", "--payload", r#"{"action": "env"}"#]);
+    assert!(ok, "{stdout}{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["env"]["GREETING"], "hi");
+    assert!(stderr.contains("START RequestId: ") && stderr.contains("REPORT RequestId: "), "the log: {stderr}");
+
+    let (ok, stdout, stderr) = run(&["functions", "invoke", "echo", "--payload", r#"{"action": "raise", "why": 1}"#]);
+    assert!(!ok, "a handler error fails the command");
+    assert!(stdout.contains("ValueError") && stderr.contains("the function failed"), "{stdout}{stderr}");
+
+    let (ok, stdout, _) = run(&["functions", "list"]);
+    assert!(ok && stdout.starts_with("echo "), "{stdout}");
+    let (ok, stdout, _) = run(&["functions", "logs", "echo"]);
+    assert!(ok && stdout.matches("REPORT RequestId: ").count() == 2, "both invocations logged: {stdout}");
+    let (ok, _, _) = run(&["functions", "delete", "echo"]);
+    assert!(ok);
+    let (ok, _, stderr) = run(&["functions", "show", "echo"]);
+    assert!(!ok && stderr.contains("Function not found"), "{stderr}");
+}
