@@ -222,7 +222,8 @@ fn sync_response(r: InvokeResponse, tail: bool) -> Response {
         (status = 413, description = "RequestTooLargeException", body = LambdaErrorBody),
         (status = 429, description = "TooManyRequestsException", body = LambdaErrorBody),
         (status = 500, description = "ServiceException", body = LambdaErrorBody)))]
-/// Lambda's Invoke, as the AWS SDKs, the CLI and the Runtime Interface Emulator's callers send it.
+/// Lambda's Invoke route and headers (also the Runtime Interface Emulator's path); SigV4-signed SDK calls are not
+/// accepted yet: callers authenticate as on every other route.
 async fn lambda_invoke(
     Extension(functions): Extension<Functions>,
     p: Principal,

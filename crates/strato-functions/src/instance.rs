@@ -92,24 +92,11 @@ impl Instance {
         };
         let pid = child.id();
         let output = Arc::new(parking_lot::Mutex::new(String::new()));
-        for stream in [child.stdout.take().map(Pipe::Out), child.stderr.take().map(Pipe::Err)].into_iter().flatten() {
-            let output = output.clone();
-            tokio::spawn(async move {
-                let mut lines = match stream {
-                    Pipe::Out(s) => {
-                        Box::pin(BufReader::new(s)) as std::pin::Pin<Box<dyn tokio::io::AsyncBufRead + Send>>
-                    }
-                    Pipe::Err(s) => Box::pin(BufReader::new(s)),
-                }
-                .lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let mut out = output.lock();
-                    if out.len() < MAX_PENDING_OUTPUT {
-                        out.push_str(&line);
-                        out.push('\n');
-                    }
-                }
-            });
+        if let Some(s) = child.stdout.take() {
+            tokio::spawn(capture(s, output.clone()));
+        }
+        if let Some(s) = child.stderr.take() {
+            tokio::spawn(capture(s, output.clone()));
         }
         let (exit_tx, exited) = watch::channel(None);
         tokio::spawn(async move {
@@ -255,9 +242,16 @@ impl Drop for Instance {
     }
 }
 
-enum Pipe {
-    Out(tokio::process::ChildStdout),
-    Err(tokio::process::ChildStderr),
+/// Appends a stream's lines to the instance's pending output.
+async fn capture(stream: impl tokio::io::AsyncRead + Unpin, output: Arc<parking_lot::Mutex<String>>) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let mut out = output.lock();
+        if out.len() < MAX_PENDING_OUTPUT {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
 }
 
 fn describe_exit(s: std::process::ExitStatus) -> String {

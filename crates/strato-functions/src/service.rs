@@ -294,11 +294,10 @@ impl Functions {
                 f.name
             )));
         };
-        let view = self.view(&doc.config, "$LATEST", &stored);
         if f.publish {
             return self.publish(&f.name, None).await;
         }
-        Ok(view)
+        Ok(self.view(&doc.config, "$LATEST", &stored))
     }
 
     /// One function (`$LATEST`) or one of its published versions.
@@ -310,7 +309,7 @@ impl Functions {
     /// Every function (`$LATEST`), by name.
     pub async fn list(&self) -> Result<Vec<FunctionView>> {
         let docs = self.0.store.documents().list(FUNCTION_DOC, "").await?;
-        docs.iter().map(|d| Ok(self.view(&parse_function(d)?.config, "$LATEST", d))).collect()
+        docs.iter().map(|d| Ok(self.view(&parse::<FunctionDoc>(d)?.config, "$LATEST", d))).collect()
     }
 
     /// Published versions of a function, oldest first (`$LATEST` first, as Lambda lists them).
@@ -377,7 +376,7 @@ impl Functions {
         // Compare-and-swap on the revision: a concurrent update is retried on the fresh document, never lost.
         for _ in 0..5 {
             let current = self.function_doc(name).await?;
-            let mut doc = parse_function(&current)?;
+            let mut doc = parse::<FunctionDoc>(&current)?;
             change(&mut doc.config)?;
             check_entrypoint(&doc.config, self.code_dir(&doc.config.code).await?.as_deref())?;
             let body = serde_json::to_value(&doc).map_err(|e| FunctionError::Internal(e.to_string()))?;
@@ -404,7 +403,7 @@ impl Functions {
                 current.revision
             )));
         }
-        let mut doc = parse_function(&current)?;
+        let mut doc = parse::<FunctionDoc>(&current)?;
         doc.last_version += 1;
         let n = doc.last_version;
         let snapshot = serde_json::to_value(&doc.config).map_err(|e| FunctionError::Internal(e.to_string()))?;
@@ -700,7 +699,7 @@ impl Functions {
         match qualifier {
             None | Some("$LATEST") | Some("") => {
                 let d = self.function_doc(name).await?;
-                Ok((parse_function(&d)?.config, "$LATEST".into(), d))
+                Ok((parse::<FunctionDoc>(&d)?.config, "$LATEST".into(), d))
             }
             Some(q) if q.parse::<u64>().is_ok() => {
                 validate_name(name).map_err(|_| not_found(name))?;
@@ -773,8 +772,4 @@ fn not_found(name: &str) -> FunctionError {
 fn parse<T: serde::de::DeserializeOwned>(d: &Document) -> Result<T> {
     serde_json::from_value(d.body.clone())
         .map_err(|e| FunctionError::Internal(format!("stored {} {:?} is unreadable: {e}", d.kind, d.id)))
-}
-
-fn parse_function(d: &Document) -> Result<FunctionDoc> {
-    parse(d)
 }
