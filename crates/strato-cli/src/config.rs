@@ -69,6 +69,10 @@ pub struct Global {
     /// same. Default: a random key kept in <data-dir>/signing.key.
     #[arg(long, env = EnvVars::STRATO_SIGNING_KEY, hide_env_values = true, global = true)]
     pub signing_key: Option<String>,
+    /// Hex key (at least 32 bytes) sealing SigV4 access keys' secrets in the database; every process checking
+    /// signatures needs the same. Default: a random key kept in <data-dir>/secrets.key.
+    #[arg(long, env = EnvVars::STRATO_SECRETS_KEY, hide_env_values = true, global = true)]
+    pub secrets_key: Option<String>,
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `strato_service=debug`.
     #[arg(long, env = EnvVars::STRATO_LOG, global = true)]
     pub log: Option<String>,
@@ -108,6 +112,12 @@ pub enum Command {
     },
     /// Create, list or revoke API keys (`x-api-key`).
     ApiKeys {
+        #[command(subcommand)]
+        command: ApiKeysCommand,
+    },
+    /// Create, list or revoke SigV4 access keys, for AWS clients (the AWS CLI, boto3, the SDKs): the same grants,
+    /// roles and limits as API keys; the secret is kept sealed under --secrets-key.
+    AccessKeys {
         #[command(subcommand)]
         command: ApiKeysCommand,
     },

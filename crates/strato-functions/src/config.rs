@@ -88,6 +88,9 @@ pub struct FunctionConfig {
     /// Free text.
     #[serde(default)]
     pub description: String,
+    /// The execution role's ARN Lambda's clients send; kept and shown, not used (Strato has no IAM roles).
+    #[serde(default)]
+    pub role: String,
     /// Retries of a failed asynchronous invocation (0 to 2; Lambda's default 2).
     #[serde(default)]
     pub maximum_retry_attempts: Option<u32>,
@@ -221,6 +224,7 @@ mod tests {
             memory_size: DEFAULT_MEMORY,
             reserved_concurrency: None,
             description: String::new(),
+            role: String::new(),
             maximum_retry_attempts: None,
             maximum_event_age: None,
             code: CodeRef::Zip { sha256: "00".repeat(32), size: 1 },

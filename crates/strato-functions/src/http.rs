@@ -43,6 +43,7 @@ pub fn api_routes() -> CapabilityRoutes {
         .routes(routes!(put_code))
         .routes(routes!(publish, versions))
         .routes(routes!(logs))
+        .merge(crate::aws::routes())
         .layer(DefaultBodyLimit::max(MAX_CODE_BODY));
     invoke.merge(manage)
 }
@@ -67,16 +68,10 @@ struct LambdaErrorBody {
     message: String,
 }
 
-/// An error in Lambda's shape: the type in `x-amzn-ErrorType` (which the AWS SDKs read) and the body.
-fn lambda_error(status: StatusCode, kind: &str, message: &str) -> Response {
-    let mut r = (status, Json(json!({"Type": "User", "message": message}))).into_response();
-    if let Ok(v) = HeaderValue::from_str(kind) {
-        r.headers_mut().insert("x-amzn-errortype", v);
-    }
-    r
-}
+use strato_http::aws_error as lambda_error;
 
-fn lambda_error_of(e: FunctionError) -> Response {
+/// A function error as Lambda answers it.
+pub(crate) fn lambda_error_of(e: FunctionError) -> Response {
     match &e {
         FunctionError::NotFound(m) => lambda_error(StatusCode::NOT_FOUND, "ResourceNotFoundException", m),
         FunctionError::Throttled(m) => {
@@ -87,6 +82,7 @@ fn lambda_error_of(e: FunctionError) -> Response {
         FunctionError::TooLarge(m) => lambda_error(StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException", m),
         FunctionError::Invalid(m) => lambda_error(StatusCode::BAD_REQUEST, "InvalidRequestContentException", m),
         FunctionError::Conflict(m) => lambda_error(StatusCode::CONFLICT, "ResourceConflictException", m),
+        FunctionError::Forbidden(m) => lambda_error(StatusCode::FORBIDDEN, "AccessDeniedException", m),
         FunctionError::Internal(m) => {
             tracing::error!(error = %m, "function invocation failed");
             lambda_error(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", "the service failed; see its log")
@@ -95,7 +91,7 @@ fn lambda_error_of(e: FunctionError) -> Response {
 }
 
 /// `FunctionName` as Lambda takes it: a name, `name:qualifier`, a full or partial ARN.
-fn parse_function_name(raw: &str) -> (String, Option<String>) {
+pub(crate) fn parse_function_name(raw: &str) -> (String, Option<String>) {
     let parts: Vec<&str> = raw.split(':').collect();
     match parts.as_slice() {
         ["arn", _, "lambda", _, _, "function", name] => (name.to_string(), None),
@@ -146,12 +142,12 @@ async fn run_invoke(
     };
     let qualifier = qualifier.or(q_from_name);
     if !p.can(Action::Use, &resource(&name)) {
-        // The same answer whether or not it exists, unless the caller may read it.
-        return Err(if p.can(Action::Read, &resource(&name)) {
-            FunctionError::Invalid(format!("{} may not invoke function {name:?}", p.subject))
-        } else {
-            FunctionError::NotFound(format!("Function not found: {}", functions.arn(&name, qualifier.as_deref())))
-        });
+        // Lambda's refusal, the same whether or not the function exists.
+        return Err(FunctionError::Forbidden(format!(
+            "User: {} is not authorized to perform: lambda:InvokeFunction on resource: {}",
+            p.subject,
+            functions.arn(&name, qualifier.as_deref())
+        )));
     }
     let client_context = match header(headers, "x-amz-client-context") {
         Some(b64) => {
@@ -328,6 +324,7 @@ async fn create(
         memory_size: b.memory_size,
         reserved_concurrency: b.reserved_concurrency,
         description: b.description,
+        role: String::new(),
         code,
         publish: b.publish,
     };

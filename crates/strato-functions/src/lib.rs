@@ -8,6 +8,7 @@
 //! and concurrency), `service.rs` ([`Functions`]: functions, versions, invocations, logs), `jobs.rs` (asynchronous
 //! invocations on the job queue), `http.rs` (the routes).
 
+mod aws;
 pub mod code;
 pub mod config;
 mod http;
@@ -41,6 +42,9 @@ pub enum FunctionError {
     /// No such function or version.
     #[error("{0}")]
     NotFound(String),
+    /// The caller may not do this (the same answer whether or not the function exists).
+    #[error("{0}")]
+    Forbidden(String),
     /// It exists already, or changed meanwhile.
     #[error("{0}")]
     Conflict(String),
@@ -64,6 +68,7 @@ impl From<FunctionError> for StratoError {
             FunctionError::Invalid(_) => ErrorCode::InvalidRequest,
             FunctionError::NotFound(_) => ErrorCode::ResourceNotFound,
             FunctionError::Conflict(_) => ErrorCode::Conflict,
+            FunctionError::Forbidden(_) => ErrorCode::Forbidden,
             FunctionError::Throttled(_) => ErrorCode::RateLimited,
             FunctionError::TooLarge(_) => ErrorCode::PayloadTooLarge,
             FunctionError::Internal(_) => ErrorCode::Internal,

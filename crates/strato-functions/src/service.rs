@@ -78,6 +78,8 @@ pub enum NewCode {
     Zip(Bytes),
     /// A directory on the server, used in place.
     Directory(PathBuf),
+    /// A zip archive in Strato's files (`/v1/files` key), as Lambda's `Code.S3Key`.
+    File(String),
 }
 
 /// What creating a function takes.
@@ -99,6 +101,8 @@ pub struct NewFunction {
     pub reserved_concurrency: Option<u32>,
     /// Free text.
     pub description: String,
+    /// The execution role's ARN (kept and shown only).
+    pub role: String,
     /// The code.
     pub code: NewCode,
     /// Publish version 1 at once.
@@ -123,6 +127,8 @@ pub struct ConfigPatch {
     pub reserved_concurrency: Option<u32>,
     /// Free text.
     pub description: Option<String>,
+    /// The execution role's ARN (kept and shown only).
+    pub role: Option<String>,
     /// Retries of a failed asynchronous invocation (0 to 2).
     pub maximum_retry_attempts: Option<u32>,
     /// Seconds an asynchronous event may wait (60 to 21,600).
@@ -152,6 +158,8 @@ pub struct FunctionView {
     pub reserved_concurrency: Option<u32>,
     /// Free text.
     pub description: String,
+    /// The execution role's ARN (kept and shown only).
+    pub role: String,
     /// Retries of a failed asynchronous invocation.
     pub maximum_retry_attempts: u32,
     /// Seconds an asynchronous event may wait.
@@ -278,6 +286,7 @@ impl Functions {
             memory_size: f.memory_size.unwrap_or(DEFAULT_MEMORY),
             reserved_concurrency: f.reserved_concurrency,
             description: f.description,
+            role: f.role,
             maximum_retry_attempts: None,
             maximum_event_age: None,
             // Set below, once the configuration is known to be valid.
@@ -360,6 +369,9 @@ impl Functions {
             }
             if let Some(v) = &patch.description {
                 c.description = v.clone();
+            }
+            if let Some(v) = &patch.role {
+                c.role = v.clone();
             }
             if let Some(v) = patch.maximum_retry_attempts {
                 c.maximum_retry_attempts = Some(v);
@@ -686,6 +698,25 @@ impl Functions {
                     .map_err(|e| FunctionError::Internal(format!("storing the code archive: {e}")))?;
                 Ok(CodeRef::Zip { sha256, size: zip.len() as u64 })
             }
+            NewCode::File(key) => {
+                let full = format!("files/{key}");
+                let missing = |e: strato_blob::BlobError| match e {
+                    strato_blob::BlobError::NotFound(_) => {
+                        FunctionError::Invalid(format!("no file {key:?} in Strato's files to take the code from"))
+                    }
+                    e => FunctionError::Internal(format!("reading the code archive {key:?}: {e}")),
+                };
+                // Sized before it is read: a file may be gigabytes, the archive may not.
+                let size = self.0.blobs.head(&full).await.map_err(missing)?.size;
+                if size > code::MAX_ZIPPED_BYTES {
+                    return Err(FunctionError::Invalid(format!(
+                        "file {key:?} is {size} bytes; a code archive may be at most {} (50 MB)",
+                        code::MAX_ZIPPED_BYTES
+                    )));
+                }
+                let zip = self.0.blobs.get(&full).await.map_err(missing)?;
+                Box::pin(self.store_code(&NewCode::Zip(zip))).await
+            }
         }
     }
 
@@ -735,6 +766,7 @@ impl Functions {
             memory_size: c.memory_size,
             reserved_concurrency: c.reserved_concurrency,
             description: c.description.clone(),
+            role: c.role.clone(),
             maximum_retry_attempts: c.maximum_retry_attempts.unwrap_or(2),
             maximum_event_age: c.maximum_event_age.unwrap_or(21_600),
             code_sha256,

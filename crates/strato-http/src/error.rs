@@ -95,3 +95,14 @@ pub(crate) async fn route_not_found(uri: axum::http::Uri) -> ApiError {
 pub(crate) async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     ApiError::new(ErrorCode::MethodNotAllowed, format!("{method} is not allowed on {}", uri.path()))
 }
+
+/// An error in the shape AWS's REST-JSON services (Lambda among them) answer with: the error's type in
+/// `x-amzn-ErrorType`, which the AWS SDKs and CLI read, and `{"Type": "User", "message": …}`.
+pub fn aws_error(status: axum::http::StatusCode, kind: &str, message: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut r = (status, axum::Json(serde_json::json!({"Type": "User", "message": message}))).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(kind) {
+        r.headers_mut().insert("x-amzn-errortype", v);
+    }
+    r
+}

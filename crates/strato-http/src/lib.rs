@@ -25,7 +25,7 @@ use axum::http::HeaderValue;
 use axum::Router;
 use strato_service::Strato;
 
-pub use error::ApiError;
+pub use error::{aws_error, ApiError};
 /// The core's extractors, whose rejections are JSON errors: capabilities' routes use them too.
 pub use extract::{JsonBody, QueryParams};
 

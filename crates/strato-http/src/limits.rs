@@ -172,7 +172,7 @@ pub(crate) async fn enforce(State(state): State<AppState>, req: Request, next: N
     let limits = &state.limits;
     let subject = match principal.credential {
         Credential::Open | Credential::AdminToken => None,
-        Credential::ApiKey => Some(format!("key:{}", principal.subject)),
+        Credential::ApiKey | Credential::AccessKey => Some(format!("key:{}", principal.subject)),
         Credential::Jwt => Some(format!("sub:{}", principal.subject)),
         Credential::Anonymous => {
             let ip = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string());

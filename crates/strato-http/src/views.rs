@@ -425,6 +425,9 @@ pub(crate) struct ApiKeyView {
     pub plan: UsagePlan,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// A SigV4 access key's id (`strato access-keys create`); absent for `x-api-key` keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
 }
 
 impl From<&ApiKeyRecord> for ApiKeyView {
@@ -439,6 +442,7 @@ impl From<&ApiKeyRecord> for ApiKeyView {
             plan: k.plan.clone(),
             created_at: k.created_at,
             revoked_at: k.revoked_at,
+            access_key_id: k.access_key_id.clone(),
         }
     }
 }

@@ -11,7 +11,8 @@ use strato_store::Store;
 use strato_types::{ApiKeyRecord, ErrorCode, Grant, StratoError, UsagePlan};
 
 use crate::resources::ResourceKinds;
-use crate::{storage, Result};
+use crate::secrets::SecretBox;
+use crate::{storage, Result, StratoOptions};
 
 /// Secrets start with this, so they are easy to spot in leaked text (and by secret scanners).
 const SECRET_PREFIX: &str = "strato_";
@@ -45,6 +46,17 @@ pub struct Keys {
     store: Store,
     cache: Arc<KeyCache>,
     resources: Arc<ResourceKinds>,
+    /// Made on first use, so a deployment without access keys never creates a secrets key file.
+    secrets: Arc<std::sync::OnceLock<SecretBox>>,
+    opts: Arc<StratoOptions>,
+}
+
+/// A SigV4 access key's id: `AKIA` and 16 characters of base 32, as AWS's look (clients only check the length).
+fn new_access_key_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let bytes: [u8; 16] = rand::random();
+    let tail: String = bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect();
+    format!("AKIA{tail}")
 }
 
 fn hash(secret: &str) -> String {
@@ -56,13 +68,37 @@ fn bad(message: impl Into<String>) -> StratoError {
 }
 
 impl Keys {
-    pub(crate) fn new(store: Store, resources: Arc<ResourceKinds>) -> Self {
+    pub(crate) fn new(store: Store, resources: Arc<ResourceKinds>, opts: &StratoOptions) -> Self {
         let cache = lru::LruCache::new(NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN));
-        Self { store, cache: Arc::new(parking_lot::Mutex::new(cache)), resources }
+        Self {
+            store,
+            cache: Arc::new(parking_lot::Mutex::new(cache)),
+            resources,
+            secrets: Default::default(),
+            opts: Arc::new(opts.clone()),
+        }
+    }
+
+    fn secrets(&self) -> Result<&SecretBox> {
+        if let Some(b) = self.secrets.get() {
+            return Ok(b);
+        }
+        let key = crate::server_key(&self.opts, self.opts.secrets_key.as_ref(), "secrets.key")?;
+        Ok(self.secrets.get_or_init(|| SecretBox::new(&key)))
     }
 
     /// Creates a key; the secret is returned here and never again.
     pub async fn create(&self, req: NewApiKey) -> Result<(ApiKeyRecord, String)> {
+        self.create_key(req, false).await
+    }
+
+    /// Creates a SigV4 access key (for AWS clients: CLI, SDKs): returns the key with its access key id, and the
+    /// secret access key, shown here and never again. The secret is kept sealed under the server's secrets key.
+    pub async fn create_access_key(&self, req: NewApiKey) -> Result<(ApiKeyRecord, String)> {
+        self.create_key(req, true).await
+    }
+
+    async fn create_key(&self, req: NewApiKey, sigv4: bool) -> Result<(ApiKeyRecord, String)> {
         let name = req.name.trim().to_string();
         if name.is_empty() || name.chars().count() > 200 {
             return Err(bad("\"name\" must be 1-200 characters"));
@@ -88,11 +124,23 @@ impl Keys {
         }
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
-        let secret = format!("{SECRET_PREFIX}{}", hex::encode(bytes));
+        let mut secret = format!("{SECRET_PREFIX}{}", hex::encode(bytes));
+        let secret_hash = hash(&secret);
+        let (mut access_key_id, mut sealed_secret) = (None, None);
+        if sigv4 {
+            // AWS's shape: 40 characters of base 64. The `x-api-key` hash is of a secret nobody is given, so an
+            // access key authenticates by signature only.
+            let aws: [u8; 30] = rand::random();
+            let aws_secret = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, aws);
+            let id = new_access_key_id();
+            sealed_secret = Some(self.secrets()?.seal(&id, &aws_secret));
+            access_key_id = Some(id);
+            secret = aws_secret;
+        }
         let key = ApiKeyRecord {
             id: format!("ak_{}", uuid::Uuid::now_v7().simple()),
             name,
-            secret_hash: hash(&secret),
+            secret_hash,
             role,
             models: req.models,
             mentors: req.mentors,
@@ -100,9 +148,11 @@ impl Keys {
             plan: req.plan,
             created_at: chrono::Utc::now(),
             revoked_at: None,
+            access_key_id,
+            sealed_secret,
         };
         self.store.keys().insert(&key).await.map_err(storage("storing the API key failed"))?;
-        tracing::info!(key_id = %key.id, name = %key.name, role = %key.role, "API key created");
+        tracing::info!(key_id = %key.id, access_key_id = ?key.access_key_id, name = %key.name, role = %key.role, "API key created");
         Ok((key, secret))
     }
 
@@ -121,6 +171,9 @@ impl Keys {
             .map_err(storage("revoking the API key failed"))?
             .ok_or_else(|| StratoError::new(ErrorCode::ApiKeyNotFound, format!("no API key {id:?}")))?;
         self.cache.lock().pop(&key.secret_hash);
+        if let Some(id) = &key.access_key_id {
+            self.cache.lock().pop(&format!("sigv4:{id}"));
+        }
         tracing::info!(key_id = %key.id, "API key revoked");
         Ok(key)
     }
@@ -137,6 +190,29 @@ impl Keys {
         let key = self.store.keys().by_hash(&h).await.map_err(storage("reading API keys failed"))?;
         self.cache.lock().put(h, (key.clone(), Instant::now()));
         Ok(key.filter(|k| k.revoked_at.is_none()))
+    }
+
+    /// The live SigV4 access key with this id and its secret (to verify a signature with), if any.
+    pub async fn for_access_key(&self, access_key_id: &str) -> Result<Option<(ApiKeyRecord, String)>> {
+        let slot = format!("sigv4:{access_key_id}");
+        let cached = self.cache.lock().get(&slot).cloned();
+        let key = match cached {
+            Some((key, at)) if at.elapsed() < KEY_CACHE_TTL => key,
+            _ => {
+                let key = self
+                    .store
+                    .keys()
+                    .by_access_key_id(access_key_id)
+                    .await
+                    .map_err(storage("reading access keys failed"))?;
+                self.cache.lock().put(slot, (key.clone(), Instant::now()));
+                key
+            }
+        };
+        let Some(key) = key.filter(|k| k.revoked_at.is_none()) else { return Ok(None) };
+        let Some(sealed) = &key.sealed_secret else { return Ok(None) };
+        let secret = self.secrets()?.open(access_key_id, sealed)?;
+        Ok(Some((key, secret)))
     }
 
     /// Counts one request against `subject`'s quota of `limit` per `window`, service-wide (the store is shared by

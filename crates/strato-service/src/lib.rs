@@ -18,6 +18,7 @@ mod mentors;
 mod metrics;
 mod models;
 mod resources;
+mod secrets;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -78,6 +79,9 @@ pub struct StratoOptions {
     /// The key that signs local storage's presigned URLs (at least 32 bytes); `None`: a random one kept in
     /// `data_dir/signing.key`.
     pub signing_key: Option<Vec<u8>>,
+    /// The key sealing SigV4 access keys' secrets in the store (at least 32 bytes); every process verifying
+    /// signatures needs the same. `None`: a random one kept in `data_dir/secrets.key`.
+    pub secrets_key: Option<Vec<u8>>,
 }
 
 impl StratoOptions {
@@ -97,6 +101,7 @@ impl StratoOptions {
             max_file_bytes: 5 << 30,
             public_url: None,
             signing_key: None,
+            secrets_key: None,
         }
     }
 }
@@ -109,16 +114,16 @@ pub struct Strato {
     core: Arc<Core>,
 }
 
-/// The key signing local storage's presigned URLs: the configured one, else the one in `data_dir/signing.key`
-/// (created, 32 random bytes readable by the owner only, on first use).
-fn signing_key(opts: &StratoOptions) -> Result<Vec<u8>> {
-    if let Some(k) = &opts.signing_key {
+/// A server key: the configured one, else the one in `data_dir/<file>` (created, 32 random bytes as hex readable
+/// by the owner only, on first use).
+pub(crate) fn server_key(opts: &StratoOptions, configured: Option<&Vec<u8>>, file: &str) -> Result<Vec<u8>> {
+    if let Some(k) = configured {
         return Ok(k.clone());
     }
-    let path = opts.data_dir.join("signing.key");
+    let path = opts.data_dir.join(file);
     let fail = |e: std::io::Error| StratoError::internal(format!("cannot read or create {}: {e}", path.display()));
     match std::fs::read_to_string(&path) {
-        Ok(text) => return parse_signing_key(&path, &text),
+        Ok(text) => return parse_server_key(&path, &text),
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
         Err(_) => {}
     }
@@ -126,7 +131,7 @@ fn signing_key(opts: &StratoOptions) -> Result<Vec<u8>> {
     let key: [u8; 32] = rand::random();
     // Written whole under a name of its own, then linked into place: processes starting together on one data
     // directory never read a half-written key, and the first link wins (`hard_link` refuses an existing name).
-    let tmp = opts.data_dir.join(format!("signing.key.{}.tmp", uuid::Uuid::now_v7()));
+    let tmp = opts.data_dir.join(format!("{file}.{}.tmp", uuid::Uuid::now_v7()));
     let mut f = std::fs::OpenOptions::new();
     f.write(true).create_new(true);
     #[cfg(unix)]
@@ -141,17 +146,17 @@ fn signing_key(opts: &StratoOptions) -> Result<Vec<u8>> {
         Ok(()) => Ok(key.to_vec()),
         // Another process linked its key first: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            parse_signing_key(&path, &std::fs::read_to_string(&path).map_err(fail)?)
+            parse_server_key(&path, &std::fs::read_to_string(&path).map_err(fail)?)
         }
         Err(e) => Err(fail(e)),
     }
 }
 
-fn parse_signing_key(path: &std::path::Path, text: &str) -> Result<Vec<u8>> {
+fn parse_server_key(path: &std::path::Path, text: &str) -> Result<Vec<u8>> {
     match hex::decode(text.trim()) {
         Ok(key) if key.len() >= 32 => Ok(key),
         _ => Err(StratoError::internal(format!(
-            "{} is not a signing key (at least 32 bytes as hex): delete it to have a new one made",
+            "{} is not a server key (at least 32 bytes as hex): delete it to have a new one made",
             path.display()
         ))),
     }
@@ -242,8 +247,9 @@ impl StratoBuilder {
         // Local storage's presigned URLs are Strato's own: signed here, served at the public URL.
         let blobs = match &opts.public_url {
             Some(url) => {
-                let signer = strato_blob::LocalSigner::new(&signing_key(&opts)?, url)
-                    .map_err(|e| StratoError::new(ErrorCode::InvalidRequest, e.to_string()))?;
+                let signer =
+                    strato_blob::LocalSigner::new(&server_key(&opts, opts.signing_key.as_ref(), "signing.key")?, url)
+                        .map_err(|e| StratoError::new(ErrorCode::InvalidRequest, e.to_string()))?;
                 blobs.with_local_signer(signer)
             }
             None => blobs,
@@ -295,7 +301,7 @@ impl StratoBuilder {
 
         let resources = Arc::new(resources);
         let jobs = Jobs::new(store.clone(), Arc::new(workers));
-        let keys = Keys::new(store.clone(), resources.clone());
+        let keys = Keys::new(store.clone(), resources.clone(), &opts);
         Ok(Strato {
             core: Arc::new(Core {
                 models,
@@ -478,12 +484,13 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let opts = StratoOptions::new(dir.path());
             let keys: Vec<Vec<u8>> = std::thread::scope(|s| {
-                let handles: Vec<_> = (0..8).map(|_| s.spawn(|| signing_key(&opts).unwrap())).collect();
+                let handles: Vec<_> =
+                    (0..8).map(|_| s.spawn(|| server_key(&opts, None, "signing.key").unwrap())).collect();
                 handles.into_iter().map(|h| h.join().unwrap()).collect()
             });
             assert_eq!(keys[0].len(), 32);
             assert!(keys.iter().all(|k| *k == keys[0]), "every starter reads the key that won");
-            assert_eq!(signing_key(&opts).unwrap(), keys[0], "and so does a later start");
+            assert_eq!(server_key(&opts, None, "signing.key").unwrap(), keys[0], "and so does a later start");
             let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
             assert_eq!(left, vec![std::ffi::OsString::from("signing.key")], "no temporary files left behind");
         }
@@ -494,7 +501,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("signing.key"), "").unwrap();
         let opts = StratoOptions::new(dir.path());
-        let err = signing_key(&opts).unwrap_err().to_string();
-        assert!(err.contains("not a signing key"), "{err}");
+        let err = server_key(&opts, None, "signing.key").unwrap_err().to_string();
+        assert!(err.contains("not a server key"), "{err}");
     }
 }

@@ -57,4 +57,8 @@ pub struct ApiKeyRecord {
     pub created_at: Timestamp,
     /// When it was revoked; a revoked key authenticates nothing.
     pub revoked_at: Option<Timestamp>,
+    /// A SigV4 access key's id (`AKIA…`, as AWS clients send it); `None` for an `x-api-key` key.
+    pub access_key_id: Option<String>,
+    /// A SigV4 access key's secret, sealed under the server's secrets key (never shown after creation).
+    pub sealed_secret: Option<String>,
 }

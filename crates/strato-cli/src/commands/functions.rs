@@ -47,6 +47,7 @@ pub(super) async fn functions(g: &Global, cmd: FunctionsCommand) -> Result<()> {
                 memory_size,
                 reserved_concurrency,
                 description,
+                role: String::new(),
                 code,
                 publish: false,
             };

@@ -1,4 +1,4 @@
-//! `strato api-keys`: create, list and revoke API keys.
+//! `strato api-keys` and `strato access-keys`: create, list and revoke API keys and SigV4 access keys.
 
 use anyhow::Result;
 
@@ -6,28 +6,44 @@ use super::{err, open};
 use crate::config::{ApiKeysCommand, Global};
 
 #[allow(clippy::print_stdout, reason = "the command's output")]
-pub(super) async fn api_keys(g: &Global, cmd: ApiKeysCommand) -> Result<()> {
+pub(super) async fn api_keys(g: &Global, cmd: ApiKeysCommand, sigv4: bool) -> Result<()> {
     let strato = open(g).await?;
     match cmd {
         ApiKeysCommand::Create { name, role, models, mentors, grants, rate_per_sec, burst, daily_quota } => {
             let plan = strato_types::UsagePlan { rate_per_sec, burst, daily_quota };
             let grants = grants.iter().map(|g| parse_grant(g)).collect::<Result<Vec<_>>>()?;
             let req = strato_service::NewApiKey { name, role: Some(role), models, mentors, grants, plan };
-            let (key, secret) = strato.keys().create(req).await.map_err(err)?;
-            println!("created {} ({}, role {})", key.id, key.name, key.role);
-            println!("secret (shown once; send it as x-api-key): {secret}");
+            if sigv4 {
+                let (key, secret) = strato.keys().create_access_key(req).await.map_err(err)?;
+                println!("created {} ({}, role {})", key.id, key.name, key.role);
+                println!("# for ~/.aws/credentials or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (secret shown once):");
+                println!("aws_access_key_id = {}", key.access_key_id.unwrap_or_default());
+                println!("aws_secret_access_key = {secret}");
+            } else {
+                let (key, secret) = strato.keys().create(req).await.map_err(err)?;
+                println!("created {} ({}, role {})", key.id, key.name, key.role);
+                println!("secret (shown once; send it as x-api-key): {secret}");
+            }
         }
         ApiKeysCommand::List => {
-            let keys = strato.keys().list().await.map_err(err)?;
+            let keys: Vec<_> = strato
+                .keys()
+                .list()
+                .await
+                .map_err(err)?
+                .into_iter()
+                .filter(|k| k.access_key_id.is_some() == sigv4)
+                .collect();
             if keys.is_empty() {
-                println!("no API keys");
+                println!("{}", if sigv4 { "no access keys" } else { "no API keys" });
             }
             for k in keys {
                 let state = k.revoked_at.map_or("active".to_string(), |t| format!("revoked {}", t.to_rfc3339()));
                 let grants: Vec<String> = k.grants.iter().map(grant_text).collect();
                 println!(
-                    "{}  {:<6} {:<24} models={} mentors={} grants={}  {state}",
+                    "{}{}  {:<6} {:<24} models={} mentors={} grants={}  {state}",
                     k.id,
+                    k.access_key_id.as_deref().map(|a| format!(" {a}")).unwrap_or_default(),
                     k.role,
                     k.name,
                     k.models.join(","),

@@ -24,7 +24,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Worker(args) => worker::worker(&cli.global, args).await,
         Command::Jobs { command } => jobs::jobs(&cli.global, command).await,
         Command::Dlq { command } => dlq::dlq(&cli.global, command).await,
-        Command::ApiKeys { command } => keys::api_keys(&cli.global, command).await,
+        Command::ApiKeys { command } => keys::api_keys(&cli.global, command, false).await,
+        Command::AccessKeys { command } => keys::api_keys(&cli.global, command, true).await,
         Command::Functions { command } => functions::functions(&cli.global, command).await,
         Command::Train(args) => train::train(&cli.global, args).await,
         Command::Predict(args) => models::predict(&cli.global, args).await,
@@ -78,17 +79,21 @@ fn functions_options(g: &Global) -> strato_functions::FunctionsOptions {
 
 /// [`open_with`], with the capabilities built on the core (functions) returned beside it.
 async fn open_parts(g: &Global, mut o: StratoOptions) -> Result<(Strato, strato_functions::Functions)> {
-    if let Some(k) = &g.signing_key {
-        let key = hex::decode(k.trim()).map_err(|_| anyhow::anyhow!("--signing-key must be hex"))?;
-        if key.len() < 32 {
-            anyhow::bail!("--signing-key must be at least 32 bytes (64 hex digits)");
-        }
-        o.signing_key = Some(key);
-    }
+    o.signing_key = g.signing_key.as_deref().map(|k| server_key("--signing-key", k)).transpose()?;
+    o.secrets_key = g.secrets_key.as_deref().map(|k| server_key("--secrets-key", k)).transpose()?;
     let functions = strato_functions::FunctionsSlot::default();
     let strato = Strato::builder(o).register(functions.registrar(functions_options(g))).open().await.map_err(err)?;
     let functions = functions.get().ok_or_else(|| anyhow::anyhow!("the functions capability was not registered"))?;
     Ok((strato, functions))
+}
+
+/// A hex server key of at least 32 bytes.
+fn server_key(flag: &str, hex_text: &str) -> Result<Vec<u8>> {
+    let key = hex::decode(hex_text.trim()).map_err(|_| anyhow::anyhow!("{flag} must be hex"))?;
+    if key.len() < 32 {
+        anyhow::bail!("{flag} must be at least 32 bytes (64 hex digits)");
+    }
+    Ok(key)
 }
 
 /// A service error as a command's error.

@@ -12,6 +12,7 @@
 
 pub mod jwt;
 pub mod policy;
+pub mod sigv4;
 
 use std::sync::Arc;
 
@@ -148,6 +149,8 @@ pub enum Credential {
     Jwt,
     /// An API key (`x-api-key`).
     ApiKey,
+    /// A SigV4 signature made with an access key (AWS clients).
+    AccessKey,
     /// No credentials, on a public route.
     Anonymous,
 }
@@ -192,6 +195,7 @@ impl Principal {
     }
 
     fn from_api_key(key: strato_types::ApiKeyRecord) -> Self {
+        let credential = if key.access_key_id.is_some() { Credential::AccessKey } else { Credential::ApiKey };
         let role = match key.role.as_str() {
             "admin" => Role::Admin,
             "editor" => Role::Editor,
@@ -203,7 +207,7 @@ impl Principal {
         grants.extend(key.grants);
         Self {
             subject: key.id,
-            credential: Credential::ApiKey,
+            credential,
             role,
             grants: cap(grants, role),
             owned_mentors: Vec::new(),
@@ -374,7 +378,17 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
         .map(str::trim)
         .map(String::from);
 
-    let mut principal = if !auth.opts.enabled() {
+    let signed =
+        req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).is_some_and(sigv4::is_sigv4);
+    let mut principal = if signed {
+        match verify_signed(&state, req).await {
+            Ok((p, r)) => {
+                req = r;
+                p
+            }
+            Err(resp) => return *resp,
+        }
+    } else if !auth.opts.enabled() {
         Principal::admin("local", Credential::Open)
     } else if let Some(secret) = api_key {
         match state.strato.keys().for_secret(&secret).await {
@@ -395,6 +409,77 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
     principal.public_route = public;
     req.extensions_mut().insert(principal);
     next.run(req).await
+}
+
+/// Largest body of a SigV4-signed request: the signature covers the body's hash, so it is read whole first (a
+/// function's code archive, base64 in JSON, is the largest such body).
+const MAX_SIGNED_BODY: usize = 80 << 20;
+
+/// Checks a SigV4-signed request: the access key, the clock, the signature over the canonical request and the
+/// body. Refusals are in AWS's shape, since the caller is an AWS client. With no credentials configured at all, a
+/// signature by an unknown key is let through as the open server lets everyone (so `aws configure` with any key
+/// works on a loopback server), while a known key's signature is still checked.
+async fn verify_signed(state: &AppState, req: Request) -> Result<(Principal, Request), Box<Response>> {
+    use axum::http::StatusCode;
+    let refuse = |status: StatusCode, kind: &str, message: &str| Box::new(crate::aws_error(status, kind, message));
+    let header = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let parsed = sigv4::parse_authorization(&header)
+        .map_err(|e| refuse(StatusCode::FORBIDDEN, "IncompleteSignatureException", &e.to_string()))?;
+    // The key first: an unknown key never gets its body read.
+    let key = match state.strato.keys().for_access_key(&parsed.access_key_id).await {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!(error = %e.message, "cannot read an access key");
+            return Err(refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceException",
+                "cannot check the signature now",
+            ));
+        }
+    };
+    let Some((key, secret)) = key else {
+        if !state.auth.opts.enabled() {
+            return Ok((Principal::admin("local", Credential::Open), req));
+        }
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        ));
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_SIGNED_BODY).await.map_err(|_| {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestTooLargeException",
+            &format!("a signed request's body may be at most {MAX_SIGNED_BODY} bytes"),
+        )
+    })?;
+    let headers: Vec<(&str, &str)> =
+        parts.headers.iter().filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v))).collect();
+    let signed = sigv4::SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or_default(),
+        headers,
+        payload_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+    };
+    match sigv4::verify(&parsed, &signed, &secret, chrono::Utc::now()) {
+        Ok(()) => {}
+        Err(e @ sigv4::SigV4Error::Incomplete(_)) => {
+            return Err(refuse(StatusCode::FORBIDDEN, "IncompleteSignatureException", &e.to_string()))
+        }
+        Err(e) => {
+            tracing::info!(access_key_id = %parsed.access_key_id, reason = %e, "refused a SigV4 signature");
+            return Err(refuse(StatusCode::FORBIDDEN, "InvalidSignatureException", &e.to_string()));
+        }
+    }
+    Ok((Principal::from_api_key(key), Request::from_parts(parts, axum::body::Body::from(bytes))))
 }
 
 async fn resolve_bearer(auth: &Auth, token: &str) -> Result<Principal, Response> {

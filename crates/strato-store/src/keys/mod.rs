@@ -35,6 +35,8 @@ fn key_from_row(r: &impl Columns) -> Result<ApiKeyRecord> {
         plan,
         created_at: r.ts("created_at")?,
         revoked_at: r.opt_ts("revoked_at")?,
+        access_key_id: r.opt_text("access_key_id")?,
+        sealed_secret: r.opt_text("sealed_secret")?,
     })
 }
 
@@ -53,8 +55,8 @@ impl Keys<'_> {
         exec!(
             &mut c.conn(),
             sql!(
-                "INSERT INTO api_keys (id, name, secret_hash, role, grants, plan, created_at, revoked_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                "INSERT INTO api_keys (id, name, secret_hash, role, grants, plan, created_at, revoked_at, \
+                 access_key_id, sealed_secret) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             ),
             &key.id,
             &key.name,
@@ -63,7 +65,9 @@ impl Keys<'_> {
             grants,
             plan,
             key.created_at.timestamp_millis(),
-            key.revoked_at.map(|t| t.timestamp_millis())
+            key.revoked_at.map(|t| t.timestamp_millis()),
+            &key.access_key_id,
+            &key.sealed_secret
         );
         Ok(())
     }
@@ -82,6 +86,17 @@ impl Keys<'_> {
             key_from_row,
             sql!("SELECT * FROM api_keys WHERE secret_hash = $1"),
             secret_hash
+        ))
+    }
+
+    /// The key with this SigV4 access key id, revoked or not.
+    pub async fn by_access_key_id(&self, access_key_id: &str) -> Result<Option<ApiKeyRecord>> {
+        let c = &mut self.store.inner.db.read().await?;
+        Ok(fetch_optional!(
+            &mut c.conn(),
+            key_from_row,
+            sql!("SELECT * FROM api_keys WHERE access_key_id = $1"),
+            access_key_id
         ))
     }
 
