@@ -10,6 +10,10 @@ use crate::{FunctionError, Result};
 pub const TIMEOUT_RANGE: (u32, u32) = (1, 900);
 /// Smallest and largest memory size, in MB (Lambda's bounds).
 pub const MEMORY_RANGE: (u32, u32) = (128, 10_240);
+/// Longest run of the notebook model runner, in seconds (its runs are jobs, not held requests).
+pub const NOTEBOOK_MAX_TIMEOUT: u32 = 12 * 3600;
+/// The notebook model runner's runtime identifier.
+pub const NOTEBOOK_RUNTIME: &str = "strato.notebook";
 /// Lambda's default time limit, in seconds.
 pub const DEFAULT_TIMEOUT: u32 = 3;
 /// Lambda's default memory size, in MB.
@@ -22,6 +26,8 @@ pub enum Runtime {
     Python(String),
     /// `provided`, `provided.al2`, `provided.al2023`: the code's own executable `bootstrap`.
     Provided(String),
+    /// `strato.notebook`: the built-in model runner (Quetzal's contract), a job on the `notebooks` queue.
+    Notebook,
 }
 
 impl Runtime {
@@ -32,10 +38,13 @@ impl Runtime {
             Ok(Self::Python(s.to_string()))
         } else if matches!(s, "provided" | "provided.al2" | "provided.al2023") {
             Ok(Self::Provided(s.to_string()))
+        } else if s == NOTEBOOK_RUNTIME {
+            Ok(Self::Notebook)
         } else {
             Err(FunctionError::Invalid(format!(
-                "runtime {s:?} is not supported: use python3.<minor> (run by AWS's runtime client, awslambdaric) or \
-                 provided / provided.al2 / provided.al2023 (the code's own executable `bootstrap`)"
+                "runtime {s:?} is not supported: use python3.<minor> (run by AWS's runtime client, awslambdaric), \
+                 provided / provided.al2 / provided.al2023 (the code's own executable `bootstrap`) or \
+                 {NOTEBOOK_RUNTIME} (the notebook model runner)"
             )))
         }
     }
@@ -44,6 +53,7 @@ impl Runtime {
     pub fn as_str(&self) -> &str {
         match self {
             Self::Python(s) | Self::Provided(s) => s,
+            Self::Notebook => NOTEBOOK_RUNTIME,
         }
     }
 }
@@ -152,10 +162,11 @@ impl FunctionConfig {
         } else if matches!(runtime, Ok(Runtime::Python(_))) && !self.handler.contains('.') {
             problems.push(format!("handler {:?} must be module.function for a Python runtime", self.handler));
         }
-        if !(TIMEOUT_RANGE.0..=TIMEOUT_RANGE.1).contains(&self.timeout) {
+        let max_timeout = if matches!(runtime, Ok(Runtime::Notebook)) { NOTEBOOK_MAX_TIMEOUT } else { TIMEOUT_RANGE.1 };
+        if !(TIMEOUT_RANGE.0..=max_timeout).contains(&self.timeout) {
             problems.push(format!(
-                "timeout {} s is out of range: {} to {} seconds",
-                self.timeout, TIMEOUT_RANGE.0, TIMEOUT_RANGE.1
+                "timeout {} s is out of range: {} to {max_timeout} seconds",
+                self.timeout, TIMEOUT_RANGE.0
             ));
         }
         if !(MEMORY_RANGE.0..=MEMORY_RANGE.1).contains(&self.memory_size) {

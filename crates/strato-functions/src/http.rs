@@ -159,7 +159,16 @@ async fn run_invoke(
         }
         None => None,
     };
-    let req = InvokeRequest { payload: body, qualifier, client_context, identity: Some(identity(p)), request_id: None };
+    let grants =
+        (!p.can(Action::Admin, &ResourceRef::new(strato_types::ResourceKind::FILE, "*"))).then(|| p.grants.clone());
+    let req = InvokeRequest {
+        payload: body,
+        qualifier,
+        client_context,
+        identity: Some(identity(p)),
+        request_id: None,
+        grants,
+    };
     let kind = header(headers, "x-amz-invocation-type").unwrap_or_else(|| "RequestResponse".into());
     match kind.as_str() {
         "RequestResponse" => {

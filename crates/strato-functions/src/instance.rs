@@ -282,6 +282,10 @@ pub(crate) fn argv(
             argv.extend([python.display().to_string(), "-m".into(), "awslambdaric".into(), handler.to_string()]);
         }
         crate::config::Runtime::Provided(_) => argv.push(task_root.join("bootstrap").display().to_string()),
+        // Never started as an instance: its invocations are jobs (`notebook.rs`).
+        crate::config::Runtime::Notebook => {
+            argv.extend([python.display().to_string(), "-c".into(), "raise SystemExit('run as a job')".into()]);
+        }
     }
     argv
 }

@@ -87,6 +87,7 @@ impl Worker for InvokeEventWorker {
             client_context: a.client_context,
             identity: a.identity,
             request_id: Some(a.request_id),
+            grants: None,
         };
         let r = self.functions.invoke(&a.function, req).await.map_err(|e| match e {
             crate::FunctionError::NotFound(_)

@@ -15,6 +15,7 @@ mod http;
 mod instance;
 mod jobs;
 mod logs;
+mod notebook;
 mod pool;
 mod runtime_api;
 mod service;
@@ -24,6 +25,7 @@ use std::sync::{Arc, OnceLock};
 pub use config::{CodeRef, FunctionConfig, Runtime};
 pub use http::{api_routes, routes};
 pub use jobs::{InvokeEventArgs, InvokeEventWorker};
+pub use notebook::{NotebookRunArgs, NotebookWorker};
 pub use runtime_api::MAX_PAYLOAD_BYTES;
 pub use service::{
     ConfigPatch, FunctionView, Functions, FunctionsOptions, InvokeRequest, InvokeResponse, NewCode, NewFunction,
@@ -98,6 +100,7 @@ impl FunctionsSlot {
         move |r| {
             let functions = Functions::new(r.store.clone(), r.blobs.clone(), opts);
             r.workers.add(InvokeEventWorker::new(functions.clone()));
+            r.workers.add(NotebookWorker::new(functions.clone()));
             r.resources.register(FUNCTION);
             let _ = slot.set(functions);
         }

@@ -189,6 +189,9 @@ pub struct InvokeRequest {
     pub identity: Option<serde_json::Value>,
     /// A request id to use (an asynchronous invocation keeps its own across retries).
     pub request_id: Option<String>,
+    /// The caller's grants, when it is not trusted with everything: a notebook model reads and writes its
+    /// scenario's files, so the caller must be allowed to change them.
+    pub grants: Option<Vec<strato_types::Grant>>,
 }
 
 /// What an invocation returned.
@@ -263,6 +266,101 @@ impl Functions {
     /// The options.
     pub fn options(&self) -> &FunctionsOptions {
         &self.0.opts
+    }
+
+    /// Blob storage (the notebook runner reads and writes Strato's files there).
+    pub(crate) fn blobs(&self) -> &BlobStore {
+        &self.0.blobs
+    }
+
+    /// A notebook model's configuration, version and unpacked code.
+    pub(crate) async fn notebook_code(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(FunctionConfig, String, PathBuf)> {
+        let (config, version, _) = self.resolve(name, qualifier).await?;
+        if config.runtime()? != Runtime::Notebook {
+            return Err(FunctionError::Invalid(format!(
+                "function {name:?} is not a {} function",
+                crate::config::NOTEBOOK_RUNTIME
+            )));
+        }
+        let dir = self
+            .code_dir(&config.code)
+            .await?
+            .ok_or_else(|| FunctionError::Internal("the function has no code".into()))?;
+        Ok((config, version, dir))
+    }
+
+    /// Queues a run of a notebook model; returns its job id. Its time limit is the function's timeout.
+    async fn enqueue_notebook(
+        &self,
+        name: &str,
+        config: &FunctionConfig,
+        req: &InvokeRequest,
+        request_id: &str,
+    ) -> Result<String> {
+        let event: serde_json::Value = serde_json::from_slice(&req.payload)
+            .map_err(|e| FunctionError::Invalid(format!("a notebook model's event must be JSON: {e}")))?;
+        let parsed = crate::notebook::parse_event(&event)?;
+        let files = strato_types::ResourceRef::new(strato_types::ResourceKind::FILE, parsed.scenario());
+        if let Some(grants) = &req.grants {
+            if !grants.iter().any(|g| g.allows(&files, strato_types::Action::Edit)) {
+                return Err(FunctionError::Forbidden(format!(
+                    "the caller may not change files under {:?}, which this model reads and writes",
+                    parsed.scenario()
+                )));
+            }
+        }
+        let args = crate::notebook::NotebookRunArgs {
+            function: name.to_string(),
+            qualifier: req.qualifier.clone(),
+            event,
+            request_id: request_id.to_string(),
+        };
+        let mut job = strato_types::NewJob::of(&args).map_err(|e| FunctionError::Internal(e.message))?;
+        job.timeout = Duration::from_secs(u64::from(config.timeout));
+        job.max_attempts = 1 + config.maximum_retry_attempts.unwrap_or(0) as i32;
+        Ok(self.0.store.queue().enqueue(job).await?.job.id)
+    }
+
+    /// Runs a notebook model and waits for it: the job's result is the response, its error the function error.
+    async fn invoke_notebook(
+        &self,
+        name: &str,
+        config: &FunctionConfig,
+        version: String,
+        req: InvokeRequest,
+    ) -> Result<InvokeResponse> {
+        let request_id = req.request_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let job_id = self.enqueue_notebook(name, config, &req, &request_id).await?;
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let Some(job) = self.0.store.queue().get(&job_id).await? else {
+                return Err(FunctionError::Internal(format!("the run's job {job_id} disappeared")));
+            };
+            let (payload, function_error) = match job.status {
+                strato_types::JobStatus::Success => (job.result.unwrap_or_default().to_string(), None),
+                strato_types::JobStatus::Failure | strato_types::JobStatus::Cancelled => {
+                    let error = job.error.unwrap_or_else(|| "cancelled".into());
+                    let doc = serde_json::from_str::<serde_json::Value>(&error)
+                        .ok()
+                        .filter(|d| d.get("errorType").is_some())
+                        .unwrap_or_else(|| json!({"errorType": "NotebookError", "errorMessage": error}));
+                    (doc.to_string(), Some("Unhandled".to_string()))
+                }
+                _ => continue,
+            };
+            let log = format!("START RequestId: {request_id} Version: {version}\n[strato] job {job_id}: see the scenario's logs/\nEND RequestId: {request_id}\n");
+            return Ok(InvokeResponse {
+                request_id,
+                payload: payload.into(),
+                function_error,
+                executed_version: version,
+                log,
+            });
+        }
     }
 
     /// A function's ARN, qualified when `version` is given.
@@ -466,7 +564,11 @@ impl Functions {
         let payload = String::from_utf8(req.payload.to_vec())
             .map_err(|_| FunctionError::Invalid("the event must be UTF-8 text (JSON)".into()))?;
         let (config, _, _) = self.resolve(name, req.qualifier.as_deref()).await?;
-        let request_id = req.request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let request_id = req.request_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if config.runtime()? == Runtime::Notebook {
+            self.enqueue_notebook(name, &config, &req, &request_id).await?;
+            return Ok(request_id);
+        }
         let args = crate::InvokeEventArgs {
             function: name.to_string(),
             qualifier: req.qualifier,
@@ -496,6 +598,9 @@ impl Functions {
             )));
         }
         let (config, version, doc) = self.resolve(name, req.qualifier.as_deref()).await?;
+        if config.runtime()? == Runtime::Notebook {
+            return self.invoke_notebook(name, &config, version, req).await;
+        }
         let key = PoolKey { function: name.to_string(), version: version.clone(), revision: doc.revision };
         let request_id = req.request_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let (instance, cold) = match self.0.pools.acquire(&key, config.reserved_concurrency) {
