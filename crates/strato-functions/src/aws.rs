@@ -1,6 +1,7 @@
 //! Lambda's control-plane REST API (`/2015-03-31/functions…`), so the AWS CLI and boto3 manage functions
 //! unchanged: CreateFunction, GetFunction, GetFunctionConfiguration, ListFunctions, UpdateFunctionCode,
-//! UpdateFunctionConfiguration, PublishVersion, ListVersionsByFunction, DeleteFunction and PutFunctionConcurrency.
+//! UpdateFunctionConfiguration, PublishVersion, ListVersionsByFunction, DeleteFunction, PutFunctionConcurrency and
+//! the alias operations (CreateAlias, GetAlias, ListAliases, UpdateAlias, DeleteAlias).
 //! Bodies and errors are Lambda's (PascalCase JSON; the error's type in `x-amzn-ErrorType`). Callers sign with
 //! SigV4 access keys (checked by the gateway) or use any other credential; grants decide as on every route:
 //! reading needs `read` on the function, everything else `edit`.
@@ -34,6 +35,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(update_function_code))
         .routes(routes!(publish_version, list_versions_by_function))
         .routes(routes!(put_function_concurrency))
+        .routes(routes!(create_alias, list_aliases))
+        .routes(routes!(get_alias, update_alias, delete_alias))
 }
 
 /// An error as Lambda's control plane answers it.
@@ -565,4 +568,140 @@ async fn put_function_concurrency(
     let patch = ConfigPatch { reserved_concurrency: Some(b.reserved_concurrent_executions), ..Default::default() };
     functions.update_config(&name, patch).await?;
     Ok(Json(json!({"ReservedConcurrentExecutions": b.reserved_concurrent_executions})).into_response())
+}
+
+// ---- Aliases ----
+
+/// An `AliasConfiguration` as Lambda returns it.
+fn alias_configuration(functions: &Functions, a: &crate::Alias) -> Value {
+    json!({
+        "AliasArn": functions.arn(&a.function, Some(&a.name)),
+        "Name": a.name,
+        "FunctionVersion": a.function_version,
+        "Description": a.description,
+        "RevisionId": a.revision.to_string(),
+    })
+}
+
+/// Weighted routing between two versions is not supported.
+#[derive(Deserialize, utoipa::ToSchema, Default)]
+#[serde(rename_all = "PascalCase")]
+struct RoutingInput {
+    #[serde(default)]
+    additional_version_weights: BTreeMap<String, f64>,
+}
+
+fn no_routing(r: Option<RoutingInput>) -> Result<(), AwsError> {
+    if r.is_some_and(|r| !r.additional_version_weights.is_empty()) {
+        return Err(invalid("weighted aliases (RoutingConfig.AdditionalVersionWeights) are not supported"));
+    }
+    Ok(())
+}
+
+/// `CreateAlias`'s body.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "PascalCase")]
+struct CreateAliasBody {
+    name: String,
+    function_version: String,
+    #[serde(default)]
+    description: String,
+    routing_config: Option<RoutingInput>,
+}
+
+#[utoipa::path(post, path = "/2015-03-31/functions/{name}/aliases", tag = "lambda",
+    params(("name" = String, Path, description = "Function name or ARN")), request_body = CreateAliasBody,
+    responses((status = 201, description = "AliasConfiguration", body = serde_json::Value)))]
+/// Lambda's CreateAlias.
+async fn create_alias(
+    Extension(functions): Extension<Functions>,
+    p: Principal,
+    Path(raw): Path<String>,
+    raw_body: axum::body::Bytes,
+) -> Result<Response, AwsError> {
+    let (name, _) = authorize(&functions, &p, &raw, Action::Edit, "CreateAlias")?;
+    let b: CreateAliasBody = body(&raw_body)?;
+    no_routing(b.routing_config)?;
+    let a = functions.create_alias(&name, &b.name, &b.function_version, &b.description).await?;
+    Ok((StatusCode::CREATED, Json(alias_configuration(&functions, &a))).into_response())
+}
+
+#[utoipa::path(get, path = "/2015-03-31/functions/{name}/aliases", tag = "lambda",
+    params(("name" = String, Path, description = "Function name or ARN")),
+    responses((status = 200, description = "Aliases", body = serde_json::Value)))]
+/// Lambda's ListAliases (one page).
+async fn list_aliases(
+    Extension(functions): Extension<Functions>,
+    p: Principal,
+    Path(raw): Path<String>,
+) -> Result<Response, AwsError> {
+    let (name, _) = authorize(&functions, &p, &raw, Action::Read, "ListAliases")?;
+    let aliases = functions.aliases(&name).await?;
+    let list: Vec<Value> = aliases.iter().map(|a| alias_configuration(&functions, a)).collect();
+    Ok(Json(json!({"Aliases": list})).into_response())
+}
+
+#[utoipa::path(get, path = "/2015-03-31/functions/{name}/aliases/{alias}", tag = "lambda",
+    params(("name" = String, Path, description = "Function name or ARN"), ("alias" = String, Path, description = "Alias")),
+    responses((status = 200, description = "AliasConfiguration", body = serde_json::Value)))]
+/// Lambda's GetAlias.
+async fn get_alias(
+    Extension(functions): Extension<Functions>,
+    p: Principal,
+    Path((raw, alias)): Path<(String, String)>,
+) -> Result<Response, AwsError> {
+    let (name, _) = authorize(&functions, &p, &raw, Action::Read, "GetAlias")?;
+    let a = functions.alias(&name, &alias).await?;
+    Ok(Json(alias_configuration(&functions, &a)).into_response())
+}
+
+/// `UpdateAlias`'s body.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "PascalCase")]
+struct UpdateAliasBody {
+    function_version: Option<String>,
+    description: Option<String>,
+    revision_id: Option<String>,
+    routing_config: Option<RoutingInput>,
+}
+
+#[utoipa::path(put, path = "/2015-03-31/functions/{name}/aliases/{alias}", tag = "lambda",
+    params(("name" = String, Path, description = "Function name or ARN"), ("alias" = String, Path, description = "Alias")),
+    request_body = UpdateAliasBody,
+    responses((status = 200, description = "AliasConfiguration", body = serde_json::Value)))]
+/// Lambda's UpdateAlias: points it at another version.
+async fn update_alias(
+    Extension(functions): Extension<Functions>,
+    p: Principal,
+    Path((raw, alias)): Path<(String, String)>,
+    raw_body: axum::body::Bytes,
+) -> Result<Response, AwsError> {
+    let (name, _) = authorize(&functions, &p, &raw, Action::Edit, "UpdateAlias")?;
+    let b: UpdateAliasBody = body(&raw_body)?;
+    no_routing(b.routing_config)?;
+    let revision = revision(b.revision_id.as_deref())?;
+    let a = functions
+        .update_alias(&name, &alias, b.function_version.as_deref(), b.description.as_deref(), revision)
+        .await
+        .map_err(|e| match e {
+            FunctionError::Conflict(m) if revision.is_some() => {
+                AwsError::new(StatusCode::PRECONDITION_FAILED, "PreconditionFailedException", m)
+            }
+            e => e.into(),
+        })?;
+    Ok(Json(alias_configuration(&functions, &a)).into_response())
+}
+
+#[utoipa::path(delete, path = "/2015-03-31/functions/{name}/aliases/{alias}", tag = "lambda",
+    params(("name" = String, Path, description = "Function name or ARN"), ("alias" = String, Path, description = "Alias")),
+    responses((status = 204, description = "Deleted")))]
+/// Lambda's DeleteAlias.
+async fn delete_alias(
+    Extension(functions): Extension<Functions>,
+    p: Principal,
+    Path((raw, alias)): Path<(String, String)>,
+) -> Result<Response, AwsError> {
+    let (name, _) = authorize(&functions, &p, &raw, Action::Edit, "DeleteAlias")?;
+    functions.delete_alias(&name, &alias).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -8,6 +8,7 @@
 //! and concurrency), `service.rs` ([`Functions`]: functions, versions, invocations, logs), `jobs.rs` (asynchronous
 //! invocations on the job queue), `http.rs` (the routes).
 
+mod aliases;
 mod aws;
 pub mod code;
 pub mod config;
@@ -22,6 +23,7 @@ mod service;
 
 use std::sync::{Arc, OnceLock};
 
+pub use aliases::Alias;
 pub use config::{CodeRef, FunctionConfig, Runtime};
 pub use http::{api_routes, routes};
 pub use jobs::{InvokeEventArgs, InvokeEventWorker};

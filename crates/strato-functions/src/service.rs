@@ -268,6 +268,11 @@ impl Functions {
         &self.0.opts
     }
 
+    /// The metadata store.
+    pub(crate) fn store(&self) -> &Store {
+        &self.0.store
+    }
+
     /// Blob storage (the notebook runner reads and writes Strato's files there).
     pub(crate) fn blobs(&self) -> &BlobStore {
         &self.0.blobs
@@ -536,6 +541,7 @@ impl Functions {
             return Err(not_found(name));
         }
         docs.delete_prefix(VERSION_DOC, &format!("{name}:")).await?;
+        docs.delete_prefix(crate::aliases::ALIAS_DOC, &format!("{name}:")).await?;
         tx.commit().await?;
         self.0.pools.retire(name);
         Ok(())
@@ -844,10 +850,16 @@ impl Functions {
                 })?;
                 Ok((parse(&d)?, q.to_string(), d))
             }
-            Some(q) => Err(FunctionError::NotFound(format!(
-                "Function not found: {} (aliases are not supported yet; use $LATEST or a version number)",
-                self.arn(name, Some(q))
-            ))),
+            Some(q) => {
+                // An alias: resolved to what it points at now (never to another alias).
+                let alias = self.alias(name, q).await.map_err(|e| match e {
+                    FunctionError::NotFound(_) => {
+                        FunctionError::NotFound(format!("Function not found: {}", self.arn(name, Some(q))))
+                    }
+                    e => e,
+                })?;
+                Box::pin(self.resolve(name, Some(&alias.function_version))).await
+            }
         }
     }
 

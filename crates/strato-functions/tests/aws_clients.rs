@@ -1,7 +1,7 @@
 //! AWS's own clients against a running Strato: the AWS CLI and boto3 (both from PyPI, unmodified) manage and invoke
 //! functions through Lambda's REST API, signing with Strato access keys (SigV4). A wrong secret, a stale date, a
 //! body changed after signing and an unknown key are each refused with 403 in AWS's error shape, and a team's key
-//! is refused every call on another team's function.
+//! is refused every call on another team's function. Aliases route invocations to the version they name.
 //!
 //! Needs `STRATO_TEST_LAMBDA_PYTHON`: an interpreter with `awslambdaric`, `boto3` and `awscli` installed, its `aws`
 //! beside it (`.ci/run` makes one); each test says so and returns when it is unset.
@@ -211,6 +211,16 @@ async fn the_aws_cli_and_boto3_manage_and_invoke_functions_with_access_keys() {
     assert_eq!(v["invoke_version_1"], "1");
     assert_eq!(v["get"], 9);
     assert_eq!(v["versions"], json!(["$LATEST", "1"]));
+    assert_eq!(
+        v["alias"],
+        json!({"AliasArn": "arn:aws:lambda:us-east-1:000000000000:function:team-a-boto3:live", "Name": "live",
+            "FunctionVersion": "1", "Description": "what users get"})
+    );
+    assert_eq!((v["invoke_alias"].as_str(), v["invoke_alias_in_name"].as_str()), (Some("1"), Some("1")));
+    assert_eq!(v["alias_moved"], json!(["$LATEST", "$LATEST"]));
+    assert_eq!(v["alias_bad_version"]["code"], "ResourceNotFoundException", "{}", v["alias_bad_version"]);
+    assert_eq!(v["aliases"], json!(["live"]));
+    assert_eq!(v["alias_deleted"]["code"], "ResourceNotFoundException");
 
     refused(&v["wrong_secret"], "InvalidSignatureException", "wrong secret");
     assert!(v["wrong_secret"]["message"].as_str().unwrap().contains("signature we calculated does not match"));

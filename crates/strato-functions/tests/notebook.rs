@@ -105,7 +105,8 @@ async fn a_quetzal_model_runs_on_its_scenario_and_chains_its_event() {
     assert!(get_file(&s, "test/inputs/params.json").await.is_none(), "unchanged model files are not uploaded");
 
     // A failing cell: the invocation fails with the traceback, and the log is kept.
-    let (status, headers, body) = common::body(s.invoke("quetzal-test", &seed_event("failing", "test/"), &[]).await).await;
+    let (status, headers, body) =
+        common::body(s.invoke("quetzal-test", &seed_event("failing", "test/"), &[]).await).await;
     assert_eq!((status, h(&headers, "x-amz-function-error")), (200, Some("Unhandled")));
     assert_eq!(body["errorType"], "NotebookError");
     let message = body["errorMessage"].as_str().unwrap();
@@ -117,7 +118,8 @@ async fn a_quetzal_model_runs_on_its_scenario_and_chains_its_event() {
     assert!(log.contains("Traceback (most recent call last)") && log.contains("[strato] run failed"), "{log}");
 
     // papermill for a notebook with a `parameters` cell, its executed copy kept under the scenario.
-    let (status, headers, body) = common::body(s.invoke("quetzal-test", &seed_event("parametrised", "test/"), &[]).await).await;
+    let (status, headers, body) =
+        common::body(s.invoke("quetzal-test", &seed_event("parametrised", "test/"), &[]).await).await;
     assert_eq!((status, h(&headers, "x-amz-function-error")), (200, None), "{body}");
     let out: Value = serde_json::from_str(&get_file(&s, "test/outputs/papermill.json").await.unwrap()).unwrap();
     assert_eq!(out, json!({"params": {"some_param": "value"}, "training_folder": "/tmp"}));
@@ -132,7 +134,8 @@ async fn a_quetzal_model_runs_on_its_scenario_and_chains_its_event() {
 
     // 100,000 tqdm updates: the run completes and the log keeps the bar's last state, not every redraw.
     let started = Instant::now();
-    let (status, headers, body) = common::body(s.invoke("quetzal-test", &seed_event("progress", "test/"), &[]).await).await;
+    let (status, headers, body) =
+        common::body(s.invoke("quetzal-test", &seed_event("progress", "test/"), &[]).await).await;
     assert_eq!((status, h(&headers, "x-amz-function-error")), (200, None), "{body}");
     let log = get_file(&s, "test/logs/progress.txt").await.unwrap();
     assert!(log.contains("100000/100000") && log.contains("total 4999950000"), "{log}");
