@@ -450,6 +450,6 @@ async fn logs(
 ) -> Result<Response, ApiError> {
     p.may(Action::Read, &resource(&name))?;
     functions.exists(&name, None).await.map_err(native)?;
-    let text = functions.logs(&name, q.max_bytes.unwrap_or(64 << 10).min(4 << 20));
+    let text = functions.logs(&name, q.max_bytes.unwrap_or(64 << 10).min(4 << 20)).await;
     Ok(([("content-type", "text/plain; charset=utf-8")], text).into_response())
 }

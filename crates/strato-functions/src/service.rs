@@ -235,16 +235,16 @@ impl Functions {
     /// Functions over the service's store and blob storage.
     pub fn new(store: Store, blobs: BlobStore, opts: FunctionsOptions) -> Self {
         let cache = CodeCache::new(opts.work_dir.join("code"));
-        let logs = LogStore::new(opts.work_dir.join("logs"));
+        let logs = LogStore::new(blobs.clone());
         let pools = Pools::new(opts.max_instances);
         Self(Arc::new(Inner { store, blobs, cache, logs, pools, opts, reaper: Default::default() }))
     }
 
-    /// Starts the background task that stops idle instances and deletes old logs (needs a Tokio runtime); the
-    /// task ends when the last clone of these functions is dropped.
+    /// Starts the background task that stops idle instances, writes pending log lines and deletes old logs (needs a
+    /// Tokio runtime); the task ends when the last clone of these functions is dropped.
     pub fn start_maintenance(&self) {
         let weak = Arc::downgrade(&self.0);
-        let every = (self.0.opts.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        let every = (self.0.opts.idle_timeout / 4).clamp(Duration::from_millis(100), crate::logs::FLUSH_EVERY);
         let task = tokio::spawn(async move {
             let mut last_logs = Instant::now() - Duration::from_secs(3600);
             loop {
@@ -254,9 +254,10 @@ impl Functions {
                 if stopped > 0 {
                     tracing::info!(stopped, "stopped idle function instances");
                 }
+                inner.logs.flush(None).await;
                 if last_logs.elapsed() > Duration::from_secs(600) {
                     last_logs = Instant::now();
-                    inner.logs.expire(inner.opts.log_ttl);
+                    inner.logs.expire(inner.opts.log_ttl).await;
                 }
             }
         });
@@ -544,6 +545,7 @@ impl Functions {
         docs.delete_prefix(crate::aliases::ALIAS_DOC, &format!("{name}:")).await?;
         tx.commit().await?;
         self.0.pools.retire(name);
+        self.0.logs.delete(name).await;
         Ok(())
     }
 
@@ -552,9 +554,23 @@ impl Functions {
         self.0.pools.counts(name)
     }
 
-    /// The newest log text of a function, at most `max_bytes` (whole lines).
-    pub fn logs(&self, name: &str, max_bytes: usize) -> String {
-        self.0.logs.tail(name, max_bytes)
+    /// The newest log text of a function, at most `max_bytes` (whole lines), from every process sharing the storage.
+    pub async fn logs(&self, name: &str, max_bytes: usize) -> String {
+        self.0.logs.tail(name, max_bytes).await
+    }
+
+    /// Writes every pending log line to storage now (before a process exits).
+    pub async fn flush_logs(&self) {
+        self.0.logs.flush(None).await;
+    }
+
+    /// Adds an invocation's log; writes the function's pending lines in the background when they are many.
+    fn append_log(&self, name: &str, text: &str) {
+        if self.0.logs.append(name, text) {
+            let this = self.clone();
+            let name = name.to_string();
+            tokio::spawn(async move { this.0.logs.flush(Some(&name)).await });
+        }
     }
 
     /// Queues an asynchronous invocation (Lambda's `Event` type); returns its request id. It runs on the
@@ -630,7 +646,7 @@ impl Functions {
                         "START RequestId: {request_id} Version: {version}\n{}\nEND RequestId: {request_id}\n",
                         body["errorMessage"].as_str().unwrap_or_default()
                     );
-                    self.0.logs.append(name, &log);
+                    self.append_log(name, &log);
                     return Ok(InvokeResponse {
                         request_id,
                         payload: body.to_string().into(),
@@ -705,7 +721,7 @@ impl Functions {
         let log = format!(
             "START RequestId: {request_id} Version: {version}\n{output}{extra}END RequestId: {request_id}\n{report}\n"
         );
-        self.0.logs.append(name, &log);
+        self.append_log(name, &log);
         self.0.pools.release(&key, Some(instance));
         Ok(InvokeResponse { request_id, payload, function_error, executed_version: version, log })
     }

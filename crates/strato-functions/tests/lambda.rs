@@ -308,7 +308,7 @@ async fn event_invocations_are_retried_dead_lettered_and_replayed() {
     assert_eq!(stored.payload["payload"], json!({"action": "raise", "why": "always"}).to_string(), "the event is kept");
     assert_eq!(stored.payload["request_id"], bad_id.as_str());
     assert!(dead["error"].as_str().unwrap().contains("bad input: always"), "{dead}");
-    let logs = s.functions.logs("events", 1 << 20);
+    let logs = s.functions.logs("events", 1 << 20).await;
     assert!(logs.contains(&format!("START RequestId: {ok_id}")), "the good event ran: {logs}");
     assert_eq!(logs.matches(&format!("START RequestId: {bad_id}")).count(), 2, "one request id across its attempts");
     // Replayed after a fix: it runs again, once, and succeeds.
@@ -327,7 +327,7 @@ async fn event_invocations_are_retried_dead_lettered_and_replayed() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(job.result.as_ref().map(|r| &r["result"]), Some(&json!({"fixed": true})), "{job:?}");
-    let logs = s.functions.logs("events", 1 << 20);
+    let logs = s.functions.logs("events", 1 << 20).await;
     assert_eq!(logs.matches(&format!("START RequestId: {bad_id}")).count(), 3, "replayed once: {logs}");
     s.stop().await;
 }

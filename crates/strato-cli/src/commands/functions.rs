@@ -93,6 +93,7 @@ pub(super) async fn functions(g: &Global, cmd: FunctionsCommand) -> Result<()> {
             };
             let req = InvokeRequest { payload: payload.into_bytes().into(), qualifier, ..Default::default() };
             let r = functions.invoke(&name, req).await.map_err(fe)?;
+            functions.flush_logs().await;
             eprint!("{}", r.log);
             println!("{}", String::from_utf8_lossy(&r.payload));
             if let Some(e) = r.function_error {
@@ -104,7 +105,7 @@ pub(super) async fn functions(g: &Global, cmd: FunctionsCommand) -> Result<()> {
         }
         FunctionsCommand::Logs { name, max_bytes } => {
             functions.exists(&name, None).await.map_err(fe)?;
-            print!("{}", functions.logs(&name, max_bytes));
+            print!("{}", functions.logs(&name, max_bytes).await);
         }
         FunctionsCommand::Delete { name } => {
             functions.delete(&name).await.map_err(fe)?;

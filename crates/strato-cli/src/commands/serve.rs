@@ -56,13 +56,14 @@ pub(super) async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         g.data_dir.display(),
         strato.describe_backends()
     );
-    let app = strato_http::router_with(strato.clone(), http, vec![strato_functions::routes(functions)]);
+    let app = strato_http::router_with(strato.clone(), http, vec![strato_functions::routes(functions.clone())]);
     // The peer address keys anonymous callers' rate limits.
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("shutting down; interrupted jobs are re-run after restart");
     pool.shutdown().await;
+    functions.flush_logs().await;
     strato.close().await;
     Ok(())
 }

@@ -23,6 +23,7 @@ pub(super) async fn worker(g: &Global, args: WorkerArgs) -> Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down; running jobs go back to the queue");
     pool.shutdown().await;
+    functions.flush_logs().await;
     strato.close().await;
     Ok(())
 }
