@@ -82,7 +82,12 @@ async fn open_parts(g: &Global, mut o: StratoOptions) -> Result<(Strato, strato_
     o.signing_key = g.signing_key.as_deref().map(|k| server_key("--signing-key", k)).transpose()?;
     o.secrets_key = g.secrets_key.as_deref().map(|k| server_key("--secrets-key", k)).transpose()?;
     let functions = strato_functions::FunctionsSlot::default();
-    let strato = Strato::builder(o).register(functions.registrar(functions_options(g))).open().await.map_err(err)?;
+    let strato = Strato::builder(o)
+        .register(functions.registrar(functions_options(g)))
+        .register(strato_workflows::registrar())
+        .open()
+        .await
+        .map_err(err)?;
     let functions = functions.get().ok_or_else(|| anyhow::anyhow!("the functions capability was not registered"))?;
     Ok((strato, functions))
 }

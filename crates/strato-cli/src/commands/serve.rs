@@ -56,7 +56,9 @@ pub(super) async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         g.data_dir.display(),
         strato.describe_backends()
     );
-    let app = strato_http::router_with(strato.clone(), http, vec![strato_functions::routes(functions.clone())]);
+    let workflows = strato_workflows::Workflows::new(strato.store().clone(), functions.clone());
+    let capabilities = vec![strato_functions::routes(functions.clone()), strato_workflows::routes(workflows)];
+    let app = strato_http::router_with(strato.clone(), http, capabilities);
     // The peer address keys anonymous callers' rate limits.
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())

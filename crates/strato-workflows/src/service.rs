@@ -1,0 +1,350 @@
+//! [`Workflows`]: state machines kept as documents in the store, express executions run in memory by the
+//! interpreter, and Task states calling Strato's functions as Lambda's integrations do.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use strato_functions::{FunctionError, Functions, InvokeRequest};
+use strato_store::{Document, Store};
+
+use crate::definition::{Diagnostic, Machine};
+use crate::error::StatesError;
+use crate::interpreter::{self, TaskRunner};
+
+const MACHINE_DOC: &str = "state-machine";
+
+/// What went wrong with a workflow operation, as the Step Functions API names it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WorkflowError {
+    /// `StateMachineDoesNotExist`, `ExecutionDoesNotExist`, ….
+    #[error("{1}")]
+    NotFound(&'static str, String),
+    /// `StateMachineAlreadyExists`, ….
+    #[error("{1}")]
+    Conflict(&'static str, String),
+    /// `InvalidDefinition`, `InvalidName`, `InvalidArn`, `ValidationException`, ….
+    #[error("{1}")]
+    Invalid(&'static str, String),
+    /// Strato's side failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<strato_store::StoreError> for WorkflowError {
+    fn from(e: strato_store::StoreError) -> Self {
+        Self::Internal(format!("the metadata store: {e}"))
+    }
+}
+
+type Result<T> = std::result::Result<T, WorkflowError>;
+
+/// A state machine as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateMachine {
+    /// Its name.
+    pub name: String,
+    /// The definition, as given.
+    pub definition: String,
+    /// The role ARN clients send (kept and shown only).
+    #[serde(default)]
+    pub role_arn: String,
+    /// `STANDARD` or `EXPRESS`.
+    pub kind: String,
+    /// When it was created.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When it last changed.
+    #[serde(default)]
+    pub updated_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A finished express execution.
+#[derive(Debug, Clone)]
+pub struct SyncExecution {
+    /// Its ARN.
+    pub arn: String,
+    /// Its name.
+    pub name: String,
+    /// `SUCCEEDED`, `FAILED` or `TIMED_OUT`.
+    pub status: &'static str,
+    /// The output (succeeded).
+    pub output: Option<Value>,
+    /// The error (failed).
+    pub error: Option<StatesError>,
+    /// When it started and stopped.
+    pub started: chrono::DateTime<chrono::Utc>,
+    pub stopped: chrono::DateTime<chrono::Utc>,
+}
+
+/// Workflows: state machines and their executions.
+#[derive(Clone)]
+pub struct Workflows(Arc<Inner>);
+
+struct Inner {
+    store: Store,
+    functions: Functions,
+    region: String,
+    account: String,
+}
+
+/// Step Functions' names: 1-80 characters, none of whitespace, brackets, wildcards, or special characters.
+pub fn validate_name(name: &str) -> Result<()> {
+    let bad = name.is_empty()
+        || name.chars().count() > 80
+        || name.chars().any(|c| c.is_whitespace() || c.is_control() || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c));
+    if bad {
+        return Err(WorkflowError::Invalid("InvalidName", format!("Invalid Name: '{name}'")));
+    }
+    Ok(())
+}
+
+impl Workflows {
+    /// Workflows over the store, calling `functions` for Lambda tasks.
+    pub fn new(store: Store, functions: Functions) -> Self {
+        let region = functions.options().region.clone();
+        let account = functions.options().account.clone();
+        Self(Arc::new(Inner { store, functions, region, account }))
+    }
+
+    /// A state machine's ARN.
+    pub fn arn(&self, name: &str) -> String {
+        format!("arn:aws:states:{}:{}:stateMachine:{name}", self.0.region, self.0.account)
+    }
+
+    /// The name a state machine ARN names.
+    pub fn name_of(&self, arn: &str) -> Result<String> {
+        let prefix = format!("arn:aws:states:{}:{}:stateMachine:", self.0.region, self.0.account);
+        match arn.strip_prefix(&prefix) {
+            Some(name) if !name.is_empty() && !name.contains(':') => Ok(name.to_string()),
+            _ => Err(WorkflowError::Invalid(
+                "InvalidArn",
+                format!("Invalid Arn: 'Resource type not valid in this context: {arn}'"),
+            )),
+        }
+    }
+
+    /// Checks a definition: every problem at once.
+    pub fn validate(&self, definition: &str) -> std::result::Result<Machine, Vec<Diagnostic>> {
+        Machine::parse(definition)
+    }
+
+    fn machine_of(&self, d: &Document) -> Result<StateMachine> {
+        serde_json::from_value(d.body.clone())
+            .map_err(|e| WorkflowError::Internal(format!("stored state machine {:?} is unreadable: {e}", d.id)))
+    }
+
+    /// Creates a state machine.
+    pub async fn create(
+        &self,
+        name: &str,
+        definition: &str,
+        role_arn: &str,
+        kind: &str,
+        description: &str,
+    ) -> Result<StateMachine> {
+        validate_name(name)?;
+        if !matches!(kind, "STANDARD" | "EXPRESS") {
+            return Err(WorkflowError::Invalid(
+                "ValidationException",
+                format!("type {kind:?} must be STANDARD or EXPRESS"),
+            ));
+        }
+        self.validate(definition).map_err(invalid_definition)?;
+        let sm = StateMachine {
+            name: name.into(),
+            definition: definition.into(),
+            role_arn: role_arn.into(),
+            kind: kind.into(),
+            created_at: chrono::Utc::now(),
+            updated_at: None,
+            description: description.into(),
+        };
+        let body = serde_json::to_value(&sm).map_err(|e| WorkflowError::Internal(e.to_string()))?;
+        match self.0.store.documents().create(MACHINE_DOC, name, &body).await? {
+            Some(_) => Ok(sm),
+            None => Err(WorkflowError::Conflict(
+                "StateMachineAlreadyExists",
+                format!("State Machine Already Exists: '{}'", self.arn(name)),
+            )),
+        }
+    }
+
+    /// One state machine.
+    pub async fn get(&self, name: &str) -> Result<StateMachine> {
+        let d = self.0.store.documents().get(MACHINE_DOC, name).await?.ok_or_else(|| self.missing(name))?;
+        self.machine_of(&d)
+    }
+
+    fn missing(&self, name: &str) -> WorkflowError {
+        WorkflowError::NotFound(
+            "StateMachineDoesNotExist",
+            format!("State Machine Does Not Exist: '{}'", self.arn(name)),
+        )
+    }
+
+    /// Every state machine, by name.
+    pub async fn list(&self) -> Result<Vec<StateMachine>> {
+        let docs = self.0.store.documents().list(MACHINE_DOC, "").await?;
+        docs.iter().map(|d| self.machine_of(d)).collect()
+    }
+
+    /// Changes a state machine's definition or role.
+    pub async fn update(&self, name: &str, definition: Option<&str>, role_arn: Option<&str>) -> Result<StateMachine> {
+        if let Some(d) = definition {
+            self.validate(d).map_err(invalid_definition)?;
+        }
+        for _ in 0..5 {
+            let current = self.0.store.documents().get(MACHINE_DOC, name).await?.ok_or_else(|| self.missing(name))?;
+            let mut sm = self.machine_of(&current)?;
+            if let Some(d) = definition {
+                sm.definition = d.into();
+            }
+            if let Some(r) = role_arn {
+                sm.role_arn = r.into();
+            }
+            sm.updated_at = Some(chrono::Utc::now());
+            let body = serde_json::to_value(&sm).map_err(|e| WorkflowError::Internal(e.to_string()))?;
+            if self.0.store.documents().update(MACHINE_DOC, name, current.revision, &body).await?.is_some() {
+                return Ok(sm);
+            }
+        }
+        Err(WorkflowError::Conflict(
+            "ConflictException",
+            format!("state machine {name:?} is being changed by someone else"),
+        ))
+    }
+
+    /// Deletes a state machine (deleting one that does not exist succeeds, as AWS's does).
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        self.0.store.documents().delete(MACHINE_DOC, name).await?;
+        Ok(())
+    }
+
+    /// Runs an express execution to its end, in memory (at most once; nothing is stored).
+    pub async fn start_sync(
+        &self,
+        name: &str,
+        execution: Option<&str>,
+        input: Value,
+        identity: Option<Value>,
+    ) -> Result<SyncExecution> {
+        let sm = self.get(name).await?;
+        if sm.kind != "EXPRESS" {
+            return Err(WorkflowError::Invalid(
+                "StateMachineTypeNotSupported",
+                "This operation is not supported by this type of state machine".into(),
+            ));
+        }
+        let machine = self.validate(&sm.definition).map_err(invalid_definition)?;
+        let exec_name = match execution {
+            Some(n) => {
+                validate_name(n)?;
+                n.to_string()
+            }
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        let arn = format!(
+            "arn:aws:states:{}:{}:express:{name}:{exec_name}:{}",
+            self.0.region,
+            self.0.account,
+            uuid::Uuid::new_v4()
+        );
+        let started = chrono::Utc::now();
+        let context = json!({
+            "Execution": {"Id": arn, "Input": input, "Name": exec_name, "RoleArn": sm.role_arn,
+                "StartTime": started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)},
+            "StateMachine": {"Id": self.arn(name), "Name": name},
+        });
+        let runner = FunctionTasks { functions: self.0.functions.clone(), identity };
+        let run = interpreter::run(&machine, input, &context, &runner);
+        let outcome = match machine.timeout_seconds {
+            Some(t) => tokio::time::timeout(std::time::Duration::from_secs(t), run).await.ok(),
+            None => Some(run.await),
+        };
+        let stopped = chrono::Utc::now();
+        let (status, output, error) = match outcome {
+            None => ("TIMED_OUT", None, Some(StatesError::new("States.Timeout", "The execution timed out"))),
+            Some(Ok(out)) => ("SUCCEEDED", Some(out), None),
+            Some(Err(e)) => ("FAILED", None, Some(e)),
+        };
+        Ok(SyncExecution { arn, name: exec_name, status, output, error, started, stopped })
+    }
+}
+
+fn invalid_definition(problems: Vec<Diagnostic>) -> WorkflowError {
+    let text: Vec<String> = problems.iter().map(|p| format!("{}: {} at {}", p.code, p.message, p.location)).collect();
+    WorkflowError::Invalid("InvalidDefinition", format!("Invalid State Machine Definition: '{}'", text.join(", ")))
+}
+
+/// Task states calling Strato's functions: a function ARN (the result is the function's response), or
+/// `arn:aws:states:::lambda:invoke` (the result is Lambda's response envelope).
+pub struct FunctionTasks {
+    functions: Functions,
+    identity: Option<Value>,
+}
+
+/// The function a Lambda ARN names, with its qualifier.
+fn function_of(arn: &str) -> Option<(String, Option<String>)> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    match parts.as_slice() {
+        ["arn", _, "lambda", _, _, "function", name] => Some((name.to_string(), None)),
+        ["arn", _, "lambda", _, _, "function", name, q] => Some((name.to_string(), Some(q.to_string()))),
+        [name] if !name.is_empty() => Some((name.to_string(), None)),
+        [name, q] => Some((name.to_string(), Some(q.to_string()))),
+        _ => None,
+    }
+}
+
+impl FunctionTasks {
+    async fn invoke(&self, function: &str, payload: &Value) -> std::result::Result<(Value, String), StatesError> {
+        let (name, qualifier) = function_of(function)
+            .ok_or_else(|| StatesError::runtime(format!("{function:?} does not name a function")))?;
+        let req = InvokeRequest {
+            payload: serde_json::to_vec(payload).unwrap_or_default().into(),
+            qualifier,
+            identity: self.identity.clone(),
+            ..Default::default()
+        };
+        let r = self.functions.invoke(&name, req).await.map_err(|e| match e {
+            FunctionError::NotFound(m) => StatesError::new("Lambda.ResourceNotFoundException", m),
+            FunctionError::Throttled(m) => StatesError::new("Lambda.TooManyRequestsException", m),
+            FunctionError::TooLarge(m) => StatesError::new("Lambda.RequestTooLargeException", m),
+            e => StatesError::new("Lambda.ServiceException", e.to_string()),
+        })?;
+        let body: Value = serde_json::from_slice(&r.payload)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&r.payload).into()));
+        if r.function_error.is_some() {
+            // Lambda's rule: the handler's errorType is the error, its whole error document the cause.
+            let error = body.get("errorType").and_then(Value::as_str).unwrap_or("Lambda.Unknown").to_string();
+            return Err(StatesError::new(error, String::from_utf8_lossy(&r.payload)));
+        }
+        Ok((body, r.executed_version))
+    }
+}
+
+#[async_trait]
+impl TaskRunner for FunctionTasks {
+    async fn run(&self, resource: &str, input: Value, _: &Value) -> std::result::Result<Value, StatesError> {
+        if resource == "arn:aws:states:::lambda:invoke" {
+            let function = input
+                .get("FunctionName")
+                .and_then(Value::as_str)
+                .ok_or_else(|| StatesError::runtime("arn:aws:states:::lambda:invoke needs Parameters.FunctionName"))?;
+            let payload = input.get("Payload").cloned().unwrap_or(json!({}));
+            let (body, version) = self.invoke(function, &payload).await?;
+            return Ok(json!({"ExecutedVersion": version, "Payload": body, "StatusCode": 200,
+                "SdkHttpMetadata": {"HttpStatusCode": 200}, "SdkResponseMetadata": {}}));
+        }
+        if resource.starts_with("arn:aws:lambda:") {
+            return Ok(self.invoke(resource, &input).await?.0);
+        }
+        Err(StatesError::new(
+            "States.Runtime",
+            format!("resource {resource:?} is not supported yet: use a Lambda function ARN or arn:aws:states:::lambda:invoke"),
+        ))
+    }
+}

@@ -1,0 +1,190 @@
+//! The Step Functions JSON protocol against a running Strato, driven by AWS's own clients (boto3 and the AWS CLI
+//! from PyPI) with access keys: state machines created, validated, described, listed, updated and deleted; express
+//! executions whose Task states call a real Python function (through AWS's runtime client), directly and through
+//! `arn:aws:states:::lambda:invoke`; AWS's error shapes; and another team's state machine refused.
+//!
+//! Needs `STRATO_TEST_LAMBDA_PYTHON`: an interpreter with `awslambdaric`, `boto3` and `awscli` (`.ci/run` makes
+//! one); the test says so and returns when it is unset.
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::Engine;
+use serde_json::{json, Value};
+use strato_functions::{FunctionsOptions, FunctionsSlot};
+use strato_http::auth::AuthOptions;
+use strato_http::HttpOptions;
+use strato_service::{NewApiKey, Strato, StratoOptions};
+use strato_types::{Actions, Grant};
+
+const ADMIN: &str = "an-admin-token-0123456789";
+
+fn fixture(p: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(p)
+}
+
+async fn access_key(strato: &Strato, team: &str) -> (String, String) {
+    let req = NewApiKey {
+        name: team.into(),
+        role: Some("editor".into()),
+        grants: vec![
+            Grant::new("state-machine", format!("{team}-*"), Actions::ALL),
+            Grant::new("function", format!("{team}-*"), Actions::ALL),
+        ],
+        ..Default::default()
+    };
+    let (key, secret) = strato.keys().create_access_key(req).await.unwrap();
+    (key.access_key_id.unwrap(), secret)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_clients_create_and_run_state_machines_calling_functions() {
+    let Some(py) = std::env::var("STRATO_TEST_LAMBDA_PYTHON").ok().filter(|p| !p.is_empty()) else {
+        eprintln!(
+            "SKIPPED: set STRATO_TEST_LAMBDA_PYTHON to a Python with awslambdaric, boto3 and awscli (.ci/run does)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = StratoOptions::new(dir.path());
+    opts.embedding_model = Some("/nonexistent/strato-test-model".into());
+    let mut fopts = FunctionsOptions::new(dir.path().join("functions"));
+    fopts.python = py.clone().into();
+    let slot = FunctionsSlot::default();
+    let strato = Strato::builder(opts)
+        .register(slot.registrar(fopts))
+        .register(strato_workflows::registrar())
+        .open()
+        .await
+        .unwrap();
+    let functions = slot.get().unwrap();
+    let workflows = strato_workflows::Workflows::new(strato.store().clone(), functions.clone());
+    let http = HttpOptions {
+        auth: AuthOptions { admin_token: Some(ADMIN.into()), ..Default::default() },
+        ..Default::default()
+    };
+    let app = strato_http::router_with(
+        strato.clone(),
+        http,
+        vec![strato_functions::routes(functions.clone()), strato_workflows::routes(workflows)],
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
+    });
+
+    // A function for the Task states.
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file("app.py", zip::write::SimpleFileOptions::default()).unwrap();
+    zip.write_all(&std::fs::read(fixture("handler/app.py")).unwrap()).unwrap();
+    let code = base64::engine::general_purpose::STANDARD.encode(zip.finish().unwrap().into_inner());
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{base}/v1/functions"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "team-a-double", "runtime": "python3.11", "handler": "app.handler", "zip_base64": code, "timeout": 10}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // Another team's state machine, made by the admin through the same API.
+    let other = client
+        .post(format!("{base}/"))
+        .bearer_auth(ADMIN)
+        .header("x-amz-target", "AWSStepFunctions.CreateStateMachine")
+        .header("content-type", "application/x-amz-json-1.0")
+        .body(
+            json!({"name": "team-b-flow", "type": "EXPRESS", "roleArn": "r",
+            "definition": json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}).to_string()})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    let foreign = other.json::<Value>().await.unwrap()["stateMachineArn"].as_str().unwrap().to_string();
+
+    // Task by function ARN, Choice on its result, then lambda:invoke's envelope trimmed by OutputPath.
+    let definition = json!({"StartAt": "Double", "States": {
+        "Double": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:000000000000:function:team-a-double",
+            "ResultPath": "$.first", "Next": "Big?"},
+        "Big?": {"Type": "Choice", "Choices": [{"Variable": "$.first.doubled", "NumericGreaterThan": 10, "Next": "Again"}],
+            "Default": "Small"},
+        "Small": {"Type": "Pass", "Result": "small", "End": true},
+        "Again": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": "team-a-double", "Payload": {"n.$": "$.first.doubled"}},
+            "OutputPath": "$.Payload", "End": true}}});
+    let def_file = dir.path().join("definition.json");
+    std::fs::write(&def_file, definition.to_string()).unwrap();
+    let key = access_key(&strato, "team-a").await;
+    let out = tokio::process::Command::new(&py)
+        .arg(fixture("clients/sfn_session.py"))
+        .args([def_file.to_str().unwrap(), &foreign])
+        .env("STRATO_ENDPOINT", &base)
+        .env("AWS_ACCESS_KEY_ID", &key.0)
+        .env("AWS_SECRET_ACCESS_KEY", &key.1)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.path().join("none"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    assert_eq!(v["validate_bad"]["result"], "FAIL");
+    assert_eq!(v["validate_bad"]["codes"], json!(["MISSING_TRANSITION_TARGET"]));
+    assert_eq!(v["validate_bad"]["locations"], json!(["/StartAt"]));
+    assert_eq!(v["validate_good"], "OK");
+    assert_eq!(v["arn"], "arn:aws:states:us-east-1:000000000000:stateMachine:team-a-flow");
+    assert_eq!(v["described"], json!({"name": "team-a-flow", "type": "EXPRESS", "status": "ACTIVE"}));
+    assert_eq!(v["listed"], json!(["team-a-flow"]), "another team's state machines are not listed");
+    assert_eq!(v["ok"]["status"], "SUCCEEDED");
+    assert_eq!(v["ok"]["name"], "first");
+    assert_eq!(v["ok"]["output"], json!({"doubled": 84, "function": "team-a-double"}));
+    assert_eq!(v["failed"]["status"], "FAILED");
+    assert_eq!(v["failed"]["error"], "ValueError", "the handler's errorType is the error");
+    let cause: Value = serde_json::from_str(v["failed"]["cause"].as_str().unwrap()).unwrap();
+    assert_eq!(cause["errorMessage"], "asked to fail: on purpose");
+    assert_eq!(v["duplicate"]["code"], "StateMachineAlreadyExists");
+    assert_eq!(v["invalid"]["code"], "InvalidDefinition");
+    assert_eq!(v["missing"]["code"], "StateMachineDoesNotExist");
+    assert_eq!(v["foreign_describe"]["code"], "AccessDeniedException");
+    assert_eq!(v["foreign_start"]["code"], "AccessDeniedException");
+    assert_eq!(v["after_update"], json!("updated"));
+    assert_eq!(v["after_delete"]["code"], "StateMachineDoesNotExist");
+
+    // The AWS CLI, unmodified, reads the other team's state machine with that team's key.
+    let key_b = access_key(&strato, "team-b").await;
+    let aws = Path::new(&py).with_file_name("aws");
+    let cli = std::process::Command::new(aws)
+        .args([
+            "stepfunctions",
+            "describe-state-machine",
+            "--endpoint-url",
+            &base,
+            "--state-machine-arn",
+            &foreign,
+            "--output",
+            "json",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("AWS_ACCESS_KEY_ID", &key_b.0)
+        .env("AWS_SECRET_ACCESS_KEY", &key_b.1)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.path().join("none"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
+        .output()
+        .unwrap();
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    let described: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!((described["name"].as_str(), described["type"].as_str()), (Some("team-b-flow"), Some("EXPRESS")));
+
+    server.abort();
+    strato.close().await;
+}
