@@ -12,6 +12,23 @@ use crate::error::ErrorBody;
 use crate::routes::albert::AlbertError;
 use crate::routes::mentorpal::MentorPalError;
 
+/// An error of the AWS-compatible routes: AWS's shape from the operation (`{"__type", "message"}` for the JSON
+/// protocol, `{"Type", "message"}` with `x-amzn-ErrorType` for REST-JSON), or the gateway's own shape when the
+/// gateway refuses the call before it (credentials, limits, overload).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, non_snake_case)] // describes what the AWS-compatible routes write
+struct AwsError {
+    /// The error's type (JSON protocol).
+    #[schema(rename = "__type")]
+    kind: Option<String>,
+    /// The error's type (REST-JSON).
+    Type: Option<String>,
+    /// What went wrong.
+    message: Option<String>,
+    /// The gateway's error.
+    error: Option<serde_json::Value>,
+}
+
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(
@@ -23,7 +40,7 @@ use crate::routes::mentorpal::MentorPalError;
             routes are `{\"error\": {\"code\", \"message\"}}` with a stable code.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    components(schemas(ErrorBody, AlbertError, MentorPalError)),
+    components(schemas(ErrorBody, AlbertError, MentorPalError, AwsError)),
     tags(
         (name = "models", description = "Text classifiers: train (a job), predict, versions"),
         (name = "datasets", description = "Labelled texts to train on"),
@@ -100,10 +117,12 @@ fn complete(op: &mut Operation, method: &str, path: &str) {
     // Handler names repeat across resources (`list`, `show`): qualify them by tag.
     let name = op.operation_id.clone().unwrap_or_else(|| format!("{method}{path}"));
     op.operation_id = Some(format!("{}_{name}", tag.replace([' ', '-'], "_")));
-    let schema = match tag.as_str() {
-        "albert" => "AlbertError",
-        "mentorpal" => "MentorPalError",
-        _ => "Error",
+    let (schema, content_types): (&str, &[&str]) = match tag.as_str() {
+        "albert" => ("AlbertError", &["application/json"]),
+        "mentorpal" => ("MentorPalError", &["application/json"]),
+        "lambda" => ("AwsError", &["application/json"]),
+        "step functions" => ("AwsError", &["application/x-amz-json-1.0", "application/json"]),
+        _ => ("Error", &["application/json"]),
     };
     // Probes and the documents themselves answer without credentials; nothing there is refused or rate limited.
     let open = op.security.as_ref().is_some_and(|s| s.iter().all(|r| r == &SecurityRequirement::default()));
@@ -112,11 +131,11 @@ fn complete(op: &mut Operation, method: &str, path: &str) {
             continue;
         }
         op.responses.responses.entry(code.to_string()).or_insert_with(|| {
-            ResponseBuilder::new()
-                .description(*description)
-                .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build())
-                .build()
-                .into()
+            let mut r = ResponseBuilder::new().description(*description);
+            for ct in content_types {
+                r = r.content(*ct, ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build());
+            }
+            r.build().into()
         });
     }
 }

@@ -115,8 +115,8 @@ fn describe(w: &Workflows, sm: &StateMachine) -> Value {
 #[utoipa::path(post, path = "/", tag = "step functions",
     params(("X-Amz-Target" = String, Header, description = "AWSStepFunctions.<Operation>")),
     request_body(content = serde_json::Value, content_type = "application/x-amz-json-1.0"),
-    responses((status = 200, description = "The operation's result", body = serde_json::Value),
-        (status = 400, description = "{\"__type\", \"message\"}", body = serde_json::Value)))]
+    responses((status = 200, description = "The operation's result", body = serde_json::Value,
+        content_type = "application/x-amz-json-1.0")))]
 /// The Step Functions JSON protocol (the AWS CLI's and SDKs' `stepfunctions` client).
 async fn json_protocol(
     Extension(w): Extension<Workflows>,
