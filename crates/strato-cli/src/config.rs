@@ -92,6 +92,11 @@ pub struct Global {
     /// The function the Runtime Interface Emulator's path (`/2015-03-31/functions/function/invocations`) runs.
     #[arg(long, env = EnvVars::STRATO_FUNCTIONS_RIE_FUNCTION, global = true)]
     pub functions_rie_function: Option<String>,
+    /// The unprivileged user function instances run as (`NAME`, `UID` or `UID:GID`; Strato must run as root):
+    /// they cannot then read Strato's database, keys or data. The data directory's parents must let that user
+    /// pass through (`chmod o+x`).
+    #[arg(long, env = EnvVars::STRATO_FUNCTIONS_USER, global = true)]
+    pub functions_user: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -23,6 +23,41 @@ pub(crate) struct Launch<'a> {
     pub env: BTreeMap<String, String>,
     /// Where the instance's temporary directory is made.
     pub tmp_parent: &'a Path,
+    /// The user it runs as (its temporary directory is given to that user).
+    pub run_as: Option<RunAs>,
+}
+
+/// An unprivileged user for instances: the process switches to it (and drops every supplementary group) before
+/// the runtime starts, so a handler cannot read what only Strato's user may (its database, its keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunAs {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+impl RunAs {
+    /// `NAME` (from `/etc/passwd`), `UID` or `UID:GID`.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let numeric = |s: &str| s.parse::<u32>().ok();
+        if let Some((u, g)) = spec.split_once(':') {
+            return match (numeric(u), numeric(g)) {
+                (Some(uid), Some(gid)) => Ok(Self { uid, gid }),
+                _ => Err(format!("{spec:?} is not UID:GID")),
+            };
+        }
+        if let Some(uid) = numeric(spec) {
+            return Ok(Self { uid, gid: uid });
+        }
+        let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("cannot read /etc/passwd: {e}"))?;
+        passwd
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.first() == Some(&spec))
+            .and_then(|f| Some(Self { uid: numeric(f.get(2)?)?, gid: numeric(f.get(3)?)? }))
+            .ok_or_else(|| format!("no user {spec:?} in /etc/passwd: give its name, UID or UID:GID"))
+    }
 }
 
 /// The outcome of handing an invocation to an instance.
@@ -70,6 +105,11 @@ impl Instance {
         let server = tokio::spawn(api.clone().serve(listener));
         std::fs::create_dir_all(l.tmp_parent)?;
         let tmp = tempfile::Builder::new().prefix("instance-").tempdir_in(l.tmp_parent)?;
+        if let Some(u) = l.run_as {
+            // Its own temporary directory is the one place the instance's user may write.
+            std::os::unix::fs::chown(tmp.path(), Some(u.uid), Some(u.gid))?;
+            traversable(l.tmp_parent, l.tmp_parent.parent().unwrap_or(l.tmp_parent))?;
+        }
         l.env.insert("AWS_LAMBDA_RUNTIME_API".into(), addr.to_string());
         l.env.insert("TMPDIR".into(), tmp.path().display().to_string());
         let mut cmd = tokio::process::Command::new(&l.argv[0]);
@@ -272,10 +312,23 @@ pub(crate) fn argv(
     python: &Path,
     task_root: &Path,
     memory_mb: u32,
-) -> Vec<String> {
+    run_as: Option<RunAs>,
+) -> Result<Vec<String>, String> {
     let mut argv = Vec::new();
     if let Some(prlimit) = prlimit() {
         argv.extend([prlimit.display().to_string(), format!("--data={}", u64::from(memory_mb) << 20), "--".into()]);
+    }
+    if let Some(u) = run_as {
+        // util-linux's setpriv switches user and group and clears the supplementary groups, after the limits are
+        // set and before the runtime runs.
+        let setpriv = tool("setpriv").ok_or("running instances as another user needs setpriv (util-linux) on PATH")?;
+        argv.extend([
+            setpriv.display().to_string(),
+            format!("--reuid={}", u.uid),
+            format!("--regid={}", u.gid),
+            "--clear-groups".into(),
+            "--".into(),
+        ]);
     }
     match runtime {
         crate::config::Runtime::Python(_) => {
@@ -287,7 +340,61 @@ pub(crate) fn argv(
             argv.extend([python.display().to_string(), "-c".into(), "raise SystemExit('run as a job')".into()]);
         }
     }
-    argv
+    Ok(argv)
+}
+
+/// Lets other users pass through (never list) `dir` and its ancestors up to `stop_at` (Strato's own functions
+/// directory): the instance's user must reach its code and its temporary directory. Directories above `stop_at`
+/// are the operator's to open (the data directory's parents).
+fn traversable(dir: &Path, stop_at: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for d in dir.ancestors() {
+        if !d.starts_with(stop_at) {
+            break;
+        }
+        let mode = std::fs::metadata(d)?.permissions().mode();
+        if mode & 0o001 == 0 {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode | 0o001))?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens an unpacked code tree (inside Strato's functions directory) to the instances' user: readable files and
+/// listable directories (Python's imports list them), and a way through to it. Code from a server directory
+/// (an admin's choice) is left as it is.
+pub(crate) fn share_code(code: &Path, work_dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if !code.starts_with(work_dir) {
+        return Ok(());
+    }
+    fn walk(p: &Path) -> std::io::Result<()> {
+        let meta = std::fs::symlink_metadata(p)?;
+        let mode = meta.permissions().mode();
+        if meta.is_dir() {
+            if mode & 0o005 != 0o005 {
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode | 0o005))?;
+            }
+            for e in std::fs::read_dir(p)? {
+                walk(&e?.path())?;
+            }
+        } else if meta.is_file() {
+            // Executables stay executable for everyone who may run them (a `bootstrap`).
+            let add = if mode & 0o100 != 0 { 0o005 } else { 0o004 };
+            if mode & add != add {
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode | add))?;
+            }
+        }
+        Ok(())
+    }
+    walk(code)?;
+    traversable(code, work_dir)
+}
+
+/// A tool found once on `PATH` (or where util-linux puts it).
+fn tool(name: &'static str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+    std::env::split_paths(&path).chain([PathBuf::from("/usr/bin")]).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 /// `prlimit`, found once on `PATH` (or where util-linux puts it).

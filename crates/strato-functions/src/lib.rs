@@ -26,6 +26,7 @@ use std::sync::{Arc, OnceLock};
 pub use aliases::Alias;
 pub use config::{CodeRef, FunctionConfig, Runtime};
 pub use http::{api_routes, routes};
+pub use instance::RunAs;
 pub use jobs::{InvokeEventArgs, InvokeEventWorker};
 pub use notebook::{NotebookRunArgs, NotebookWorker};
 pub use runtime_api::MAX_PAYLOAD_BYTES;

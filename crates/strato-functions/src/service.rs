@@ -43,6 +43,8 @@ pub struct FunctionsOptions {
     /// The function the Runtime Interface Emulator's path (`/2015-03-31/functions/function/invocations`) runs,
     /// when no function is named `function`.
     pub rie_function: Option<String>,
+    /// The unprivileged user instances run as (Strato must run as root to switch to it); `None`: Strato's own.
+    pub run_as: Option<crate::instance::RunAs>,
 }
 
 impl FunctionsOptions {
@@ -58,6 +60,7 @@ impl FunctionsOptions {
             idle_timeout: Duration::from_secs(600),
             log_ttl: Duration::from_secs(7 * 24 * 3600),
             rie_function: None,
+            run_as: None,
         }
     }
 }
@@ -768,8 +771,21 @@ impl Functions {
             // The code's own packages first, as Lambda's PYTHONPATH puts the task root ahead of the runtime's.
             env.insert("PYTHONPATH".into(), task_root.display().to_string());
         }
-        let argv = instance::argv(&runtime, &config.handler, &o.python, &task_root, config.memory_size);
-        Instance::launch(Launch { argv, task_root: &task_root, env, tmp_parent: &instance::tmp_parent(&o.work_dir) })
+        if o.run_as.is_some() {
+            instance::share_code(&task_root, &o.work_dir).map_err(|e| {
+                FunctionError::Internal(format!("the code cannot be opened to the instances' user: {e}"))
+            })?;
+        }
+        let argv = instance::argv(&runtime, &config.handler, &o.python, &task_root, config.memory_size, o.run_as)
+            .map_err(FunctionError::Internal)?;
+        let launch = Launch {
+            argv,
+            task_root: &task_root,
+            env,
+            tmp_parent: &instance::tmp_parent(&o.work_dir),
+            run_as: o.run_as,
+        };
+        Instance::launch(launch)
             .await
             .map_err(|e| FunctionError::Internal(format!("the runtime could not be started: {e}")))
     }

@@ -394,3 +394,29 @@ async fn grants_decide_who_invokes_and_the_emulators_curl_works_as_written() {
     assert_eq!(v, json!({"event": {"payload": "hello world!"}, "count": 1}));
     local.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_run_as_the_unprivileged_user_they_are_given() {
+    let Some(py) = python() else { return };
+    let root = std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")));
+    if !root {
+        eprintln!("SKIPPED: switching instances to another user needs Strato to run as root");
+        return;
+    }
+    let nobody = strato_functions::RunAs::parse("65534:65534").unwrap();
+    let s = Server::start(&py, |o| o.run_as = Some(nobody), true).await;
+    // The operator's part: the data directory's parents let the instances' user pass through.
+    std::fs::set_permissions(s.dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    let secret = s.dir.path().join("secrets.key");
+    std::fs::write(&secret, "strato's own").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    s.create(json!({"name": "whoami", "runtime": "provided.al2023", "handler": "none",
+        "environment": {"SECRET_FILE": secret.display().to_string()},
+        "zip_base64": b64(&zip_of(&fixture("whoami")))}))
+        .await;
+    let (status, _, v) = body(s.invoke("whoami", &json!({}), &[]).await).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v, json!({"uid": "65534", "gid": "65534", "groups": "65534", "secret": "denied", "tmp": "writable"}));
+    s.stop().await;
+}

@@ -68,13 +68,27 @@ async fn open_with(g: &Global, o: StratoOptions) -> Result<Strato> {
 }
 
 /// How functions run in this process, from the global options.
-fn functions_options(g: &Global) -> strato_functions::FunctionsOptions {
+fn functions_options(g: &Global) -> Result<strato_functions::FunctionsOptions> {
     let mut f = strato_functions::FunctionsOptions::new(g.data_dir.join("functions"));
     f.python = g.functions_python.clone();
     f.max_instances = g.functions_max_instances;
     f.idle_timeout = g.functions_idle_timeout;
     f.rie_function = g.functions_rie_function.clone();
-    f
+    f.run_as = match &g.functions_user {
+        Some(u) => Some(strato_functions::RunAs::parse(u).map_err(|e| anyhow::anyhow!("--functions-user: {e}"))?),
+        None => {
+            let root = std::fs::read_to_string("/proc/self/status")
+                .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")));
+            if root {
+                tracing::warn!(
+                    "running as root without --functions-user: function instances run as root too and can read \
+                     everything Strato can; set --functions-user nobody (or another unprivileged user)"
+                );
+            }
+            None
+        }
+    };
+    Ok(f)
 }
 
 /// [`open_with`], with the capabilities built on the core (functions) returned beside it.
@@ -83,7 +97,7 @@ async fn open_parts(g: &Global, mut o: StratoOptions) -> Result<(Strato, strato_
     o.secrets_key = g.secrets_key.as_deref().map(|k| server_key("--secrets-key", k)).transpose()?;
     let functions = strato_functions::FunctionsSlot::default();
     let strato = Strato::builder(o)
-        .register(functions.registrar(functions_options(g)))
+        .register(functions.registrar(functions_options(g)?))
         .register(strato_workflows::registrar())
         .open()
         .await
