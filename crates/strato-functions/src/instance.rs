@@ -112,6 +112,26 @@ impl Instance {
         }
         l.env.insert("AWS_LAMBDA_RUNTIME_API".into(), addr.to_string());
         l.env.insert("TMPDIR".into(), tmp.path().display().to_string());
+        if l.run_as.is_some() {
+            if let Some(unshare) = private_tmp_possible(&l) {
+                // A mount namespace of its own where its TMPDIR is `/tmp`, as Lambda's instances have: mounted as
+                // root, then `setpriv` switches user.
+                let at = l.argv.iter().position(|a| a.ends_with("/setpriv")).unwrap_or(0);
+                let wrapper = [
+                    unshare.display().to_string(),
+                    "--mount".into(),
+                    "--propagation".into(),
+                    "private".into(),
+                    "--".into(),
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    r#"mount --bind "$0" /tmp && exec "$@""#.into(),
+                    tmp.path().display().to_string(),
+                ];
+                l.argv.splice(at..at, wrapper);
+                l.env.insert("TMPDIR".into(), "/tmp".into());
+            }
+        }
         let mut cmd = tokio::process::Command::new(&l.argv[0]);
         cmd.args(&l.argv[1..])
             .current_dir(l.task_root)
@@ -389,6 +409,18 @@ pub(crate) fn share_code(code: &Path, work_dir: &Path) -> std::io::Result<()> {
     }
     walk(code)?;
     traversable(code, work_dir)
+}
+
+/// `unshare`, when an instance can have `/tmp` to itself: nothing it needs (its code, the programs it starts, its
+/// own temporary directory) may live under `/tmp`, which its own directory is mounted over.
+fn private_tmp_possible(l: &Launch<'_>) -> Option<PathBuf> {
+    let under_tmp = |p: &Path| p.starts_with("/tmp");
+    if under_tmp(l.task_root) || under_tmp(l.tmp_parent) || l.argv.iter().any(|a| a.starts_with("/tmp/") || a == "/tmp")
+    {
+        tracing::debug!("instances share /tmp: their code, runtime or work directory is under /tmp");
+        return None;
+    }
+    tool("unshare")
 }
 
 /// A tool found once on `PATH` (or where util-linux puts it).

@@ -405,10 +405,20 @@ async fn instances_run_as_the_unprivileged_user_they_are_given() {
         return;
     }
     let nobody = strato_functions::RunAs::parse("65534:65534").unwrap();
-    let s = Server::start(&py, |o| o.run_as = Some(nobody), true).await;
-    // The operator's part: the data directory's parents let the instances' user pass through.
-    std::fs::set_permissions(s.dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
-    let secret = s.dir.path().join("secrets.key");
+    // Outside /tmp, so the instances can have a /tmp of their own mounted over it.
+    let work = std::path::PathBuf::from(format!("/var/tmp/strato-it-{}", std::process::id()));
+    let s = Server::start(
+        &py,
+        |o| {
+            o.run_as = Some(nobody);
+            o.work_dir = work.clone();
+        },
+        true,
+    )
+    .await;
+    // A file of Strato's on a path the instance can reach: only its mode keeps it out.
+    std::fs::create_dir_all(&work).unwrap();
+    let secret = work.join("secrets.key");
     std::fs::write(&secret, "strato's own").unwrap();
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     s.create(json!({"name": "whoami", "runtime": "provided.al2023", "handler": "none",
@@ -417,6 +427,12 @@ async fn instances_run_as_the_unprivileged_user_they_are_given() {
         .await;
     let (status, _, v) = body(s.invoke("whoami", &json!({}), &[]).await).await;
     assert_eq!(status, 200, "{v}");
-    assert_eq!(v, json!({"uid": "65534", "gid": "65534", "groups": "65534", "secret": "denied", "tmp": "writable"}));
+    assert_eq!(
+        v,
+        json!({"uid": "65534", "gid": "65534", "groups": "65534", "secret": "denied", "tmp": "writable",
+            "tmpdir": "/tmp", "own_tmp": "yes"})
+    );
+    assert!(!Path::new("/tmp/strato-whoami-probe").exists(), "what it wrote to /tmp stayed in its own /tmp");
     s.stop().await;
+    let _ = std::fs::remove_dir_all(&work);
 }
