@@ -28,8 +28,9 @@ use crate::{FunctionError, FUNCTION};
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         // botocore sends ListFunctions to `/2015-03-31/functions` when the endpoint has no path, and to
-        // `…/functions/` otherwise: one method router serves both paths.
-        .routes(routes!(create_function, list_functions))
+        // `…/functions/` otherwise: both are served, and documented.
+        .routes(routes!(create_function, list_functions_bare))
+        .routes(routes!(list_functions))
         .routes(routes!(get_function, delete_function))
         .routes(routes!(get_function_configuration, update_function_configuration))
         .routes(routes!(update_function_code))
@@ -272,6 +273,17 @@ struct ListQuery {
     #[serde(rename = "MasterRegion")]
     #[allow(dead_code)]
     master_region: Option<String>,
+}
+
+#[utoipa::path(get, path = "/2015-03-31/functions", tag = "lambda", params(ListQuery),
+    responses((status = 200, description = "Functions and NextMarker", body = serde_json::Value)))]
+/// Lambda's ListFunctions, at the path botocore uses when the endpoint URL has no path.
+async fn list_functions_bare(
+    functions: Extension<Functions>,
+    p: Principal,
+    q: QueryParams<ListQuery>,
+) -> Result<Response, AwsError> {
+    list_functions(functions, p, q).await
 }
 
 #[utoipa::path(get, path = "/2015-03-31/functions/", tag = "lambda", params(ListQuery),

@@ -269,6 +269,15 @@ fn kill_tree(pid: u32) {
     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
 }
 
+/// Kills a run's process tree when dropped.
+struct TreeGuard(u32);
+
+impl Drop for TreeGuard {
+    fn drop(&mut self) {
+        kill_tree(self.0);
+    }
+}
+
 /// Copies a directory tree (regular files and directories only; the code cache holds nothing else).
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
@@ -347,6 +356,8 @@ async fn step(
         .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|e| JobError::Retryable(format!("{} could not be started: {e}", argv[0])))?;
     let pid = child.id().unwrap_or_default();
+    // Also when this future is dropped (the worker pool aborts a job at shutdown): nothing of the run survives it.
+    let tree = TreeGuard(pid);
     let mut readers = Vec::new();
     let cells_done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for stream in [
@@ -399,8 +410,8 @@ async fn step(
             }
         }
     };
-    // Whatever is left of the tree (a daemon the model started) goes with it.
-    kill_tree(pid);
+    // Whatever is left of the tree (a daemon the model started) goes with it, so the pipes close.
+    drop(tree);
     for r in readers {
         let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
     }

@@ -114,7 +114,8 @@ fn describe(w: &Workflows, sm: &StateMachine) -> Value {
 
 #[utoipa::path(post, path = "/", tag = "step functions",
     params(("X-Amz-Target" = String, Header, description = "AWSStepFunctions.<Operation>")),
-    request_body(content = serde_json::Value, content_type = "application/x-amz-json-1.0"),
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "The operation's input (AWS's clients send it as application/x-amz-json-1.0; both are taken)"),
     responses((status = 200, description = "The operation's result", body = serde_json::Value,
         content_type = "application/x-amz-json-1.0")))]
 /// The Step Functions JSON protocol (the AWS CLI's and SDKs' `stepfunctions` client).
