@@ -27,6 +27,20 @@ pub(crate) struct Launch<'a> {
     pub run_as: Option<RunAs>,
 }
 
+/// A process's starting environment: the function's variables, then only what a process needs to find programs
+/// and speak a language from Strato's own; none of Strato's settings or secrets.
+pub(crate) fn clean_env(function_env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut env = function_env.clone();
+    for k in ["PATH", "LANG", "LC_ALL"] {
+        if let Ok(v) = std::env::var(k) {
+            env.insert(k.into(), v);
+        }
+    }
+    env.entry("PATH".into()).or_insert_with(|| "/usr/local/bin:/usr/bin:/bin".into());
+    env.entry("LANG".into()).or_insert_with(|| "C.UTF-8".into());
+    env
+}
+
 /// An unprivileged user for instances: the process switches to it (and drops every supplementary group) before
 /// the runtime starts, so a handler cannot read what only Strato's user may (its database, its keys).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

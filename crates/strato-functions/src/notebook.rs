@@ -543,14 +543,7 @@ async fn run_in(
     let before = snapshot(work);
 
     let python = functions.options().python.display().to_string();
-    let mut env: BTreeMap<String, String> = config.environment.clone();
-    for k in ["PATH", "LANG", "LC_ALL"] {
-        if let Ok(v) = std::env::var(k) {
-            env.insert(k.into(), v);
-        }
-    }
-    env.entry("PATH".into()).or_insert_with(|| "/usr/local/bin:/usr/bin:/bin".into());
-    env.entry("LANG".into()).or_insert_with(|| "C.UTF-8".into());
+    let mut env = crate::instance::clean_env(&config.environment);
     let tmp = work.join(".strato/tmp").display().to_string();
     for (k, v) in [
         ("HOME", tmp.clone()),

@@ -735,15 +735,7 @@ impl Functions {
         };
         let runtime = config.runtime()?;
         let o = &self.0.opts;
-        let mut env: BTreeMap<String, String> = config.environment.clone();
-        // Only what a process needs to find programs and speak a language; none of Strato's settings or secrets.
-        for k in ["PATH", "LANG", "LC_ALL"] {
-            if let Ok(v) = std::env::var(k) {
-                env.insert(k.into(), v);
-            }
-        }
-        env.entry("PATH".into()).or_insert_with(|| "/usr/local/bin:/usr/bin:/bin".into());
-        env.entry("LANG".into()).or_insert_with(|| "C.UTF-8".into());
+        let mut env = instance::clean_env(&config.environment);
         let task_root_s = task_root.display().to_string();
         let stream = format!(
             "{}/[{version}]{}",
