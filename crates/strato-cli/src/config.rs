@@ -126,6 +126,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ApiKeysCommand,
     },
+    /// Amazon States Language workflows: check a definition locally (no server needed), or run it in memory.
+    Workflows {
+        #[command(subcommand)]
+        command: WorkflowsCommand,
+    },
     /// Create, update, list, show, invoke, publish or delete functions, and read their logs.
     Functions {
         #[command(subcommand)]
@@ -376,6 +381,16 @@ pub enum FunctionsCommand {
     Delete {
         /// The function.
         name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkflowsCommand {
+    /// Check a state machine definition as ValidateStateMachineDefinition does: every problem, with its code and
+    /// location; exits 1 when there is any.
+    Validate {
+        /// The definition (JSON); `-` reads standard input.
+        file: PathBuf,
     },
 }
 

@@ -4,7 +4,7 @@
 //! `edit`, running it `use`.
 //!
 //! Served so far: CreateStateMachine, DescribeStateMachine, ListStateMachines, UpdateStateMachine,
-//! DeleteStateMachine, ValidateStateMachineDefinition and StartSyncExecution (express executions).
+//! DeleteStateMachine, ValidateStateMachineDefinition, StartSyncExecution (express executions) and TestState.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -228,6 +228,26 @@ async fn dispatch(w: &Workflows, p: &Principal, headers: &HeaderMap, body: &[u8]
                 out["outputDetails"] = json!({"included": true});
             }
             if let Some(e) = x.error {
+                out["error"] = json!(e.error);
+                out["cause"] = json!(e.cause);
+            }
+            Ok(ok(out))
+        }
+        "TestState" => {
+            let input_text = body.get("input").and_then(Value::as_str).unwrap_or("{}");
+            let input: Value = serde_json::from_str(input_text).map_err(|e| {
+                AwsJsonError::new("InvalidExecutionInput", format!("Invalid State Machine Execution Input: '{e}'"))
+            })?;
+            let identity = json!({"cognitoIdentityId": p.subject});
+            let t = w.test_state(field(&body, "definition")?, input, Some(identity)).await?;
+            let mut out = json!({"status": t.status});
+            if let Some(o) = t.output {
+                out["output"] = json!(o.to_string());
+            }
+            if let Some(n) = t.next_state {
+                out["nextState"] = json!(n);
+            }
+            if let Some(e) = t.error {
                 out["error"] = json!(e.error);
                 out["cause"] = json!(e.cause);
             }

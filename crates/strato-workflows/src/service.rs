@@ -275,6 +275,74 @@ impl Workflows {
     }
 }
 
+/// What `TestState` reports of one state run in isolation.
+#[derive(Debug, Clone)]
+pub struct TestedState {
+    /// `SUCCEEDED`, `FAILED` or `CAUGHT_ERROR`.
+    pub status: &'static str,
+    /// The state's output (succeeded or caught).
+    pub output: Option<Value>,
+    /// The next state, if the machine would go on.
+    pub next_state: Option<String>,
+    /// The error (failed or caught).
+    pub error: Option<StatesError>,
+}
+
+impl Workflows {
+    /// Runs one state (its definition alone) on `input`, as `TestState` does: Task states call Strato's functions.
+    pub async fn test_state(&self, definition: &str, input: Value, identity: Option<Value>) -> Result<TestedState> {
+        let state: crate::definition::State = serde_json::from_str(definition)
+            .map_err(|e| WorkflowError::Invalid("InvalidDefinition", format!("Invalid State Definition: '{e}'")))?;
+        // Checked as the only state of a machine, with its transitions pointing at placeholders.
+        let mut states = std::collections::BTreeMap::new();
+        let mut targets: Vec<String> = state.next.iter().chain(state.default.iter()).cloned().collect();
+        targets.extend(state.catch.iter().flatten().map(|c| c.next.clone()));
+        targets.extend(
+            state.choices.iter().flatten().filter_map(|c| c.get("Next").and_then(Value::as_str).map(String::from)),
+        );
+        for t in &targets {
+            states.insert(t.clone(), serde_json::from_value(json!({"Type": "Succeed"})).expect("a Succeed state"));
+        }
+        states.insert("State".to_string(), state.clone());
+        let machine = Machine {
+            start_at: "State".into(),
+            states,
+            comment: None,
+            version: None,
+            timeout_seconds: None,
+            query_language: None,
+        };
+        let mut problems = Vec::new();
+        if let Err(p) =
+            Machine::from_value(&serde_json::to_value(&machine).map_err(|e| WorkflowError::Internal(e.to_string()))?)
+        {
+            problems = p;
+        }
+        if !problems.is_empty() {
+            return Err(invalid_definition(problems));
+        }
+        let context = json!({"Execution": {"Id": "test-state", "Input": input, "Name": "test-state"}, "StateMachine": {"Id": "test-state", "Name": "test-state"}});
+        let runner = FunctionTasks { functions: self.0.functions.clone(), identity };
+        let caught_before = state.catch.is_some();
+        Ok(match interpreter::step("State", &state, input, &context, &runner).await {
+            Ok((output, next)) => {
+                // A caught error leaves its {"Error", "Cause"} in the output and goes to the catcher's Next.
+                let caught = caught_before
+                    && next.as_ref().is_some_and(|n| {
+                        state.catch.iter().flatten().any(|c| &c.next == n) && Some(n) != state.next.as_ref()
+                    });
+                TestedState {
+                    status: if caught { "CAUGHT_ERROR" } else { "SUCCEEDED" },
+                    output: Some(output),
+                    next_state: next,
+                    error: None,
+                }
+            }
+            Err(e) => TestedState { status: "FAILED", output: None, next_state: None, error: Some(e) },
+        })
+    }
+}
+
 fn invalid_definition(problems: Vec<Diagnostic>) -> WorkflowError {
     let text: Vec<String> = problems.iter().map(|p| format!("{}: {} at {}", p.code, p.message, p.location)).collect();
     WorkflowError::Invalid("InvalidDefinition", format!("Invalid State Machine Definition: '{}'", text.join(", ")))

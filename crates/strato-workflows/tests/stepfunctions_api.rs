@@ -1,7 +1,8 @@
 //! The Step Functions JSON protocol against a running Strato, driven by AWS's own clients (boto3 and the AWS CLI
 //! from PyPI) with access keys: state machines created, validated, described, listed, updated and deleted; express
 //! executions whose Task states call a real Python function (through AWS's runtime client), directly and through
-//! `arn:aws:states:::lambda:invoke`; AWS's error shapes; and another team's state machine refused.
+//! `arn:aws:states:::lambda:invoke`; TestState on single states; AWS's error shapes; and another team's state
+//! machine refused.
 //!
 //! Needs `STRATO_TEST_LAMBDA_PYTHON`: an interpreter with `awslambdaric`, `boto3` and `awscli` (`.ci/run` makes
 //! one); the test says so and returns when it is unset.
@@ -155,6 +156,9 @@ async fn aws_clients_create_and_run_state_machines_calling_functions() {
     assert_eq!(v["foreign_start"]["code"], "AccessDeniedException");
     assert_eq!(v["after_update"], json!("updated"));
     assert_eq!(v["after_delete"]["code"], "StateMachineDoesNotExist");
+    assert_eq!(v["test_pass"], json!({"status": "SUCCEEDED", "output": {"x": 2}, "next": "Done"}));
+    assert_eq!(v["test_caught"], json!({"status": "CAUGHT_ERROR", "next": "Handler", "error": "ValueError"}));
+    assert_eq!(v["test_fail"], json!({"status": "FAILED", "error": "Custom", "cause": "because"}));
 
     // The AWS CLI, unmodified, reads the other team's state machine with that team's key.
     let key_b = access_key(&strato, "team-b").await;

@@ -10,6 +10,7 @@ mod openapi;
 mod serve;
 mod train;
 mod worker;
+mod workflows;
 
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::ApiKeys { command } => keys::api_keys(&cli.global, command, false).await,
         Command::AccessKeys { command } => keys::api_keys(&cli.global, command, true).await,
         Command::Functions { command } => functions::functions(&cli.global, command).await,
+        Command::Workflows { command } => workflows::workflows(command),
         Command::Train(args) => train::train(&cli.global, args).await,
         Command::Predict(args) => models::predict(&cli.global, args).await,
         Command::Models { command } => models::models(&cli.global, command).await,

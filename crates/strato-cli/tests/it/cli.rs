@@ -286,3 +286,22 @@ fn functions_are_created_invoked_and_deleted_from_the_command_line() {
     let (ok, _, stderr) = run(&["functions", "show", "echo"]);
     assert!(!ok && stderr.contains("Function not found"), "{stderr}");
 }
+
+#[test]
+fn workflows_validate_checks_a_definition_without_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, r#"{"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_strato")).args(["workflows", "validate"]).arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("OK: 1 states"));
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"StartAt": "Nope", "States": {"P": {"Type": "Pass", "Next": "Gone"}}}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_strato")).args(["workflows", "validate"]).arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("MISSING_TRANSITION_TARGET  /StartAt"), "{stdout}");
+    assert!(stdout.contains("MISSING_TRANSITION_TARGET  /States/P/Next"), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("problem(s) in"));
+}
