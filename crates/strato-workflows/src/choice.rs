@@ -106,7 +106,8 @@ impl Rule {
             return Ok(Rule::Not(Box::new(Rule::parse(inner, false)?)));
         }
         let variable = obj.get("Variable").and_then(Value::as_str).ok_or("a comparison needs Variable (a path)")?;
-        Query::parse(variable).map_err(|e| e.0)?;
+        // `$$…` reads the context object: parsed as the `$…` query it becomes.
+        Query::parse(variable.strip_prefix('$').filter(|r| r.starts_with('$')).unwrap_or(variable)).map_err(|e| e.0)?;
         let mut found = None;
         for (k, v) in obj {
             if k == "Variable" || allowed_extra(k) {
@@ -321,6 +322,8 @@ mod tests {
             holds(json!({"Variable": "$.at", "TimestampLessThan": "2016-03-14T02:00:00+00:00"}), i.clone()).unwrap()
         );
         assert!(holds(json!({"Variable": "$.flag", "BooleanEquals": true}), i.clone()).unwrap());
+        let rule = Rule::parse(&json!({"Variable": "$$.Execution.Name", "StringEquals": "run-1"}), false).unwrap();
+        assert!(rule.holds(&json!({}), &json!({"Execution": {"Name": "run-1"}})).unwrap(), "the context object");
         assert!(holds(json!({"Variable": "$.n", "IsNull": true}), i.clone()).unwrap());
         assert!(holds(json!({"Variable": "$.missing", "IsPresent": false}), i.clone()).unwrap());
         assert!(holds(json!({"Variable": "$.at", "IsTimestamp": true}), i.clone()).unwrap());
