@@ -126,10 +126,17 @@ pub enum Command {
         #[command(subcommand)]
         command: ApiKeysCommand,
     },
-    /// Amazon States Language workflows: check a definition locally (no server needed), or run it in memory.
+    /// Amazon States Language workflows: check a definition locally (no server needed), create or update a state
+    /// machine in the data dir's store.
     Workflows {
         #[command(subcommand)]
         command: WorkflowsCommand,
+    },
+    /// Standard executions of state machines: start, describe, list, history (a readable timeline), stop, redrive.
+    /// They run in `strato serve` / `strato worker` processes on the same store.
+    Executions {
+        #[command(subcommand)]
+        command: ExecutionsCommand,
     },
     /// Create, update, list, show, invoke, publish or delete functions, and read their logs.
     Functions {
@@ -391,6 +398,75 @@ pub enum WorkflowsCommand {
     Validate {
         /// The definition (JSON); `-` reads standard input.
         file: PathBuf,
+    },
+    /// Create a state machine from a definition file, or replace the definition of an existing one.
+    Put {
+        /// Its name.
+        name: String,
+        /// The definition (JSON).
+        file: PathBuf,
+        /// STANDARD (durable executions) or EXPRESS (StartSyncExecution only).
+        #[arg(long, default_value = "STANDARD")]
+        r#type: String,
+    },
+    /// List state machines.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExecutionsCommand {
+    /// Start a standard execution; prints its ARN.
+    Start {
+        /// The state machine.
+        machine: String,
+        /// The input (JSON).
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// The execution's name (default: a UUID).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// An execution's status, input, output or error.
+    Describe {
+        /// The state machine.
+        machine: String,
+        /// The execution.
+        name: String,
+    },
+    /// A state machine's executions, newest first.
+    List {
+        /// The state machine.
+        machine: String,
+        /// Only this status (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// An execution's history as a timeline: one line per event.
+    History {
+        /// The state machine.
+        machine: String,
+        /// The execution.
+        name: String,
+    },
+    /// Stop a running execution.
+    Stop {
+        /// The state machine.
+        machine: String,
+        /// The execution.
+        name: String,
+        /// The error to record.
+        #[arg(long)]
+        error: Option<String>,
+        /// The cause to record.
+        #[arg(long)]
+        cause: Option<String>,
+    },
+    /// Redrive a failed, aborted or timed-out execution from where it stopped.
+    Redrive {
+        /// The state machine.
+        machine: String,
+        /// The execution.
+        name: String,
     },
 }
 

@@ -130,14 +130,18 @@ impl QueueConcurrency {
         Self(vec![(QueueName::DEFAULT, n)])
     }
 
-    /// The defaults of a process told only how many workers to run: `n` on the default queue and one on each other
-    /// queue a registered kind waits in (none at all when `n` is 0: an API-only process).
+    /// The defaults of a process told only how many workers to run: `n` on the default queue and, on each other
+    /// queue a registered kind waits in, what the registry says it wants (one unless said; none at all when `n` is 0:
+    /// an API-only process).
     pub fn for_workers(n: usize, registry: &Workers) -> Self {
         if n == 0 {
             return Self(Vec::new());
         }
         let mut queues = vec![(QueueName::DEFAULT, n)];
-        queues.extend(registry.queues().into_iter().filter(|q| *q != QueueName::DEFAULT).map(|q| (q, 1)));
+        queues.extend(registry.queues().into_iter().filter(|q| *q != QueueName::DEFAULT).map(|q| {
+            let n = registry.concurrency_of(&q);
+            (q, n)
+        }));
         Self(queues)
     }
 

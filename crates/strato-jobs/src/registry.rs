@@ -70,6 +70,8 @@ fn check_args<A: JobArgs>(payload: &serde_json::Value) -> Result<Option<Resource
 pub struct Workers {
     kinds: BTreeMap<JobKind, Registered>,
     layers: Vec<Arc<dyn Layer>>,
+    /// Workers a queue gets when the operator names none (1 otherwise).
+    concurrency: BTreeMap<QueueName, usize>,
 }
 
 impl Workers {
@@ -139,6 +141,18 @@ impl Workers {
     /// The kinds the generic submission route may queue, sorted.
     pub fn generic_kinds(&self) -> impl Iterator<Item = &JobKind> {
         self.kinds.iter().filter(|(_, r)| r.generic).map(|(k, _)| k)
+    }
+
+    /// Says how many workers `queue` gets when the operator does not say: a queue whose jobs mostly wait (on
+    /// functions, on a workflow's tasks) wants more than one.
+    pub fn default_concurrency(&mut self, queue: QueueName, n: usize) -> &mut Self {
+        self.concurrency.insert(queue, n.max(1));
+        self
+    }
+
+    /// The workers `queue` gets by default.
+    pub fn concurrency_of(&self, queue: &QueueName) -> usize {
+        self.concurrency.get(queue).copied().unwrap_or(1)
     }
 
     /// The queues the registered kinds wait in by default, sorted.

@@ -3,8 +3,10 @@
 //! `{"__type", "message"}`. Grants decide as on every route: reading a state machine needs `read`, changing it
 //! `edit`, running it `use`.
 //!
-//! Served so far: CreateStateMachine, DescribeStateMachine, ListStateMachines, UpdateStateMachine,
-//! DeleteStateMachine, ValidateStateMachineDefinition, StartSyncExecution (express executions) and TestState.
+//! Served: CreateStateMachine, DescribeStateMachine, ListStateMachines, UpdateStateMachine, DeleteStateMachine,
+//! ValidateStateMachineDefinition, StartExecution, DescribeExecution, DescribeStateMachineForExecution,
+//! ListExecutions, GetExecutionHistory, StopExecution, RedriveExecution, SendTaskSuccess/Failure/Heartbeat,
+//! StartSyncExecution (express executions) and TestState.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +18,7 @@ use strato_types::{Action, ResourceKind, ResourceRef};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::durable::ExecutionRecord;
 use crate::service::{StateMachine, WorkflowError, Workflows};
 
 /// The resource kind grants name state machines by.
@@ -95,6 +98,59 @@ fn deny(p: &Principal, operation: &str, arn: &str) -> AwsJsonError {
         kind: "AccessDeniedException",
         message: format!("User: {} is not authorized to perform: states:{operation} on resource: {arn}", p.subject),
     }
+}
+
+/// The state machine an execution key (`<machine>:<name>`) belongs to.
+fn machine_of(key: &str) -> &str {
+    key.split_once(':').map_or(key, |(m, _)| m)
+}
+
+fn page_size(body: &Value) -> Result<usize, AwsJsonError> {
+    match body.get("maxResults").and_then(Value::as_i64) {
+        None => Ok(0),
+        Some(n) if (0..=1000).contains(&n) => Ok(n as usize),
+        Some(n) => Err(AwsJsonError::new(
+            "ValidationException",
+            format!("1 validation error detected: Value '{n}' at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to 1000"),
+        )),
+    }
+}
+
+fn describe_execution(w: &Workflows, x: &ExecutionRecord) -> Value {
+    let mut v = json!({
+        "executionArn": w.execution_arn(&x.machine, &x.name),
+        "stateMachineArn": w.arn(&x.machine),
+        "name": x.name,
+        "status": x.status,
+        "startDate": epoch(x.started),
+        "input": x.input,
+        "inputDetails": {"included": true},
+        "redriveCount": x.redrive_count,
+    });
+    if let Some(t) = x.stopped {
+        v["stopDate"] = json!(epoch(t));
+    }
+    if let Some(o) = &x.output {
+        v["output"] = json!(o);
+        v["outputDetails"] = json!({"included": true});
+    }
+    if let Some(e) = &x.error {
+        v["error"] = json!(e);
+    }
+    if let Some(c) = &x.cause {
+        v["cause"] = json!(c);
+    }
+    if let Some(t) = x.redrive_date {
+        v["redriveDate"] = json!(epoch(t));
+    }
+    match x.status.as_str() {
+        "FAILED" | "ABORTED" | "TIMED_OUT" => v["redriveStatus"] = json!("REDRIVABLE"),
+        s => {
+            v["redriveStatus"] = json!("NOT_REDRIVABLE");
+            v["redriveStatusReason"] = json!(format!("Execution is {s} and cannot be redriven"));
+        }
+    }
+    v
 }
 
 fn describe(w: &Workflows, sm: &StateMachine) -> Value {
@@ -252,6 +308,113 @@ async fn dispatch(w: &Workflows, p: &Principal, headers: &HeaderMap, body: &[u8]
                 out["cause"] = json!(e.cause);
             }
             Ok(ok(out))
+        }
+        "StartExecution" => {
+            let name = w.name_of(field(&body, "stateMachineArn")?)?;
+            may(Action::Use, &name, op)?;
+            let input = body.get("input").and_then(Value::as_str).unwrap_or("{}");
+            let identity = json!({"cognitoIdentityId": p.subject});
+            let x = w.start_execution(&name, body.get("name").and_then(Value::as_str), input, Some(identity)).await?;
+            Ok(ok(json!({"executionArn": w.execution_arn(&x.machine, &x.name), "startDate": epoch(x.started)})))
+        }
+        "DescribeExecution" => {
+            let key = w.execution_of(field(&body, "executionArn")?)?;
+            may(Action::Read, machine_of(&key), op)?;
+            Ok(ok(describe_execution(w, &w.execution(&key).await?)))
+        }
+        "DescribeStateMachineForExecution" => {
+            let key = w.execution_of(field(&body, "executionArn")?)?;
+            may(Action::Read, machine_of(&key), op)?;
+            let x = w.execution(&key).await?;
+            let sm = w.get(&x.machine).await?;
+            let definition = w.definition_of(&x).await?;
+            Ok(ok(json!({"stateMachineArn": w.arn(&x.machine), "name": x.machine, "definition": definition,
+                "roleArn": x.role_arn, "updateDate": epoch(sm.updated_at.unwrap_or(sm.created_at)),
+                "loggingConfiguration": {"level": "OFF", "includeExecutionData": false},
+                "tracingConfiguration": {"enabled": false}})))
+        }
+        "ListExecutions" => {
+            let name = w.name_of(field(&body, "stateMachineArn")?)?;
+            may(Action::Read, &name, op)?;
+            let status = body.get("statusFilter").and_then(Value::as_str);
+            if let Some(s) = status {
+                if !["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE"].contains(&s) {
+                    return Err(AwsJsonError::new(
+                        "ValidationException",
+                        format!("1 validation error detected: Value '{s}' at 'statusFilter' failed to satisfy constraint: Member must satisfy enum value set: [SUCCEEDED, TIMED_OUT, PENDING_REDRIVE, ABORTED, FAILED, RUNNING]"),
+                    ));
+                }
+            }
+            let page = w
+                .list_executions(&name, status, page_size(&body)?, body.get("nextToken").and_then(Value::as_str))
+                .await?;
+            let items: Vec<Value> = page.executions.iter().map(|x| {
+                let mut v = json!({"executionArn": w.execution_arn(&x.machine, &x.name), "stateMachineArn": w.arn(&x.machine),
+                    "name": x.name, "status": x.status, "startDate": epoch(x.started), "redriveCount": x.redrive_count});
+                if let Some(t) = x.stopped { v["stopDate"] = json!(epoch(t)); }
+                if let Some(t) = x.redrive_date { v["redriveDate"] = json!(epoch(t)); }
+                v
+            }).collect();
+            let mut out = json!({"executions": items});
+            if let Some(t) = page.next_token {
+                out["nextToken"] = json!(t);
+            }
+            Ok(ok(out))
+        }
+        "GetExecutionHistory" => {
+            let key = w.execution_of(field(&body, "executionArn")?)?;
+            may(Action::Read, machine_of(&key), op)?;
+            let page = w
+                .history(
+                    &key,
+                    body.get("reverseOrder").and_then(Value::as_bool).unwrap_or(false),
+                    body.get("includeExecutionData").and_then(Value::as_bool).unwrap_or(true),
+                    page_size(&body)?,
+                    body.get("nextToken").and_then(Value::as_str),
+                )
+                .await?;
+            let mut out = json!({"events": page.events});
+            if let Some(t) = page.next_token {
+                out["nextToken"] = json!(t);
+            }
+            Ok(ok(out))
+        }
+        "StopExecution" => {
+            let key = w.execution_of(field(&body, "executionArn")?)?;
+            may(Action::Use, machine_of(&key), op)?;
+            let x = w
+                .stop_execution(
+                    &key,
+                    body.get("error").and_then(Value::as_str),
+                    body.get("cause").and_then(Value::as_str),
+                )
+                .await?;
+            Ok(ok(json!({"stopDate": epoch(x.stopped.unwrap_or(x.started))})))
+        }
+        "RedriveExecution" => {
+            let key = w.execution_of(field(&body, "executionArn")?)?;
+            may(Action::Use, machine_of(&key), op)?;
+            let x = w.redrive_execution(&key).await?;
+            Ok(ok(json!({"redriveDate": epoch(x.redrive_date.unwrap_or(x.started))})))
+        }
+        // The task token is the capability (as a callback's worker holds nothing else of the execution): any
+        // authenticated caller presenting it may answer.
+        "SendTaskSuccess" => {
+            w.send_task_success(field(&body, "taskToken")?, field(&body, "output")?).await?;
+            Ok(ok(json!({})))
+        }
+        "SendTaskFailure" => {
+            w.send_task_failure(
+                field(&body, "taskToken")?,
+                body.get("error").and_then(Value::as_str).unwrap_or_default(),
+                body.get("cause").and_then(Value::as_str).unwrap_or_default(),
+            )
+            .await?;
+            Ok(ok(json!({})))
+        }
+        "SendTaskHeartbeat" => {
+            w.send_task_heartbeat(field(&body, "taskToken")?).await?;
+            Ok(ok(json!({})))
         }
         other => Err(AwsJsonError::new("UnknownOperationException", format!("{other} is not supported yet"))),
     }

@@ -59,7 +59,7 @@ pub fn retry_delay(r: &Retrier, attempt: u32) -> Duration {
     Duration::from_secs_f64(secs.max(0.0))
 }
 
-fn size_check(v: &Value, what: &str) -> Result<(), StatesError> {
+pub(crate) fn size_check(v: &Value, what: &str) -> Result<(), StatesError> {
     let n = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(0);
     if n > MAX_PAYLOAD {
         return Err(StatesError::data_limit(format!(
@@ -70,7 +70,12 @@ fn size_check(v: &Value, what: &str) -> Result<(), StatesError> {
 }
 
 /// `InputPath` (or `OutputPath`): the selected part, `{}` for `null`, all of it when absent.
-fn select(p: &Option<Option<String>>, v: &Value, context: &Value, field: &str) -> Result<Value, StatesError> {
+pub(crate) fn select(
+    p: &Option<Option<String>>,
+    v: &Value,
+    context: &Value,
+    field: &str,
+) -> Result<Value, StatesError> {
     match p {
         None => Ok(v.clone()),
         Some(None) => Ok(json!({})),
@@ -79,7 +84,11 @@ fn select(p: &Option<Option<String>>, v: &Value, context: &Value, field: &str) -
 }
 
 /// `ResultPath`: the result placed into the state's raw input (`$` replaces it, `null` discards the result).
-fn place(result_path: &Option<Option<String>>, raw_input: &Value, result: Value) -> Result<Value, StatesError> {
+pub(crate) fn place(
+    result_path: &Option<Option<String>>,
+    raw_input: &Value,
+    result: Value,
+) -> Result<Value, StatesError> {
     match result_path {
         None => Ok(result),
         Some(None) => Ok(raw_input.clone()),
@@ -98,7 +107,7 @@ fn place(result_path: &Option<Option<String>>, raw_input: &Value, result: Value)
 }
 
 /// The context object of one state.
-fn state_context(base: &Value, name: &str, retry_count: u32) -> Value {
+pub(crate) fn state_context(base: &Value, name: &str, retry_count: u32) -> Value {
     let mut c = base.clone();
     c["State"] = json!({"Name": name, "EnteredTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "RetryCount": retry_count});
     c
@@ -204,29 +213,21 @@ pub async fn step(
         }
         "Task" | "Parallel" | "Map" => {
             let effective = select(&s.input_path, &raw, &context, "InputPath")?;
-            let mut attempts: Vec<u32> = vec![0; s.retry.as_ref().map_or(0, Vec::len)];
+            let mut attempts: Vec<u32> = Vec::new();
             loop {
                 let outcome = async {
                     let result = match s.kind.as_str() {
                         "Task" => {
-                            let params = match &s.parameters {
-                                Some(p) => template::apply(p, &effective, &context)?,
-                                None => effective.clone(),
-                            };
+                            let params = parameters(s, &effective, &context)?;
                             let resource = s.resource.as_deref().unwrap_or_default();
                             let call = tasks.run(resource, params, &context);
                             match task_timeout(s, &effective, &context)? {
-                                Some(t) => tokio::time::timeout(t, call).await.map_err(|_| {
-                                    StatesError::new("States.Timeout", format!("The task in state {name:?} timed out"))
-                                })??,
+                                Some(t) => tokio::time::timeout(t, call).await.map_err(|_| timed_out(name))??,
                                 None => call.await?,
                             }
                         }
                         "Parallel" => {
-                            let params = match &s.parameters {
-                                Some(p) => template::apply(p, &effective, &context)?,
-                                None => effective.clone(),
-                            };
+                            let params = parameters(s, &effective, &context)?;
                             let branches = s.branches.as_deref().unwrap_or_default();
                             let runs = branches.iter().map(|b| run(b, params.clone(), base_context, tasks));
                             let results = futures::future::join_all(runs).await;
@@ -234,32 +235,74 @@ pub async fn step(
                         }
                         _ => map(name, s, &effective, &context, base_context, tasks).await?,
                     };
-                    let selected = match &s.result_selector {
-                        Some(t) => template::apply(t, &result, &context)?,
-                        None => result,
-                    };
-                    let placed = place(&s.result_path, &raw, selected)?;
-                    select(&s.output_path, &placed, &context, "OutputPath")
+                    finish(s, &raw, result, &context)
                 }
                 .await;
                 let error = match outcome {
                     Ok(v) => return Ok((v, next)),
                     Err(e) => e,
                 };
-                // Retry: the first retrier matching the error, while it has attempts left.
-                if let Some(i) = s.retry.iter().flatten().position(|r| matches(&r.error_equals, &error.error)) {
-                    let r = &s.retry.as_ref().expect("a retrier matched")[i];
-                    if u64::from(attempts[i]) < r.max_attempts.unwrap_or(3) {
-                        tokio::time::sleep(retry_delay(r, attempts[i])).await;
-                        attempts[i] += 1;
-                        continue;
-                    }
+                match on_error(s, &mut attempts, &raw, error)? {
+                    OnError::Retry(delay) => tokio::time::sleep(delay).await,
+                    OnError::Caught(output, next) => return Ok((output, Some(next))),
                 }
-                return catch(s.catch.as_deref(), &raw, error);
             }
         }
         other => Err(StatesError::runtime(format!("state type {other:?} is not supported"))),
     }
+}
+
+/// A Task's (or Parallel's) effective parameters: `Parameters` applied, or the effective input.
+pub(crate) fn parameters(s: &State, effective: &Value, context: &Value) -> Result<Value, StatesError> {
+    match &s.parameters {
+        Some(p) => template::apply(p, effective, context),
+        None => Ok(effective.clone()),
+    }
+}
+
+/// A Task's, Parallel's or Map's result through `ResultSelector`, `ResultPath` and `OutputPath`.
+pub(crate) fn finish(s: &State, raw: &Value, result: Value, context: &Value) -> Result<Value, StatesError> {
+    let selected = match &s.result_selector {
+        Some(t) => template::apply(t, &result, context)?,
+        None => result,
+    };
+    let placed = place(&s.result_path, raw, selected)?;
+    select(&s.output_path, &placed, context, "OutputPath")
+}
+
+/// `States.Timeout` for a task that ran past its `TimeoutSeconds`.
+pub(crate) fn timed_out(name: &str) -> StatesError {
+    StatesError::new("States.Timeout", format!("The task in state {name:?} timed out"))
+}
+
+/// What a failed Task, Parallel or Map does next.
+#[derive(Debug)]
+pub(crate) enum OnError {
+    /// Run the state again after this delay.
+    Retry(Duration),
+    /// A catcher took it: the state's output and the next state.
+    Caught(Value, String),
+}
+
+/// Retry (the first retrier matching the error, while it has attempts left; `attempts` counts per retrier), then
+/// Catch; `Err` when neither takes the error.
+pub(crate) fn on_error(
+    s: &State,
+    attempts: &mut Vec<u32>,
+    raw: &Value,
+    error: StatesError,
+) -> Result<OnError, StatesError> {
+    let retriers = s.retry.as_deref().unwrap_or_default();
+    attempts.resize(retriers.len(), 0);
+    if let Some(i) = retriers.iter().position(|r| matches(&r.error_equals, &error.error)) {
+        if u64::from(attempts[i]) < retriers[i].max_attempts.unwrap_or(3) {
+            let delay = retry_delay(&retriers[i], attempts[i]);
+            attempts[i] += 1;
+            return Ok(OnError::Retry(delay));
+        }
+    }
+    let (output, next) = catch(s.catch.as_deref(), raw, error)?;
+    Ok(OnError::Caught(output, next.expect("a catcher names its next state")))
 }
 
 /// The first catcher matching the error: the error output placed in the raw input, and where to go.
@@ -286,7 +329,7 @@ fn number_at(p: &str, input: &Value, context: &Value, field: &str) -> Result<f64
         .ok_or_else(|| StatesError::runtime(format!("The {field} {p} resolved to {v}, not a non-negative number")))
 }
 
-fn task_timeout(s: &State, input: &Value, context: &Value) -> Result<Option<Duration>, StatesError> {
+pub(crate) fn task_timeout(s: &State, input: &Value, context: &Value) -> Result<Option<Duration>, StatesError> {
     if let Some(t) = s.timeout_seconds {
         return Ok(Some(Duration::from_secs(t)));
     }
@@ -325,15 +368,13 @@ pub fn wait_delay(s: &State, input: &Value, context: &Value) -> Result<Duration,
     Err(StatesError::runtime("a Wait state needs Seconds, Timestamp, SecondsPath or TimestampPath"))
 }
 
-/// An inline Map: each item through the processor, at most `MaxConcurrency` at once, results in item order.
-async fn map(
+/// A Map state's iterations: each item's input (after `ItemSelector`/`Parameters`) and the processor they run.
+pub(crate) fn map_inputs(
     name: &str,
     s: &State,
     effective: &Value,
     context: &Value,
-    base_context: &Value,
-    tasks: &dyn TaskRunner,
-) -> Result<Value, StatesError> {
+) -> Result<(Vec<Value>, Machine), StatesError> {
     let items = match &s.items_path {
         Some(p) => path::read(p, effective, context, "ItemsPath")?,
         None => effective.clone(),
@@ -344,11 +385,7 @@ async fn map(
             serde_json::to_string(&items).unwrap_or_default()
         )));
     };
-    let machine = match (&s.item_processor, &s.iterator) {
-        (Some(p), _) => p.machine(),
-        (None, Some(m)) => m.clone(),
-        _ => return Err(StatesError::runtime("a Map state needs ItemProcessor or Iterator")),
-    };
+    let machine = processor(s)?;
     let selector = s.item_selector.as_ref().or(s.parameters.as_ref());
     let mut inputs = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
@@ -359,31 +396,63 @@ async fn map(
             None => item.clone(),
         });
     }
-    let limit = match s.max_concurrency.unwrap_or(0) {
-        0 => inputs.len().max(1),
+    Ok((inputs, machine))
+}
+
+/// The machine each iteration of a Map state runs.
+pub(crate) fn processor(s: &State) -> Result<Machine, StatesError> {
+    match (&s.item_processor, &s.iterator) {
+        (Some(p), _) => Ok(p.machine()),
+        (None, Some(m)) => Ok(m.clone()),
+        _ => Err(StatesError::runtime("a Map state needs ItemProcessor or Iterator")),
+    }
+}
+
+/// How many of a Map's iterations run at once (`MaxConcurrency` 0: all).
+pub(crate) fn map_concurrency(s: &State, total: usize) -> usize {
+    match s.max_concurrency.unwrap_or(0) {
+        0 => total.max(1),
         n => n as usize,
-    };
+    }
+}
+
+/// Whether `failed` of `total` iterations are more than the Map tolerates.
+pub(crate) fn map_exceeds_tolerance(s: &State, failed: usize, total: usize) -> bool {
+    let tolerated_count = s.tolerated_failure_count.unwrap_or(0) as usize;
+    let tolerated_pct = s.tolerated_failure_percentage.unwrap_or(0.0);
+    failed > 0
+        && !(failed <= tolerated_count || (total > 0 && (failed as f64) * 100.0 / (total as f64) <= tolerated_pct))
+}
+
+/// The error a Map fails with once its iterations failed past the tolerance: without a tolerance, the first failed
+/// iteration's own.
+pub(crate) fn map_failure(s: &State, first: StatesError) -> StatesError {
+    if s.tolerated_failure_count.is_none() && s.tolerated_failure_percentage.is_none() {
+        return first;
+    }
+    StatesError::new("States.ExceedToleratedFailureThreshold", "The specified tolerated failure threshold was exceeded")
+}
+
+/// An inline Map: each item through the processor, at most `MaxConcurrency` at once, results in item order.
+async fn map(
+    name: &str,
+    s: &State,
+    effective: &Value,
+    context: &Value,
+    base_context: &Value,
+    tasks: &dyn TaskRunner,
+) -> Result<Value, StatesError> {
+    let (inputs, machine) = map_inputs(name, s, effective, context)?;
+    let limit = map_concurrency(s, inputs.len());
     use futures::StreamExt;
     let results: Vec<Result<Value, StatesError>> =
         futures::stream::iter(inputs.into_iter().map(|i| run(&machine, i, base_context, tasks)))
             .buffered(limit)
             .collect()
             .await;
-    let total = results.len();
     let failed = results.iter().filter(|r| r.is_err()).count();
-    let tolerated_count = s.tolerated_failure_count.unwrap_or(0) as usize;
-    let tolerated_pct = s.tolerated_failure_percentage.unwrap_or(0.0);
-    let tolerated =
-        failed <= tolerated_count || (total > 0 && (failed as f64) * 100.0 / (total as f64) <= tolerated_pct);
-    if failed > 0 && !tolerated {
-        if s.tolerated_failure_count.is_none() && s.tolerated_failure_percentage.is_none() {
-            // Without a tolerance, the first failed iteration's error is the Map's.
-            return Err(results.into_iter().find_map(Result::err).expect("a failed iteration"));
-        }
-        return Err(StatesError::new(
-            "States.ExceedToleratedFailureThreshold",
-            "The specified tolerated failure threshold was exceeded",
-        ));
+    if map_exceeds_tolerance(s, failed, results.len()) {
+        return Err(map_failure(s, results.into_iter().find_map(Result::err).expect("a failed iteration")));
     }
     Ok(Value::Array(
         results.into_iter().map(|r| r.unwrap_or_else(|e| json!({"Error": e.error, "Cause": e.cause}))).collect(),

@@ -12,7 +12,10 @@
 pub mod api;
 pub mod choice;
 pub mod definition;
+pub mod durable;
 pub mod error;
+pub mod executions;
+pub mod history;
 pub mod interpreter;
 pub mod intrinsics;
 pub mod path;
@@ -24,9 +27,32 @@ pub use definition::{Diagnostic, Machine};
 pub use error::StatesError;
 pub use service::{StateMachine, WorkflowError, Workflows};
 
-/// The registration: the `state-machine` resource kind, so grants may name state machines.
-pub fn registrar() -> impl FnOnce(&mut strato_service::Registration<'_>) + Send + 'static {
-    |r| {
-        r.resources.register(STATE_MACHINE);
+/// Where the composition root's registration leaves the [`Workflows`] it built, for the routes and the CLI.
+#[derive(Clone, Default)]
+pub struct WorkflowsSlot(std::sync::Arc<std::sync::OnceLock<Workflows>>);
+
+impl WorkflowsSlot {
+    /// The registration: the `state-machine` resource kind, and (once the functions capability registered) the
+    /// workflows over the service's store with the `workflow.advance` job kind on the `workflows` queue.
+    pub fn registrar(
+        &self,
+        functions: strato_functions::FunctionsSlot,
+    ) -> impl FnOnce(&mut strato_service::Registration<'_>) + Send + 'static {
+        let slot = self.0.clone();
+        move |r| {
+            r.resources.register(STATE_MACHINE);
+            if let Some(f) = functions.get() {
+                let w = Workflows::new(r.store.clone(), f);
+                r.workers.add(durable::AdvanceWorker::new(w.clone()));
+                // Executions mostly wait on their tasks: a few run side by side in each process.
+                r.workers.default_concurrency(strato_types::QueueName::new("workflows"), 8);
+                let _ = slot.set(w);
+            }
+        }
+    }
+
+    /// The workflows, once the service is open.
+    pub fn get(&self) -> Option<Workflows> {
+        self.0.get().cloned()
     }
 }

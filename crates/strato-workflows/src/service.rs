@@ -84,11 +84,13 @@ pub struct SyncExecution {
 #[derive(Clone)]
 pub struct Workflows(Arc<Inner>);
 
-struct Inner {
+pub(crate) struct Inner {
     store: Store,
     functions: Functions,
     region: String,
     account: String,
+    /// Parsed definitions (and their sub-machines) of durable executions.
+    pub(crate) machines: crate::durable::MachineCache,
 }
 
 /// Step Functions' names: 1-80 characters, none of whitespace, brackets, wildcards, or special characters.
@@ -107,7 +109,43 @@ impl Workflows {
     pub fn new(store: Store, functions: Functions) -> Self {
         let region = functions.options().region.clone();
         let account = functions.options().account.clone();
-        Self(Arc::new(Inner { store, functions, region, account }))
+        Self(Arc::new(Inner { store, functions, region, account, machines: Default::default() }))
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.0
+    }
+
+    /// The metadata store.
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    /// The functions Task states call.
+    pub fn functions(&self) -> &Functions {
+        &self.0.functions
+    }
+
+    /// The region ARNs name.
+    pub fn region(&self) -> String {
+        self.0.region.clone()
+    }
+
+    /// A standard execution's ARN.
+    pub fn execution_arn(&self, machine: &str, name: &str) -> String {
+        format!("arn:aws:states:{}:{}:execution:{machine}:{name}", self.0.region, self.0.account)
+    }
+
+    /// The execution (`<machine>:<name>`) an execution ARN names.
+    pub fn execution_of(&self, arn: &str) -> Result<String> {
+        let prefix = format!("arn:aws:states:{}:{}:execution:", self.0.region, self.0.account);
+        match arn.strip_prefix(&prefix).and_then(|rest| rest.split_once(':')) {
+            Some((m, n)) if !m.is_empty() && !n.is_empty() && !n.contains(':') => Ok(format!("{m}:{n}")),
+            _ => Err(WorkflowError::Invalid(
+                "InvalidArn",
+                format!("Invalid Arn: 'Resource type not valid in this context: {arn}'"),
+            )),
+        }
     }
 
     /// A state machine's ARN.
@@ -259,7 +297,7 @@ impl Workflows {
                 "StartTime": started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)},
             "StateMachine": {"Id": self.arn(name), "Name": name},
         });
-        let runner = FunctionTasks { functions: self.0.functions.clone(), identity };
+        let runner = FunctionTasks::new(self.0.functions.clone(), identity, None);
         let run = interpreter::run(&machine, input, &context, &runner);
         let outcome = match machine.timeout_seconds {
             Some(t) => tokio::time::timeout(std::time::Duration::from_secs(t), run).await.ok(),
@@ -322,7 +360,7 @@ impl Workflows {
             return Err(invalid_definition(problems));
         }
         let context = json!({"Execution": {"Id": "test-state", "Input": input, "Name": "test-state"}, "StateMachine": {"Id": "test-state", "Name": "test-state"}});
-        let runner = FunctionTasks { functions: self.0.functions.clone(), identity };
+        let runner = FunctionTasks::new(self.0.functions.clone(), identity, None);
         let caught_before = state.catch.is_some();
         Ok(match interpreter::step("State", &state, input, &context, &runner).await {
             Ok((output, next)) => {
@@ -353,6 +391,15 @@ fn invalid_definition(problems: Vec<Diagnostic>) -> WorkflowError {
 pub struct FunctionTasks {
     functions: Functions,
     identity: Option<Value>,
+    /// The invocation's request id: a durable task's idempotency token, the same for every attempt of one task.
+    request_id: Option<String>,
+}
+
+impl FunctionTasks {
+    /// Tasks run as `identity`, each invocation carrying `request_id` when given.
+    pub fn new(functions: Functions, identity: Option<Value>, request_id: Option<String>) -> Self {
+        Self { functions, identity, request_id }
+    }
 }
 
 /// The function a Lambda ARN names, with its qualifier.
@@ -375,6 +422,7 @@ impl FunctionTasks {
             payload: serde_json::to_vec(payload).unwrap_or_default().into(),
             qualifier,
             identity: self.identity.clone(),
+            request_id: self.request_id.clone(),
             ..Default::default()
         };
         let r = self.functions.invoke(&name, req).await.map_err(|e| match e {

@@ -52,14 +52,20 @@ async fn aws_clients_create_and_run_state_machines_calling_functions() {
     let mut fopts = FunctionsOptions::new(dir.path().join("functions"));
     fopts.python = py.clone().into();
     let slot = FunctionsSlot::default();
+    let wslot = strato_workflows::WorkflowsSlot::default();
     let strato = Strato::builder(opts)
         .register(slot.registrar(fopts))
-        .register(strato_workflows::registrar())
+        .register(wslot.registrar(slot.clone()))
         .open()
         .await
         .unwrap();
     let functions = slot.get().unwrap();
-    let workflows = strato_workflows::Workflows::new(strato.store().clone(), functions.clone());
+    let workflows = wslot.get().unwrap();
+    let pool = strato.start_workers(strato_service::WorkerPoolOptions {
+        queues: strato_service::QueueConcurrency::parse("default=1,workflows=4,functions=1").unwrap(),
+        poll_interval: std::time::Duration::from_millis(200),
+        ..Default::default()
+    });
     let http = HttpOptions {
         auth: AuthOptions { admin_token: Some(ADMIN.into()), ..Default::default() },
         ..Default::default()
@@ -189,6 +195,85 @@ async fn aws_clients_create_and_run_state_machines_calling_functions() {
     let described: Value = serde_json::from_slice(&cli.stdout).unwrap();
     assert_eq!((described["name"].as_str(), described["type"].as_str()), (Some("team-b-flow"), Some("EXPRESS")));
 
+    // A standard execution's whole cycle through boto3: tasks, a callback answered with its token, stop, and a
+    // failed execution redriven after its function was fixed through Lambda's API.
+    let standard = json!({"StartAt": "Double", "States": {
+        "Double": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:000000000000:function:team-a-double",
+            "ResultPath": "$.first", "Next": "Approve"},
+        "Approve": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {"FunctionName": "team-a-double", "Payload": {"n.$": "$.first.doubled", "token.$": "$$.Task.Token"}},
+            "ResultPath": "$.approval", "HeartbeatSeconds": 60, "TimeoutSeconds": 300, "End": true}}});
+    std::fs::write(&def_file, standard.to_string()).unwrap();
+    let out = tokio::process::Command::new(&py)
+        .arg(fixture("clients/sfn_standard.py"))
+        .arg(&def_file)
+        .env("STRATO_ENDPOINT", &base)
+        .env("AWS_ACCESS_KEY_ID", &key.0)
+        .env("AWS_SECRET_ACCESS_KEY", &key.1)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.path().join("none"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["execution_arn"], "arn:aws:states:us-east-1:000000000000:execution:team-a-standard:cycle-1");
+    assert_eq!(v["running"], "RUNNING", "the execution waits for its token");
+    assert_eq!(
+        v["done"],
+        json!({"status": "SUCCEEDED", "redriveStatus": "NOT_REDRIVABLE",
+            "output": {"n": 4, "first": {"doubled": 8, "function": "team-a-double"}, "approval": {"approved": true}}})
+    );
+    assert_eq!(v["token_again"], "TaskTimedOut", "a token is answered once");
+    assert_eq!(v["token_unknown"], "TaskDoesNotExist");
+    assert_eq!(
+        v["types"],
+        json!([
+            "ExecutionStarted",
+            "TaskStateEntered",
+            "LambdaFunctionScheduled",
+            "LambdaFunctionStarted",
+            "LambdaFunctionSucceeded",
+            "TaskStateExited",
+            "TaskStateEntered",
+            "TaskScheduled",
+            "TaskStarted",
+            "TaskSubmitted",
+            "TaskSucceeded",
+            "TaskStateExited",
+            "ExecutionSucceeded"
+        ])
+    );
+    assert_eq!(v["ids"], json!((1..=13).collect::<Vec<_>>()), "paginated in order, pages of 7");
+    assert_eq!(v["for_execution"], "team-a-standard");
+    assert_eq!(v["stopped"], "ABORTED");
+    assert_eq!(v["failed"], json!({"status": "FAILED", "error": "ValueError", "redriveStatus": "REDRIVABLE"}));
+    assert_eq!(v["listed_failed"], json!(["cycle-3"]));
+    assert_eq!(v["listed_all"], json!(["cycle-1", "cycle-2", "cycle-3"]));
+    assert_eq!(v["not_redrivable"], "ExecutionNotRedrivable");
+    assert_eq!(
+        v["redriven"],
+        json!({"status": "SUCCEEDED", "redriveCount": 1, "output": {"n": 1, "fail": "until fixed",
+            "first": {"doubled": 2, "function": "team-a-double"}, "approval": {"approved": "late"}}})
+    );
+    let t: Vec<&str> = v["redriven_types"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let at = t.iter().position(|x| *x == "ExecutionRedriven").unwrap();
+    assert_eq!(
+        &t[..at],
+        [
+            "ExecutionStarted",
+            "TaskStateEntered",
+            "LambdaFunctionScheduled",
+            "LambdaFunctionStarted",
+            "LambdaFunctionFailed",
+            "ExecutionFailed"
+        ]
+    );
+    assert_eq!(t[at + 1], "TaskStateEntered", "the failed state runs again: {t:?}");
+    assert_eq!(v["missing"], "ExecutionDoesNotExist");
+
+    pool.shutdown().await;
     server.abort();
     strato.close().await;
 }

@@ -12,7 +12,7 @@ use crate::config::{FunctionsCommand, Global};
 
 #[allow(clippy::print_stdout, clippy::print_stderr, reason = "the command's output")]
 pub(super) async fn functions(g: &Global, cmd: FunctionsCommand) -> Result<()> {
-    let (strato, functions) = open_parts(g, options(g)).await?;
+    let (strato, functions, _) = open_parts(g, options(g)).await?;
     match cmd {
         FunctionsCommand::Create {
             name,

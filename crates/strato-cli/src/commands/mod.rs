@@ -28,7 +28,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::ApiKeys { command } => keys::api_keys(&cli.global, command, false).await,
         Command::AccessKeys { command } => keys::api_keys(&cli.global, command, true).await,
         Command::Functions { command } => functions::functions(&cli.global, command).await,
-        Command::Workflows { command } => workflows::workflows(command),
+        Command::Workflows { command } => workflows::workflows(&cli.global, command).await,
+        Command::Executions { command } => workflows::executions(&cli.global, command).await,
         Command::Train(args) => train::train(&cli.global, args).await,
         Command::Predict(args) => models::predict(&cli.global, args).await,
         Command::Models { command } => models::models(&cli.global, command).await,
@@ -94,18 +95,23 @@ fn functions_options(g: &Global) -> Result<strato_functions::FunctionsOptions> {
 }
 
 /// [`open_with`], with the capabilities built on the core (functions) returned beside it.
-async fn open_parts(g: &Global, mut o: StratoOptions) -> Result<(Strato, strato_functions::Functions)> {
+async fn open_parts(
+    g: &Global,
+    mut o: StratoOptions,
+) -> Result<(Strato, strato_functions::Functions, strato_workflows::Workflows)> {
     o.signing_key = g.signing_key.as_deref().map(|k| server_key("--signing-key", k)).transpose()?;
     o.secrets_key = g.secrets_key.as_deref().map(|k| server_key("--secrets-key", k)).transpose()?;
     let functions = strato_functions::FunctionsSlot::default();
+    let workflows = strato_workflows::WorkflowsSlot::default();
     let strato = Strato::builder(o)
         .register(functions.registrar(functions_options(g)?))
-        .register(strato_workflows::registrar())
+        .register(workflows.registrar(functions.clone()))
         .open()
         .await
         .map_err(err)?;
     let functions = functions.get().ok_or_else(|| anyhow::anyhow!("the functions capability was not registered"))?;
-    Ok((strato, functions))
+    let workflows = workflows.get().ok_or_else(|| anyhow::anyhow!("the workflows capability was not registered"))?;
+    Ok((strato, functions, workflows))
 }
 
 /// A hex server key of at least 32 bytes.

@@ -23,7 +23,7 @@ pub(super) async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     // Presigned URLs of local storage point back at this server unless told otherwise.
     let mut o = options(g);
     o.public_url = Some(g.public_url.clone().unwrap_or_else(|| format!("http://{}", args.addr)));
-    let (strato, functions) = open_parts(g, o).await?;
+    let (strato, functions, workflows) = open_parts(g, o).await?;
     functions.start_maintenance();
     http.auth.policy.check(strato.resource_kinds()).map_err(|e| anyhow::anyhow!("the access policy: {e}"))?;
     let worker_opts = worker_options(&args.jobs, &strato)?;
@@ -56,7 +56,6 @@ pub(super) async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         g.data_dir.display(),
         strato.describe_backends()
     );
-    let workflows = strato_workflows::Workflows::new(strato.store().clone(), functions.clone());
     let capabilities = vec![strato_functions::routes(functions.clone()), strato_workflows::routes(workflows)];
     let app = strato_http::router_with(strato.clone(), http, capabilities);
     // The peer address keys anonymous callers' rate limits.

@@ -1,0 +1,1206 @@
+//! Standard executions, run durably on the job queue.
+//!
+//! An execution is a tree of *frames*: the root runs the state machine; each Parallel branch and each Map iteration
+//! is a child frame running its sub-machine. A frame is a document holding the state it is in, that state's raw
+//! input, and what it waits for. A `workflow.advance` job drives one frame: it runs states in memory and commits at
+//! the durability points — before a task is invoked and when its result arrives, when the frame parks (a Wait, a
+//! retry's backoff, a task token, children to run) and when it ends. A commit is one transaction: the execution's
+//! row locked first (so commits of one execution are serialised and event ids stay in order), the frame's revision
+//! checked (a stale or duplicate job changes nothing), the history events appended, the frame written, and the jobs
+//! that continue the work enqueued. Consecutive Pass/Choice states commit together (up to [`TRANSITIONS_PER_COMMIT`]),
+//! so a chain of them costs one transaction, not one per state.
+//!
+//! A task's invocation is at-least-once (a crash between invoking and committing invokes it again, with the same
+//! request id); no committed state is entered again. Waits and task tokens hold no worker: the frame's row and a job
+//! due later are all they cost.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use strato_jobs::{JobContext, JobError, Worker};
+use strato_store::{Document, Tx};
+use strato_types::{JobArgs, JobDefaults, JobKind, JobRecord, NewJob, QueueName};
+
+use crate::definition::{Machine, State};
+use crate::error::StatesError;
+use crate::history::{self, Pending, TaskEvents};
+use crate::interpreter::{self, NoTasks, OnError, TaskRunner};
+use crate::service::{FunctionTasks, WorkflowError, Workflows};
+
+pub(crate) const EXEC_DOC: &str = "sfn-execution";
+pub(crate) const FRAME_DOC: &str = "sfn-frame";
+pub(crate) const EVENTS_DOC: &str = "sfn-events";
+pub(crate) const DEFINITION_DOC: &str = "sfn-definition";
+pub(crate) const TOKEN_DOC: &str = "sfn-token";
+
+/// The root frame's path.
+pub(crate) const ROOT: &str = "r";
+
+/// Pass, Choice and zero-second Wait states run between two commits at most.
+pub const TRANSITIONS_PER_COMMIT: usize = 500;
+
+type Result<T> = std::result::Result<T, WorkflowError>;
+
+/// A standard execution, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    /// The state machine's name.
+    pub machine: String,
+    /// The execution's name.
+    pub name: String,
+    /// The definition it runs (the SHA-256 of its text; kept in its own document).
+    pub definition: String,
+    /// The role ARN the state machine had when it started.
+    #[serde(default)]
+    pub role_arn: String,
+    /// The input, as given.
+    pub input: String,
+    /// `RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT` or `ABORTED`.
+    pub status: String,
+    /// When it started.
+    pub started: DateTime<Utc>,
+    /// When it stopped.
+    #[serde(default)]
+    pub stopped: Option<DateTime<Utc>>,
+    /// Its output (succeeded).
+    #[serde(default)]
+    pub output: Option<String>,
+    /// Its error and cause (failed, timed out, aborted).
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub cause: Option<String>,
+    /// How many times it was redriven, and when last.
+    #[serde(default)]
+    pub redrive_count: u32,
+    #[serde(default)]
+    pub redrive_date: Option<DateTime<Utc>>,
+    /// The id the next history event gets.
+    pub next_event: u64,
+    /// When the execution times out (the machine's `TimeoutSeconds`).
+    #[serde(default)]
+    pub timeout_at: Option<DateTime<Utc>>,
+    /// Who started it: Task states call functions as this caller.
+    #[serde(default)]
+    pub identity: Option<Value>,
+}
+
+/// Where a frame is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FrameStatus {
+    /// A Map iteration not started yet (`MaxConcurrency`).
+    Pending,
+    /// A job is (or will be) running its states.
+    Running,
+    /// Parked until `wake_at` (a Wait, a retry's backoff) or a task token's answer.
+    Waiting,
+    /// Waiting for its children (Parallel branches, Map iterations).
+    Children,
+    /// Ended.
+    Succeeded,
+    Failed,
+    /// Stopped because its parent no longer needs it.
+    Aborted,
+}
+
+/// A result waiting to be applied to a frame's current state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Outcome {
+    /// A task's result.
+    Result(Value),
+    /// A task's (or the children's) error.
+    Error(StatesError),
+    /// Every child ended within tolerance: collect their outputs.
+    ChildrenDone,
+}
+
+/// A Parallel's or Map's children, as their parent counts them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Children {
+    /// How many.
+    pub total: usize,
+    /// How many were started (in index order).
+    pub started: usize,
+    /// How many ended, and how many of those failed.
+    pub finished: usize,
+    pub failed: usize,
+    /// The first failure.
+    #[serde(default)]
+    pub first_error: Option<StatesError>,
+    /// At most this many run at once.
+    pub limit: usize,
+    /// Tells these children from an earlier run of the same state's (its `*StateStarted` event id).
+    pub generation: u64,
+}
+
+/// One frame of an execution: the root machine, a Parallel branch or a Map iteration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Frame {
+    /// The sub-machine it runs: (state, branch) steps from the root machine; empty for the root.
+    pub machine: Vec<(String, usize)>,
+    /// Its index among its parent's children.
+    pub index: usize,
+    /// The parent's [`Children::generation`] it belongs to.
+    pub generation: u64,
+    /// The state it is in, and that state's raw input.
+    pub state: String,
+    pub input: Value,
+    pub status: FrameStatus,
+    /// The state's `*StateEntered` event is recorded.
+    pub entered: bool,
+    /// The current Task's effective parameters, once scheduled (a retry schedules again).
+    #[serde(default)]
+    pub params: Option<Value>,
+    /// Retries used, per retrier of the current state.
+    #[serde(default)]
+    pub attempts: Vec<u32>,
+    /// `$$.State.RetryCount`.
+    #[serde(default)]
+    pub retry_count: u32,
+    #[serde(default)]
+    pub outcome: Option<Outcome>,
+    /// The task token a callback task waits on.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// When a parked frame wakes.
+    #[serde(default)]
+    pub wake_at: Option<DateTime<Utc>>,
+    /// A callback task's deadline (`TimeoutSeconds`), heartbeat interval and last heartbeat.
+    #[serde(default)]
+    pub deadline: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub heartbeat: Option<(u64, DateTime<Utc>)>,
+    #[serde(default)]
+    pub children: Option<Children>,
+    /// The id of this frame's latest event (the next one's `previousEventId`).
+    pub last_event: u64,
+    /// How it ended.
+    #[serde(default)]
+    pub output: Option<Value>,
+    #[serde(default)]
+    pub error: Option<StatesError>,
+}
+
+impl Frame {
+    fn new(machine: Vec<(String, usize)>, index: usize, generation: u64, state: &str, input: Value) -> Self {
+        Self {
+            machine,
+            index,
+            generation,
+            state: state.to_string(),
+            input,
+            status: FrameStatus::Running,
+            entered: false,
+            params: None,
+            attempts: Vec::new(),
+            retry_count: 0,
+            outcome: None,
+            token: None,
+            wake_at: None,
+            deadline: None,
+            heartbeat: None,
+            children: None,
+            last_event: 0,
+            output: None,
+            error: None,
+        }
+    }
+
+    /// Moves on to `next` with `input`.
+    fn move_to(&mut self, next: String, input: Value) {
+        self.state = next;
+        self.input = input;
+        self.entered = false;
+        self.params = None;
+        self.attempts.clear();
+        self.retry_count = 0;
+        self.outcome = None;
+        self.token = None;
+        self.wake_at = None;
+        self.deadline = None;
+        self.heartbeat = None;
+        self.children = None;
+    }
+}
+
+/// A frame document's id.
+pub(crate) fn frame_id(execution: &str, path: &str) -> String {
+    format!("{execution}#{path}")
+}
+
+fn parent_path(path: &str) -> Option<&str> {
+    path.rsplit_once('.').map(|(p, _)| p)
+}
+
+/// The `workflow.advance` job: drive one frame of an execution.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdvanceArgs {
+    /// The execution (`<machine>:<name>`).
+    pub execution: String,
+    /// The frame's path (`r`, `r.0`, `r.0.3`).
+    pub frame: String,
+    /// A deadline to check instead: `execution-timeout`, or a task token whose timeout or heartbeat is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+}
+
+impl JobArgs for AdvanceArgs {
+    const KIND: JobKind = JobKind::new("workflow.advance");
+
+    fn defaults() -> JobDefaults {
+        // A job runs at most one task at a time, and a Lambda task at most 15 minutes.
+        JobDefaults {
+            queue: QueueName::new("workflows"),
+            timeout: std::time::Duration::from_secs(960),
+            max_attempts: 10,
+            priority: 0,
+        }
+    }
+}
+
+pub(crate) fn advance_job(execution: &str, path: &str, check: Option<String>, at: Option<DateTime<Utc>>) -> NewJob {
+    let args = AdvanceArgs { execution: execution.to_string(), frame: path.to_string(), check };
+    let mut job = NewJob::of(&args).expect("advance arguments encode");
+    // One frame is never driven by two jobs at once.
+    job.key = Some(format!("sfn:{}", frame_id(execution, path)));
+    job.run_after = at;
+    job
+}
+
+/// Runs `workflow.advance` jobs.
+pub struct AdvanceWorker {
+    workflows: Workflows,
+}
+
+impl AdvanceWorker {
+    /// A worker over `workflows`.
+    pub fn new(workflows: Workflows) -> Self {
+        Self { workflows }
+    }
+}
+
+#[async_trait]
+impl Worker for AdvanceWorker {
+    type Args = AdvanceArgs;
+
+    async fn work(&self, a: AdvanceArgs, _: &JobRecord, ctx: &JobContext) -> std::result::Result<Value, JobError> {
+        self.workflows.advance(&a, ctx).await.map_err(|e| match e {
+            WorkflowError::Internal(m) => JobError::Retryable(m),
+            e => JobError::Permanent(e.to_string()),
+        })?;
+        Ok(Value::Null)
+    }
+}
+
+/// What a frame does once its states up to a durability point have run.
+enum After {
+    /// Commit and keep going in this job.
+    Go,
+    /// Park until then (a Wait state, a retry's backoff).
+    Wait(DateTime<Utc>),
+    /// Park on a task token, then invoke the callback task's resource.
+    Token { token: String, resource: String, params: Value, deadline: Option<DateTime<Utc>> },
+    /// Start children: one per input, running `machine`, at most `limit` at once.
+    Spawn { map: bool, inputs: Vec<Value>, limit: usize, machines: Vec<Vec<(String, usize)>> },
+    /// The frame ended.
+    Done(std::result::Result<Value, StatesError>),
+}
+
+/// What a commit found.
+enum Committed {
+    /// Written; the job goes on with the frame.
+    Go,
+    /// Written; the frame is parked or ended.
+    Parked,
+    /// Someone else moved the execution or the frame on: nothing written.
+    Stale,
+}
+
+/// Events being numbered inside a commit.
+pub(crate) struct Numbering {
+    next: u64,
+    pub(crate) at: DateTime<Utc>,
+    out: Vec<Value>,
+}
+
+impl Numbering {
+    /// Gives `p` the next id, following `previous`; its id.
+    pub(crate) fn push(&mut self, p: &Pending, previous: u64) -> u64 {
+        let id = self.next;
+        self.next += 1;
+        self.out.push(history::numbered(p, id, previous, self.at));
+        id
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(d: &Document) -> Result<T> {
+    serde_json::from_value(d.body.clone())
+        .map_err(|e| WorkflowError::Internal(format!("stored {} {:?} is unreadable: {e}", d.kind, d.id)))
+}
+
+fn encode<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("workflow records encode")
+}
+
+fn is_callback(resource: &str) -> bool {
+    resource.ends_with(".waitForTaskToken")
+}
+
+/// A deterministic request id for one task attempt: a retry after a crash reuses it.
+fn request_id(execution: &str, path: &str, state: &str, entered: u64, retry: u32) -> String {
+    use sha2::Digest;
+    let h = hex::encode(sha2::Sha256::digest(format!("{execution}#{path}#{state}#{entered}#{retry}")));
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+impl Workflows {
+    /// The machine a frame runs (cached per definition and path).
+    pub(crate) async fn frame_machine(&self, definition: &str, path: &[(String, usize)]) -> Result<Arc<Machine>> {
+        let key =
+            format!("{definition}/{}", path.iter().map(|(s, b)| format!("{s}:{b}")).collect::<Vec<_>>().join("/"));
+        if let Some(m) = self.inner().machines.lock().expect("machine cache").get(&key) {
+            return Ok(m.clone());
+        }
+        let root = self.root_machine(definition).await?;
+        let mut m: Machine = (*root).clone();
+        for (state, branch) in path {
+            let s = m
+                .states
+                .get(state)
+                .ok_or_else(|| WorkflowError::Internal(format!("state {state:?} is not in the definition")))?;
+            m = match s.kind.as_str() {
+                "Parallel" => s.branches.as_ref().and_then(|b| b.get(*branch)).cloned().ok_or_else(|| {
+                    WorkflowError::Internal(format!("Parallel state {state:?} has no branch {branch}"))
+                })?,
+                _ => interpreter::processor(s).map_err(|e| WorkflowError::Internal(e.cause))?,
+            };
+        }
+        let m = Arc::new(m);
+        self.inner().machines.lock().expect("machine cache").insert(key, m.clone());
+        Ok(m)
+    }
+
+    async fn root_machine(&self, definition: &str) -> Result<Arc<Machine>> {
+        if let Some(m) = self.inner().machines.lock().expect("machine cache").get(definition) {
+            return Ok(m.clone());
+        }
+        let d = self
+            .store()
+            .documents()
+            .get(DEFINITION_DOC, definition)
+            .await?
+            .ok_or_else(|| WorkflowError::Internal(format!("definition {definition} is missing")))?;
+        let text = d.body.get("definition").and_then(Value::as_str).unwrap_or_default();
+        let m = Arc::new(
+            Machine::parse(text)
+                .map_err(|_| WorkflowError::Internal(format!("stored definition {definition} does not parse")))?,
+        );
+        self.inner().machines.lock().expect("machine cache").insert(definition.to_string(), m.clone());
+        Ok(m)
+    }
+
+    /// The context object's execution part.
+    pub(crate) fn base_context(&self, x: &ExecutionRecord) -> Value {
+        let input: Value = serde_json::from_str(&x.input).unwrap_or(Value::Null);
+        json!({
+            "Execution": {"Id": self.execution_arn(&x.machine, &x.name), "Input": input, "Name": x.name,
+                "RoleArn": x.role_arn, "StartTime": x.started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "RedriveCount": x.redrive_count},
+            "StateMachine": {"Id": self.arn(&x.machine), "Name": x.machine},
+        })
+    }
+
+    /// Drives one frame until it parks or ends (one `workflow.advance` job).
+    pub(crate) async fn advance(&self, a: &AdvanceArgs, ctx: &JobContext) -> Result<()> {
+        let docs = self.store().documents();
+        let fid = frame_id(&a.execution, &a.frame);
+        loop {
+            if ctx.should_stop() {
+                return Err(WorkflowError::Internal("the worker is stopping; the frame goes on later".into()));
+            }
+            let Some(xdoc) = docs.get(EXEC_DOC, &a.execution).await? else { return Ok(()) };
+            let x: ExecutionRecord = decode(&xdoc)?;
+            if x.status != "RUNNING" {
+                return Ok(());
+            }
+            match a.check.as_deref() {
+                Some("execution-timeout") => return self.check_execution_timeout(&a.execution).await,
+                // When the task timed out, the frame goes on (its error applied) in this job.
+                Some(token) if !self.check_token_deadline(&a.execution, &a.frame, token).await? => return Ok(()),
+                _ => {}
+            }
+            let Some(fdoc) = docs.get(FRAME_DOC, &fid).await? else { return Ok(()) };
+            let mut frame: Frame = decode(&fdoc)?;
+            let now = Utc::now();
+            let runnable = match frame.status {
+                FrameStatus::Running => true,
+                FrameStatus::Waiting => frame.token.is_none() && frame.wake_at.is_none_or(|t| t <= now),
+                _ => false,
+            };
+            if !runnable {
+                return Ok(());
+            }
+            let machine = self.frame_machine(&x.definition, &frame.machine).await?;
+            let base = self.base_context(&x);
+            let mut events = Vec::new();
+            let after = self.run_states(&machine, &mut frame, &mut events, &base, &x, &a.frame).await?;
+            let token_call = match &after {
+                After::Token { token, resource, params, .. } => Some((token.clone(), resource.clone(), params.clone())),
+                _ => None,
+            };
+            match self.commit(&a.execution, &a.frame, fdoc.revision, frame, events, after, &machine).await? {
+                Committed::Go => continue,
+                Committed::Stale => return Ok(()),
+                Committed::Parked => {
+                    if let Some((token, resource, params)) = token_call {
+                        self.call_back(&x, &a.execution, &a.frame, &token, &resource, params).await?;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Runs a frame's states in memory from where it is to the next durability point.
+    async fn run_states(
+        &self,
+        machine: &Machine,
+        f: &mut Frame,
+        events: &mut Vec<Pending>,
+        base: &Value,
+        x: &ExecutionRecord,
+        path: &str,
+    ) -> Result<After> {
+        let mut transitions = 0;
+        loop {
+            let name = f.state.clone();
+            let Some(s) = machine.states.get(&name) else {
+                return Ok(After::Done(Err(StatesError::runtime(format!("state {name:?} does not exist")))));
+            };
+            let context = interpreter::state_context(base, &name, f.retry_count);
+            let waking = std::mem::replace(&mut f.status, FrameStatus::Running) == FrameStatus::Waiting;
+            if !f.entered {
+                events.push(history::entered(&s.kind, &name, &f.input));
+                f.entered = true;
+            }
+            match s.kind.as_str() {
+                "Wait" => {
+                    let effective = match interpreter::select(&s.input_path, &f.input, &context, "InputPath") {
+                        Ok(v) => v,
+                        Err(e) => return Ok(After::Done(Err(e))),
+                    };
+                    if !waking {
+                        match interpreter::wait_delay(s, &effective, &context) {
+                            Err(e) => return Ok(After::Done(Err(e))),
+                            Ok(d) if !d.is_zero() => {
+                                let until = Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+                                return Ok(After::Wait(until));
+                            }
+                            Ok(_) => {}
+                        }
+                    }
+                    match interpreter::select(&s.output_path, &effective, &context, "OutputPath") {
+                        Ok(out) => {
+                            if let Some(after) = self.exit(&s.kind, &name, next_of(s), f, events, out) {
+                                return Ok(after);
+                            }
+                        }
+                        Err(e) => return Ok(After::Done(Err(e))),
+                    }
+                }
+                "Pass" | "Choice" | "Succeed" | "Fail" => {
+                    match interpreter::step(&name, s, f.input.clone(), base, &NoTasks).await {
+                        Ok((out, next)) => {
+                            if let Some(after) = self.exit(&s.kind, &name, next, f, events, out) {
+                                return Ok(after);
+                            }
+                        }
+                        Err(e) => return Ok(After::Done(Err(e))),
+                    }
+                    transitions += 1;
+                    if transitions >= TRANSITIONS_PER_COMMIT {
+                        return Ok(After::Go);
+                    }
+                }
+                "Task" => {
+                    let resource = s.resource.clone().unwrap_or_default();
+                    let task_events =
+                        TaskEvents::of(resource.trim_end_matches(".waitForTaskToken").trim_end_matches(".sync"));
+                    let task_events = match task_events {
+                        TaskEvents::Service { resource_type, .. } => TaskEvents::Service {
+                            resource_type,
+                            resource: resource
+                                .strip_prefix("arn:aws:states:::")
+                                .and_then(|r| r.split_once(':'))
+                                .map(|(_, a)| a.to_string())
+                                .unwrap_or_default(),
+                        },
+                        l => l,
+                    };
+                    if let Some(outcome) = f.outcome.take() {
+                        let result = match outcome {
+                            Outcome::Result(v) => {
+                                events.push(task_events.succeeded(&v));
+                                interpreter::finish(s, &f.input, v, &context)
+                            }
+                            Outcome::Error(e) => {
+                                events.push(task_events.failed(&e));
+                                Err(e)
+                            }
+                            Outcome::ChildrenDone => Err(StatesError::runtime("a Task state has no children")),
+                        };
+                        return Ok(self.settle(s, &name, f, events, result));
+                    }
+                    if f.params.is_none() {
+                        let token = is_callback(&resource).then(new_token);
+                        let prepared =
+                            interpreter::select(&s.input_path, &f.input, &context, "InputPath").and_then(|eff| {
+                                let timeout = interpreter::task_timeout(s, &eff, &context)?;
+                                let c = task_context(&context, token.as_deref());
+                                Ok((interpreter::parameters(s, &eff, &c)?, timeout))
+                            });
+                        let (params, timeout) = match prepared {
+                            Ok(p) => p,
+                            Err(e) => return Ok(self.settle(s, &name, f, events, Err(e))),
+                        };
+                        let heartbeat = s.heartbeat_seconds;
+                        if let Some(token) = token {
+                            events.push(task_events.scheduled(
+                                &self.region(),
+                                &params,
+                                timeout.map(|t| t.as_secs()),
+                                heartbeat,
+                            ));
+                            events.push(task_events.started());
+                            f.params = Some(params.clone());
+                            let now = Utc::now();
+                            f.deadline =
+                                timeout.map(|t| now + chrono::Duration::from_std(t).unwrap_or(chrono::Duration::MAX));
+                            f.heartbeat = heartbeat.map(|h| (h, now));
+                            return Ok(After::Token {
+                                token,
+                                resource: resource.trim_end_matches(".waitForTaskToken").to_string(),
+                                params,
+                                deadline: f.deadline,
+                            });
+                        }
+                        events.push(task_events.scheduled(
+                            &self.region(),
+                            &params,
+                            timeout.map(|t| t.as_secs()),
+                            heartbeat,
+                        ));
+                        events.push(task_events.started());
+                        f.params = Some(params);
+                        // Committed before the call, so the history shows a running task while it runs.
+                        return Ok(After::Go);
+                    }
+                    let params = f.params.clone().unwrap_or(Value::Null);
+                    let effective =
+                        interpreter::select(&s.input_path, &f.input, &context, "InputPath").unwrap_or(Value::Null);
+                    let rid = request_id(&x.name, path, &name, f.last_event, f.retry_count);
+                    let runner = FunctionTasks::new(self.functions().clone(), x.identity.clone(), Some(rid));
+                    let call = runner.run(&resource, params, &context);
+                    let result = match interpreter::task_timeout(s, &effective, &context) {
+                        Ok(Some(t)) => match tokio::time::timeout(t, call).await {
+                            Ok(r) => r,
+                            Err(_) => Err(interpreter::timed_out(&name)),
+                        },
+                        Ok(None) => call.await,
+                        Err(e) => Err(e),
+                    };
+                    f.outcome = Some(match result {
+                        Ok(v) => Outcome::Result(v),
+                        Err(e) => Outcome::Error(e),
+                    });
+                }
+                "Parallel" | "Map" => {
+                    let map = s.kind == "Map";
+                    if let Some(outcome) = f.outcome.take() {
+                        let result = match outcome {
+                            Outcome::ChildrenDone => {
+                                let results = self.child_results(&x.machine, &x.name, path).await?;
+                                events.push(history::bare(if map {
+                                    "MapStateSucceeded"
+                                } else {
+                                    "ParallelStateSucceeded"
+                                }));
+                                interpreter::finish(s, &f.input, Value::Array(results), &context)
+                            }
+                            Outcome::Error(e) => {
+                                events.push(history::bare(if map { "MapStateFailed" } else { "ParallelStateFailed" }));
+                                Err(e)
+                            }
+                            Outcome::Result(_) => {
+                                Err(StatesError::runtime("a Parallel or Map state has no task result"))
+                            }
+                        };
+                        return Ok(self.settle(s, &name, f, events, result));
+                    }
+                    let effective = match interpreter::select(&s.input_path, &f.input, &context, "InputPath") {
+                        Ok(v) => v,
+                        Err(e) => return Ok(self.settle(s, &name, f, events, Err(e))),
+                    };
+                    let mut sub = f.machine.clone();
+                    if map {
+                        let inputs = match interpreter::map_inputs(&name, s, &effective, &context) {
+                            Ok((inputs, _)) => inputs,
+                            Err(e) => return Ok(self.settle(s, &name, f, events, Err(e))),
+                        };
+                        events.push(history::with(
+                            "MapStateStarted",
+                            "mapStateStartedEventDetails",
+                            json!({"length": inputs.len()}),
+                        ));
+                        if inputs.is_empty() {
+                            f.outcome = Some(Outcome::ChildrenDone);
+                            continue;
+                        }
+                        sub.push((name.clone(), 0));
+                        let limit = interpreter::map_concurrency(s, inputs.len());
+                        return Ok(After::Spawn { map, machines: vec![sub; inputs.len()], inputs, limit });
+                    }
+                    let params = match interpreter::parameters(s, &effective, &context) {
+                        Ok(p) => p,
+                        Err(e) => return Ok(self.settle(s, &name, f, events, Err(e))),
+                    };
+                    events.push(history::bare("ParallelStateStarted"));
+                    let n = s.branches.as_ref().map_or(0, Vec::len);
+                    let machines = (0..n).map(|b| [sub.clone(), vec![(name.clone(), b)]].concat()).collect();
+                    sub.clear();
+                    return Ok(After::Spawn { map, inputs: vec![params; n], limit: n.max(1), machines });
+                }
+                other => {
+                    return Ok(After::Done(Err(StatesError::runtime(format!("state type {other:?} is not supported")))))
+                }
+            }
+        }
+    }
+
+    /// A state's output: `*StateExited`, then the next state (`None`: keep going in memory) or the frame's end.
+    fn exit(
+        &self,
+        kind: &str,
+        name: &str,
+        next: Option<String>,
+        f: &mut Frame,
+        events: &mut Vec<Pending>,
+        out: Value,
+    ) -> Option<After> {
+        if let Err(e) = interpreter::size_check(&out, name) {
+            return Some(After::Done(Err(e)));
+        }
+        events.push(history::exited(kind, name, &out));
+        match next {
+            Some(n) => {
+                f.move_to(n, out);
+                None
+            }
+            None => Some(After::Done(Ok(out))),
+        }
+    }
+
+    /// A Task's, Parallel's or Map's result applied: on to the next state, a retry, a catcher, or the frame's end.
+    fn settle(
+        &self,
+        s: &State,
+        name: &str,
+        f: &mut Frame,
+        events: &mut Vec<Pending>,
+        result: std::result::Result<Value, StatesError>,
+    ) -> After {
+        let error = match result {
+            Ok(out) => return self.exit(&s.kind, name, next_of(s), f, events, out).unwrap_or(After::Go),
+            Err(e) => e,
+        };
+        let mut attempts = std::mem::take(&mut f.attempts);
+        let decision = interpreter::on_error(s, &mut attempts, &f.input, error);
+        f.attempts = attempts;
+        match decision {
+            Ok(OnError::Retry(delay)) => {
+                f.params = None;
+                f.token = None;
+                f.children = None;
+                f.retry_count += 1;
+                After::Wait(Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX))
+            }
+            Ok(OnError::Caught(out, next)) => self.exit(&s.kind, name, Some(next), f, events, out).unwrap_or(After::Go),
+            Err(e) => After::Done(Err(e)),
+        }
+    }
+
+    /// The outputs of a frame's children, in index order (a tolerated failure as its `{Error, Cause}`).
+    async fn child_results(&self, machine: &str, name: &str, path: &str) -> Result<Vec<Value>> {
+        let execution = format!("{machine}:{name}");
+        let prefix = frame_id(&execution, &format!("{path}."));
+        let depth = path.matches('.').count() + 1;
+        let mut children: Vec<Frame> = Vec::new();
+        for d in self.store().documents().list(FRAME_DOC, &prefix).await? {
+            let p = d.id.rsplit_once('#').map(|(_, p)| p).unwrap_or_default();
+            if p.matches('.').count() == depth {
+                children.push(decode(&d)?);
+            }
+        }
+        children.sort_by_key(|c| c.index);
+        Ok(children
+            .into_iter()
+            .map(|c| match (c.output, c.error) {
+                (Some(o), _) => o,
+                (None, Some(e)) => json!({"Error": e.error, "Cause": e.cause}),
+                (None, None) => Value::Null,
+            })
+            .collect())
+    }
+
+    /// Commits a frame's progress (see the module's documentation).
+    #[allow(clippy::too_many_arguments)]
+    async fn commit(
+        &self,
+        execution: &str,
+        path: &str,
+        revision: i64,
+        mut f: Frame,
+        events: Vec<Pending>,
+        after: After,
+        machine: &Machine,
+    ) -> Result<Committed> {
+        let mut tx = self.store().begin().await?;
+        let Some((xdoc, mut x)) = lock_execution(&mut tx, execution).await? else { return Ok(Committed::Stale) };
+        if x.status != "RUNNING" {
+            return Ok(Committed::Stale);
+        }
+        let fid = frame_id(execution, path);
+        let Some(fdoc) = tx.documents().get_for_update(FRAME_DOC, &fid).await? else { return Ok(Committed::Stale) };
+        if fdoc.revision != revision {
+            return Ok(Committed::Stale);
+        }
+        let mut n = Numbering { next: x.next_event, at: Utc::now(), out: Vec::new() };
+        let mut jobs = Vec::new();
+        // A child whose parent moved on (a sibling failed, the state was retried) stops here.
+        if let Some(pp) = parent_path(path) {
+            let parent = tx.documents().get_for_update(FRAME_DOC, &frame_id(execution, pp)).await?;
+            let live = match &parent {
+                Some(d) => {
+                    let p: Frame = decode(d)?;
+                    p.status == FrameStatus::Children
+                        && p.children.as_ref().is_some_and(|c| c.generation == f.generation)
+                }
+                None => false,
+            };
+            if !live {
+                f.status = FrameStatus::Aborted;
+                tx.documents().update(FRAME_DOC, &fid, revision, &encode(&f)).await?;
+                tx.commit().await?;
+                return Ok(Committed::Stale);
+            }
+        }
+        for p in &events {
+            f.last_event = n.push(p, f.last_event);
+        }
+        let outcome = match after {
+            After::Go => {
+                f.status = FrameStatus::Running;
+                Committed::Go
+            }
+            After::Wait(until) => {
+                f.status = FrameStatus::Waiting;
+                f.wake_at = Some(until);
+                jobs.push(advance_job(execution, path, None, Some(until)));
+                Committed::Parked
+            }
+            After::Token { token, deadline, .. } => {
+                f.status = FrameStatus::Waiting;
+                f.token = Some(token.clone());
+                f.wake_at = None;
+                let body = json!({"execution": execution, "frame": path});
+                tx.documents().create(TOKEN_DOC, &token, &body).await?;
+                let check = match (deadline, f.heartbeat) {
+                    (Some(d), Some((h, at))) => Some(d.min(at + chrono::Duration::seconds(h as i64))),
+                    (Some(d), None) => Some(d),
+                    (None, Some((h, at))) => Some(at + chrono::Duration::seconds(h as i64)),
+                    (None, None) => None,
+                };
+                if let Some(at) = check {
+                    jobs.push(advance_job(execution, path, Some(token), Some(at)));
+                }
+                Committed::Parked
+            }
+            After::Spawn { map, inputs, limit, machines } => {
+                let generation = f.last_event;
+                tx.documents().delete_prefix(FRAME_DOC, &format!("{fid}.")).await?;
+                let start_at: Vec<String> = machines
+                    .iter()
+                    .map(|m| {
+                        let (state, branch) = m.last().expect("a child machine path");
+                        let s = &machine.states[state];
+                        if map {
+                            interpreter::processor(s).map(|p| p.start_at).unwrap_or_default()
+                        } else {
+                            s.branches
+                                .as_ref()
+                                .and_then(|b| b.get(*branch))
+                                .map(|b| b.start_at.clone())
+                                .unwrap_or_default()
+                        }
+                    })
+                    .collect();
+                let total = inputs.len();
+                for (i, input) in inputs.into_iter().enumerate() {
+                    let mut child = Frame::new(machines[i].clone(), i, generation, &start_at[i], input);
+                    child.last_event = f.last_event;
+                    if i < limit {
+                        if map {
+                            child.last_event =
+                                n.push(&iteration_event("MapIterationStarted", &f.state, i), f.last_event);
+                        }
+                        jobs.push(advance_job(execution, &format!("{path}.{i}"), None, None));
+                    } else {
+                        child.status = FrameStatus::Pending;
+                    }
+                    tx.documents()
+                        .create(FRAME_DOC, &frame_id(execution, &format!("{path}.{i}")), &encode(&child))
+                        .await?;
+                }
+                f.status = FrameStatus::Children;
+                f.children = Some(Children {
+                    total,
+                    started: limit.min(total),
+                    finished: 0,
+                    failed: 0,
+                    first_error: None,
+                    limit,
+                    generation,
+                });
+                Committed::Parked
+            }
+            After::Done(result) => {
+                match &result {
+                    Ok(out) => {
+                        f.status = FrameStatus::Succeeded;
+                        f.output = Some(out.clone());
+                    }
+                    Err(e) => {
+                        f.status = FrameStatus::Failed;
+                        f.error = Some(e.clone());
+                    }
+                }
+                match parent_path(path) {
+                    None => {
+                        x.stopped = Some(n.at);
+                        match result {
+                            Ok(out) => {
+                                let text = out.to_string();
+                                n.push(
+                                    &history::with(
+                                        "ExecutionSucceeded",
+                                        "executionSucceededEventDetails",
+                                        json!({"output": text, "outputDetails": {"truncated": false}}),
+                                    ),
+                                    f.last_event,
+                                );
+                                x.status = "SUCCEEDED".into();
+                                x.output = Some(text);
+                            }
+                            Err(e) => {
+                                n.push(
+                                    &history::with(
+                                        "ExecutionFailed",
+                                        "executionFailedEventDetails",
+                                        json!({"error": e.error, "cause": e.cause}),
+                                    ),
+                                    f.last_event,
+                                );
+                                x.status = "FAILED".into();
+                                x.error = Some(e.error);
+                                x.cause = Some(e.cause);
+                            }
+                        }
+                        self.finished(&x);
+                    }
+                    Some(pp) => {
+                        self.child_ended(&mut tx, &mut n, &mut jobs, execution, pp, &f, result, &x).await?;
+                    }
+                }
+                Committed::Parked
+            }
+        };
+        if !n.out.is_empty() {
+            let first = n.out[0]["id"].as_u64().unwrap_or(0);
+            tx.documents().create(EVENTS_DOC, &format!("{execution}#{first:012}"), &json!({"events": n.out})).await?;
+        }
+        x.next_event = n.next;
+        tx.documents().update(EXEC_DOC, execution, xdoc.revision, &encode(&x)).await?;
+        tx.documents().update(FRAME_DOC, &fid, revision, &encode(&f)).await?;
+        for j in &jobs {
+            tx.queue().enqueue(j).await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// A child frame ended: its parent counts it, and goes on (all done, or a failure past tolerance) or starts the
+    /// next pending iteration.
+    #[allow(clippy::too_many_arguments)]
+    async fn child_ended(
+        &self,
+        tx: &mut Tx,
+        n: &mut Numbering,
+        jobs: &mut Vec<NewJob>,
+        execution: &str,
+        pp: &str,
+        f: &Frame,
+        result: std::result::Result<Value, StatesError>,
+        x: &ExecutionRecord,
+    ) -> Result<()> {
+        let pid = frame_id(execution, pp);
+        let Some(pdoc) = tx.documents().get_for_update(FRAME_DOC, &pid).await? else { return Ok(()) };
+        let mut parent: Frame = decode(&pdoc)?;
+        let pmachine = self.frame_machine(&x.definition, &parent.machine).await?;
+        let Some(ps) = pmachine.states.get(&parent.state) else { return Ok(()) };
+        let map = ps.kind == "Map";
+        if map {
+            let kind = if result.is_ok() { "MapIterationSucceeded" } else { "MapIterationFailed" };
+            n.push(&iteration_event(kind, &parent.state, f.index), f.last_event);
+        }
+        let Some(c) = parent.children.as_mut() else { return Ok(()) };
+        c.finished += 1;
+        if let Err(e) = &result {
+            c.failed += 1;
+            if c.first_error.is_none() {
+                c.first_error = Some(e.clone());
+            }
+        }
+        let (total, finished, failed) = (c.total, c.finished, c.failed);
+        let failure = match (&result, map) {
+            (Err(e), false) => Some(e.clone()),
+            (Err(_), true) if interpreter::map_exceeds_tolerance(ps, failed, total) => {
+                Some(interpreter::map_failure(ps, c.first_error.clone().expect("a failure was counted")))
+            }
+            _ => None,
+        };
+        if let Some(e) = failure {
+            parent.outcome = Some(Outcome::Error(e));
+            parent.status = FrameStatus::Running;
+            jobs.push(advance_job(execution, pp, None, None));
+        } else if finished == total {
+            parent.outcome = Some(Outcome::ChildrenDone);
+            parent.status = FrameStatus::Running;
+            jobs.push(advance_job(execution, pp, None, None));
+        } else if c.started < total {
+            // The next iteration takes the slot this one freed.
+            let next = c.started;
+            c.started += 1;
+            let cid = frame_id(execution, &format!("{pp}.{next}"));
+            if let Some(cdoc) = tx.documents().get_for_update(FRAME_DOC, &cid).await? {
+                let mut child: Frame = decode(&cdoc)?;
+                if child.status == FrameStatus::Pending {
+                    child.status = FrameStatus::Running;
+                    child.last_event =
+                        n.push(&iteration_event("MapIterationStarted", &parent.state, next), parent.last_event);
+                    tx.documents().update(FRAME_DOC, &cid, cdoc.revision, &encode(&child)).await?;
+                    jobs.push(advance_job(execution, &format!("{pp}.{next}"), None, None));
+                }
+            }
+        }
+        tx.documents().update(FRAME_DOC, &pid, pdoc.revision, &encode(&parent)).await?;
+        Ok(())
+    }
+
+    /// A callback task's resource invoked after its token was committed. Its failure fails the task; its response
+    /// is recorded as `TaskSubmitted`.
+    async fn call_back(
+        &self,
+        x: &ExecutionRecord,
+        execution: &str,
+        path: &str,
+        token: &str,
+        resource: &str,
+        params: Value,
+    ) -> Result<()> {
+        let rid = request_id(&x.name, path, token, 0, 0);
+        let runner = FunctionTasks::new(self.functions().clone(), x.identity.clone(), Some(rid));
+        let context = json!({"Task": {"Token": token}});
+        match runner.run(resource, params, &context).await {
+            Ok(response) => {
+                let events = TaskEvents::of(resource);
+                let events = match events {
+                    TaskEvents::Service { resource_type, resource } => {
+                        TaskEvents::Service { resource_type, resource: format!("{resource}.waitForTaskToken") }
+                    }
+                    l => l,
+                };
+                if let Some(p) = events.submitted(&response) {
+                    self.resolve_token(execution, path, token, None, vec![p]).await?;
+                }
+                Ok(())
+            }
+            Err(e) => self.resolve_token(execution, path, token, Some(Outcome::Error(e)), Vec::new()).await.map(|_| ()),
+        }
+    }
+
+    /// Applies an answer to a frame waiting on `token` (and/or appends events while it still waits): `false` when
+    /// the frame no longer waits on it.
+    pub(crate) async fn resolve_token(
+        &self,
+        execution: &str,
+        path: &str,
+        token: &str,
+        outcome: Option<Outcome>,
+        events: Vec<Pending>,
+    ) -> Result<bool> {
+        let mut tx = self.store().begin().await?;
+        let Some((xdoc, mut x)) = lock_execution(&mut tx, execution).await? else { return Ok(false) };
+        let fid = frame_id(execution, path);
+        let Some(fdoc) = tx.documents().get_for_update(FRAME_DOC, &fid).await? else { return Ok(false) };
+        let mut f: Frame = decode(&fdoc)?;
+        if x.status != "RUNNING" || f.status != FrameStatus::Waiting || f.token.as_deref() != Some(token) {
+            return Ok(false);
+        }
+        let mut n = Numbering { next: x.next_event, at: Utc::now(), out: Vec::new() };
+        for p in &events {
+            f.last_event = n.push(p, f.last_event);
+        }
+        if let Some(o) = outcome {
+            f.outcome = Some(o);
+            f.token = None;
+            f.status = FrameStatus::Running;
+            // The token's document stays: answering a spent token says TaskTimedOut, as AWS does, not "unknown".
+            tx.queue().enqueue(&advance_job(execution, path, None, None)).await?;
+        }
+        if !n.out.is_empty() {
+            let first = n.out[0]["id"].as_u64().unwrap_or(0);
+            tx.documents().create(EVENTS_DOC, &format!("{execution}#{first:012}"), &json!({"events": n.out})).await?;
+            x.next_event = n.next;
+            tx.documents().update(EXEC_DOC, execution, xdoc.revision, &encode(&x)).await?;
+        }
+        tx.documents().update(FRAME_DOC, &fid, fdoc.revision, &encode(&f)).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// A callback task's deadline is due: `true` when it timed out (its error is now the frame's outcome).
+    async fn check_token_deadline(&self, execution: &str, path: &str, token: &str) -> Result<bool> {
+        let Some(fdoc) = self.store().documents().get(FRAME_DOC, &frame_id(execution, path)).await? else {
+            return Ok(false);
+        };
+        let f: Frame = decode(&fdoc)?;
+        if f.status != FrameStatus::Waiting || f.token.as_deref() != Some(token) {
+            return Ok(false);
+        }
+        let now = Utc::now();
+        let error = if f.deadline.is_some_and(|d| d <= now) {
+            StatesError::new("States.Timeout", "The task timed out waiting for its task token")
+        } else if let Some((h, at)) = f.heartbeat.filter(|(h, at)| *at + chrono::Duration::seconds(*h as i64) <= now) {
+            let _ = at;
+            StatesError::new("States.HeartbeatTimeout", format!("No heartbeat was sent for {h} seconds"))
+        } else {
+            // A heartbeat moved the deadline: check again then.
+            let next = [f.deadline, f.heartbeat.map(|(h, at)| at + chrono::Duration::seconds(h as i64))]
+                .into_iter()
+                .flatten()
+                .min();
+            if let Some(at) = next {
+                self.store().queue().enqueue(advance_job(execution, path, Some(token.to_string()), Some(at))).await?;
+            }
+            return Ok(false);
+        };
+        self.resolve_token(execution, path, token, Some(Outcome::Error(error)), Vec::new()).await
+    }
+
+    /// The execution's `TimeoutSeconds` is due.
+    async fn check_execution_timeout(&self, execution: &str) -> Result<()> {
+        let mut tx = self.store().begin().await?;
+        let Some((xdoc, mut x)) = lock_execution(&mut tx, execution).await? else { return Ok(()) };
+        if x.status != "RUNNING" || x.timeout_at.is_none_or(|t| t > Utc::now()) {
+            return Ok(());
+        }
+        let mut n = Numbering { next: x.next_event, at: Utc::now(), out: Vec::new() };
+        n.push(
+            &history::with(
+                "ExecutionTimedOut",
+                "executionTimedOutEventDetails",
+                json!({"error": "States.Timeout", "cause": "The execution ran past its TimeoutSeconds"}),
+            ),
+            0,
+        );
+        x.status = "TIMED_OUT".into();
+        x.error = Some("States.Timeout".into());
+        x.cause = Some("The execution ran past its TimeoutSeconds".into());
+        x.stopped = Some(n.at);
+        close(&mut tx, execution, &xdoc, &mut x, n).await?;
+        tx.commit().await?;
+        self.finished(&x);
+        Ok(())
+    }
+}
+
+/// Appends `n`'s events and writes the execution (inside the caller's transaction).
+pub(crate) async fn close(
+    tx: &mut Tx,
+    execution: &str,
+    xdoc: &Document,
+    x: &mut ExecutionRecord,
+    n: Numbering,
+) -> Result<()> {
+    if !n.out.is_empty() {
+        let first = n.out[0]["id"].as_u64().unwrap_or(0);
+        tx.documents().create(EVENTS_DOC, &format!("{execution}#{first:012}"), &json!({"events": n.out})).await?;
+    }
+    x.next_event = n.next;
+    tx.documents().update(EXEC_DOC, execution, xdoc.revision, &encode(x)).await?;
+    Ok(())
+}
+
+/// The execution's row, locked for the transaction.
+pub(crate) async fn lock_execution(tx: &mut Tx, execution: &str) -> Result<Option<(Document, ExecutionRecord)>> {
+    let Some(d) = tx.documents().get_for_update(EXEC_DOC, execution).await? else { return Ok(None) };
+    let x = decode(&d)?;
+    Ok(Some((d, x)))
+}
+
+/// A numbering for events appended to `x` now.
+pub(crate) fn numbering(x: &ExecutionRecord) -> Numbering {
+    Numbering { next: x.next_event, at: Utc::now(), out: Vec::new() }
+}
+
+/// Where a state goes when it succeeds (`None`: it ends its machine).
+fn next_of(s: &State) -> Option<String> {
+    if s.end == Some(true) {
+        None
+    } else {
+        s.next.clone()
+    }
+}
+
+fn iteration_event(kind: &str, state: &str, index: usize) -> Pending {
+    let field = match kind {
+        "MapIterationStarted" => "mapIterationStartedEventDetails",
+        "MapIterationSucceeded" => "mapIterationSucceededEventDetails",
+        "MapIterationFailed" => "mapIterationFailedEventDetails",
+        _ => "mapIterationAbortedEventDetails",
+    };
+    history::with(kind, field, json!({"name": state, "index": index}))
+}
+
+/// The context object a Task's parameters see (`$$.Task.Token` for callback tasks).
+fn task_context(context: &Value, token: Option<&str>) -> Value {
+    let mut c = context.clone();
+    if let Some(t) = token {
+        c["Task"] = json!({"Token": t});
+    }
+    c
+}
+
+/// A new task token: 32 random bytes, URL-safe base64.
+fn new_token() -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Parsed machines by definition hash (and sub-machine path).
+pub(crate) type MachineCache = std::sync::Mutex<HashMap<String, Arc<Machine>>>;

@@ -1,0 +1,407 @@
+//! Standard executions run durably on the job queue, on SQLite and (when `STRATO_TEST_DATABASE_URL` is set) on
+//! PostgreSQL: the conformance suite run again as standard executions, history events in AWS's shapes and order,
+//! Parallel and Map as child frames, Wait, task tokens (success, failure, heartbeat timeout), stop, redrive of only
+//! what failed, and executions' timeouts.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use strato_functions::{FunctionsOptions, FunctionsSlot};
+use strato_jobs::WorkerPool;
+use strato_service::{Strato, StratoOptions, WorkerPoolOptions};
+use strato_workflows::durable::ExecutionRecord;
+use strato_workflows::{Workflows, WorkflowsSlot};
+
+struct Env {
+    workflows: Workflows,
+    pool: Option<WorkerPool>,
+    _strato: Strato,
+    _dir: tempfile::TempDir,
+    _schema: Option<strato_store::testing::PgSchema>,
+}
+
+impl Env {
+    async fn stop(mut self) {
+        if let Some(p) = self.pool.take() {
+            p.shutdown().await;
+        }
+    }
+}
+
+/// A service on `backend` with its workers running (four on the `workflows` queue).
+async fn env(backend: &str) -> Option<Env> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = StratoOptions::new(dir.path());
+    opts.embedding_model = Some("/nonexistent/strato-test-model".into());
+    let slot = FunctionsSlot::default();
+    let wslot = WorkflowsSlot::default();
+    let builder = Strato::builder(opts)
+        .register(slot.registrar(FunctionsOptions::new(dir.path().join("functions"))))
+        .register(wslot.registrar(slot.clone()));
+    let (strato, schema) = match backend {
+        "sqlite" => (builder.open().await.unwrap(), None),
+        _ => {
+            let url = strato_store::testing::database_url()?;
+            let schema = strato_store::testing::PgSchema::new(url);
+            let store = schema.connect().await;
+            let blobs = strato_blob::BlobStore::local(&dir.path().join("blobs")).unwrap();
+            (builder.build(store, blobs).unwrap(), Some(schema))
+        }
+    };
+    let pool = strato.start_workers(WorkerPoolOptions {
+        queues: strato_jobs::QueueConcurrency::parse("default=1,workflows=4").unwrap(),
+        poll_interval: Duration::from_millis(200),
+        ..Default::default()
+    });
+    Some(Env { workflows: wslot.get().unwrap(), pool: Some(pool), _strato: strato, _dir: dir, _schema: schema })
+}
+
+async fn backends() -> Vec<&'static str> {
+    let mut b = vec!["sqlite"];
+    if strato_store::testing::database_url().is_some() {
+        b.push("postgres");
+    }
+    b
+}
+
+/// Waits until the execution is no longer running.
+async fn finished(w: &Workflows, key: &str) -> ExecutionRecord {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let x = w.execution(key).await.unwrap();
+        if x.status != "RUNNING" {
+            return x;
+        }
+        assert!(std::time::Instant::now() < deadline, "{key} still runs: {x:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn events(w: &Workflows, key: &str) -> Vec<Value> {
+    w.history(key, false, true, 1000, None).await.unwrap().events
+}
+
+fn types(events: &[Value]) -> Vec<String> {
+    events.iter().map(|e| e["type"].as_str().unwrap().to_string()).collect()
+}
+
+async fn create(w: &Workflows, name: &str, definition: &Value) {
+    w.create(name, &definition.to_string(), "arn:aws:iam::000000000000:role/strato", "STANDARD", "").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_suite_runs_the_same_as_standard_executions() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    files.retain(|p| p.extension().is_some_and(|e| e == "json"));
+    files.sort();
+    for backend in backends().await {
+        let e = env(backend).await.unwrap();
+        let w = &e.workflows;
+        let mut started = Vec::new();
+        for file in &files {
+            let cases: Vec<Value> = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+            for (i, case) in cases.into_iter().enumerate() {
+                let stem = file.file_stem().unwrap().to_string_lossy().to_string();
+                let machine = format!("{stem}-{i}");
+                create(w, &machine, &case["definition"]).await;
+                let x = w.start_execution(&machine, Some("run-1"), &case["input"].to_string(), None).await.unwrap();
+                started.push((format!("{stem}:{}", case["name"].as_str().unwrap()), x, case["expected"].clone()));
+            }
+        }
+        let mut failures = Vec::new();
+        for (name, x, expected) in &started {
+            let done = finished(w, &format!("{}:{}", x.machine, x.name)).await;
+            let ok = match (expected.get("output"), expected.get("error")) {
+                (Some(want), _) => {
+                    done.status == "SUCCEEDED"
+                        && serde_json::from_str::<Value>(done.output.as_deref().unwrap_or("null")).unwrap() == *want
+                }
+                (_, Some(want)) => {
+                    done.status == "FAILED"
+                        && done.error.as_deref() == want.as_str()
+                        && expected.get("cause").is_none_or(|c| done.cause.as_deref() == c.as_str())
+                }
+                _ => false,
+            };
+            if !ok {
+                failures.push(format!("{name}: expected {expected}, got {done:?}"));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{backend}: {} of {} failed:\n{}",
+            failures.len(),
+            started.len(),
+            failures.join("\n")
+        );
+        assert!(started.len() >= 160);
+        e.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_has_aws_event_types_ids_and_previous_ids() {
+    for backend in backends().await {
+        let e = env(backend).await.unwrap();
+        let w = &e.workflows;
+        // The Step Functions guide's "Hello World" shape: Pass, Choice, Wait, Succeed.
+        create(
+            w,
+            "hello",
+            &json!({"StartAt": "Greet", "States": {
+                "Greet": {"Type": "Pass", "Result": {"ok": true}, "ResultPath": "$.greeting", "Next": "Check"},
+                "Check": {"Type": "Choice", "Choices": [{"Variable": "$.greeting.ok", "BooleanEquals": true, "Next": "Pause"}],
+                          "Default": "Done"},
+                "Pause": {"Type": "Wait", "Seconds": 1, "Next": "Done"},
+                "Done": {"Type": "Succeed"}}}),
+        )
+        .await;
+        let x = w.start_execution("hello", Some("e1"), r#"{"who": "world"}"#, None).await.unwrap();
+        assert_eq!(x.status, "RUNNING");
+        let again = w.start_execution("hello", Some("e1"), r#"{"who": "world"}"#, None).await.unwrap();
+        assert_eq!(again.started, x.started, "the same name and input while running return the same execution");
+        let done = finished(w, "hello:e1").await;
+        assert_eq!(done.status, "SUCCEEDED");
+        assert_eq!(
+            serde_json::from_str::<Value>(done.output.as_deref().unwrap()).unwrap(),
+            json!({"who": "world", "greeting": {"ok": true}})
+        );
+        assert!(done.stopped.unwrap() - done.started >= chrono::Duration::milliseconds(1000), "the Wait waited");
+        let h = events(w, "hello:e1").await;
+        assert_eq!(
+            types(&h),
+            [
+                "ExecutionStarted",
+                "PassStateEntered",
+                "PassStateExited",
+                "ChoiceStateEntered",
+                "ChoiceStateExited",
+                "WaitStateEntered",
+                "WaitStateExited",
+                "SucceedStateEntered",
+                "SucceedStateExited",
+                "ExecutionSucceeded"
+            ]
+        );
+        // Ids count from 1; the first state follows the start with previousEventId 0 (as AWS records it), each
+        // later event the one before it.
+        let ids: Vec<u64> = h.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+        assert_eq!(ids, (1..=10).collect::<Vec<_>>());
+        let prev: Vec<u64> = h.iter().map(|e| e["previousEventId"].as_u64().unwrap()).collect();
+        assert_eq!(prev, [0, 0, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(h[0]["executionStartedEventDetails"]["input"], json!(r#"{"who": "world"}"#));
+        assert_eq!(h[1]["stateEnteredEventDetails"]["name"], json!("Greet"));
+        assert_eq!(h[2]["stateExitedEventDetails"]["output"], json!(r#"{"greeting":{"ok":true},"who":"world"}"#));
+        // Pages and reverse order.
+        let p1 = w.history("hello:e1", true, false, 4, None).await.unwrap();
+        assert_eq!(p1.events.len(), 4);
+        assert_eq!(p1.events[0]["type"], json!("ExecutionSucceeded"));
+        assert!(p1.events[0]["executionSucceededEventDetails"].get("output").is_none(), "no execution data");
+        let p2 = w.history("hello:e1", true, false, 4, p1.next_token.as_deref()).await.unwrap();
+        assert_eq!(p2.events[0]["id"], json!(6));
+        // A name is used once.
+        let err = w.start_execution("hello", Some("e1"), "{}", None).await.unwrap_err();
+        assert!(err.to_string().contains("Execution Already Exists"), "{err}");
+        e.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_and_map_run_as_child_frames_with_their_events() {
+    for backend in backends().await {
+        let e = env(backend).await.unwrap();
+        let w = &e.workflows;
+        create(
+            w,
+            "fanout",
+            &json!({"StartAt": "Both", "States": {
+                "Both": {"Type": "Parallel", "Next": "Each", "ResultPath": "$.branches", "Branches": [
+                    {"StartAt": "A", "States": {"A": {"Type": "Pass", "Result": "a", "End": true}}},
+                    {"StartAt": "B", "States": {"B": {"Type": "Pass", "InputPath": "$.items", "End": true}}}]},
+                "Each": {"Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": 2, "ResultPath": "$.doubled",
+                    "ItemSelector": {"n.$": "$$.Map.Item.Value", "i.$": "$$.Map.Item.Index"},
+                    "ItemProcessor": {"StartAt": "Twice", "States": {
+                        "Twice": {"Type": "Pass", "Parameters": {"v.$": "States.MathAdd($.n, $.n)", "i.$": "$.i"}, "End": true}}},
+                    "End": true}}}),
+        )
+        .await;
+        w.start_execution("fanout", Some("f1"), r#"{"items": [1, 2, 3, 4, 5]}"#, None).await.unwrap();
+        let done = finished(w, "fanout:f1").await;
+        assert_eq!(done.status, "SUCCEEDED", "{done:?}");
+        let out: Value = serde_json::from_str(done.output.as_deref().unwrap()).unwrap();
+        assert_eq!(out["branches"], json!(["a", [1, 2, 3, 4, 5]]));
+        assert_eq!(
+            out["doubled"],
+            json!([{"v": 2, "i": 0}, {"v": 4, "i": 1}, {"v": 6, "i": 2}, {"v": 8, "i": 3}, {"v": 10, "i": 4}])
+        );
+        let h = events(w, "fanout:f1").await;
+        let t = types(&h);
+        let count = |k: &str| t.iter().filter(|x| *x == k).count();
+        assert_eq!(count("ParallelStateEntered"), 1);
+        assert_eq!(count("ParallelStateStarted"), 1);
+        assert_eq!(count("ParallelStateSucceeded"), 1);
+        assert_eq!(count("MapStateStarted"), 1);
+        assert_eq!(count("MapIterationStarted"), 5);
+        assert_eq!(count("MapIterationSucceeded"), 5);
+        assert_eq!(count("PassStateEntered"), 7);
+        assert_eq!(count("MapStateSucceeded"), 1);
+        assert_eq!(t.last().unwrap(), "ExecutionSucceeded");
+        let started = h.iter().find(|e| e["type"] == "MapStateStarted").unwrap();
+        assert_eq!(started["mapStateStartedEventDetails"]["length"], json!(5));
+        let mut indexes: Vec<u64> = h
+            .iter()
+            .filter(|e| e["type"] == "MapIterationSucceeded")
+            .map(|e| e["mapIterationSucceededEventDetails"]["index"].as_u64().unwrap())
+            .collect();
+        indexes.sort();
+        assert_eq!(indexes, [0, 1, 2, 3, 4]);
+        // Ids are unique and increasing; each event follows an earlier one.
+        for (i, ev) in h.iter().enumerate() {
+            assert_eq!(ev["id"].as_u64().unwrap(), i as u64 + 1);
+            assert!(ev["previousEventId"].as_u64().unwrap() < ev["id"].as_u64().unwrap());
+        }
+        e.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_iteration_failure_fails_the_map_and_redrive_reruns_only_the_failed() {
+    for backend in backends().await {
+        let e = env(backend).await.unwrap();
+        let w = &e.workflows;
+        // Item 3's Choice matches nothing (States.NoChoiceMatched) until the execution is redriven: the state reads
+        // $$.Execution.RedriveCount, standing for a downstream fixed between the failure and the redrive.
+        create(
+            w,
+            "items",
+            &json!({"StartAt": "Each", "States": {
+                "Each": {"Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": 2,
+                    "ItemSelector": {"n.$": "$$.Map.Item.Value"},
+                    "ItemProcessor": {"StartAt": "Check", "States": {
+                        "Check": {"Type": "Choice", "Choices": [{"Or": [
+                            {"Not": {"Variable": "$.n", "NumericEquals": 3}},
+                            {"Variable": "$$.Execution.RedriveCount", "NumericGreaterThanEquals": 1}],
+                            "Next": "Ok"}]},
+                        "Ok": {"Type": "Pass", "End": true}}},
+                    "End": true}}}),
+        )
+        .await;
+        w.start_execution("items", Some("m1"), r#"{"items": [1, 2, 3, 4]}"#, None).await.unwrap();
+        let done = finished(w, "items:m1").await;
+        assert_eq!(done.status, "FAILED");
+        assert_eq!(done.error.as_deref(), Some("States.NoChoiceMatched"));
+        let before = events(w, "items:m1").await;
+        let t = types(&before);
+        assert!(t.contains(&"MapIterationFailed".to_string()) && t.contains(&"MapStateFailed".to_string()), "{t:?}");
+        assert_eq!(t.last().unwrap(), "ExecutionFailed");
+        let succeeded_before = t.iter().filter(|x| *x == "MapIterationSucceeded").count();
+
+        let redriven = w.redrive_execution("items:m1").await.unwrap();
+        assert_eq!(redriven.redrive_count, 1);
+        let done = finished(w, "items:m1").await;
+        assert_eq!(done.status, "SUCCEEDED", "{done:?}");
+        let out: Value = serde_json::from_str(done.output.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            out.as_array().unwrap().iter().map(|o| o["n"].clone()).collect::<Vec<_>>(),
+            [json!(1), json!(2), json!(3), json!(4)]
+        );
+        let after = events(w, "items:m1").await;
+        let new: Vec<&Value> = after[before.len()..].iter().collect();
+        assert_eq!(new[0]["type"], json!("ExecutionRedriven"));
+        assert_eq!(new[0]["executionRedrivenEventDetails"]["redriveCount"], json!(1));
+        // Only the iterations that had not succeeded ran again.
+        let reran = new.iter().filter(|e| e["type"] == "MapIterationSucceeded").count();
+        assert_eq!(reran, 4 - succeeded_before, "{:?}", types(&after));
+        assert!(w.redrive_execution("items:m1").await.unwrap_err().to_string().contains("SUCCEEDED"));
+        e.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_hold_no_worker_stop_aborts_and_a_failed_callback_is_caught() {
+    for backend in backends().await {
+        let e = env(backend).await.unwrap();
+        let w = &e.workflows;
+        // The upload processor's shape: Parallel branches, one a callback task (.waitForTaskToken), Catch to a
+        // mark-failed state. Its function does not exist here, so the callback fails at once and is caught; the
+        // callback answered by a real function is in stepfunctions_api.rs.
+        create(
+            w,
+            "upload",
+            &json!({"StartAt": "Work", "States": {
+                "Work": {"Type": "Parallel", "Next": "Done", "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "MarkFailed"}],
+                    "Branches": [
+                    {"StartAt": "Transcribe", "States": {"Transcribe": {"Type": "Task",
+                        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken", "TimeoutSeconds": 900,
+                        "Parameters": {"FunctionName": "missing-transcriber", "Payload": {"token.$": "$$.Task.Token"}}, "End": true}}},
+                    {"StartAt": "Quick", "States": {"Quick": {"Type": "Pass", "End": true}}}]},
+                "MarkFailed": {"Type": "Pass", "End": true},
+                "Done": {"Type": "Succeed"}}}),
+        )
+        .await;
+        w.start_execution("upload", Some("u1"), r#"{"video": "v.mp4"}"#, None).await.unwrap();
+        let done = finished(w, "upload:u1").await;
+        assert_eq!(done.status, "SUCCEEDED", "{done:?}");
+        let out: Value = serde_json::from_str(done.output.as_deref().unwrap()).unwrap();
+        assert_eq!(out["error"]["Error"], json!("Lambda.ResourceNotFoundException"), "{out}");
+        let h = events(w, "upload:u1").await;
+        let t = types(&h);
+        for k in [
+            "TaskStateEntered",
+            "TaskScheduled",
+            "TaskStarted",
+            "TaskFailed",
+            "ParallelStateFailed",
+            "ParallelStateExited",
+        ] {
+            assert!(t.contains(&k.to_string()), "{k} missing from {t:?}");
+        }
+        let scheduled = h.iter().find(|e| e["type"] == "TaskScheduled").unwrap();
+        let d = &scheduled["taskScheduledEventDetails"];
+        assert_eq!(d["resourceType"], json!("lambda"));
+        assert_eq!(d["resource"], json!("invoke.waitForTaskToken"));
+        assert_eq!(d["timeoutInSeconds"], json!(900));
+        let params: Value = serde_json::from_str(d["parameters"].as_str().unwrap()).unwrap();
+        assert!(params["Payload"]["token"].as_str().unwrap().len() >= 40, "the token is in the parameters");
+
+        // An hour-long Wait holds no worker: the execution sits RUNNING while workers are idle, until stopped.
+        create(
+            w,
+            "hold",
+            &json!({"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 3600, "End": true}}}),
+        )
+        .await;
+        w.start_execution("hold", Some("h1"), "{}", None).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(w.execution("hold:h1").await.unwrap().status, "RUNNING");
+        let stopped = w.stop_execution("hold:h1", Some("Operator.Stopped"), Some("no longer needed")).await.unwrap();
+        assert_eq!(stopped.status, "ABORTED");
+        let h = events(w, "hold:h1").await;
+        assert_eq!(types(&h), ["ExecutionStarted", "WaitStateEntered", "ExecutionAborted"]);
+        assert_eq!(h[2]["executionAbortedEventDetails"]["error"], json!("Operator.Stopped"));
+        e.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_past_its_timeout_times_out() {
+    let e = env("sqlite").await.unwrap();
+    let w = &e.workflows;
+    create(
+        w,
+        "slow",
+        &json!({"TimeoutSeconds": 1, "StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 30, "End": true}}}),
+    )
+    .await;
+    w.start_execution("slow", Some("t1"), "{}", None).await.unwrap();
+    let done = finished(w, "slow:t1").await;
+    assert_eq!(done.status, "TIMED_OUT");
+    assert_eq!(done.error.as_deref(), Some("States.Timeout"));
+    assert_eq!(types(&events(w, "slow:t1").await).last().unwrap(), "ExecutionTimedOut");
+    let page = w.list_executions("slow", Some("TIMED_OUT"), 0, None).await.unwrap();
+    assert_eq!(page.executions.len(), 1);
+    assert!(w.list_executions("slow", Some("RUNNING"), 0, None).await.unwrap().executions.is_empty());
+    e.stop().await;
+}
