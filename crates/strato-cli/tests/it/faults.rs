@@ -56,6 +56,7 @@ fn clinc_examples(n: usize) -> Vec<Example> {
 on_both_backends!(
     worker_killed_mid_training_is_finished_by_another_after_the_lease,
     a_thousand_jobs_through_two_api_processes_and_three_workers_end_exactly_once,
+    worker_killed_during_a_map_of_200_items_the_execution_ends_with_each_state_entered_once,
 );
 
 async fn worker_killed_mid_training_is_finished_by_another_after_the_lease(backend: Backend) {
@@ -207,4 +208,96 @@ async fn submit_jobs_as_a_client_process() {
         let v: serde_json::Value = r.json().await.unwrap();
         println!("JOB {}", v["id"].as_str().unwrap());
     }
+}
+
+async fn worker_killed_during_a_map_of_200_items_the_execution_ends_with_each_state_entered_once(backend: Backend) {
+    // Worker processes load the embedding model at start, whatever they run.
+    let Some(model) = model_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // This process only starts the execution and reads it; the worker processes run it.
+    let api = backend.open(strato_options(&Options::new(dir.path(), model.clone()))).await;
+    let functions = strato_functions::Functions::new(
+        api.store().clone(),
+        api.blobs().clone(),
+        strato_functions::FunctionsOptions::new(dir.path().join("functions")),
+    );
+    let w = strato_workflows::Workflows::new(api.store().clone(), functions);
+    let definition = json!({"StartAt": "Each", "States": {
+        "Each": {"Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": 40, "ResultPath": "$.results",
+            "ItemSelector": {"n.$": "$$.Map.Item.Value"},
+            "ItemProcessor": {"StartAt": "Before", "States": {
+                "Before": {"Type": "Pass", "Parameters": {"n.$": "$.n", "sq.$": "States.MathAdd($.n, $.n)"}, "Next": "Pause"},
+                "Pause": {"Type": "Wait", "Seconds": 1, "Next": "After"},
+                "After": {"Type": "Pass", "End": true}}},
+            "Next": "Done"},
+        "Done": {"Type": "Succeed"}}});
+    w.create("fanout", &definition.to_string(), "", "STANDARD", "").await.unwrap();
+    let items: Vec<u64> = (0..200).collect();
+    w.start_execution("fanout", Some("run"), &json!({"items": items}).to_string(), None).await.unwrap();
+    let iterations_done =
+        |events: &[serde_json::Value]| events.iter().filter(|e| e["type"] == "MapIterationSucceeded").count();
+    let history = || async { w.history("fanout:run", false, true, 1000, None).await.unwrap().events };
+    let all_history = || async {
+        let mut out = Vec::new();
+        let mut next = None;
+        loop {
+            let page = w.history("fanout:run", false, true, 1000, next.as_deref()).await.unwrap();
+            out.extend(page.events);
+            match page.next_token {
+                Some(t) => next = Some(t),
+                None => return out,
+            }
+        }
+    };
+
+    let mut a = spawn(&backend, dir.path(), &model, &["worker", "--job-lease-secs", "2"]);
+    let start = Instant::now();
+    loop {
+        let done = iterations_done(&history().await);
+        if done >= 40 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "worker A never got going ({done} iterations)");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.0.kill().unwrap(); // SIGKILL mid-Map: its leases lapse, another worker takes the frames over.
+    let _ = a.0.wait();
+    let _b = spawn(&backend, dir.path(), &model, &["worker", "--job-lease-secs", "2"]);
+    let x = loop {
+        let x = w.execution("fanout:run").await.unwrap();
+        if x.status != "RUNNING" {
+            break x;
+        }
+        assert!(start.elapsed() < Duration::from_secs(180), "not finished after the kill: {x:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(x.status, "SUCCEEDED", "{x:?}");
+    let out: serde_json::Value = serde_json::from_str(x.output.as_deref().unwrap()).unwrap();
+    let results = out["results"].as_array().unwrap();
+    assert_eq!(results.len(), 200);
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r, &json!({"n": i, "sq": 2 * i}), "iteration {i}");
+    }
+    let events = all_history().await;
+    let count = |t: &str| events.iter().filter(|e| e["type"] == t).count();
+    // Every state of every iteration entered exactly once: nothing committed ran again after the kill.
+    assert_eq!(count("MapIterationStarted"), 200);
+    assert_eq!(count("MapIterationSucceeded"), 200);
+    assert_eq!(count("WaitStateEntered"), 200);
+    assert_eq!(count("WaitStateExited"), 200);
+    assert_eq!(count("PassStateEntered"), 400);
+    assert_eq!(count("MapStateEntered"), 1);
+    assert_eq!(count("MapStateSucceeded"), 1);
+    assert_eq!(count("ExecutionSucceeded"), 1);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["id"].as_u64().unwrap(), i as u64 + 1, "ids are gapless and unique");
+    }
+    let mut entered: Vec<(u64, String)> = events
+        .iter()
+        .filter(|e| e["type"] == "MapIterationStarted")
+        .map(|e| (e["mapIterationStartedEventDetails"]["index"].as_u64().unwrap(), String::new()))
+        .collect();
+    entered.sort();
+    entered.dedup();
+    assert_eq!(entered.len(), 200, "each iteration started once");
 }
