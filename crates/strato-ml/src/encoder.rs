@@ -83,6 +83,15 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// Whether this CPU runs this precision's products with instructions made for it (f32 and int8 always; bf16
+    /// with AMX or AVX512-BF16, else on portable kernels several times slower than f32).
+    pub fn is_native(self) -> bool {
+        match self {
+            Self::F32 | Self::Int8 => true,
+            Self::Bf16 => crate::kernels::bf16_is_native(),
+        }
+    }
+
     fn pack(self, w: &[f32], out: usize, inp: usize) -> Weights {
         match self {
             Self::F32 => Weights::F32(PackedF32::from_out_in(w, out, inp)),

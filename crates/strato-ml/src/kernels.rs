@@ -602,6 +602,13 @@ fn bf16_rows(out: &mut QuantisedA, m: usize, k: usize) -> std::slice::ChunksExac
     values.chunks_exact_mut(2 * pairs)
 }
 
+/// Whether this CPU multiplies bf16 natively (AMX tiles, or AVX512-BF16's `vdpbf16ps`); elsewhere bf16 runs on
+/// portable kernels, several times slower than f32.
+pub(crate) fn bf16_is_native() -> bool {
+    let isa = Isa::detect();
+    (isa == Isa::Amx) || bf16_native(isa)
+}
+
 /// Whether bf16 products run `vdpbf16ps` here: the AVX-512 kernels and AVX512-BF16 (read once).
 fn bf16_native(isa: Isa) -> bool {
     static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
