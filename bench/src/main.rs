@@ -9,6 +9,7 @@
 #![allow(clippy::print_stdout, reason = "prints its measurements")]
 
 mod jobs;
+mod workflows;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -590,6 +591,9 @@ async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("jobs") {
         return jobs::run(&args[1..]).await;
+    }
+    if args.first().map(String::as_str) == Some("workflows") {
+        return workflows::run(&args[1..]).await;
     }
     let out = match args.first().map(String::as_str) {
         Some("embed") => embed(&args[1..])?,
