@@ -215,6 +215,12 @@ impl Frame {
         self.state = next;
         self.input = input;
         self.entered = false;
+        self.restart_state();
+        self.children = None;
+    }
+
+    /// Forgets the current state's progress (its task, retries, waits and answers), so it runs from its start.
+    pub(crate) fn restart_state(&mut self) {
         self.params = None;
         self.attempts.clear();
         self.retry_count = 0;
@@ -223,7 +229,6 @@ impl Frame {
         self.wake_at = None;
         self.deadline = None;
         self.heartbeat = None;
-        self.children = None;
     }
 }
 
@@ -337,12 +342,12 @@ impl Numbering {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(d: &Document) -> Result<T> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(d: &Document) -> Result<T> {
     serde_json::from_value(d.body.clone())
         .map_err(|e| WorkflowError::Internal(format!("stored {} {:?} is unreadable: {e}", d.kind, d.id)))
 }
 
-fn encode<T: Serialize>(v: &T) -> Value {
+pub(crate) fn encode<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).expect("workflow records encode")
 }
 

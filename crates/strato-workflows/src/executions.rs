@@ -5,8 +5,8 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use crate::durable::{
-    self, close, frame_id, lock_execution, numbering, ExecutionRecord, Frame, FrameStatus, Outcome, DEFINITION_DOC,
-    EVENTS_DOC, EXEC_DOC, FRAME_DOC, ROOT, TOKEN_DOC,
+    self, close, decode, encode, frame_id, lock_execution, numbering, ExecutionRecord, Frame, FrameStatus, Outcome,
+    DEFINITION_DOC, EVENTS_DOC, EXEC_DOC, FRAME_DOC, ROOT, TOKEN_DOC,
 };
 use crate::error::StatesError;
 use crate::history;
@@ -35,13 +35,17 @@ pub struct ExecutionPage {
     pub next_token: Option<String>,
 }
 
-fn decode<T: serde::de::DeserializeOwned>(d: &strato_store::Document) -> Result<T> {
-    serde_json::from_value(d.body.clone())
-        .map_err(|e| WorkflowError::Internal(format!("stored {} {:?} is unreadable: {e}", d.kind, d.id)))
-}
-
-fn encode<T: serde::Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).expect("workflow records encode")
+/// One page of `items` from the position a `next` token names, `max` long (0: 100, at most 1000), and the token
+/// of the page after it.
+fn page<T: Clone>(items: &[T], max: usize, next: Option<&str>) -> Result<(Vec<T>, Option<String>)> {
+    let start = match next {
+        Some(t) => t.parse::<usize>().map_err(|_| invalid_token(t))?,
+        None => 0,
+    };
+    let max = if max == 0 { 100 } else { max.min(1000) };
+    let end = (start + max).min(items.len());
+    let next_token = (end < items.len()).then(|| end.to_string());
+    Ok((items.get(start..end).map(<[_]>::to_vec).unwrap_or_default(), next_token))
 }
 
 impl Workflows {
@@ -178,14 +182,8 @@ impl Workflows {
             }
         }
         all.sort_by(|a, b| b.started.cmp(&a.started).then_with(|| b.name.cmp(&a.name)));
-        let start = match next {
-            Some(t) => t.parse::<usize>().map_err(|_| invalid_token(t))?,
-            None => 0,
-        };
-        let max = if max == 0 { 100 } else { max.min(1000) };
-        let end = (start + max).min(all.len());
-        let next_token = (end < all.len()).then(|| end.to_string());
-        Ok(ExecutionPage { executions: all.get(start..end).map(<[_]>::to_vec).unwrap_or_default(), next_token })
+        let (executions, next_token) = page(&all, max, next)?;
+        Ok(ExecutionPage { executions, next_token })
     }
 
     /// An execution's history events, oldest first (or newest first), `max` per page (0: 100).
@@ -208,16 +206,9 @@ impl Workflows {
         if reverse {
             events.reverse();
         }
-        let start = match next {
-            Some(t) => t.parse::<usize>().map_err(|_| invalid_token(t))?,
-            None => 0,
-        };
-        let max = if max == 0 { 100 } else { max.min(1000) };
-        let end = (start + max).min(events.len());
-        let next_token = (end < events.len()).then(|| end.to_string());
-        let page = events.get(start..end).map(<[_]>::to_vec).unwrap_or_default();
-        let page = if include_data { page } else { page.into_iter().map(history::without_data).collect() };
-        Ok(HistoryPage { events: page, next_token })
+        let (events, next_token) = page(&events, max, next)?;
+        let events = if include_data { events } else { events.into_iter().map(history::without_data).collect() };
+        Ok(HistoryPage { events, next_token })
     }
 
     /// Stops a running execution (`ExecutionAborted`); its waiting tasks' tokens stop being accepted.
@@ -417,14 +408,7 @@ fn redrive_frame(
         return;
     }
     let mut f = f.clone();
-    f.outcome = None;
-    f.token = None;
-    f.params = None;
-    f.attempts.clear();
-    f.retry_count = 0;
-    f.wake_at = None;
-    f.deadline = None;
-    f.heartbeat = None;
+    f.restart_state();
     f.output = None;
     f.error = None;
     if let Some(c) = f.children.as_mut() {

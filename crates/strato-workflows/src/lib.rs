@@ -3,11 +3,14 @@
 //! functions (`intrinsics.rs`), choice rules (`choice.rs`) and the in-memory interpreter (`interpreter.rs`) that runs
 //! every state type's data flow, Retry and Catch over a [`interpreter::TaskRunner`].
 //!
-//! Served (`api.rs`, `service.rs`): state machines stored as documents and the Step Functions JSON protocol's
-//! CRUD, validation and express executions (`StartSyncExecution`), with Task states calling Strato's functions.
+//! Served (`api.rs`, `service.rs`, `executions.rs`): state machines stored as documents and the Step Functions JSON
+//! protocol: CRUD, validation, express executions (`StartSyncExecution`, in memory), and standard executions run
+//! durably on the job queue (`durable.rs`: frames per Parallel branch and Map iteration, commits at task and park
+//! points, history events in AWS's shapes (`history.rs`), task tokens, stop, redrive, timeouts), with Task states
+//! calling Strato's functions.
 //!
-//! Built so far: the JSONPath query language. Not yet: JSONata and variables, durable standard executions on the
-//! job queue with history and redrive, task tokens and activities (issue 25 goes on).
+//! Built so far: the JSONPath query language. Not yet: JSONata and variables, activities, distributed Map, nested
+//! executions, state machine versions (issue 25 goes on).
 
 pub mod api;
 pub mod choice;

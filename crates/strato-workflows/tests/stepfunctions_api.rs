@@ -24,6 +24,18 @@ fn fixture(p: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(p)
 }
 
+/// A Python process of the client scripts: the endpoint and an access key in its environment, no AWS config files.
+fn boto3(py: &str, base: &str, key: &(String, String), home: &Path) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(py);
+    c.env("STRATO_ENDPOINT", base)
+        .env("AWS_ACCESS_KEY_ID", &key.0)
+        .env("AWS_SECRET_ACCESS_KEY", &key.1)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", home.join("none"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("none"));
+    c
+}
+
 async fn access_key(strato: &Strato, team: &str) -> (String, String) {
     let req = NewApiKey {
         name: team.into(),
@@ -126,15 +138,9 @@ async fn aws_clients_create_and_run_state_machines_calling_functions() {
     let def_file = dir.path().join("definition.json");
     std::fs::write(&def_file, definition.to_string()).unwrap();
     let key = access_key(&strato, "team-a").await;
-    let out = tokio::process::Command::new(&py)
+    let out = boto3(&py, &base, &key, dir.path())
         .arg(fixture("clients/sfn_session.py"))
         .args([def_file.to_str().unwrap(), &foreign])
-        .env("STRATO_ENDPOINT", &base)
-        .env("AWS_ACCESS_KEY_ID", &key.0)
-        .env("AWS_SECRET_ACCESS_KEY", &key.1)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", dir.path().join("none"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
         .output()
         .await
         .unwrap();
@@ -204,15 +210,9 @@ async fn aws_clients_create_and_run_state_machines_calling_functions() {
             "Parameters": {"FunctionName": "team-a-double", "Payload": {"n.$": "$.first.doubled", "token.$": "$$.Task.Token"}},
             "ResultPath": "$.approval", "HeartbeatSeconds": 60, "TimeoutSeconds": 300, "End": true}}});
     std::fs::write(&def_file, standard.to_string()).unwrap();
-    let out = tokio::process::Command::new(&py)
+    let out = boto3(&py, &base, &key, dir.path())
         .arg(fixture("clients/sfn_standard.py"))
         .arg(&def_file)
-        .env("STRATO_ENDPOINT", &base)
-        .env("AWS_ACCESS_KEY_ID", &key.0)
-        .env("AWS_SECRET_ACCESS_KEY", &key.1)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", dir.path().join("none"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
         .output()
         .await
         .unwrap();
@@ -271,6 +271,8 @@ async fn aws_clients_create_and_run_state_machines_calling_functions() {
         ]
     );
     assert_eq!(t[at + 1], "TaskStateEntered", "the failed state runs again: {t:?}");
+    assert_eq!(v["heartbeat"], json!({"status": "FAILED", "error": "States.HeartbeatTimeout"}));
+    assert_eq!(v["heartbeat_types"], json!(["TaskTimedOut", "ExecutionFailed"]));
     assert_eq!(v["missing"], "ExecutionDoesNotExist");
 
     pool.shutdown().await;
