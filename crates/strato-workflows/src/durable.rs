@@ -166,6 +166,10 @@ pub struct Frame {
     /// The task token a callback task waits on.
     #[serde(default)]
     pub token: Option<String>,
+    /// The callback task's resource took the work (`TaskSubmitted`): a job that finds a token not yet submitted
+    /// (its worker died between committing the token and invoking) invokes the resource again.
+    #[serde(default)]
+    pub submitted: bool,
     /// When a parked frame wakes.
     #[serde(default)]
     pub wake_at: Option<DateTime<Utc>>,
@@ -200,6 +204,7 @@ impl Frame {
             retry_count: 0,
             outcome: None,
             token: None,
+            submitted: false,
             wake_at: None,
             deadline: None,
             heartbeat: None,
@@ -226,6 +231,7 @@ impl Frame {
         self.retry_count = 0;
         self.outcome = None;
         self.token = None;
+        self.submitted = false;
         self.wake_at = None;
         self.deadline = None;
         self.heartbeat = None;
@@ -440,6 +446,16 @@ impl Workflows {
             }
             let Some(fdoc) = docs.get(FRAME_DOC, &fid).await? else { return Ok(()) };
             let mut frame: Frame = decode(&fdoc)?;
+            if let (FrameStatus::Waiting, Some(token), Some(params), false) =
+                (frame.status, frame.token.clone(), frame.params.clone(), frame.submitted)
+            {
+                // The job that committed this token died before its resource took the work: invoke it again.
+                let machine = self.frame_machine(&x.definition, &frame.machine).await?;
+                let resource = machine.states.get(&frame.state).and_then(|s| s.resource.clone()).unwrap_or_default();
+                let resource = resource.trim_end_matches(".waitForTaskToken").to_string();
+                self.call_back(&x, &a.execution, &a.frame, &token, &resource, params).await?;
+                return Ok(());
+            }
             let now = Utc::now();
             let runnable = match frame.status {
                 FrameStatus::Running => true,
@@ -1038,9 +1054,8 @@ impl Workflows {
                     }
                     l => l,
                 };
-                if let Some(p) = events.submitted(&response) {
-                    self.resolve_token(execution, path, token, None, vec![p]).await?;
-                }
+                let submitted: Vec<Pending> = events.submitted(&response).into_iter().collect();
+                self.resolve_token(execution, path, token, None, submitted).await?;
                 Ok(())
             }
             Err(e) => self.resolve_token(execution, path, token, Some(Outcome::Error(e)), Vec::new()).await.map(|_| ()),
@@ -1068,6 +1083,9 @@ impl Workflows {
         let mut n = Numbering { next: x.next_event, at: Utc::now(), out: Vec::new() };
         for p in &events {
             f.last_event = n.push(p, f.last_event);
+        }
+        if outcome.is_none() {
+            f.submitted = true;
         }
         if let Some(o) = outcome {
             f.outcome = Some(o);
