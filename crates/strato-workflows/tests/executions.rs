@@ -31,6 +31,17 @@ impl Env {
 
 /// A service on `backend` with its workers running (four on the `workflows` queue).
 async fn env(backend: &str) -> Option<Env> {
+    let mut e = env_idle(backend).await?;
+    e.pool = Some(e._strato.start_workers(WorkerPoolOptions {
+        queues: strato_jobs::QueueConcurrency::parse("default=1,workflows=4").unwrap(),
+        poll_interval: Duration::from_millis(200),
+        ..Default::default()
+    }));
+    Some(e)
+}
+
+/// [`env`] with no workers yet.
+async fn env_idle(backend: &str) -> Option<Env> {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = StratoOptions::new(dir.path());
     opts.embedding_model = Some("/nonexistent/strato-test-model".into());
@@ -49,12 +60,7 @@ async fn env(backend: &str) -> Option<Env> {
             (builder.build(store, blobs).unwrap(), Some(schema))
         }
     };
-    let pool = strato.start_workers(WorkerPoolOptions {
-        queues: strato_jobs::QueueConcurrency::parse("default=1,workflows=4").unwrap(),
-        poll_interval: Duration::from_millis(200),
-        ..Default::default()
-    });
-    Some(Env { workflows: wslot.get().unwrap(), pool: Some(pool), _strato: strato, _dir: dir, _schema: schema })
+    Some(Env { workflows: wslot.get().unwrap(), pool: None, _strato: strato, _dir: dir, _schema: schema })
 }
 
 async fn backends() -> Vec<&'static str> {
@@ -404,4 +410,55 @@ async fn an_execution_past_its_timeout_times_out() {
     assert_eq!(page.executions.len(), 1);
     assert!(w.list_executions("slow", Some("RUNNING"), 0, None).await.unwrap().executions.is_empty());
     e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_whose_worker_died_before_invoking_is_invoked_by_the_retry() {
+    for backend in backends().await {
+        let mut e = env_idle(backend).await.unwrap();
+        let w = &e.workflows;
+        create(
+            w,
+            "cb",
+            &json!({"StartAt": "Callback", "States": {
+                "Callback": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                    "Parameters": {"FunctionName": "missing-fn", "Payload": {"token.$": "$$.Task.Token"}},
+                    "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}], "End": true},
+                "Caught": {"Type": "Pass", "End": true}}}),
+        )
+        .await;
+        w.start_execution("cb", Some("x"), "{}", None).await.unwrap();
+        // What a worker killed right after committing the token leaves: the frame waiting on a token its resource
+        // never received, and the job (not completed) due again once its lease lapses.
+        let docs = w.store().documents();
+        let fdoc = docs.get("sfn-frame", "cb:x#r").await.unwrap().unwrap();
+        let mut f = fdoc.body.clone();
+        f["status"] = json!("Waiting");
+        f["entered"] = json!(true);
+        f["token"] = json!("tok-of-a-dead-worker-0123456789abcdefghijklmnop");
+        f["params"] = json!({"FunctionName": "missing-fn", "Payload": {"token": "tok-of-a-dead-worker-0123456789abcdefghijklmnop"}});
+        f["submitted"] = json!(false);
+        docs.update("sfn-frame", "cb:x#r", fdoc.revision, &f).await.unwrap().unwrap();
+        docs.create(
+            "sfn-token",
+            "tok-of-a-dead-worker-0123456789abcdefghijklmnop",
+            &json!({"execution": "cb:x", "frame": "r"}),
+        )
+        .await
+        .unwrap();
+        e.pool = Some(e._strato.start_workers(WorkerPoolOptions {
+            queues: strato_jobs::QueueConcurrency::parse("default=1,workflows=2").unwrap(),
+            poll_interval: Duration::from_millis(200),
+            ..Default::default()
+        }));
+        let w = &e.workflows;
+        let done = finished(w, "cb:x").await;
+        // The retry invoked the resource: its failure (no such function) reached the task and was caught.
+        assert_eq!(done.status, "SUCCEEDED", "{done:?}");
+        let out: Value = serde_json::from_str(done.output.as_deref().unwrap()).unwrap();
+        assert_eq!(out["Error"], json!("Lambda.ResourceNotFoundException"), "{out}");
+        let t = types(&events(w, "cb:x").await);
+        assert!(t.contains(&"TaskFailed".to_string()), "{t:?}");
+        e.stop().await;
+    }
 }
