@@ -190,7 +190,7 @@ pub struct Frame {
 }
 
 impl Frame {
-    fn new(machine: Vec<(String, usize)>, index: usize, generation: u64, state: &str, input: Value) -> Self {
+    pub(crate) fn new(machine: Vec<(String, usize)>, index: usize, generation: u64, state: &str, input: Value) -> Self {
         Self {
             machine,
             index,
@@ -549,19 +549,8 @@ impl Workflows {
                 }
                 "Task" => {
                     let resource = s.resource.clone().unwrap_or_default();
-                    let task_events =
-                        TaskEvents::of(resource.trim_end_matches(".waitForTaskToken").trim_end_matches(".sync"));
-                    let task_events = match task_events {
-                        TaskEvents::Service { resource_type, .. } => TaskEvents::Service {
-                            resource_type,
-                            resource: resource
-                                .strip_prefix("arn:aws:states:::")
-                                .and_then(|r| r.split_once(':'))
-                                .map(|(_, a)| a.to_string())
-                                .unwrap_or_default(),
-                        },
-                        l => l,
-                    };
+                    // An integration's events name its action with the pattern (`invoke.waitForTaskToken`), as AWS's.
+                    let task_events = TaskEvents::of(&resource);
                     if let Some(outcome) = f.outcome.take() {
                         let result = match outcome {
                             Outcome::Result(v) => {
@@ -1047,13 +1036,7 @@ impl Workflows {
         let context = json!({"Task": {"Token": token}});
         match runner.run(resource, params, &context).await {
             Ok(response) => {
-                let events = TaskEvents::of(resource);
-                let events = match events {
-                    TaskEvents::Service { resource_type, resource } => {
-                        TaskEvents::Service { resource_type, resource: format!("{resource}.waitForTaskToken") }
-                    }
-                    l => l,
-                };
+                let events = TaskEvents::of(&format!("{resource}.waitForTaskToken"));
                 let submitted: Vec<Pending> = events.submitted(&response).into_iter().collect();
                 self.resolve_token(execution, path, token, None, submitted).await?;
                 Ok(())
@@ -1117,8 +1100,7 @@ impl Workflows {
         let now = Utc::now();
         let error = if f.deadline.is_some_and(|d| d <= now) {
             StatesError::new("States.Timeout", "The task timed out waiting for its task token")
-        } else if let Some((h, at)) = f.heartbeat.filter(|(h, at)| *at + chrono::Duration::seconds(*h as i64) <= now) {
-            let _ = at;
+        } else if let Some((h, _)) = f.heartbeat.filter(|(h, at)| *at + chrono::Duration::seconds(*h as i64) <= now) {
             StatesError::new("States.HeartbeatTimeout", format!("No heartbeat was sent for {h} seconds"))
         } else {
             // A heartbeat moved the deadline: check again then.

@@ -10,7 +10,7 @@ use crate::durable::{
 };
 use crate::error::StatesError;
 use crate::history;
-use crate::service::{validate_name, WorkflowError, Workflows};
+use crate::service::{execution_name, WorkflowError, Workflows};
 
 type Result<T> = std::result::Result<T, WorkflowError>;
 
@@ -66,13 +66,7 @@ impl Workflows {
                 "Express state machines run with StartSyncExecution".into(),
             ));
         }
-        let name = match name {
-            Some(n) => {
-                validate_name(n)?;
-                n.to_string()
-            }
-            None => uuid::Uuid::new_v4().to_string(),
-        };
+        let name = execution_name(name)?;
         if input.len() > MAX_INPUT {
             return Err(WorkflowError::Invalid(
                 "InvalidExecutionInput",
@@ -134,14 +128,14 @@ impl Workflows {
             0,
         );
         // The first state's events follow the start with previousEventId 0, as AWS records them.
-        let root = durable_root(&parsed.start_at, value);
+        let root = Frame::new(Vec::new(), 0, 0, &parsed.start_at, value);
         tx.documents().create(FRAME_DOC, &frame_id(&key, ROOT), &encode(&root)).await?;
         tx.documents().create(EXEC_DOC, &key, &encode(&x)).await?;
         let xdoc = tx.documents().get_for_update(EXEC_DOC, &key).await?.expect("just created");
         close(&mut tx, &key, &xdoc, &mut x, n).await?;
-        tx.queue().enqueue(&durable_job(&key, ROOT, None, None)).await?;
+        tx.queue().enqueue(&durable::advance_job(&key, ROOT, None, None)).await?;
         if let Some(at) = x.timeout_at {
-            tx.queue().enqueue(&durable_job(&key, ROOT, Some("execution-timeout".into()), Some(at))).await?;
+            tx.queue().enqueue(&durable::advance_job(&key, ROOT, Some("execution-timeout".into()), Some(at))).await?;
         }
         tx.commit().await?;
         tracing::info!(execution = %key, "execution started");
@@ -289,10 +283,10 @@ impl Workflows {
         }
         close(&mut tx, key, &xdoc, &mut x, n).await?;
         for path in jobs {
-            tx.queue().enqueue(&durable_job(key, &path, None, None)).await?;
+            tx.queue().enqueue(&durable::advance_job(key, &path, None, None)).await?;
         }
         if let Some(at) = x.timeout_at {
-            tx.queue().enqueue(&durable_job(key, ROOT, Some("execution-timeout".into()), Some(at))).await?;
+            tx.queue().enqueue(&durable::advance_job(key, ROOT, Some("execution-timeout".into()), Some(at))).await?;
         }
         tx.commit().await?;
         Ok(x)
@@ -376,23 +370,6 @@ fn invalid_token(t: &str) -> WorkflowError {
 fn missing_execution(w: &Workflows, key: &str) -> WorkflowError {
     let (m, n) = key.split_once(':').unwrap_or((key, ""));
     WorkflowError::NotFound("ExecutionDoesNotExist", format!("Execution Does Not Exist: '{}'", w.execution_arn(m, n)))
-}
-
-fn durable_root(start_at: &str, input: Value) -> Frame {
-    serde_json::from_value(json!({
-        "machine": [], "index": 0, "generation": 0, "state": start_at, "input": input, "status": "Running",
-        "entered": false, "last_event": 0
-    }))
-    .expect("a root frame")
-}
-
-fn durable_job(
-    key: &str,
-    path: &str,
-    check: Option<String>,
-    at: Option<chrono::DateTime<Utc>>,
-) -> strato_types::NewJob {
-    durable::advance_job(key, path, check, at)
 }
 
 /// Resets a frame that did not succeed so it runs its failed state again; of its children, only those that did not

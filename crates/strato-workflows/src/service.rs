@@ -104,6 +104,17 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// An execution's name: the one given (checked), or a new UUID.
+pub(crate) fn execution_name(given: Option<&str>) -> Result<String> {
+    match given {
+        Some(n) => {
+            validate_name(n)?;
+            Ok(n.to_string())
+        }
+        None => Ok(uuid::Uuid::new_v4().to_string()),
+    }
+}
+
 impl Workflows {
     /// Workflows over the store, calling `functions` for Lambda tasks.
     pub fn new(store: Store, functions: Functions) -> Self {
@@ -278,13 +289,7 @@ impl Workflows {
             ));
         }
         let machine = self.validate(&sm.definition).map_err(invalid_definition)?;
-        let exec_name = match execution {
-            Some(n) => {
-                validate_name(n)?;
-                n.to_string()
-            }
-            None => uuid::Uuid::new_v4().to_string(),
-        };
+        let exec_name = execution_name(execution)?;
         let arn = format!(
             "arn:aws:states:{}:{}:express:{name}:{exec_name}:{}",
             self.0.region,
