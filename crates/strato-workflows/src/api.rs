@@ -294,8 +294,20 @@ async fn dispatch(w: &Workflows, p: &Principal, headers: &HeaderMap, body: &[u8]
             let input: Value = serde_json::from_str(input_text).map_err(|e| {
                 AwsJsonError::new("InvalidExecutionInput", format!("Invalid State Machine Execution Input: '{e}'"))
             })?;
+            let variables = match body.get("variables").and_then(Value::as_str) {
+                Some(text) => match serde_json::from_str::<Value>(text) {
+                    Ok(Value::Object(vars)) => vars,
+                    _ => {
+                        return Err(AwsJsonError::new(
+                            "ValidationException",
+                            "variables must be a JSON object of variable names and values",
+                        ))
+                    }
+                },
+                None => Default::default(),
+            };
             let identity = json!({"cognitoIdentityId": p.subject});
-            let t = w.test_state(field(&body, "definition")?, input, Some(identity)).await?;
+            let t = w.test_state(field(&body, "definition")?, input, variables, Some(identity)).await?;
             let mut out = json!({"status": t.status});
             if let Some(o) = t.output {
                 out["output"] = json!(o.to_string());

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::error::StatesError;
 use crate::intrinsics::json_equal;
-use crate::path::{self, Query};
+use crate::path::{self, Scope};
 
 /// A parsed rule.
 #[derive(Debug, Clone)]
@@ -106,8 +106,7 @@ impl Rule {
             return Ok(Rule::Not(Box::new(Rule::parse(inner, false)?)));
         }
         let variable = obj.get("Variable").and_then(Value::as_str).ok_or("a comparison needs Variable (a path)")?;
-        // `$$…` reads the context object: parsed as the `$…` query it becomes.
-        Query::parse(variable.strip_prefix('$').filter(|r| r.starts_with('$')).unwrap_or(variable)).map_err(|e| e.0)?;
+        path::check(variable)?;
         let mut found = None;
         for (k, v) in obj {
             if k == "Variable" || allowed_extra(k) {
@@ -128,8 +127,7 @@ impl Rule {
                     return Err(format!("{k} is not an operator"));
                 }
                 let p = v.as_str().ok_or_else(|| format!("{k} takes a path"))?;
-                // `$$…` reads the context object: parsed as the `$…` query it becomes.
-                Query::parse(p.strip_prefix('$').filter(|r| r.starts_with('$')).unwrap_or(p)).map_err(|e| e.0)?;
+                path::check(p)?;
                 Operand::Path(p.to_string())
             } else {
                 let ok = match op {
@@ -163,11 +161,11 @@ impl Rule {
     }
 
     /// Whether the rule holds for `input`.
-    pub fn holds(&self, input: &Value, context: &Value) -> Result<bool, StatesError> {
+    pub fn holds(&self, input: &Value, scope: Scope<'_>) -> Result<bool, StatesError> {
         match self {
             Rule::And(rules) => {
                 for r in rules {
-                    if !r.holds(input, context)? {
+                    if !r.holds(input, scope)? {
                         return Ok(false);
                     }
                 }
@@ -175,15 +173,15 @@ impl Rule {
             }
             Rule::Or(rules) => {
                 for r in rules {
-                    if r.holds(input, context)? {
+                    if r.holds(input, scope)? {
                         return Ok(true);
                     }
                 }
                 Ok(false)
             }
-            Rule::Not(r) => Ok(!r.holds(input, context)?),
+            Rule::Not(r) => Ok(!r.holds(input, scope)?),
             Rule::Compare { variable, op, operand } => {
-                let value = select(variable, input, context)?;
+                let value = select(variable, input, scope)?;
                 if *op == Op::IsPresent {
                     return Ok(value.is_some() == (operand_bool(operand)));
                 }
@@ -194,7 +192,7 @@ impl Rule {
                 };
                 let expected = match operand {
                     Operand::Literal(v) => v.clone(),
-                    Operand::Path(p) => select(p, input, context)?.ok_or_else(|| {
+                    Operand::Path(p) => select(p, input, scope)?.ok_or_else(|| {
                         StatesError::runtime(format!(
                             "Invalid path '{p}': The choice state's condition path references an invalid value."
                         ))
@@ -210,8 +208,8 @@ fn operand_bool(o: &Operand) -> bool {
     matches!(o, Operand::Literal(Value::Bool(true)))
 }
 
-fn select(p: &str, input: &Value, context: &Value) -> Result<Option<Value>, StatesError> {
-    match path::read(p, input, context, "Variable") {
+fn select(p: &str, input: &Value, scope: Scope<'_>) -> Result<Option<Value>, StatesError> {
+    match path::read(p, input, scope, "Variable") {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.error == "States.Runtime" && e.cause.contains("could not be found") => Ok(None),
         Err(e) => Err(e),
@@ -309,7 +307,7 @@ mod tests {
     use serde_json::json;
 
     fn holds(rule: Value, input: Value) -> Result<bool, StatesError> {
-        Rule::parse(&rule, false).unwrap().holds(&input, &json!({}))
+        Rule::parse(&rule, false).unwrap().holds(&input, Scope::new(&json!({}), &path::Vars::new()))
     }
 
     #[test]
@@ -323,7 +321,10 @@ mod tests {
         );
         assert!(holds(json!({"Variable": "$.flag", "BooleanEquals": true}), i.clone()).unwrap());
         let rule = Rule::parse(&json!({"Variable": "$$.Execution.Name", "StringEquals": "run-1"}), false).unwrap();
-        assert!(rule.holds(&json!({}), &json!({"Execution": {"Name": "run-1"}})).unwrap(), "the context object");
+        assert!(
+            rule.holds(&json!({}), Scope::new(&json!({"Execution": {"Name": "run-1"}}), &path::Vars::new())).unwrap(),
+            "the context object"
+        );
         assert!(holds(json!({"Variable": "$.n", "IsNull": true}), i.clone()).unwrap());
         assert!(holds(json!({"Variable": "$.missing", "IsPresent": false}), i.clone()).unwrap());
         assert!(holds(json!({"Variable": "$.at", "IsTimestamp": true}), i.clone()).unwrap());

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::choice::Rule;
 use crate::path::{Query, ReferencePath};
-use crate::{intrinsics, template};
+use crate::{intrinsics, jsonata, template};
 
 /// One problem with a definition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -113,11 +113,11 @@ pub struct State {
     #[serde(default)]
     pub resource: Option<String>,
     #[serde(default)]
-    pub timeout_seconds: Option<u64>,
+    pub timeout_seconds: Option<Value>,
     #[serde(default)]
     pub timeout_seconds_path: Option<String>,
     #[serde(default)]
-    pub heartbeat_seconds: Option<u64>,
+    pub heartbeat_seconds: Option<Value>,
     #[serde(default)]
     pub heartbeat_seconds_path: Option<String>,
     #[serde(default)]
@@ -164,13 +164,13 @@ pub struct State {
     #[serde(default)]
     pub iterator: Option<Machine>,
     #[serde(default)]
-    pub max_concurrency: Option<u64>,
+    pub max_concurrency: Option<Value>,
     #[serde(default)]
     pub max_concurrency_path: Option<String>,
     #[serde(default)]
-    pub tolerated_failure_count: Option<u64>,
+    pub tolerated_failure_count: Option<Value>,
     #[serde(default)]
-    pub tolerated_failure_percentage: Option<f64>,
+    pub tolerated_failure_percentage: Option<Value>,
     #[serde(default)]
     pub tolerated_failure_count_path: Option<String>,
     #[serde(default)]
@@ -242,7 +242,8 @@ impl Machine {
         Self::from_value(&value)
     }
 
-    /// Checks a definition given as JSON.
+    /// Checks a definition given as JSON; every state's `QueryLanguage` is resolved (the machine's when the state
+    /// names none).
     pub fn from_value(value: &Value) -> Result<Self, Vec<Diagnostic>> {
         let mut problems = Vec::new();
         // Field-level problems first, state by state, so one typo does not hide the rest.
@@ -257,11 +258,99 @@ impl Machine {
                 location: String::new(),
             }]
         })?;
+        let mut machine = machine;
+        let top = machine.query_language.clone();
+        if let Some(l) = top.as_deref().filter(|l| !matches!(*l, "JSONPath" | "JSONata")) {
+            problems.push(Diagnostic {
+                code: "SCHEMA_VALIDATION_FAILED".into(),
+                message: format!("QueryLanguage {l:?} is not JSONPath or JSONata"),
+                location: "/QueryLanguage".into(),
+            });
+        }
+        machine.inherit_language(top.as_deref().unwrap_or("JSONPath"), &mut problems, "");
         machine.check("", &mut problems);
+        machine.check_scopes(&BTreeSet::new(), "", &mut problems);
         if problems.is_empty() {
             Ok(machine)
         } else {
             Err(problems)
+        }
+    }
+
+    /// Gives every state without a `QueryLanguage` the machine's (nested machines too); a JSONPath state in a
+    /// JSONata machine is a problem, as AWS has it.
+    fn inherit_language(&mut self, top: &str, problems: &mut Vec<Diagnostic>, at: &str) {
+        for (name, s) in self.states.iter_mut() {
+            let loc = format!("{at}/States/{name}");
+            match s.query_language.as_deref() {
+                None => s.query_language = Some(top.to_string()),
+                Some("JSONPath") if top == "JSONata" => problems.push(Diagnostic {
+                    code: "SCHEMA_VALIDATION_FAILED".into(),
+                    message: "a state cannot use JSONPath when the state machine's QueryLanguage is JSONata".into(),
+                    location: format!("{loc}/QueryLanguage"),
+                }),
+                Some("JSONPath" | "JSONata") => {}
+                Some(other) => problems.push(Diagnostic {
+                    code: "SCHEMA_VALIDATION_FAILED".into(),
+                    message: format!("QueryLanguage {other:?} is not JSONPath or JSONata"),
+                    location: format!("{loc}/QueryLanguage"),
+                }),
+            }
+            for (i, b) in s.branches.iter_mut().flatten().enumerate() {
+                b.inherit_language(top, problems, &format!("{loc}/Branches[{i}]"));
+            }
+            if let Some(m) = s.iterator.as_mut() {
+                m.inherit_language(top, problems, &format!("{loc}/Iterator"));
+            }
+            if let Some(p) = s.item_processor.as_mut() {
+                let mut m = p.machine();
+                m.inherit_language(top, problems, &format!("{loc}/ItemProcessor"));
+                p.states = m.states;
+            }
+        }
+    }
+
+    /// Variables of inner scopes (Map iterations, Parallel branches) must not share a name with one of an outer
+    /// scope: a scope's names are those any of its states assign (a Map's or Parallel's own `Assign` and catchers
+    /// are in the outer scope).
+    fn check_scopes(&self, outer: &BTreeSet<String>, at: &str, problems: &mut Vec<Diagnostic>) {
+        let mut here = BTreeSet::new();
+        for (name, s) in &self.states {
+            let jsonata = s.query_language.as_deref() == Some("JSONata");
+            let assigns = s
+                .assign
+                .iter()
+                .chain(s.catch.iter().flatten().filter_map(|c| c.assign.as_ref()))
+                .chain(s.choices.iter().flatten().filter_map(|r| r.get("Assign")));
+            for a in assigns {
+                for k in a.as_object().into_iter().flat_map(|o| o.keys()) {
+                    let var = if jsonata { k.as_str() } else { k.strip_suffix(".$").unwrap_or(k) };
+                    if outer.contains(var) {
+                        problems.push(Diagnostic {
+                            code: "SCHEMA_VALIDATION_FAILED".into(),
+                            message: format!(
+                                "the variable {var:?} is assigned in an outer scope; a Map iteration or Parallel branch \
+                                 may read it but not assign it (use another name, or return the value in its output)"
+                            ),
+                            location: format!("{at}/States/{name}/Assign"),
+                        });
+                    }
+                    here.insert(var.to_string());
+                }
+            }
+        }
+        let all: BTreeSet<String> = outer.union(&here).cloned().collect();
+        for (name, s) in &self.states {
+            let loc = format!("{at}/States/{name}");
+            for (i, b) in s.branches.iter().flatten().enumerate() {
+                b.check_scopes(&all, &format!("{loc}/Branches[{i}]"), problems);
+            }
+            if let Some(m) = &s.iterator {
+                m.check_scopes(&all, &format!("{loc}/Iterator"), problems);
+            }
+            if let Some(p) = &s.item_processor {
+                p.machine().check_scopes(&all, &format!("{loc}/ItemProcessor"), problems);
+            }
         }
     }
 
@@ -287,6 +376,7 @@ impl Machine {
                     loc.clone(),
                 );
             }
+            check_language(s, &loc, problems);
             let terminal = matches!(s.kind.as_str(), "Succeed" | "Fail" | "Choice");
             if !terminal {
                 match (&s.next, s.end) {
@@ -402,7 +492,21 @@ impl Machine {
                                 format!("{loc}/Choices[{i}]"),
                             );
                         }
-                        if let Err(e) = Rule::parse(r, true) {
+                        if s.query_language.as_deref() == Some("JSONata") {
+                            let condition_ok = match r.get("Condition") {
+                                Some(Value::Bool(_)) => true,
+                                Some(Value::String(c)) => jsonata::expression(c).is_some(),
+                                _ => false,
+                            };
+                            if !condition_ok {
+                                add(
+                                    problems,
+                                    "SCHEMA_VALIDATION_FAILED",
+                                    "a JSONata choice rule needs Condition: a boolean or a {% %} expression".into(),
+                                    format!("{loc}/Choices[{i}]"),
+                                );
+                            }
+                        } else if let Err(e) = Rule::parse(r, true) {
                             add(problems, "SCHEMA_VALIDATION_FAILED", e, format!("{loc}/Choices[{i}]"));
                         }
                     }
@@ -554,4 +658,267 @@ fn schema(v: &Value, at: &str, problems: &mut Vec<Diagnostic>) {
             }
         }
     }
+}
+
+/// Fields only JSONPath states take, and fields only JSONata states take.
+const JSONPATH_ONLY: &[&str] = &[
+    "InputPath",
+    "OutputPath",
+    "ResultPath",
+    "Parameters",
+    "ResultSelector",
+    "ItemsPath",
+    "SecondsPath",
+    "TimestampPath",
+    "ErrorPath",
+    "CausePath",
+    "TimeoutSecondsPath",
+    "HeartbeatSecondsPath",
+    "MaxConcurrencyPath",
+    "ToleratedFailureCountPath",
+    "ToleratedFailurePercentagePath",
+];
+const JSONATA_ONLY: &[&str] = &["Arguments", "Output", "Items"];
+
+/// Whether a variable name may be assigned: a letter or `_`, then letters, digits and `_`, at most 80 characters,
+/// and not the reserved `states`.
+pub fn valid_variable(name: &str) -> bool {
+    name != "states"
+        && name.len() <= 80
+        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A state's fields checked against its query language: the other language's fields, JSONata expressions that do
+/// not parse, `Assign` names and templates, number fields that are neither numbers nor (JSONata) expressions.
+fn check_language(s: &State, loc: &str, problems: &mut Vec<Diagnostic>) {
+    let jsonata = s.query_language.as_deref() == Some("JSONata");
+    let mut add = |message: String, location: String| {
+        problems.push(Diagnostic { code: "SCHEMA_VALIDATION_FAILED".into(), message, location });
+    };
+    let present: Vec<&str> = {
+        let v = serde_json::to_value(s).unwrap_or_default();
+        let obj = v.as_object().cloned().unwrap_or_default();
+        [JSONPATH_ONLY, JSONATA_ONLY, &["Result"]]
+            .concat()
+            .into_iter()
+            .filter(|f| {
+                obj.get(*f).is_some_and(|v| !v.is_null())
+                    || (*f == "InputPath" && s.input_path.is_some())
+                    || (*f == "OutputPath" && s.output_path.is_some())
+                    || (*f == "ResultPath" && s.result_path.is_some())
+            })
+            .collect()
+    };
+    let (forbidden, language) = if jsonata { (JSONPATH_ONLY, "JSONata") } else { (JSONATA_ONLY, "JSONPath") };
+    let kind = s.kind.as_str();
+    for (field, given, allowed) in [
+        ("Assign", s.assign.is_some(), !matches!(kind, "Succeed" | "Fail")),
+        ("Output", s.output.is_some(), kind != "Fail"),
+        ("Arguments", s.arguments.is_some(), matches!(kind, "Task" | "Parallel")),
+        ("Items", s.items.is_some(), kind == "Map"),
+    ] {
+        if given && !allowed {
+            add(format!("a {kind} state cannot have {field}"), format!("{loc}/{field}"));
+        }
+    }
+    if jsonata {
+        // Where `$states.result` and `$states.errorOutput` exist: a Task's, Parallel's or Map's `Output` and
+        // `Assign`, and a catcher's.
+        let has_result = matches!(kind, "Task" | "Parallel" | "Map");
+        let mut fields: Vec<(String, &Value, bool)> = vec![];
+        for (field, v) in [("Output", &s.output), ("Assign", &s.assign)] {
+            if let Some(v) = v {
+                fields.push((field.into(), v, has_result));
+            }
+        }
+        for (field, v) in [
+            ("Arguments", &s.arguments),
+            ("Items", &s.items),
+            ("ItemSelector", &s.item_selector),
+            ("Error", &s.error),
+            ("Cause", &s.cause),
+            ("Seconds", &s.seconds),
+            ("Timestamp", &s.timestamp),
+            ("TimeoutSeconds", &s.timeout_seconds),
+            ("HeartbeatSeconds", &s.heartbeat_seconds),
+        ] {
+            if let Some(v) = v {
+                fields.push((field.into(), v, false));
+            }
+        }
+        for (i, r) in s.choices.iter().flatten().enumerate() {
+            for f in ["Condition", "Output", "Assign"] {
+                if let Some(v) = r.get(f) {
+                    fields.push((format!("Choices[{i}]/{f}"), v, false));
+                }
+            }
+        }
+        for (field, v, result_ok) in fields {
+            for e in expression_problems(v, result_ok, false) {
+                add(e, format!("{loc}/{field}"));
+            }
+        }
+        for (i, c) in s.catch.iter().flatten().enumerate() {
+            for (f, v) in [("Output", &c.output), ("Assign", &c.assign)] {
+                for e in v.iter().flat_map(|v| expression_problems(v, false, true)) {
+                    add(e, format!("{loc}/Catch[{i}]/{f}"));
+                }
+            }
+        }
+    }
+    for f in present.iter().filter(|f| forbidden.contains(f) || (jsonata && **f == "Result")) {
+        add(format!("the field {f} is not supported in {language} states"), format!("{loc}/{f}"));
+    }
+    let mut assigns: Vec<(String, &Value)> = s.assign.iter().map(|a| (format!("{loc}/Assign"), a)).collect();
+    for (i, c) in s.catch.iter().flatten().enumerate() {
+        if let Some(a) = &c.assign {
+            assigns.push((format!("{loc}/Catch[{i}]/Assign"), a));
+        }
+        if jsonata {
+            if c.result_path.is_some() {
+                add("the field ResultPath is not supported in JSONata states".into(), format!("{loc}/Catch[{i}]"));
+            }
+        } else if c.output.is_some() {
+            add("the field Output is not supported in JSONPath states".into(), format!("{loc}/Catch[{i}]"));
+        }
+        if let (true, Some(o)) = (jsonata, &c.output) {
+            for e in jsonata::check(o) {
+                add(e, format!("{loc}/Catch[{i}]/Output"));
+            }
+        }
+    }
+    for (i, r) in s.choices.iter().flatten().enumerate() {
+        if let Some(a) = r.get("Assign") {
+            assigns.push((format!("{loc}/Choices[{i}]/Assign"), a));
+        }
+        for field in ["Condition", "Output"] {
+            if let Some(v) = r.get(field) {
+                if !jsonata {
+                    add(
+                        format!("the field {field} is not supported in JSONPath states"),
+                        format!("{loc}/Choices[{i}]"),
+                    );
+                } else {
+                    for e in jsonata::check(v) {
+                        add(e, format!("{loc}/Choices[{i}]/{field}"));
+                    }
+                }
+            }
+        }
+    }
+    for (at, a) in assigns {
+        let Some(obj) = a.as_object() else {
+            add("Assign must be an object of variable names and values".into(), at);
+            continue;
+        };
+        for k in obj.keys() {
+            let name = if jsonata { k.as_str() } else { k.strip_suffix(".$").unwrap_or(k) };
+            if !valid_variable(name) {
+                add(
+                    format!("{name:?} is not a valid variable name: a letter or _, then letters, digits or _ (not the reserved \"states\")"),
+                    at.clone(),
+                );
+            }
+        }
+        let errors = if jsonata { jsonata::check(a) } else { template::check(a) };
+        for e in errors {
+            add(e, at.clone());
+        }
+    }
+    if jsonata {
+        for (field, v) in [
+            ("Arguments", &s.arguments),
+            ("Output", &s.output),
+            ("Items", &s.items),
+            ("ItemSelector", &s.item_selector),
+            ("Error", &s.error),
+            ("Cause", &s.cause),
+            ("Seconds", &s.seconds),
+            ("Timestamp", &s.timestamp),
+        ] {
+            for e in v.iter().flat_map(jsonata::check) {
+                add(e, format!("{loc}/{field}"));
+            }
+        }
+    }
+    for (field, v) in [
+        ("TimeoutSeconds", &s.timeout_seconds),
+        ("HeartbeatSeconds", &s.heartbeat_seconds),
+        ("MaxConcurrency", &s.max_concurrency),
+        ("ToleratedFailureCount", &s.tolerated_failure_count),
+        ("ToleratedFailurePercentage", &s.tolerated_failure_percentage),
+        ("Seconds", &s.seconds),
+    ] {
+        let Some(v) = v else { continue };
+        let ok = match v {
+            Value::Number(n) => n.as_f64().is_some_and(|n| n >= 0.0),
+            Value::String(t) => jsonata && jsonata::expression(t).is_some(),
+            _ => false,
+        };
+        if !ok {
+            let what = if jsonata { "a non-negative number or a {% %} expression" } else { "a non-negative number" };
+            add(format!("{field} must be {what}"), format!("{loc}/{field}"));
+        }
+    }
+}
+
+/// JSONata strings of a field that AWS refuses: a `{%` without its `%}` (or the reverse), `$states.result` or
+/// `$states.errorOutput` where the field cannot see them, and `$` or `$$` at an expression's top level (there is no
+/// input document: `$states.input` is the input).
+fn expression_problems(v: &Value, result_ok: bool, error_ok: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    match v {
+        Value::String(t) => {
+            if t.starts_with("{%") != t.ends_with("%}") || (t.starts_with("{%") && t.len() < 4) {
+                out.push(format!(
+                    "{t:?} must start with {{% and end with %}} (no spaces outside them) to be a JSONata expression"
+                ));
+                return out;
+            }
+            let Some(e) = jsonata::expression(t) else { return out };
+            if !result_ok && e.contains("$states.result") {
+                out.push(format!(
+                    "{t:?}: $states.result is only available in the Output and Assign of Task, Parallel and Map states"
+                ));
+            }
+            if !error_ok && e.contains("$states.errorOutput") {
+                out.push(format!("{t:?}: $states.errorOutput is only available in a Catch's Output and Assign"));
+            }
+            if let Some(why) = top_level_dollar(e) {
+                out.push(format!("{t:?}: {why}"));
+            }
+        }
+        Value::Object(m) => m.values().for_each(|v| out.extend(expression_problems(v, result_ok, error_ok))),
+        Value::Array(a) => a.iter().for_each(|v| out.extend(expression_problems(v, result_ok, error_ok))),
+        _ => {}
+    }
+    out
+}
+
+/// `$` or `$$` at the top level of an expression (outside brackets, parentheses, braces and strings).
+fn top_level_dollar(e: &str) -> Option<&'static str> {
+    let chars: Vec<char> = e.chars().collect();
+    let (mut depth, mut quote) = (0i32, None::<char>);
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match (quote, c) {
+            (Some(q), '\\') if q != '`' => i += 1,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'' | '`') => quote = Some(c),
+            (None, '(' | '[' | '{') => depth += 1,
+            (None, ')' | ']' | '}') => depth -= 1,
+            (None, '$') if chars.get(i + 1) == Some(&'$') => {
+                return Some("$$ cannot be used in Step Functions' JSONata (use $states.context)")
+            }
+            (None, '$') if depth == 0 && !chars.get(i + 1).is_some_and(|n| n.is_alphanumeric() || *n == '_') => {
+                return Some("$ cannot be used at the top level of an expression (use $states.input)")
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }

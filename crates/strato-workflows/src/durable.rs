@@ -25,10 +25,12 @@ use strato_jobs::{JobContext, JobError, Worker};
 use strato_store::{Document, Tx};
 use strato_types::{JobArgs, JobDefaults, JobKind, JobRecord, NewJob, QueueName};
 
+use crate::dataflow::{Io, Produced};
 use crate::definition::{Machine, State};
 use crate::error::StatesError;
 use crate::history::{self, Pending, TaskEvents};
-use crate::interpreter::{self, NoTasks, OnError, TaskRunner};
+use crate::interpreter::{self, NoTasks, OnError, TaskRunner, Tolerance};
+use crate::path::Vars;
 use crate::service::{FunctionTasks, WorkflowError, Workflows};
 
 pub(crate) const EXEC_DOC: &str = "sfn-execution";
@@ -135,6 +137,9 @@ pub struct Children {
     pub limit: usize,
     /// Tells these children from an earlier run of the same state's (its `*StateStarted` event id).
     pub generation: u64,
+    /// The Map's tolerated failures, evaluated when it started.
+    #[serde(default)]
+    pub tolerance: Option<Tolerance>,
 }
 
 /// One frame of an execution: the root machine, a Parallel branch or a Map iteration.
@@ -182,6 +187,9 @@ pub struct Frame {
     pub children: Option<Children>,
     /// The id of this frame's latest event (the next one's `previousEventId`).
     pub last_event: u64,
+    /// The variables in scope (a branch's or an iteration's start as its parent's).
+    #[serde(default)]
+    pub vars: Vars,
     /// How it ended.
     #[serde(default)]
     pub output: Option<Value>,
@@ -210,6 +218,7 @@ impl Frame {
             heartbeat: None,
             children: None,
             last_event: 0,
+            vars: Vars::new(),
             output: None,
             error: None,
         }
@@ -316,7 +325,7 @@ enum After {
     /// Park on a task token, then invoke the callback task's resource.
     Token { token: String, resource: String, params: Value, deadline: Option<DateTime<Utc>> },
     /// Start children: one per input, running `machine`, at most `limit` at once.
-    Spawn { map: bool, inputs: Vec<Value>, limit: usize, machines: Vec<Vec<(String, usize)>> },
+    Spawn { map: bool, inputs: Vec<Value>, limit: usize, machines: Vec<Vec<(String, usize)>>, tolerance: Tolerance },
     /// The frame ended.
     Done(std::result::Result<Value, StatesError>),
 }
@@ -503,6 +512,9 @@ impl Workflows {
                 return Ok(After::Done(Err(StatesError::runtime(format!("state {name:?} does not exist")))));
             };
             let context = interpreter::state_context(base, &name, f.retry_count);
+            // The variables as the state was entered: what it assigns is seen from the next state on.
+            let vars = f.vars.clone();
+            let io = Io::new(&name, s, &context, &vars);
             let waking = std::mem::replace(&mut f.status, FrameStatus::Running) == FrameStatus::Waiting;
             if !f.entered {
                 events.push(history::entered(&s.kind, &name, &f.input));
@@ -510,12 +522,8 @@ impl Workflows {
             }
             match s.kind.as_str() {
                 "Wait" => {
-                    let effective = match interpreter::select(&s.input_path, &f.input, &context, "InputPath") {
-                        Ok(v) => v,
-                        Err(e) => return Ok(After::Done(Err(e))),
-                    };
                     if !waking {
-                        match interpreter::wait_delay(s, &effective, &context) {
+                        match io.wait_delay(&f.input) {
                             Err(e) => return Ok(After::Done(Err(e))),
                             Ok(d) if !d.is_zero() => {
                                 let until = Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
@@ -524,9 +532,9 @@ impl Workflows {
                             Ok(_) => {}
                         }
                     }
-                    match interpreter::select(&s.output_path, &effective, &context, "OutputPath") {
-                        Ok(out) => {
-                            if let Some(after) = self.exit(&s.kind, &name, next_of(s), f, events, out) {
+                    match io.output_of(&f.input, s.assign.as_ref(), s.output.as_ref()) {
+                        Ok((out, assigned)) => {
+                            if let Some(after) = self.exit(&s.kind, &name, next_of(s), f, events, out, assigned) {
                                 return Ok(after);
                             }
                         }
@@ -534,9 +542,11 @@ impl Workflows {
                     }
                 }
                 "Pass" | "Choice" | "Succeed" | "Fail" => {
-                    match interpreter::step(&name, s, f.input.clone(), base, &NoTasks).await {
+                    let mut after = vars.clone();
+                    match interpreter::step(&name, s, f.input.clone(), base, &mut after, &NoTasks).await {
                         Ok((out, next)) => {
-                            if let Some(after) = self.exit(&s.kind, &name, next, f, events, out) {
+                            let assigned = after.into_iter().filter(|(k, v)| vars.get(k) != Some(v)).collect();
+                            if let Some(after) = self.exit(&s.kind, &name, next, f, events, out, assigned) {
                                 return Ok(after);
                             }
                         }
@@ -555,7 +565,7 @@ impl Workflows {
                         let result = match outcome {
                             Outcome::Result(v) => {
                                 events.push(task_events.succeeded(&v));
-                                interpreter::finish(s, &f.input, v, &context)
+                                io.finish(&f.input, v)
                             }
                             Outcome::Error(e) => {
                                 events.push(task_events.failed(&e));
@@ -563,29 +573,28 @@ impl Workflows {
                             }
                             Outcome::ChildrenDone => Err(StatesError::runtime("a Task state has no children")),
                         };
-                        return Ok(self.settle(s, &name, f, events, result));
+                        return Ok(self.settle(&io, f, events, result));
                     }
                     if f.params.is_none() {
                         let token = is_callback(&resource).then(new_token);
-                        let prepared =
-                            interpreter::select(&s.input_path, &f.input, &context, "InputPath").and_then(|eff| {
-                                let timeout = interpreter::task_timeout(s, &eff, &context)?;
-                                let c = task_context(&context, token.as_deref());
-                                Ok((interpreter::parameters(s, &eff, &c)?, timeout))
-                            });
-                        let (params, timeout) = match prepared {
+                        let prepared = io.effective(&f.input).and_then(|eff| {
+                            let timeout = io.timeout(&f.input)?;
+                            let heartbeat = io.heartbeat(&f.input)?;
+                            let c = task_context(&context, token.as_deref());
+                            Ok((io.arguments(&f.input, &eff, &c)?, timeout, heartbeat))
+                        });
+                        let (params, timeout, heartbeat) = match prepared {
                             Ok(p) => p,
-                            Err(e) => return Ok(self.settle(s, &name, f, events, Err(e))),
+                            Err(e) => return Ok(self.settle(&io, f, events, Err(e))),
                         };
-                        let heartbeat = s.heartbeat_seconds;
+                        events.push(task_events.scheduled(
+                            &self.region(),
+                            &params,
+                            timeout.map(|t| t.as_secs()),
+                            heartbeat,
+                        ));
+                        events.push(task_events.started());
                         if let Some(token) = token {
-                            events.push(task_events.scheduled(
-                                &self.region(),
-                                &params,
-                                timeout.map(|t| t.as_secs()),
-                                heartbeat,
-                            ));
-                            events.push(task_events.started());
                             f.params = Some(params.clone());
                             let now = Utc::now();
                             f.deadline =
@@ -598,24 +607,15 @@ impl Workflows {
                                 deadline: f.deadline,
                             });
                         }
-                        events.push(task_events.scheduled(
-                            &self.region(),
-                            &params,
-                            timeout.map(|t| t.as_secs()),
-                            heartbeat,
-                        ));
-                        events.push(task_events.started());
                         f.params = Some(params);
                         // Committed before the call, so the history shows a running task while it runs.
                         return Ok(After::Go);
                     }
                     let params = f.params.clone().unwrap_or(Value::Null);
-                    let effective =
-                        interpreter::select(&s.input_path, &f.input, &context, "InputPath").unwrap_or(Value::Null);
                     let rid = request_id(&x.name, path, &name, f.last_event, f.retry_count);
                     let runner = FunctionTasks::new(self.functions().clone(), x.identity.clone(), Some(rid));
                     let call = runner.run(&resource, params, &context);
-                    let result = match interpreter::task_timeout(s, &effective, &context) {
+                    let result = match io.timeout(&f.input) {
                         Ok(Some(t)) => match tokio::time::timeout(t, call).await {
                             Ok(r) => r,
                             Err(_) => Err(interpreter::timed_out(&name)),
@@ -639,7 +639,7 @@ impl Workflows {
                                 } else {
                                     "ParallelStateSucceeded"
                                 }));
-                                interpreter::finish(s, &f.input, Value::Array(results), &context)
+                                io.finish(&f.input, Value::Array(results))
                             }
                             Outcome::Error(e) => {
                                 events.push(history::bare(if map { "MapStateFailed" } else { "ParallelStateFailed" }));
@@ -649,17 +649,17 @@ impl Workflows {
                                 Err(StatesError::runtime("a Parallel or Map state has no task result"))
                             }
                         };
-                        return Ok(self.settle(s, &name, f, events, result));
+                        return Ok(self.settle(&io, f, events, result));
                     }
-                    let effective = match interpreter::select(&s.input_path, &f.input, &context, "InputPath") {
-                        Ok(v) => v,
-                        Err(e) => return Ok(self.settle(s, &name, f, events, Err(e))),
-                    };
                     let mut sub = f.machine.clone();
                     if map {
-                        let inputs = match interpreter::map_inputs(&name, s, &effective, &context) {
-                            Ok((inputs, _)) => inputs,
-                            Err(e) => return Ok(self.settle(s, &name, f, events, Err(e))),
+                        let planned = io.map_inputs(&f.input).and_then(|inputs| {
+                            let limit = io.max_concurrency(&f.input, inputs.len())?;
+                            Ok((inputs, limit, io.tolerance(&f.input)?))
+                        });
+                        let (inputs, limit, tolerance) = match planned {
+                            Ok(p) => p,
+                            Err(e) => return Ok(self.settle(&io, f, events, Err(e))),
                         };
                         events.push(history::with(
                             "MapStateStarted",
@@ -671,18 +671,23 @@ impl Workflows {
                             continue;
                         }
                         sub.push((name.clone(), 0));
-                        let limit = interpreter::map_concurrency(s, inputs.len());
-                        return Ok(After::Spawn { map, machines: vec![sub; inputs.len()], inputs, limit });
+                        return Ok(After::Spawn { map, machines: vec![sub; inputs.len()], inputs, limit, tolerance });
                     }
-                    let params = match interpreter::parameters(s, &effective, &context) {
+                    let params = match io.effective(&f.input).and_then(|eff| io.arguments(&f.input, &eff, &context)) {
                         Ok(p) => p,
-                        Err(e) => return Ok(self.settle(s, &name, f, events, Err(e))),
+                        Err(e) => return Ok(self.settle(&io, f, events, Err(e))),
                     };
                     events.push(history::bare("ParallelStateStarted"));
                     let n = s.branches.as_ref().map_or(0, Vec::len);
                     let machines = (0..n).map(|b| [sub.clone(), vec![(name.clone(), b)]].concat()).collect();
                     sub.clear();
-                    return Ok(After::Spawn { map, inputs: vec![params; n], limit: n.max(1), machines });
+                    return Ok(After::Spawn {
+                        map,
+                        inputs: vec![params; n],
+                        limit: n.max(1),
+                        machines,
+                        tolerance: (None, None),
+                    });
                 }
                 other => {
                     return Ok(After::Done(Err(StatesError::runtime(format!("state type {other:?} is not supported")))))
@@ -692,6 +697,7 @@ impl Workflows {
     }
 
     /// A state's output: `*StateExited`, then the next state (`None`: keep going in memory) or the frame's end.
+    #[allow(clippy::too_many_arguments)]
     fn exit(
         &self,
         kind: &str,
@@ -700,11 +706,13 @@ impl Workflows {
         f: &mut Frame,
         events: &mut Vec<Pending>,
         out: Value,
+        assigned: Vars,
     ) -> Option<After> {
         if let Err(e) = interpreter::size_check(&out, name) {
             return Some(After::Done(Err(e)));
         }
-        events.push(history::exited(kind, name, &out));
+        events.push(history::exited(kind, name, &out, &assigned));
+        f.vars.extend(assigned);
         match next {
             Some(n) => {
                 f.move_to(n, out);
@@ -717,18 +725,20 @@ impl Workflows {
     /// A Task's, Parallel's or Map's result applied: on to the next state, a retry, a catcher, or the frame's end.
     fn settle(
         &self,
-        s: &State,
-        name: &str,
+        io: &Io<'_>,
         f: &mut Frame,
         events: &mut Vec<Pending>,
-        result: std::result::Result<Value, StatesError>,
+        result: std::result::Result<Produced, StatesError>,
     ) -> After {
+        let (s, name) = (io.s, io.name);
         let error = match result {
-            Ok(out) => return self.exit(&s.kind, name, next_of(s), f, events, out).unwrap_or(After::Go),
+            Ok((out, assigned)) => {
+                return self.exit(&s.kind, name, next_of(s), f, events, out, assigned).unwrap_or(After::Go)
+            }
             Err(e) => e,
         };
         let mut attempts = std::mem::take(&mut f.attempts);
-        let decision = interpreter::on_error(s, &mut attempts, &f.input, error);
+        let decision = interpreter::on_error(io, &mut attempts, &f.input, error);
         f.attempts = attempts;
         match decision {
             Ok(OnError::Retry(delay)) => {
@@ -738,7 +748,9 @@ impl Workflows {
                 f.retry_count += 1;
                 After::Wait(Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX))
             }
-            Ok(OnError::Caught(out, next)) => self.exit(&s.kind, name, Some(next), f, events, out).unwrap_or(After::Go),
+            Ok(OnError::Caught(out, assigned, next)) => {
+                self.exit(&s.kind, name, Some(next), f, events, out, assigned).unwrap_or(After::Go)
+            }
             Err(e) => After::Done(Err(e)),
         }
     }
@@ -839,7 +851,7 @@ impl Workflows {
                 }
                 Committed::Parked
             }
-            After::Spawn { map, inputs, limit, machines } => {
+            After::Spawn { map, inputs, limit, machines, tolerance } => {
                 let generation = f.last_event;
                 tx.documents().delete_prefix(FRAME_DOC, &format!("{fid}.")).await?;
                 let start_at: Vec<String> = machines
@@ -861,6 +873,8 @@ impl Workflows {
                 let total = inputs.len();
                 for (i, input) in inputs.into_iter().enumerate() {
                     let mut child = Frame::new(machines[i].clone(), i, generation, &start_at[i], input);
+                    // A branch or an iteration reads its parent's variables; what it assigns stays its own.
+                    child.vars = f.vars.clone();
                     child.last_event = f.last_event;
                     if i < limit {
                         if map {
@@ -884,6 +898,7 @@ impl Workflows {
                     first_error: None,
                     limit,
                     generation,
+                    tolerance: Some(tolerance),
                 });
                 Committed::Parked
             }
@@ -985,10 +1000,15 @@ impl Workflows {
             }
         }
         let (total, finished, failed) = (c.total, c.finished, c.failed);
+        // Frames from before tolerances were recorded take the state's literal ones.
+        let tolerance = c.tolerance.unwrap_or_else(|| {
+            let n = |v: &Option<Value>| v.as_ref().and_then(Value::as_f64);
+            (n(&ps.tolerated_failure_count).map(|c| c as usize), n(&ps.tolerated_failure_percentage))
+        });
         let failure = match (&result, map) {
             (Err(e), false) => Some(e.clone()),
-            (Err(_), true) if interpreter::map_exceeds_tolerance(ps, failed, total) => {
-                Some(interpreter::map_failure(ps, c.first_error.clone().expect("a failure was counted")))
+            (Err(_), true) if interpreter::map_exceeds_tolerance(tolerance, failed, total) => {
+                Some(interpreter::map_failure(tolerance, c.first_error.clone().expect("a failure was counted")))
             }
             _ => None,
         };

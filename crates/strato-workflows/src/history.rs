@@ -29,15 +29,17 @@ pub fn entered(state_type: &str, name: &str, input: &Value) -> Pending {
     }
 }
 
-/// `<Type>StateExited` with the state's output.
-pub fn exited(state_type: &str, name: &str, output: &Value) -> Pending {
-    Pending {
-        kind: format!("{state_type}StateExited"),
-        details: Some((
-            "stateExitedEventDetails",
-            json!({"name": name, "output": text(output), "outputDetails": {"truncated": false}}),
-        )),
+/// `<Type>StateExited` with the state's output and, as AWS records them, the variables it assigned (each value as
+/// JSON text).
+pub fn exited(state_type: &str, name: &str, output: &Value, assigned: &serde_json::Map<String, Value>) -> Pending {
+    let mut details = json!({"name": name, "output": text(output), "outputDetails": {"truncated": false}});
+    if !assigned.is_empty() {
+        let vars: serde_json::Map<String, Value> =
+            assigned.iter().map(|(k, v)| (k.clone(), Value::String(text(v)))).collect();
+        details["assignedVariables"] = Value::Object(vars);
+        details["assignedVariablesDetails"] = json!({"truncated": false});
     }
+    Pending { kind: format!("{state_type}StateExited"), details: Some(("stateExitedEventDetails", details)) }
 }
 
 /// An event with no details.

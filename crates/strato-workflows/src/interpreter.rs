@@ -7,11 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use crate::choice::Rule;
-use crate::definition::{Catcher, Machine, Retrier, State};
+use crate::dataflow::Io;
+use crate::definition::{Machine, Retrier, State};
 use crate::error::StatesError;
-use crate::path::{self, ReferencePath};
-use crate::template;
+use crate::path::{self, ReferencePath, Scope, Vars};
 
 /// Largest state input or output (AWS: 256 KiB).
 pub const MAX_PAYLOAD: usize = 256 * 1024;
@@ -74,12 +73,13 @@ pub(crate) fn select(
     p: &Option<Option<String>>,
     v: &Value,
     context: &Value,
+    vars: &Vars,
     field: &str,
 ) -> Result<Value, StatesError> {
     match p {
         None => Ok(v.clone()),
         Some(None) => Ok(json!({})),
-        Some(Some(q)) => path::read(q, v, context, field),
+        Some(Some(q)) => path::read(q, v, Scope::new(context, vars), field),
     }
 }
 
@@ -113,22 +113,25 @@ pub(crate) fn state_context(base: &Value, name: &str, retry_count: u32) -> Value
     c
 }
 
-/// Runs a machine to its end: the output, or the error it failed with.
+/// Runs a machine to its end: the output, or the error it failed with. `vars` are the variables of the enclosing
+/// scope (a Map iteration or a Parallel branch sees its parent's; what it assigns stays inside).
 pub fn run<'a>(
     machine: &'a Machine,
     input: Value,
     context: &'a Value,
+    vars: Vars,
     tasks: &'a dyn TaskRunner,
 ) -> futures::future::BoxFuture<'a, Result<Value, StatesError>> {
     Box::pin(async move {
         let mut name = machine.start_at.clone();
         let mut input = input;
+        let mut vars = vars;
         loop {
             let state = machine
                 .states
                 .get(&name)
                 .ok_or_else(|| StatesError::runtime(format!("state {name:?} does not exist")))?;
-            let (output, next) = step(&name, state, input, context, tasks).await?;
+            let (output, next) = step(&name, state, input, context, &mut vars, tasks).await?;
             size_check(&output, &name)?;
             match next {
                 Some(n) => {
@@ -141,133 +144,75 @@ pub fn run<'a>(
     })
 }
 
-/// Runs one state: its output and the next state (`None`: the machine ends).
+/// Runs one state: its output and the next state (`None`: the machine ends); its assignments land in `vars`.
 pub async fn step(
     name: &str,
     s: &State,
     raw: Value,
     base_context: &Value,
+    vars: &mut Vars,
     tasks: &dyn TaskRunner,
 ) -> Result<(Value, Option<String>), StatesError> {
     let context = state_context(base_context, name, 0);
     let next = if s.end == Some(true) { None } else { s.next.clone() };
-    match s.kind.as_str() {
-        "Pass" => {
-            let effective = select(&s.input_path, &raw, &context, "InputPath")?;
-            let result = match (&s.result, &s.parameters) {
-                (Some(r), _) => r.clone(),
-                (None, Some(p)) => template::apply(p, &effective, &context)?,
-                (None, None) => effective,
-            };
-            let placed = place(&s.result_path, &raw, result)?;
-            Ok((select(&s.output_path, &placed, &context, "OutputPath")?, next))
-        }
-        "Succeed" => {
-            let effective = select(&s.input_path, &raw, &context, "InputPath")?;
-            Ok((select(&s.output_path, &effective, &context, "OutputPath")?, None))
-        }
-        "Fail" => {
-            let text = |lit: &Option<Value>,
-                        path_field: &Option<String>,
-                        field: &str|
-             -> Result<Option<String>, StatesError> {
-                if let Some(p) = path_field {
-                    let v = if crate::intrinsics::is_call(p) {
-                        let call = crate::intrinsics::parse(p).map_err(StatesError::intrinsic)?;
-                        crate::intrinsics::eval(&call, &raw, &context)?
-                    } else {
-                        path::read(p, &raw, &context, field)?
-                    };
-                    return match v {
-                        Value::String(s) => Ok(Some(s)),
-                        other => {
-                            Err(StatesError::runtime(format!("The {field} {p} resolved to {other}, not a string")))
-                        }
-                    };
-                }
-                Ok(lit.as_ref().and_then(|v| v.as_str()).map(String::from))
-            };
-            let error = text(&s.error, &s.error_path, "ErrorPath")?.unwrap_or_default();
-            let cause = text(&s.cause, &s.cause_path, "CausePath")?.unwrap_or_default();
-            Err(StatesError::new(error, cause))
-        }
+    let scope_vars = vars.clone();
+    let io = Io::new(name, s, &context, &scope_vars);
+    let (produced, next) = match s.kind.as_str() {
+        "Pass" => (io.pass(&raw)?, next),
+        "Succeed" => (io.output_of(&raw, None, s.output.as_ref())?, None),
+        "Fail" => return Err(io.fail(&raw)),
         "Choice" => {
-            let effective = select(&s.input_path, &raw, &context, "InputPath")?;
-            for rule in s.choices.iter().flatten() {
-                let parsed = Rule::parse(rule, true).map_err(StatesError::runtime)?;
-                if parsed.holds(&effective, &context)? {
-                    let target = rule.get("Next").and_then(Value::as_str).map(String::from);
-                    return Ok((select(&s.output_path, &effective, &context, "OutputPath")?, target));
-                }
-            }
-            match &s.default {
-                Some(d) => Ok((select(&s.output_path, &effective, &context, "OutputPath")?, Some(d.clone()))),
-                None => Err(StatesError::no_choice(name)),
-            }
+            let (produced, target) = io.choose(&raw)?;
+            (produced, Some(target))
         }
         "Wait" => {
-            let effective = select(&s.input_path, &raw, &context, "InputPath")?;
-            let delay = wait_delay(s, &effective, &context)?;
-            tokio::time::sleep(delay).await;
-            Ok((select(&s.output_path, &effective, &context, "OutputPath")?, next))
+            tokio::time::sleep(io.wait_delay(&raw)?).await;
+            (io.output_of(&raw, s.assign.as_ref(), s.output.as_ref())?, next)
         }
         "Task" | "Parallel" | "Map" => {
-            let effective = select(&s.input_path, &raw, &context, "InputPath")?;
             let mut attempts: Vec<u32> = Vec::new();
             loop {
                 let outcome = async {
+                    let effective = io.effective(&raw)?;
                     let result = match s.kind.as_str() {
                         "Task" => {
-                            let params = parameters(s, &effective, &context)?;
+                            let params = io.arguments(&raw, &effective, &context)?;
                             let resource = s.resource.as_deref().unwrap_or_default();
                             let call = tasks.run(resource, params, &context);
-                            match task_timeout(s, &effective, &context)? {
+                            match io.timeout(&raw)? {
                                 Some(t) => tokio::time::timeout(t, call).await.map_err(|_| timed_out(name))??,
                                 None => call.await?,
                             }
                         }
                         "Parallel" => {
-                            let params = parameters(s, &effective, &context)?;
+                            let params = io.arguments(&raw, &effective, &context)?;
                             let branches = s.branches.as_deref().unwrap_or_default();
-                            let runs = branches.iter().map(|b| run(b, params.clone(), base_context, tasks));
+                            let runs = branches
+                                .iter()
+                                .map(|b| run(b, params.clone(), base_context, scope_vars.clone(), tasks));
                             let results = futures::future::join_all(runs).await;
                             Value::Array(results.into_iter().collect::<Result<Vec<_>, _>>()?)
                         }
-                        _ => map(name, s, &effective, &context, base_context, tasks).await?,
+                        _ => map(&io, &raw, base_context, tasks).await?,
                     };
-                    finish(s, &raw, result, &context)
+                    io.finish(&raw, result)
                 }
                 .await;
                 let error = match outcome {
-                    Ok(v) => return Ok((v, next)),
+                    Ok(p) => break (p, next),
                     Err(e) => e,
                 };
-                match on_error(s, &mut attempts, &raw, error)? {
+                match on_error(&io, &mut attempts, &raw, error)? {
                     OnError::Retry(delay) => tokio::time::sleep(delay).await,
-                    OnError::Caught(output, next) => return Ok((output, Some(next))),
+                    OnError::Caught(output, assigned, next) => break ((output, assigned), Some(next)),
                 }
             }
         }
-        other => Err(StatesError::runtime(format!("state type {other:?} is not supported"))),
-    }
-}
-
-/// A Task's (or Parallel's) effective parameters: `Parameters` applied, or the effective input.
-pub(crate) fn parameters(s: &State, effective: &Value, context: &Value) -> Result<Value, StatesError> {
-    match &s.parameters {
-        Some(p) => template::apply(p, effective, context),
-        None => Ok(effective.clone()),
-    }
-}
-
-/// A Task's, Parallel's or Map's result through `ResultSelector`, `ResultPath` and `OutputPath`.
-pub(crate) fn finish(s: &State, raw: &Value, result: Value, context: &Value) -> Result<Value, StatesError> {
-    let selected = match &s.result_selector {
-        Some(t) => template::apply(t, &result, context)?,
-        None => result,
+        other => return Err(StatesError::runtime(format!("state type {other:?} is not supported"))),
     };
-    let placed = place(&s.result_path, raw, selected)?;
-    select(&s.output_path, &placed, context, "OutputPath")
+    let (output, assigned) = produced;
+    vars.extend(assigned);
+    Ok((output, next))
 }
 
 /// `States.Timeout` for a task that ran past its `TimeoutSeconds`.
@@ -280,19 +225,19 @@ pub(crate) fn timed_out(name: &str) -> StatesError {
 pub(crate) enum OnError {
     /// Run the state again after this delay.
     Retry(Duration),
-    /// A catcher took it: the state's output and the next state.
-    Caught(Value, String),
+    /// A catcher took it: the state's output, the variables it assigned, and the next state.
+    Caught(Value, Vars, String),
 }
 
 /// Retry (the first retrier matching the error, while it has attempts left; `attempts` counts per retrier), then
 /// Catch; `Err` when neither takes the error.
 pub(crate) fn on_error(
-    s: &State,
+    io: &Io<'_>,
     attempts: &mut Vec<u32>,
     raw: &Value,
     error: StatesError,
 ) -> Result<OnError, StatesError> {
-    let retriers = s.retry.as_deref().unwrap_or_default();
+    let retriers = io.s.retry.as_deref().unwrap_or_default();
     attempts.resize(retriers.len(), 0);
     if let Some(i) = retriers.iter().position(|r| matches(&r.error_equals, &error.error)) {
         if u64::from(attempts[i]) < retriers[i].max_attempts.unwrap_or(3) {
@@ -301,102 +246,11 @@ pub(crate) fn on_error(
             return Ok(OnError::Retry(delay));
         }
     }
-    let (output, next) = catch(s.catch.as_deref(), raw, error)?;
-    Ok(OnError::Caught(output, next.expect("a catcher names its next state")))
-}
-
-/// The first catcher matching the error: the error output placed in the raw input, and where to go.
-fn catch(
-    catchers: Option<&[Catcher]>,
-    raw: &Value,
-    error: StatesError,
-) -> Result<(Value, Option<String>), StatesError> {
-    let Some(c) = catchers.into_iter().flatten().find(|c| matches(&c.error_equals, &error.error)) else {
+    let Some(c) = io.s.catch.iter().flatten().find(|c| matches(&c.error_equals, &error.error)) else {
         return Err(error);
     };
-    let output = json!({"Error": error.error, "Cause": error.cause});
-    let rp = match &c.result_path {
-        None => Some(Some("$".to_string())),
-        Some(p) => Some(p.clone()),
-    };
-    Ok((place(&rp, raw, output)?, Some(c.next.clone())))
-}
-
-fn number_at(p: &str, input: &Value, context: &Value, field: &str) -> Result<f64, StatesError> {
-    let v = path::read(p, input, context, field)?;
-    v.as_f64()
-        .filter(|n| *n >= 0.0)
-        .ok_or_else(|| StatesError::runtime(format!("The {field} {p} resolved to {v}, not a non-negative number")))
-}
-
-pub(crate) fn task_timeout(s: &State, input: &Value, context: &Value) -> Result<Option<Duration>, StatesError> {
-    if let Some(t) = s.timeout_seconds {
-        return Ok(Some(Duration::from_secs(t)));
-    }
-    match &s.timeout_seconds_path {
-        Some(p) => Ok(Some(Duration::from_secs_f64(number_at(p, input, context, "TimeoutSecondsPath")?))),
-        None => Ok(None),
-    }
-}
-
-/// How long a Wait state waits.
-pub fn wait_delay(s: &State, input: &Value, context: &Value) -> Result<Duration, StatesError> {
-    let until = |t: &str| -> Result<Duration, StatesError> {
-        let at = chrono::DateTime::parse_from_rfc3339(t)
-            .map_err(|_| StatesError::runtime(format!("The Timestamp {t:?} is not an RFC 3339 timestamp")))?;
-        Ok((at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or_default())
-    };
-    if let Some(v) = &s.seconds {
-        return v
-            .as_u64()
-            .map(Duration::from_secs)
-            .ok_or_else(|| StatesError::runtime("Seconds must be a non-negative integer"));
-    }
-    if let Some(Value::String(t)) = &s.timestamp {
-        return until(t);
-    }
-    if let Some(p) = &s.seconds_path {
-        return Ok(Duration::from_secs_f64(number_at(p, input, context, "SecondsPath")?));
-    }
-    if let Some(p) = &s.timestamp_path {
-        let v = path::read(p, input, context, "TimestampPath")?;
-        return until(
-            v.as_str()
-                .ok_or_else(|| StatesError::runtime(format!("The TimestampPath {p} resolved to {v}, not a string")))?,
-        );
-    }
-    Err(StatesError::runtime("a Wait state needs Seconds, Timestamp, SecondsPath or TimestampPath"))
-}
-
-/// A Map state's iterations: each item's input (after `ItemSelector`/`Parameters`) and the processor they run.
-pub(crate) fn map_inputs(
-    name: &str,
-    s: &State,
-    effective: &Value,
-    context: &Value,
-) -> Result<(Vec<Value>, Machine), StatesError> {
-    let items = match &s.items_path {
-        Some(p) => path::read(p, effective, context, "ItemsPath")?,
-        None => effective.clone(),
-    };
-    let Value::Array(items) = items else {
-        return Err(StatesError::runtime(format!(
-            "Map state {name:?}: the ItemsPath did not select an array, got {}",
-            serde_json::to_string(&items).unwrap_or_default()
-        )));
-    };
-    let machine = processor(s)?;
-    let selector = s.item_selector.as_ref().or(s.parameters.as_ref());
-    let mut inputs = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let mut c = context.clone();
-        c["Map"] = json!({"Item": {"Index": i, "Value": item}});
-        inputs.push(match selector {
-            Some(t) => template::apply(t, effective, &c)?,
-            None => item.clone(),
-        });
-    }
-    Ok((inputs, machine))
+    let (output, assigned) = io.caught(c, raw, &error)?;
+    Ok(OnError::Caught(output, assigned, c.next.clone()))
 }
 
 /// The machine each iteration of a Map state runs.
@@ -408,51 +262,41 @@ pub(crate) fn processor(s: &State) -> Result<Machine, StatesError> {
     }
 }
 
-/// How many of a Map's iterations run at once (`MaxConcurrency` 0: all).
-pub(crate) fn map_concurrency(s: &State, total: usize) -> usize {
-    match s.max_concurrency.unwrap_or(0) {
-        0 => total.max(1),
-        n => n as usize,
-    }
-}
-
 /// Whether `failed` of `total` iterations are more than the Map tolerates.
-pub(crate) fn map_exceeds_tolerance(s: &State, failed: usize, total: usize) -> bool {
-    let tolerated_count = s.tolerated_failure_count.unwrap_or(0) as usize;
-    let tolerated_pct = s.tolerated_failure_percentage.unwrap_or(0.0);
+pub(crate) fn map_exceeds_tolerance(tolerance: Tolerance, failed: usize, total: usize) -> bool {
+    let tolerated_count = tolerance.0.unwrap_or(0);
+    let tolerated_pct = tolerance.1.unwrap_or(0.0);
     failed > 0
         && !(failed <= tolerated_count || (total > 0 && (failed as f64) * 100.0 / (total as f64) <= tolerated_pct))
 }
 
 /// The error a Map fails with once its iterations failed past the tolerance: without a tolerance, the first failed
 /// iteration's own.
-pub(crate) fn map_failure(s: &State, first: StatesError) -> StatesError {
-    if s.tolerated_failure_count.is_none() && s.tolerated_failure_percentage.is_none() {
+pub(crate) fn map_failure(tolerance: Tolerance, first: StatesError) -> StatesError {
+    if tolerance == (None, None) {
         return first;
     }
     StatesError::new("States.ExceedToleratedFailureThreshold", "The specified tolerated failure threshold was exceeded")
 }
 
+/// A Map's tolerated failures: a count and a percentage, each when set.
+pub(crate) type Tolerance = (Option<usize>, Option<f64>);
+
 /// An inline Map: each item through the processor, at most `MaxConcurrency` at once, results in item order.
-async fn map(
-    name: &str,
-    s: &State,
-    effective: &Value,
-    context: &Value,
-    base_context: &Value,
-    tasks: &dyn TaskRunner,
-) -> Result<Value, StatesError> {
-    let (inputs, machine) = map_inputs(name, s, effective, context)?;
-    let limit = map_concurrency(s, inputs.len());
+async fn map(io: &Io<'_>, raw: &Value, base_context: &Value, tasks: &dyn TaskRunner) -> Result<Value, StatesError> {
+    let inputs = io.map_inputs(raw)?;
+    let machine = processor(io.s)?;
+    let limit = io.max_concurrency(raw, inputs.len())?;
+    let tolerance = io.tolerance(raw)?;
     use futures::StreamExt;
     let results: Vec<Result<Value, StatesError>> =
-        futures::stream::iter(inputs.into_iter().map(|i| run(&machine, i, base_context, tasks)))
+        futures::stream::iter(inputs.into_iter().map(|i| run(&machine, i, base_context, io.vars.clone(), tasks)))
             .buffered(limit)
             .collect()
             .await;
     let failed = results.iter().filter(|r| r.is_err()).count();
-    if map_exceeds_tolerance(s, failed, results.len()) {
-        return Err(map_failure(s, results.into_iter().find_map(Result::err).expect("a failed iteration")));
+    if map_exceeds_tolerance(tolerance, failed, results.len()) {
+        return Err(map_failure(tolerance, results.into_iter().find_map(Result::err).expect("a failed iteration")));
     }
     Ok(Value::Array(
         results.into_iter().map(|r| r.unwrap_or_else(|e| json!({"Error": e.error, "Cause": e.cause}))).collect(),

@@ -249,16 +249,20 @@ fn int32(name: &str, v: &Value) -> Result<i64, StatesError> {
 }
 
 /// Evaluates a call against the state input and the context object.
-pub fn eval(call: &Call, input: &Value, context: &Value) -> Result<Value, StatesError> {
+pub fn eval(call: &Call, input: &Value, scope: path::Scope<'_>) -> Result<Value, StatesError> {
     let mut args = Vec::with_capacity(call.args.len());
     for a in &call.args {
         args.push(match a {
             Arg::Literal(v) => v.clone(),
-            Arg::Path(p) => path::read(p, input, context, &call.name)?,
-            Arg::Call(c) => eval(c, input, context)?,
+            Arg::Path(p) => path::read(p, input, scope, &call.name)?,
+            Arg::Call(c) => eval(c, input, scope)?,
         });
     }
-    let name = call.name.as_str();
+    apply(&call.name, args)
+}
+
+/// Applies an intrinsic function (`States.…`) to argument values; JSONata's AWS functions reuse these.
+pub fn apply(name: &str, args: Vec<Value>) -> Result<Value, StatesError> {
     let out = match name {
         "States.Format" => {
             let template = string(name, args.first().ok_or_else(|| fail(name, "a template is required"))?)?;
@@ -463,7 +467,11 @@ mod tests {
     use super::*;
 
     fn run(text: &str, input: Value) -> Result<Value, StatesError> {
-        eval(&parse(text).unwrap(), &input, &json!({"Execution": {"Name": "run-1"}}))
+        eval(
+            &parse(text).unwrap(),
+            &input,
+            path::Scope::new(&json!({"Execution": {"Name": "run-1"}}), &path::Vars::new()),
+        )
     }
 
     #[test]

@@ -9,11 +9,13 @@
 //! points, history events in AWS's shapes (`history.rs`), task tokens, stop, redrive, timeouts), with Task states
 //! calling Strato's functions.
 //!
-//! Built so far: the JSONPath query language. Not yet: JSONata and variables, activities, distributed Map, nested
-//! executions, state machine versions (issue 25 goes on).
+//! Both query languages: JSONPath (`path.rs`, `template.rs`, `intrinsics.rs`) and JSONata (`jsonata.rs`), with
+//! workflow variables (`Assign`); `dataflow.rs` is a state's data flow in either. Not yet: activities, distributed
+//! Map, nested executions, state machine versions (issue 25 goes on).
 
 pub mod api;
 pub mod choice;
+pub mod dataflow;
 pub mod definition;
 pub mod durable;
 pub mod error;
@@ -21,6 +23,7 @@ pub mod executions;
 pub mod history;
 pub mod interpreter;
 pub mod intrinsics;
+pub mod jsonata;
 pub mod path;
 pub mod service;
 pub mod template;

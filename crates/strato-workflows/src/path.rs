@@ -177,12 +177,69 @@ fn is_definite(text: &str) -> bool {
     true
 }
 
-/// Reads a query from the state input (or the context object when it starts with `$$`), for a `.$` field or a
-/// path field named `field`; a definite query that matches nothing is `States.Runtime`, as AWS reports it.
-pub fn read(text: &str, input: &Value, context: &Value, field: &str) -> Result<Value, StatesError> {
-    let (root, query) = match text.strip_prefix("$$") {
-        Some(rest) => (context, format!("${rest}")),
-        None => (input, text.to_string()),
+/// Workflow variables by name (`Assign`; read as `$name`).
+pub type Vars = serde_json::Map<String, Value>;
+
+/// What a path reads besides the state input: the context object (`$$…`) and the workflow's variables (`$name…`).
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    /// The context object.
+    pub context: &'a Value,
+    /// The variables in scope.
+    pub vars: &'a Vars,
+}
+
+impl<'a> Scope<'a> {
+    /// A scope of a context object and variables.
+    pub fn new(context: &'a Value, vars: &'a Vars) -> Self {
+        Self { context, vars }
+    }
+}
+
+/// Where a path starts.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Root<'t> {
+    /// `$…`: the state input (or, in `Assign`, the state's result).
+    Input,
+    /// `$$…`: the context object.
+    Context,
+    /// `$name…`: a variable.
+    Variable(&'t str),
+}
+
+/// A path's root and the `$…` query applied to it.
+pub fn split(text: &str) -> (Root<'_>, String) {
+    if let Some(rest) = text.strip_prefix("$$") {
+        return (Root::Context, format!("${rest}"));
+    }
+    if let Some(rest) = text.strip_prefix('$') {
+        if rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+            let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+            return (Root::Variable(&rest[..end]), format!("${}", &rest[end..]));
+        }
+    }
+    (Root::Input, text.to_string())
+}
+
+/// Checks a path of any root (input, context object or variable), for validation.
+pub fn check(text: &str) -> Result<(), String> {
+    Query::parse(&split(text).1).map(|_| ()).map_err(|e| e.0)
+}
+
+/// Reads a query from the state input (or the context object when it starts with `$$`, or a variable when it
+/// starts with `$name`), for a `.$` field or a path field named `field`; a definite query that matches nothing is
+/// `States.Runtime`, as AWS reports it.
+pub fn read(text: &str, input: &Value, scope: Scope<'_>, field: &str) -> Result<Value, StatesError> {
+    let (root, query) = split(text);
+    let root = match root {
+        Root::Input => input,
+        Root::Context => scope.context,
+        Root::Variable(name) => scope.vars.get(name).ok_or_else(|| {
+            StatesError::runtime(format!(
+                "The JSONPath '{text}' specified for the field '{field}' references the variable '{name}', which is \
+                 not assigned"
+            ))
+        })?,
     };
     let q = Query::parse(&query).map_err(|e| StatesError::runtime(e.0))?;
     q.select(root).ok_or_else(|| {
@@ -232,15 +289,32 @@ mod tests {
 
     #[test]
     fn reading_a_missing_path_is_a_runtime_error_naming_it() {
-        let e = read("$.nope", &json!({"a": 1}), &json!({}), "x.$").unwrap_err();
+        let vars = Vars::new();
+        let e = read("$.nope", &json!({"a": 1}), Scope::new(&json!({}), &vars), "x.$").unwrap_err();
         assert_eq!(e.error, "States.Runtime");
         assert_eq!(
             e.cause,
             "The JSONPath '$.nope' specified for the field 'x.$' could not be found in the input '{\"a\":1}'"
         );
         assert_eq!(
-            read("$$.Execution.Id", &json!({}), &json!({"Execution": {"Id": "e"}}), "id.$").unwrap(),
+            read("$$.Execution.Id", &json!({}), Scope::new(&json!({"Execution": {"Id": "e"}}), &vars), "id.$").unwrap(),
             json!("e")
         );
+    }
+
+    #[test]
+    fn variables_are_read_by_name_then_path() {
+        let mut vars = Vars::new();
+        vars.insert("order".into(), json!({"items": [3, 4]}));
+        vars.insert("n_1".into(), json!(7));
+        let ctx = json!({});
+        let scope = Scope::new(&ctx, &vars);
+        assert_eq!(read("$order.items[1]", &json!({}), scope, "f").unwrap(), json!(4));
+        assert_eq!(read("$n_1", &json!({}), scope, "f").unwrap(), json!(7));
+        assert_eq!(read("$['order']", &json!({"order": 1}), scope, "f").unwrap(), json!(1), "bracket: the input");
+        assert_eq!(split("$.a"), (Root::Input, "$.a".into()));
+        assert_eq!(split("$x"), (Root::Variable("x"), "$".into()));
+        assert!(read("$missing.a", &json!({}), scope, "f").unwrap_err().cause.contains("not assigned"));
+        assert!(check("$order.items[0]").is_ok() && check("$order..[").is_err());
     }
 }

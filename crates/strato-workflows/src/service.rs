@@ -303,7 +303,7 @@ impl Workflows {
             "StateMachine": {"Id": self.arn(name), "Name": name},
         });
         let runner = FunctionTasks::new(self.0.functions.clone(), identity, None);
-        let run = interpreter::run(&machine, input, &context, &runner);
+        let run = interpreter::run(&machine, input, &context, crate::path::Vars::new(), &runner);
         let outcome = match machine.timeout_seconds {
             Some(t) => tokio::time::timeout(std::time::Duration::from_secs(t), run).await.ok(),
             None => Some(run.await),
@@ -332,8 +332,15 @@ pub struct TestedState {
 }
 
 impl Workflows {
-    /// Runs one state (its definition alone) on `input`, as `TestState` does: Task states call Strato's functions.
-    pub async fn test_state(&self, definition: &str, input: Value, identity: Option<Value>) -> Result<TestedState> {
+    /// Runs one state (its definition alone) on `input` with `variables` in scope, as `TestState` does: Task states
+    /// call Strato's functions.
+    pub async fn test_state(
+        &self,
+        definition: &str,
+        input: Value,
+        variables: crate::path::Vars,
+        identity: Option<Value>,
+    ) -> Result<TestedState> {
         let state: crate::definition::State = serde_json::from_str(definition)
             .map_err(|e| WorkflowError::Invalid("InvalidDefinition", format!("Invalid State Definition: '{e}'")))?;
         // Checked as the only state of a machine, with its transitions pointing at placeholders.
@@ -355,19 +362,18 @@ impl Workflows {
             timeout_seconds: None,
             query_language: None,
         };
-        let mut problems = Vec::new();
-        if let Err(p) =
+        let checked =
             Machine::from_value(&serde_json::to_value(&machine).map_err(|e| WorkflowError::Internal(e.to_string()))?)
-        {
-            problems = p;
-        }
-        if !problems.is_empty() {
-            return Err(invalid_definition(problems));
-        }
+                .map_err(invalid_definition)?;
+        // The state as given (a round trip through JSON would read its absent paths as `null`), with its query
+        // language resolved.
+        let mut state = state;
+        state.query_language = checked.states["State"].query_language.clone();
         let context = json!({"Execution": {"Id": "test-state", "Input": input, "Name": "test-state"}, "StateMachine": {"Id": "test-state", "Name": "test-state"}});
         let runner = FunctionTasks::new(self.0.functions.clone(), identity, None);
         let caught_before = state.catch.is_some();
-        Ok(match interpreter::step("State", &state, input, &context, &runner).await {
+        let mut vars = variables;
+        Ok(match interpreter::step("State", &state, input, &context, &mut vars, &runner).await {
             Ok((output, next)) => {
                 // A caught error leaves its {"Error", "Cause"} in the output and goes to the catcher's Next.
                 let caught = caught_before

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::error::StatesError;
 use crate::intrinsics;
-use crate::path::Query;
+use crate::path::{self, Scope};
 
 /// Problems with a template's `.$` fields, for validation.
 pub fn check(template: &Value) -> Vec<String> {
@@ -27,9 +27,8 @@ fn walk_check(v: &Value, out: &mut Vec<String>) {
                             }
                         }
                         Some(t) => {
-                            let q = t.strip_prefix('$').filter(|r| r.starts_with('$')).unwrap_or(t);
-                            if let Err(e) = Query::parse(q) {
-                                out.push(format!("field {k:?}: {}", e.0));
+                            if let Err(e) = path::check(t) {
+                                out.push(format!("field {k:?}: {e}"));
                             }
                         }
                         None => out.push(format!(
@@ -46,8 +45,8 @@ fn walk_check(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// Evaluates a template against the input and the context object.
-pub fn apply(template: &Value, input: &Value, context: &Value) -> Result<Value, StatesError> {
+/// Evaluates a template against the input, the context object and the variables.
+pub fn apply(template: &Value, input: &Value, scope: Scope<'_>) -> Result<Value, StatesError> {
     match template {
         Value::Object(m) => {
             let mut out = Map::with_capacity(m.len());
@@ -61,20 +60,20 @@ pub fn apply(template: &Value, input: &Value, context: &Value) -> Result<Value, 
                         })?;
                         let value = if intrinsics::is_call(text) {
                             let call = intrinsics::parse(text).map_err(StatesError::intrinsic)?;
-                            intrinsics::eval(&call, input, context)?
+                            intrinsics::eval(&call, input, scope)?
                         } else {
-                            crate::path::read(text, input, context, k)?
+                            path::read(text, input, scope, k)?
                         };
                         out.insert(name.to_string(), value);
                     }
                     None => {
-                        out.insert(k.clone(), apply(v, input, context)?);
+                        out.insert(k.clone(), apply(v, input, scope)?);
                     }
                 }
             }
             Ok(Value::Object(out))
         }
-        Value::Array(a) => a.iter().map(|v| apply(v, input, context)).collect::<Result<Vec<_>, _>>().map(Value::Array),
+        Value::Array(a) => a.iter().map(|v| apply(v, input, scope)).collect::<Result<Vec<_>, _>>().map(Value::Array),
         v => Ok(v.clone()),
     }
 }
@@ -89,7 +88,8 @@ mod tests {
         let t = json!({"flagged": true, "parts": {"first.$": "$.vals[0]", "last3.$": "$.vals[-3:]"},
             "weekday.$": "$$.DayOfWeek", "formattedOutput.$": "States.Format('Today is {}', $$.DayOfWeek)"});
         let input = json!({"flagged": 7, "vals": [0, 10, 20, 30, 40, 50]});
-        let out = apply(&t, &input, &json!({"DayOfWeek": "TUESDAY"})).unwrap();
+        let vars = path::Vars::new();
+        let out = apply(&t, &input, Scope::new(&json!({"DayOfWeek": "TUESDAY"}), &vars)).unwrap();
         assert_eq!(
             out,
             json!({"flagged": true, "parts": {"first": 0, "last3": [30, 40, 50]}, "weekday": "TUESDAY",

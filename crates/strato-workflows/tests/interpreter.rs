@@ -38,7 +38,7 @@ impl TaskRunner for Resources {
 
 async fn run(definition: Value, input: Value, tasks: &Resources) -> Result<Value, StatesError> {
     let m = Machine::from_value(&definition).unwrap_or_else(|p| panic!("{p:?}"));
-    interpreter::run(&m, input, &json!({}), tasks).await
+    interpreter::run(&m, input, &json!({}), Default::default(), tasks).await
 }
 
 #[tokio::test]
