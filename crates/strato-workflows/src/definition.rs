@@ -60,7 +60,7 @@ pub struct Catcher {
     /// The state to go to.
     pub next: String,
     /// Where the error output goes in the state input (default `$`).
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub result_path: Option<Option<String>>,
     /// Variables to assign.
     #[serde(default)]
@@ -89,13 +89,13 @@ pub struct State {
     #[serde(default)]
     pub query_language: Option<String>,
     /// `null` discards the input.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub input_path: Option<Option<String>>,
     /// `null` outputs `{}`.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub output_path: Option<Option<String>>,
     /// `null` keeps the input unchanged.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub result_path: Option<Option<String>>,
     #[serde(default)]
     pub parameters: Option<Value>,

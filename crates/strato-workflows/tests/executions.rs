@@ -476,3 +476,35 @@ async fn a_callback_whose_worker_died_before_invoking_is_invoked_by_the_retry() 
         e.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jsonata_variables_survive_parking_and_reach_map_iterations() {
+    for backend in backends().await {
+        let e = env(backend).await.unwrap();
+        let w = &e.workflows;
+        let definition = json!({"QueryLanguage": "JSONata", "StartAt": "Init", "States": {
+            "Init": {"Type": "Pass", "Assign": {"total": "{% $states.input.base %}", "names": []}, "Next": "Nap"},
+            // Parks (a committed frame, no worker): the variables must come back with it.
+            "Nap": {"Type": "Wait", "Seconds": 1, "Assign": {"total": "{% $total + 1 %}"}, "Next": "Each"},
+            "Each": {"Type": "Map", "Items": "{% $states.input.items %}", "ItemProcessor": {"StartAt": "Add",
+                "States": {"Add": {"Type": "Pass", "Output": "{% $states.input + $total %}", "End": true}}},
+                "Assign": {"sum": "{% $sum($states.result) %}"}, "Next": "Done"},
+            "Done": {"Type": "Pass", "Output": {"sum": "{% $sum %}", "total": "{% $total %}"}, "End": true}}});
+        create(w, "vars", &definition).await;
+        let x = w.start_execution("vars", Some("v1"), r#"{"base": 10, "items": [1, 2]}"#, None).await.unwrap();
+        let done = finished(w, &format!("{}:{}", x.machine, x.name)).await;
+        assert_eq!(done.status, "SUCCEEDED", "{backend}: {:?}", done.error);
+        assert_eq!(
+            serde_json::from_str::<Value>(done.output.as_deref().unwrap()).unwrap(),
+            json!({"sum": 25, "total": 11})
+        );
+        let h = events(w, "vars:v1").await;
+        let exited = h.iter().find(|e| e["type"] == "PassStateExited").unwrap();
+        assert_eq!(
+            exited["stateExitedEventDetails"]["assignedVariables"],
+            json!({"total": "10", "names": "[]"}),
+            "{backend}: AWS records each assigned value as JSON text"
+        );
+        e.stop().await;
+    }
+}

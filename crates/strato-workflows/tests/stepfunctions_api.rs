@@ -170,6 +170,7 @@ async fn aws_clients_create_and_run_state_machines_calling_functions() {
     assert_eq!(v["after_delete"]["code"], "StateMachineDoesNotExist");
     assert_eq!(v["test_pass"], json!({"status": "SUCCEEDED", "output": {"x": 2}, "next": "Done"}));
     assert_eq!(v["test_caught"], json!({"status": "CAUGHT_ERROR", "next": "Handler", "error": "ValueError"}));
+    assert_eq!(v["test_vars"], json!({"status": "SUCCEEDED", "output": 42}));
     assert_eq!(v["test_fail"], json!({"status": "FAILED", "error": "Custom", "cause": "because"}));
 
     // The AWS CLI, unmodified, reads the other team's state machine with that team's key.
