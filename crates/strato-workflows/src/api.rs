@@ -24,6 +24,9 @@ use crate::service::{StateMachine, WorkflowError, Workflows};
 /// The resource kind grants name state machines by.
 pub const STATE_MACHINE: ResourceKind = ResourceKind::new("state-machine");
 
+/// The resource kind grants name activities by (`use` polls for their tasks).
+pub const ACTIVITY: ResourceKind = ResourceKind::new("activity");
+
 /// The routes, over `workflows`.
 pub fn routes(workflows: Workflows) -> CapabilityRoutes {
     api_routes().layer(Extension(workflows))
@@ -97,6 +100,14 @@ fn deny(p: &Principal, operation: &str, arn: &str) -> AwsJsonError {
         status: StatusCode::BAD_REQUEST,
         kind: "AccessDeniedException",
         message: format!("User: {} is not authorized to perform: states:{operation} on resource: {arn}", p.subject),
+    }
+}
+
+fn may_activity(p: &Principal, w: &Workflows, action: Action, name: &str, operation: &str) -> Result<(), AwsJsonError> {
+    if p.can(action, &ResourceRef::new(ACTIVITY, name)) {
+        Ok(())
+    } else {
+        Err(deny(p, operation, &w.activity_arn(name)))
     }
 }
 
@@ -427,6 +438,53 @@ async fn dispatch(w: &Workflows, p: &Principal, headers: &HeaderMap, body: &[u8]
         "SendTaskHeartbeat" => {
             w.send_task_heartbeat(field(&body, "taskToken")?).await?;
             Ok(ok(json!({})))
+        }
+        "CreateActivity" => {
+            let name = field(&body, "name")?;
+            may_activity(p, w, Action::Edit, name, op)?;
+            let a = w.create_activity(name).await?;
+            Ok(ok(json!({"activityArn": w.activity_arn(&a.name), "creationDate": epoch(a.created_at)})))
+        }
+        "DescribeActivity" => {
+            let name = w.activity_name(field(&body, "activityArn")?)?;
+            may_activity(p, w, Action::Read, &name, op)?;
+            let a = w.describe_activity(&name).await?;
+            Ok(ok(json!({"activityArn": w.activity_arn(&a.name), "name": a.name, "creationDate": epoch(a.created_at)})))
+        }
+        "ListActivities" => {
+            let all: Vec<Value> = w
+                .list_activities()
+                .await?
+                .iter()
+                .filter(|a| p.can(Action::Read, &ResourceRef::new(ACTIVITY, &a.name)))
+                .map(|a| json!({"activityArn": w.activity_arn(&a.name), "name": a.name, "creationDate": epoch(a.created_at)}))
+                .collect();
+            let (page, next) =
+                crate::executions::page(&all, page_size(&body)?, body.get("nextToken").and_then(Value::as_str))?;
+            let mut out = json!({"activities": page});
+            if let Some(t) = next {
+                out["nextToken"] = json!(t);
+            }
+            Ok(ok(out))
+        }
+        "DeleteActivity" => {
+            let name = w.activity_name(field(&body, "activityArn")?)?;
+            may_activity(p, w, Action::Edit, &name, op)?;
+            w.delete_activity(&name).await?;
+            Ok(ok(json!({})))
+        }
+        "GetActivityTask" => {
+            let name = w.activity_name(field(&body, "activityArn")?)?;
+            may_activity(p, w, Action::Use, &name, op)?;
+            let worker = body.get("workerName").and_then(Value::as_str).unwrap_or_default();
+            if worker.chars().count() > 80 {
+                return Err(AwsJsonError::new("ValidationException", "workerName must be at most 80 characters"));
+            }
+            Ok(ok(match w.get_activity_task(&name, worker, crate::activities::POLL_WAIT).await? {
+                Some((token, input)) => json!({"taskToken": token, "input": input.to_string()}),
+                // No task within the wait: AWS answers with no token.
+                None => json!({}),
+            }))
         }
         other => Err(AwsJsonError::new("UnknownOperationException", format!("{other} is not supported yet"))),
     }

@@ -25,6 +25,7 @@ use strato_jobs::{JobContext, JobError, Worker};
 use strato_store::{Document, Tx};
 use strato_types::{JobArgs, JobDefaults, JobKind, JobRecord, NewJob, QueueName};
 
+use crate::activities::{activity_of, task_id, QueuedTask, ACTIVITY_TASK_DOC};
 use crate::dataflow::{Io, Produced};
 use crate::definition::{Machine, State};
 use crate::error::StatesError;
@@ -342,9 +343,9 @@ enum Committed {
 
 /// Events being numbered inside a commit.
 pub(crate) struct Numbering {
-    next: u64,
+    pub(crate) next: u64,
     pub(crate) at: DateTime<Utc>,
-    out: Vec<Value>,
+    pub(crate) out: Vec<Value>,
 }
 
 impl Numbering {
@@ -479,7 +480,10 @@ impl Workflows {
             let mut events = Vec::new();
             let after = self.run_states(&machine, &mut frame, &mut events, &base, &x, &a.frame).await?;
             let token_call = match &after {
-                After::Token { token, resource, params, .. } => Some((token.clone(), resource.clone(), params.clone())),
+                // An activity's task is queued in the commit; a callback's resource is invoked after it.
+                After::Token { token, resource, params, .. } if activity_of(resource).is_none() => {
+                    Some((token.clone(), resource.clone(), params.clone()))
+                }
                 _ => None,
             };
             match self.commit(&a.execution, &a.frame, fdoc.revision, frame, events, after, &machine).await? {
@@ -575,8 +579,9 @@ impl Workflows {
                         };
                         return Ok(self.settle(&io, f, events, result));
                     }
+                    let activity = activity_of(&resource).is_some();
                     if f.params.is_none() {
-                        let token = is_callback(&resource).then(new_token);
+                        let token = (is_callback(&resource) || activity).then(new_token);
                         let prepared = io.effective(&f.input).and_then(|eff| {
                             let timeout = io.timeout(&f.input)?;
                             let heartbeat = io.heartbeat(&f.input)?;
@@ -593,7 +598,10 @@ impl Workflows {
                             timeout.map(|t| t.as_secs()),
                             heartbeat,
                         ));
-                        events.push(task_events.started());
+                        // An activity's task starts when a worker takes it (`GetActivityTask`).
+                        if !activity {
+                            events.push(task_events.started());
+                        }
                         if let Some(token) = token {
                             f.params = Some(params.clone());
                             let now = Utc::now();
@@ -802,6 +810,7 @@ impl Workflows {
         }
         let mut n = Numbering { next: x.next_event, at: Utc::now(), out: Vec::new() };
         let mut jobs = Vec::new();
+        let mut queued_activity = false;
         // A child whose parent moved on (a sibling failed, the state was retried) stops here.
         if let Some(pp) = parent_path(path) {
             let parent = tx.documents().get_for_update(FRAME_DOC, &frame_id(execution, pp)).await?;
@@ -834,12 +843,24 @@ impl Workflows {
                 jobs.push(advance_job(execution, path, None, Some(until)));
                 Committed::Parked
             }
-            After::Token { token, deadline, .. } => {
+            After::Token { token, deadline, resource, params } => {
                 f.status = FrameStatus::Waiting;
                 f.token = Some(token.clone());
                 f.wake_at = None;
                 let body = json!({"execution": execution, "frame": path});
                 tx.documents().create(TOKEN_DOC, &token, &body).await?;
+                if let Some(activity) = activity_of(&resource) {
+                    let task = QueuedTask {
+                        token: token.clone(),
+                        input: params,
+                        execution: execution.to_string(),
+                        frame: path.to_string(),
+                    };
+                    tx.documents().create(ACTIVITY_TASK_DOC, &task_id(activity, &token), &encode(&task)).await?;
+                    // Its "resource" (the queue) has the work: nothing to invoke again after a crash.
+                    f.submitted = true;
+                    queued_activity = true;
+                }
                 let check = match (deadline, f.heartbeat) {
                     (Some(d), Some((h, at))) => Some(d.min(at + chrono::Duration::seconds(h as i64))),
                     (Some(d), None) => Some(d),
@@ -964,6 +985,10 @@ impl Workflows {
             tx.queue().enqueue(j).await?;
         }
         tx.commit().await?;
+        if queued_activity {
+            // Workers of this process long-polling GetActivityTask look now.
+            self.inner().activity_queued.notify_waiters();
+        }
         Ok(outcome)
     }
 

@@ -37,7 +37,7 @@ pub struct ExecutionPage {
 
 /// One page of `items` from the position a `next` token names, `max` long (0: 100, at most 1000), and the token
 /// of the page after it.
-fn page<T: Clone>(items: &[T], max: usize, next: Option<&str>) -> Result<(Vec<T>, Option<String>)> {
+pub(crate) fn page<T: Clone>(items: &[T], max: usize, next: Option<&str>) -> Result<(Vec<T>, Option<String>)> {
     let start = match next {
         Some(t) => t.parse::<usize>().map_err(|_| invalid_token(t))?,
         None => 0,

@@ -58,6 +58,8 @@ pub fn with(kind: &str, field: &'static str, details: Value) -> Pending {
 pub enum TaskEvents {
     /// `LambdaFunctionScheduled` …, with the function's ARN.
     Lambda(String),
+    /// `ActivityScheduled` …, with the activity's ARN.
+    Activity(String),
     /// `TaskScheduled` …, with the service and action.
     Service {
         /// `lambda`, `states`, `http`, ….
@@ -70,6 +72,9 @@ pub enum TaskEvents {
 impl TaskEvents {
     /// The events a resource ARN gets.
     pub fn of(resource: &str) -> Self {
+        if crate::activities::activity_of(resource).is_some() {
+            return Self::Activity(resource.to_string());
+        }
         if let Some(rest) = resource.strip_prefix("arn:aws:states:::") {
             let (service, action) = rest.split_once(':').unwrap_or((rest, ""));
             return Self::Service { resource_type: service.to_string(), resource: action.to_string() };
@@ -86,6 +91,16 @@ impl TaskEvents {
                     d["timeoutInSeconds"] = json!(t);
                 }
                 with("LambdaFunctionScheduled", "lambdaFunctionScheduledEventDetails", d)
+            }
+            Self::Activity(arn) => {
+                let mut d = json!({"resource": arn, "input": text(params), "inputDetails": {"truncated": false}});
+                if let Some(t) = timeout {
+                    d["timeoutInSeconds"] = json!(t);
+                }
+                if let Some(h) = heartbeat {
+                    d["heartbeatInSeconds"] = json!(h);
+                }
+                with("ActivityScheduled", "activityScheduledEventDetails", d)
             }
             Self::Service { resource_type, resource } => {
                 let mut d = json!({"resourceType": resource_type, "resource": resource, "region": region,
@@ -105,6 +120,7 @@ impl TaskEvents {
     pub fn started(&self) -> Pending {
         match self {
             Self::Lambda(_) => bare("LambdaFunctionStarted"),
+            Self::Activity(_) => with("ActivityStarted", "activityStartedEventDetails", json!({})),
             Self::Service { resource_type, resource } => with(
                 "TaskStarted",
                 "taskStartedEventDetails",
@@ -116,7 +132,7 @@ impl TaskEvents {
     /// `TaskSubmitted`: a callback task's resource took the work (its response).
     pub fn submitted(&self, response: &Value) -> Option<Pending> {
         match self {
-            Self::Lambda(_) => None,
+            Self::Lambda(_) | Self::Activity(_) => None,
             Self::Service { resource_type, resource } => Some(with(
                 "TaskSubmitted",
                 "taskSubmittedEventDetails",
@@ -131,6 +147,7 @@ impl TaskEvents {
         let out = json!({"output": text(output), "outputDetails": {"truncated": false}});
         match self {
             Self::Lambda(_) => with("LambdaFunctionSucceeded", "lambdaFunctionSucceededEventDetails", out),
+            Self::Activity(_) => with("ActivitySucceeded", "activitySucceededEventDetails", out),
             Self::Service { resource_type, resource } => {
                 let mut d = json!({"resourceType": resource_type, "resource": resource});
                 d.as_object_mut().expect("an object").extend(out.as_object().expect("an object").clone());
@@ -148,6 +165,14 @@ impl TaskEvents {
                     ("LambdaFunctionTimedOut", "lambdaFunctionTimedOutEventDetails")
                 } else {
                     ("LambdaFunctionFailed", "lambdaFunctionFailedEventDetails")
+                };
+                with(kind, field, json!({"error": e.error, "cause": e.cause}))
+            }
+            Self::Activity(_) => {
+                let (kind, field) = if timed_out {
+                    ("ActivityTimedOut", "activityTimedOutEventDetails")
+                } else {
+                    ("ActivityFailed", "activityFailedEventDetails")
                 };
                 with(kind, field, json!({"error": e.error, "cause": e.cause}))
             }

@@ -13,6 +13,7 @@
 //! workflow variables (`Assign`); `dataflow.rs` is a state's data flow in either. Not yet: activities, distributed
 //! Map, nested executions, state machine versions (issue 25 goes on).
 
+pub mod activities;
 pub mod api;
 pub mod choice;
 pub mod dataflow;
@@ -28,7 +29,7 @@ pub mod path;
 pub mod service;
 pub mod template;
 
-pub use api::{api_routes, routes, STATE_MACHINE};
+pub use api::{api_routes, routes, ACTIVITY, STATE_MACHINE};
 pub use definition::{Diagnostic, Machine};
 pub use error::StatesError;
 pub use service::{StateMachine, WorkflowError, Workflows};
@@ -47,6 +48,7 @@ impl WorkflowsSlot {
         let slot = self.0.clone();
         move |r| {
             r.resources.register(STATE_MACHINE);
+            r.resources.register(api::ACTIVITY);
             if let Some(f) = functions.get() {
                 let w = Workflows::new(r.store.clone(), f);
                 r.workers.add(durable::AdvanceWorker::new(w.clone()));

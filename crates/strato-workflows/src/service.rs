@@ -91,6 +91,8 @@ pub(crate) struct Inner {
     account: String,
     /// Parsed definitions (and their sub-machines) of durable executions.
     pub(crate) machines: crate::durable::MachineCache,
+    /// Told when a commit queues an activity task, so `GetActivityTask` answers without waiting for its next look.
+    pub(crate) activity_queued: tokio::sync::Notify,
 }
 
 /// Step Functions' names: 1-80 characters, none of whitespace, brackets, wildcards, or special characters.
@@ -120,7 +122,14 @@ impl Workflows {
     pub fn new(store: Store, functions: Functions) -> Self {
         let region = functions.options().region.clone();
         let account = functions.options().account.clone();
-        Self(Arc::new(Inner { store, functions, region, account, machines: Default::default() }))
+        Self(Arc::new(Inner {
+            store,
+            functions,
+            region,
+            account,
+            machines: Default::default(),
+            activity_queued: Default::default(),
+        }))
     }
 
     pub(crate) fn inner(&self) -> &Inner {
@@ -140,6 +149,11 @@ impl Workflows {
     /// The region ARNs name.
     pub fn region(&self) -> String {
         self.0.region.clone()
+    }
+
+    /// The account ARNs name.
+    pub fn account(&self) -> String {
+        self.0.account.clone()
     }
 
     /// A standard execution's ARN.
@@ -468,6 +482,12 @@ impl TaskRunner for FunctionTasks {
         }
         if resource.starts_with("arn:aws:lambda:") {
             return Ok(self.invoke(resource, &input).await?.0);
+        }
+        if crate::activities::activity_of(resource).is_some() {
+            return Err(StatesError::runtime(format!(
+                "the activity {resource:?} needs a standard execution: express executions and TestState run in memory \
+                 and cannot wait for a worker"
+            )));
         }
         Err(StatesError::new(
             "States.Runtime",

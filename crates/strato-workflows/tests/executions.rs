@@ -508,3 +508,37 @@ async fn jsonata_variables_survive_parking_and_reach_map_iterations() {
         e.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_tasks_wait_for_a_worker_time_out_and_are_not_handed_out_once_stale() {
+    for backend in backends().await {
+        let e = env(backend).await.unwrap();
+        let w = &e.workflows;
+        let arn = w.activity_arn(&w.create_activity("review").await.unwrap().name);
+        let definition = json!({"StartAt": "Review", "States": {"Review": {"Type": "Task", "Resource": arn,
+            "TimeoutSeconds": 1, "Catch": [{"ErrorEquals": ["States.Timeout"], "Next": "Late"}], "End": true},
+            "Late": {"Type": "Pass", "Result": "late", "End": true}}});
+        create(w, "review-flow", &definition).await;
+        // Nobody polls: the task times out after its second, and the catcher takes it.
+        w.start_execution("review-flow", Some("t1"), r#"{"doc": 1}"#, None).await.unwrap();
+        let done = finished(w, "review-flow:t1").await;
+        assert_eq!((done.status.as_str(), done.output.as_deref()), ("SUCCEEDED", Some(r#""late""#)), "{backend}");
+        let t = types(&events(w, "review-flow:t1").await);
+        assert_eq!(&t[1..4], ["TaskStateEntered", "ActivityScheduled", "ActivityTimedOut"], "{backend}: {t:?}");
+        // The timed-out task is dropped when a worker comes, not handed out.
+        let none = w.get_activity_task("review", "late-worker", Duration::from_millis(300)).await.unwrap();
+        assert!(none.is_none(), "{backend}: a spent task was handed out");
+        // A live one is handed out once, with its input, to the first worker that asks.
+        w.start_execution("review-flow", Some("t2"), r#"{"doc": 2}"#, None).await.unwrap();
+        let (token, input) =
+            w.get_activity_task("review", "w1", Duration::from_secs(10)).await.unwrap().expect("a queued task");
+        assert_eq!(input, json!({"doc": 2}));
+        assert!(w.get_activity_task("review", "w2", Duration::from_millis(300)).await.unwrap().is_none());
+        w.send_task_success(&token, r#"{"ok": true}"#).await.unwrap();
+        assert_eq!(finished(w, "review-flow:t2").await.output.as_deref(), Some(r#"{"ok":true}"#));
+        // Polling an activity that does not exist is ActivityDoesNotExist, at once.
+        let missing = w.get_activity_task("nope", "w", Duration::from_secs(30)).await.unwrap_err();
+        assert!(missing.to_string().contains("Activity Does Not Exist"), "{missing}");
+        e.stop().await;
+    }
+}

@@ -43,6 +43,7 @@ async fn access_key(strato: &Strato, team: &str) -> (String, String) {
         grants: vec![
             Grant::new("state-machine", format!("{team}-*"), Actions::ALL),
             Grant::new("function", format!("{team}-*"), Actions::ALL),
+            Grant::new("activity", format!("{team}-*"), Actions::ALL),
         ],
         ..Default::default()
     };
@@ -176,7 +177,7 @@ async fn aws_clients_create_and_run_state_machines_calling_functions() {
     // The AWS CLI, unmodified, reads the other team's state machine with that team's key.
     let key_b = access_key(&strato, "team-b").await;
     let aws = Path::new(&py).with_file_name("aws");
-    let cli = std::process::Command::new(aws)
+    let cli = std::process::Command::new(&aws)
         .args([
             "stepfunctions",
             "describe-state-machine",
@@ -275,6 +276,46 @@ async fn aws_clients_create_and_run_state_machines_calling_functions() {
     assert_eq!(v["heartbeat"], json!({"status": "FAILED", "error": "States.HeartbeatTimeout"}));
     assert_eq!(v["heartbeat_types"], json!(["TaskTimedOut", "ExecutionFailed"]));
     assert_eq!(v["missing"], "ExecutionDoesNotExist");
+
+    // An activity worker and a standard execution's cycle, with the AWS CLI alone.
+    let out = boto3(&py, &base, &key, dir.path()).arg(fixture("clients/sfn_cli.py")).arg(&aws).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["activity"], "arn:aws:states:us-east-1:000000000000:activity:team-a-review");
+    assert_eq!(v["activity_again"], true, "CreateActivity is idempotent");
+    assert_eq!(v["task_input"], json!({"doc": 7}));
+    assert_eq!(v["done"], json!({"status": "SUCCEEDED", "output": {"doc": 7, "review": {"approved": true}}}));
+    assert_eq!(
+        v["types"],
+        json!([
+            "ExecutionStarted",
+            "TaskStateEntered",
+            "ActivityScheduled",
+            "ActivityStarted",
+            "ActivitySucceeded",
+            "TaskStateExited",
+            "PassStateEntered",
+            "PassStateExited",
+            "ExecutionSucceeded"
+        ])
+    );
+    assert_eq!(v["worker"], json!(["cli-worker"]));
+    assert_eq!(
+        v["scheduled"],
+        json!([{"resource": "arn:aws:states:us-east-1:000000000000:activity:team-a-review", "input": "{\"doc\":7}",
+            "inputDetails": {"truncated": false}, "timeoutInSeconds": 300, "heartbeatInSeconds": 60}])
+    );
+    assert_eq!(v["stopped"], "ABORTED");
+    assert_eq!(v["stale_task_skipped"], true, "the stopped execution's task is not handed out");
+    assert_eq!(v["failed"], json!({"status": "FAILED", "error": "Rejected", "cause": "not yet"}));
+    assert_eq!(
+        v["redriven"],
+        json!({"status": "SUCCEEDED", "redriveCount": 1, "output": {"review": {"approved": "later"}}})
+    );
+    assert_eq!(v["test_state"], json!({"status": "SUCCEEDED", "output": {"ok": 1}}));
+    assert_eq!(v["listed"], json!(["team-a-review"]));
+    assert_eq!(v["described"], "team-a-review");
+    assert_eq!(v["after_delete"], true);
 
     pool.shutdown().await;
     server.abort();
