@@ -103,6 +103,56 @@ fn deny(p: &Principal, operation: &str, arn: &str) -> AwsJsonError {
     }
 }
 
+fn version_description(body: &Value) -> &str {
+    body.get("versionDescription").and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The machine and number a version ARN names.
+fn version_of(w: &Workflows, arn: &str) -> Result<(String, u64), AwsJsonError> {
+    match w.qualified_of(arn)? {
+        (name, Some(q)) => q.parse().map(|n| (name, n)).map_err(|_| not_a("version", arn)),
+        _ => Err(not_a("version", arn)),
+    }
+}
+
+/// The machine and alias name an alias ARN names.
+fn alias_of(w: &Workflows, arn: &str) -> Result<(String, String), AwsJsonError> {
+    match w.qualified_of(arn)? {
+        (name, Some(q)) if q.parse::<u64>().is_err() => Ok((name, q)),
+        _ => Err(not_a("alias", arn)),
+    }
+}
+
+fn not_a(what: &str, arn: &str) -> AwsJsonError {
+    AwsJsonError::new("InvalidArn", format!("Invalid Arn: '{arn}' is not a state machine {what} ARN"))
+}
+
+/// `routingConfiguration`: the machine its versions belong to, and the routes.
+fn routing_of(w: &Workflows, body: &Value) -> Result<Option<(String, Vec<crate::versions::Route>)>, AwsJsonError> {
+    let Some(list) = body.get("routingConfiguration") else { return Ok(None) };
+    let list = list
+        .as_array()
+        .ok_or_else(|| AwsJsonError::new("ValidationException", "routingConfiguration must be a list"))?;
+    let mut machine: Option<String> = None;
+    let mut routes = Vec::new();
+    for r in list {
+        let (name, version) = version_of(w, field(r, "stateMachineVersionArn")?)?;
+        if machine.as_ref().is_some_and(|m| *m != name) {
+            return Err(AwsJsonError::new("ValidationException", "an alias routes to versions of one state machine"));
+        }
+        let weight = r
+            .get("weight")
+            .and_then(Value::as_u64)
+            .filter(|w| *w <= 100)
+            .ok_or_else(|| AwsJsonError::new("ValidationException", "each route needs a weight from 0 to 100"))?;
+        machine = Some(name);
+        routes.push(crate::versions::Route { version, weight: weight as u32 });
+    }
+    let machine =
+        machine.ok_or_else(|| AwsJsonError::new("ValidationException", "routingConfiguration must name a version"))?;
+    Ok(Some((machine, routes)))
+}
+
 fn may_activity(p: &Principal, w: &Workflows, action: Action, name: &str, operation: &str) -> Result<(), AwsJsonError> {
     if p.can(action, &ResourceRef::new(ACTIVITY, name)) {
         Ok(())
@@ -153,6 +203,12 @@ fn describe_execution(w: &Workflows, x: &ExecutionRecord) -> Value {
     }
     if let Some(t) = x.redrive_date {
         v["redriveDate"] = json!(epoch(t));
+    }
+    if let Some(a) = &x.version_arn {
+        v["stateMachineVersionArn"] = json!(a);
+    }
+    if let Some(a) = &x.alias_arn {
+        v["stateMachineAliasArn"] = json!(a);
     }
     match x.status.as_str() {
         "FAILED" | "ABORTED" | "TIMED_OUT" => v["redriveStatus"] = json!("REDRIVABLE"),
@@ -232,12 +288,130 @@ async fn dispatch(w: &Workflows, p: &Principal, headers: &HeaderMap, body: &[u8]
                     body.get("description").and_then(Value::as_str).unwrap_or_default(),
                 )
                 .await?;
-            Ok(ok(json!({"stateMachineArn": w.arn(&sm.name), "creationDate": epoch(sm.created_at)})))
+            let mut out = json!({"stateMachineArn": w.arn(&sm.name), "creationDate": epoch(sm.created_at)});
+            if body.get("publish") == Some(&json!(true)) {
+                let v = w.publish_version(&sm.name, version_description(&body)).await?;
+                out["stateMachineVersionArn"] = json!(w.version_arn(&sm.name, v.number));
+            }
+            Ok(ok(out))
         }
         "DescribeStateMachine" => {
+            let arn = field(&body, "stateMachineArn")?;
+            let (name, qualifier) = w.qualified_of(arn)?;
+            may(Action::Read, &name, op)?;
+            Ok(ok(match qualifier {
+                None => describe(w, &w.get(&name).await?),
+                Some(q) => {
+                    let n = q.parse::<u64>().map_err(|_| {
+                        AwsJsonError::new("ValidationException", "DescribeStateMachine takes a state machine or version ARN; describe an alias with DescribeStateMachineAlias")
+                    })?;
+                    let v = w.version(&name, n).await?;
+                    let mut d = describe(w, &v.machine);
+                    d["stateMachineArn"] = json!(arn);
+                    d["description"] = json!(v.description);
+                    d["creationDate"] = json!(epoch(v.created_at));
+                    d
+                }
+            }))
+        }
+        "PublishStateMachineVersion" => {
+            let name = w.name_of(field(&body, "stateMachineArn")?)?;
+            may(Action::Edit, &name, op)?;
+            let v =
+                w.publish_version(&name, body.get("description").and_then(Value::as_str).unwrap_or_default()).await?;
+            Ok(ok(
+                json!({"stateMachineVersionArn": w.version_arn(&name, v.number), "creationDate": epoch(v.created_at)}),
+            ))
+        }
+        "ListStateMachineVersions" => {
             let name = w.name_of(field(&body, "stateMachineArn")?)?;
             may(Action::Read, &name, op)?;
-            Ok(ok(describe(w, &w.get(&name).await?)))
+            let all: Vec<Value> = w
+                .list_versions(&name)
+                .await?
+                .iter()
+                .map(|v| json!({"stateMachineVersionArn": w.version_arn(&name, v.number), "creationDate": epoch(v.created_at)}))
+                .collect();
+            let (page, next) =
+                crate::executions::page(&all, page_size(&body)?, body.get("nextToken").and_then(Value::as_str))?;
+            let mut out = json!({"stateMachineVersions": page});
+            if let Some(t) = next {
+                out["nextToken"] = json!(t);
+            }
+            Ok(ok(out))
+        }
+        "DeleteStateMachineVersion" => {
+            let (name, n) = version_of(w, field(&body, "stateMachineVersionArn")?)?;
+            may(Action::Edit, &name, op)?;
+            w.delete_version(&name, n).await?;
+            Ok(ok(json!({})))
+        }
+        "CreateStateMachineAlias" => {
+            let routing = routing_of(w, &body)?
+                .ok_or_else(|| AwsJsonError::new("ValidationException", "routingConfiguration is required"))?;
+            let name = routing.0;
+            may(Action::Edit, &name, op)?;
+            let a = w
+                .create_alias(
+                    &name,
+                    field(&body, "name")?,
+                    body.get("description").and_then(Value::as_str).unwrap_or_default(),
+                    routing.1,
+                )
+                .await?;
+            Ok(ok(json!({"stateMachineAliasArn": w.alias_arn(&name, &a.name), "creationDate": epoch(a.created_at)})))
+        }
+        "DescribeStateMachineAlias" => {
+            let (name, alias) = alias_of(w, field(&body, "stateMachineAliasArn")?)?;
+            may(Action::Read, &name, op)?;
+            let a = w.alias(&name, &alias).await?;
+            let mut out = json!({
+                "stateMachineAliasArn": w.alias_arn(&name, &a.name), "name": a.name, "description": a.description,
+                "routingConfiguration": a.routing.iter().map(|r| json!({"stateMachineVersionArn": w.version_arn(&name, r.version), "weight": r.weight})).collect::<Vec<_>>(),
+                "creationDate": epoch(a.created_at),
+            });
+            if let Some(t) = a.updated_at {
+                out["updateDate"] = json!(epoch(t));
+            }
+            Ok(ok(out))
+        }
+        "UpdateStateMachineAlias" => {
+            let (name, alias) = alias_of(w, field(&body, "stateMachineAliasArn")?)?;
+            may(Action::Edit, &name, op)?;
+            let routing = match routing_of(w, &body)? {
+                Some((machine, _)) if machine != name => {
+                    return Err(AwsJsonError::new(
+                        "ValidationException",
+                        "an alias routes to versions of its own state machine only",
+                    ))
+                }
+                r => r.map(|(_, r)| r),
+            };
+            let a = w.update_alias(&name, &alias, body.get("description").and_then(Value::as_str), routing).await?;
+            Ok(ok(json!({"updateDate": epoch(a.updated_at.unwrap_or(a.created_at))})))
+        }
+        "DeleteStateMachineAlias" => {
+            let (name, alias) = alias_of(w, field(&body, "stateMachineAliasArn")?)?;
+            may(Action::Edit, &name, op)?;
+            w.delete_alias(&name, &alias).await?;
+            Ok(ok(json!({})))
+        }
+        "ListStateMachineAliases" => {
+            let name = w.name_of(field(&body, "stateMachineArn")?)?;
+            may(Action::Read, &name, op)?;
+            let all: Vec<Value> = w
+                .list_aliases(&name)
+                .await?
+                .iter()
+                .map(|a| json!({"stateMachineAliasArn": w.alias_arn(&name, &a.name), "creationDate": epoch(a.created_at)}))
+                .collect();
+            let (page, next) =
+                crate::executions::page(&all, page_size(&body)?, body.get("nextToken").and_then(Value::as_str))?;
+            let mut out = json!({"stateMachineAliases": page});
+            if let Some(t) = next {
+                out["nextToken"] = json!(t);
+            }
+            Ok(ok(out))
         }
         "ListStateMachines" => {
             let machines: Vec<Value> = w
@@ -259,7 +433,12 @@ async fn dispatch(w: &Workflows, p: &Principal, headers: &HeaderMap, body: &[u8]
                     body.get("roleArn").and_then(Value::as_str),
                 )
                 .await?;
-            Ok(ok(json!({"updateDate": epoch(sm.updated_at.unwrap_or(sm.created_at))})))
+            let mut out = json!({"updateDate": epoch(sm.updated_at.unwrap_or(sm.created_at))});
+            if body.get("publish") == Some(&json!(true)) {
+                let v = w.publish_version(&name, version_description(&body)).await?;
+                out["stateMachineVersionArn"] = json!(w.version_arn(&name, v.number));
+            }
+            Ok(ok(out))
         }
         "DeleteStateMachine" => {
             let name = w.name_of(field(&body, "stateMachineArn")?)?;
@@ -276,14 +455,15 @@ async fn dispatch(w: &Workflows, p: &Principal, headers: &HeaderMap, body: &[u8]
             }))
         }
         "StartSyncExecution" => {
-            let name = w.name_of(field(&body, "stateMachineArn")?)?;
+            let (name, qualifier) = w.qualified_of(field(&body, "stateMachineArn")?)?;
             may(Action::Use, &name, op)?;
+            let target = qualifier.map_or(name.clone(), |q| format!("{name}:{q}"));
             let input_text = body.get("input").and_then(Value::as_str).unwrap_or("{}");
             let input: Value = serde_json::from_str(input_text).map_err(|e| {
                 AwsJsonError::new("InvalidExecutionInput", format!("Invalid State Machine Execution Input: '{e}'"))
             })?;
             let identity = json!({"cognitoIdentityId": p.subject});
-            let x = w.start_sync(&name, body.get("name").and_then(Value::as_str), input, Some(identity)).await?;
+            let x = w.start_sync(&target, body.get("name").and_then(Value::as_str), input, Some(identity)).await?;
             let mut out = json!({
                 "executionArn": x.arn, "stateMachineArn": w.arn(&name), "name": x.name,
                 "startDate": epoch(x.started), "stopDate": epoch(x.stopped), "status": x.status,
@@ -333,11 +513,12 @@ async fn dispatch(w: &Workflows, p: &Principal, headers: &HeaderMap, body: &[u8]
             Ok(ok(out))
         }
         "StartExecution" => {
-            let name = w.name_of(field(&body, "stateMachineArn")?)?;
+            let (name, qualifier) = w.qualified_of(field(&body, "stateMachineArn")?)?;
             may(Action::Use, &name, op)?;
             let input = body.get("input").and_then(Value::as_str).unwrap_or("{}");
             let identity = json!({"cognitoIdentityId": p.subject});
-            let x = w.start_execution(&name, body.get("name").and_then(Value::as_str), input, Some(identity)).await?;
+            let target = qualifier.map_or(name.clone(), |q| format!("{name}:{q}"));
+            let x = w.start_execution(&target, body.get("name").and_then(Value::as_str), input, Some(identity)).await?;
             Ok(ok(json!({"executionArn": w.execution_arn(&x.machine, &x.name), "startDate": epoch(x.started)})))
         }
         "DescribeExecution" => {

@@ -90,6 +90,12 @@ pub struct ExecutionRecord {
     /// Who started it: Task states call functions as this caller.
     #[serde(default)]
     pub identity: Option<Value>,
+    /// The version it runs, when started through a version or an alias.
+    #[serde(default)]
+    pub version_arn: Option<String>,
+    /// The alias it was started through.
+    #[serde(default)]
+    pub alias_arn: Option<String>,
 }
 
 /// Where a frame is.

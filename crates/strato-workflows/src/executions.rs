@@ -59,7 +59,10 @@ impl Workflows {
         input: &str,
         identity: Option<Value>,
     ) -> Result<ExecutionRecord> {
-        let sm = self.get(machine).await?;
+        // `machine` may carry a version or an alias (`<machine>:<qualifier>`): the execution runs that version.
+        let resolved = self.resolve(machine).await?;
+        let sm = resolved.machine;
+        let machine = sm.name.as_str();
         if sm.kind != "STANDARD" {
             return Err(WorkflowError::Invalid(
                 "StateMachineTypeNotSupported",
@@ -102,6 +105,8 @@ impl Workflows {
             next_event: 1,
             timeout_at: parsed.timeout_seconds.map(|t| now + chrono::Duration::seconds(t as i64)),
             identity,
+            version_arn: resolved.version_arn,
+            alias_arn: resolved.alias_arn,
         };
         let mut tx = self.store().begin().await?;
         if let Some(existing) = tx.documents().get_for_update(EXEC_DOC, &key).await? {

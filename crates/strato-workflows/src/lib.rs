@@ -28,6 +28,7 @@ pub mod jsonata;
 pub mod path;
 pub mod service;
 pub mod template;
+pub mod versions;
 
 pub use api::{api_routes, routes, ACTIVITY, STATE_MACHINE};
 pub use definition::{Diagnostic, Machine};

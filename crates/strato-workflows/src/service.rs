@@ -284,7 +284,7 @@ impl Workflows {
     /// Deletes a state machine (deleting one that does not exist succeeds, as AWS's does).
     pub async fn delete(&self, name: &str) -> Result<()> {
         self.0.store.documents().delete(MACHINE_DOC, name).await?;
-        Ok(())
+        self.delete_versions_and_aliases(name).await
     }
 
     /// Runs an express execution to its end, in memory (at most once; nothing is stored).
@@ -295,7 +295,9 @@ impl Workflows {
         input: Value,
         identity: Option<Value>,
     ) -> Result<SyncExecution> {
-        let sm = self.get(name).await?;
+        // `name` may carry a version or an alias (`<machine>:<qualifier>`).
+        let sm = self.resolve(name).await?.machine;
+        let name = sm.name.as_str();
         if sm.kind != "EXPRESS" {
             return Err(WorkflowError::Invalid(
                 "StateMachineTypeNotSupported",

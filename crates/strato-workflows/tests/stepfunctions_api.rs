@@ -277,6 +277,26 @@ async fn aws_clients_create_and_run_state_machines_calling_functions() {
     assert_eq!(v["heartbeat_types"], json!(["TaskTimedOut", "ExecutionFailed"]));
     assert_eq!(v["missing"], "ExecutionDoesNotExist");
 
+    // Versions and aliases through boto3.
+    let out = boto3(&py, &base, &key, dir.path()).arg(fixture("clients/sfn_versions.py")).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sm = "arn:aws:states:us-east-1:000000000000:stateMachine:team-a-versioned";
+    let (v1, v2, alias) = (format!("{sm}:1"), format!("{sm}:2"), format!("{sm}:prod"));
+    assert_eq!((&v["v1"], &v["v2"], &v["v2_again"]), (&json!(v1), &json!(v2), &json!(v2)), "unchanged: no new version");
+    assert_eq!(v["listed"], json!([v2, v1]), "newest first");
+    assert_eq!(v["alias"], json!(alias));
+    assert_eq!(v["through_alias"], json!({"output": "v1", "version": v1, "alias": alias}));
+    assert_eq!(v["through_version"], json!({"output": "v2", "version": v2, "alias": null}));
+    assert_eq!(v["latest"], json!({"output": "v3", "version": null, "alias": null}));
+    assert_eq!(v["rerouted"], "v2");
+    assert_eq!(v["alias_routes"], json!([{"stateMachineVersionArn": v2, "weight": 100}]));
+    assert_eq!(v["aliases"], json!([alias]));
+    assert_eq!(v["delete_used_version"], "ConflictException");
+    assert_eq!(v["bad_weights"], "ValidationException");
+    assert_eq!(v["after_delete"], json!([v1]));
+    assert_eq!((&v["v1_definition"], &v["v1_description"]), (&json!("v1"), &json!("first")));
+
     // An activity worker and a standard execution's cycle, with the AWS CLI alone.
     let out = boto3(&py, &base, &key, dir.path()).arg(fixture("clients/sfn_cli.py")).arg(&aws).output().await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
