@@ -189,6 +189,8 @@ pub struct Registration<'a> {
     pub workers: &'a mut Workers,
     /// The resource kinds: add the capability's, so grants may name them.
     pub resources: &'a mut ResourceKinds,
+    /// The service's metrics: register the capability's collectors in its registry (`/metrics` renders them).
+    pub metrics: &'a Metrics,
 }
 
 type Registrar = Box<dyn FnOnce(&mut Registration<'_>) + Send>;
@@ -294,6 +296,7 @@ impl StratoBuilder {
                 blobs: &blobs,
                 workers: &mut workers,
                 resources: &mut resources,
+                metrics: &metrics,
             });
         }
         // 2. Layers wrap every worker once: panics become failures, spans name the job, attempts are timed.

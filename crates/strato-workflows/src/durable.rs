@@ -483,6 +483,7 @@ impl Workflows {
             }
             let machine = self.frame_machine(&x.definition, &frame.machine).await?;
             let base = self.base_context(&x);
+            let began = std::time::Instant::now();
             let mut events = Vec::new();
             let after = self.run_states(&machine, &mut frame, &mut events, &base, &x, &a.frame).await?;
             let token_call = match &after {
@@ -492,7 +493,12 @@ impl Workflows {
                 }
                 _ => None,
             };
-            match self.commit(&a.execution, &a.frame, fdoc.revision, frame, events, after, &machine).await? {
+            let exited = events.iter().filter(|e| e.kind.ends_with("StateExited")).count();
+            let committed = self.commit(&a.execution, &a.frame, fdoc.revision, frame, events, after, &machine).await?;
+            if let (Some(m), false) = (self.metrics(), matches!(committed, Committed::Stale)) {
+                m.committed(&x.machine, exited, began.elapsed().as_secs_f64());
+            }
+            match committed {
                 Committed::Go => continue,
                 Committed::Stale => return Ok(()),
                 Committed::Parked => {
@@ -971,6 +977,7 @@ impl Workflows {
                                 x.cause = Some(e.cause);
                             }
                         }
+                        jobs.extend(crate::failures::failure_job(&x));
                         self.finished(&x);
                     }
                     Some(pp) => {
@@ -1188,6 +1195,9 @@ impl Workflows {
         x.cause = Some("The execution ran past its TimeoutSeconds".into());
         x.stopped = Some(n.at);
         close(&mut tx, execution, &xdoc, &mut x, n).await?;
+        if let Some(j) = crate::failures::failure_job(&x) {
+            tx.queue().enqueue(&j).await?;
+        }
         tx.commit().await?;
         self.finished(&x);
         Ok(())

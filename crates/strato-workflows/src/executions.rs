@@ -143,6 +143,9 @@ impl Workflows {
             tx.queue().enqueue(&durable::advance_job(&key, ROOT, Some("execution-timeout".into()), Some(at))).await?;
         }
         tx.commit().await?;
+        if let Some(m) = self.metrics() {
+            m.started(machine);
+        }
         tracing::info!(execution = %key, "execution started");
         Ok(x)
     }
@@ -354,6 +357,9 @@ impl Workflows {
 
     /// An execution ended: logged, and a failure reported like a dead letter.
     pub(crate) fn finished(&self, x: &ExecutionRecord) {
+        if let Some(m) = self.metrics() {
+            m.ended(&x.machine, &x.status);
+        }
         match x.status.as_str() {
             "SUCCEEDED" => tracing::info!(execution = %x.name, machine = %x.machine, "execution succeeded"),
             status => tracing::warn!(

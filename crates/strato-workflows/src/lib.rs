@@ -21,6 +21,7 @@ pub mod definition;
 pub mod durable;
 pub mod error;
 pub mod executions;
+pub mod failures;
 pub mod history;
 pub mod interpreter;
 pub mod intrinsics;
@@ -52,7 +53,9 @@ impl WorkflowsSlot {
             r.resources.register(api::ACTIVITY);
             if let Some(f) = functions.get() {
                 let w = Workflows::new(r.store.clone(), f);
+                w.observe(&r.metrics.registry);
                 r.workers.add(durable::AdvanceWorker::new(w.clone()));
+                r.workers.add(failures::FailedWorker::new(w.clone()));
                 // Executions mostly wait on their tasks: a few run side by side in each process.
                 r.workers.default_concurrency(strato_types::QueueName::new("workflows"), 8);
                 let _ = slot.set(w);

@@ -93,6 +93,8 @@ pub(crate) struct Inner {
     pub(crate) machines: crate::durable::MachineCache,
     /// Told when a commit queues an activity task, so `GetActivityTask` answers without waiting for its next look.
     pub(crate) activity_queued: tokio::sync::Notify,
+    /// Metrics per state machine, once registered with the service's.
+    pub(crate) metrics: std::sync::OnceLock<crate::failures::WorkflowMetrics>,
 }
 
 /// Step Functions' names: 1-80 characters, none of whitespace, brackets, wildcards, or special characters.
@@ -129,7 +131,19 @@ impl Workflows {
             account,
             machines: Default::default(),
             activity_queued: Default::default(),
+            metrics: Default::default(),
         }))
+    }
+
+    /// Counts executions and transitions per state machine into `registry` (the service's `/metrics`).
+    pub fn observe(&self, registry: &prometheus::Registry) {
+        if let Some(m) = crate::failures::WorkflowMetrics::new(registry) {
+            let _ = self.0.metrics.set(m);
+        }
+    }
+
+    pub(crate) fn metrics(&self) -> Option<&crate::failures::WorkflowMetrics> {
+        self.0.metrics.get()
     }
 
     pub(crate) fn inner(&self) -> &Inner {

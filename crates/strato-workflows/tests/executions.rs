@@ -542,3 +542,64 @@ async fn activity_tasks_wait_for_a_worker_time_out_and_are_not_handed_out_once_s
         e.stop().await;
     }
 }
+
+/// A counter's value in the service's metrics, for the given labels.
+fn metric(strato: &Strato, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let families = strato.metrics().registry.gather();
+    let Some(f) = families.iter().find(|f| f.name() == name) else { return 0.0 };
+    f.get_metric()
+        .iter()
+        .find(|m| labels.iter().all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v)))
+        .map_or(0.0, |m| m.get_counter().get_value())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_execution_is_a_dead_letter_whose_replay_redrives_it_and_metrics_count_it() {
+    for backend in backends().await {
+        let e = env(backend).await.unwrap();
+        let w = &e.workflows;
+        let arn = w.activity_arn(&w.create_activity("check").await.unwrap().name);
+        create(
+            w,
+            "checked",
+            &json!({"StartAt": "Check", "States": {"Check": {"Type": "Task", "Resource": arn, "End": true}}}),
+        )
+        .await;
+        w.start_execution("checked", Some("c1"), "{}", None).await.unwrap();
+        let (token, _) = w.get_activity_task("check", "w", Duration::from_secs(10)).await.unwrap().unwrap();
+        w.send_task_failure(&token, "Broken", "fix me").await.unwrap();
+        assert_eq!(finished(w, "checked:c1").await.status, "FAILED");
+        // The failure lands in the dead-letter queue (and so reaches the alert webhook), saying how to restart it.
+        let queue = w.store().queue();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let letter = loop {
+            let letters = queue.dead_letters(50).await.unwrap();
+            if let Some(j) = letters.into_iter().find(|j| j.kind.as_str() == "workflow.failed") {
+                break j;
+            }
+            assert!(std::time::Instant::now() < deadline, "{backend}: no dead letter for the failed execution");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let error = letter.error.clone().unwrap();
+        assert!(error.contains("execution:checked:c1 FAILED: Broken: fix me"), "{backend}: {error}");
+        assert!(error.contains("Replaying this dead letter redrives the execution"), "{error}");
+        // Replaying it redrives the execution: the activity's task is queued again.
+        queue.replay_dead_letter(&letter.id).await.unwrap().unwrap();
+        let (token, _) = w.get_activity_task("check", "w", Duration::from_secs(30)).await.unwrap().expect("redriven");
+        w.send_task_success(&token, r#""fixed""#).await.unwrap();
+        let done = finished(w, "checked:c1").await;
+        assert_eq!((done.status.as_str(), done.redrive_count), ("SUCCEEDED", 1), "{backend}");
+        let sm = [("state_machine", "checked")];
+        assert_eq!(metric(&e._strato, "strato_workflow_executions_started_total", &sm), 1.0, "{backend}");
+        for status in ["FAILED", "SUCCEEDED"] {
+            let labels = [("state_machine", "checked"), ("status", status)];
+            assert_eq!(
+                metric(&e._strato, "strato_workflow_executions_ended_total", &labels),
+                1.0,
+                "{backend} {status}"
+            );
+        }
+        assert_eq!(metric(&e._strato, "strato_workflow_transitions_total", &sm), 1.0, "{backend}: one state exited");
+        e.stop().await;
+    }
+}
