@@ -51,6 +51,11 @@ for name in demo scratch; do
     {"id":"a3","question":{"id":"q3","text":"_OFF_TOPIC_","type":"UTTERANCE","name":"_OFF_TOPIC_"},"transcript":"Ask me something else."}]}'
   api -X POST "$base/v1/mentors/$name/train"
 done
+# Workflows: `demo` (a standard machine whose `demo` execution waits an hour) and `scratch` (to delete).
+for name in demo scratch; do
+  api -X POST "$base/v1/state-machines" -d '{"name":"'$name'","definition":{"StartAt":"Nap","States":{"Nap":{"Type":"Wait","Seconds":3600,"End":true}}}}'
+done
+api -X POST "$base/v1/state-machines/demo/executions" -d '{"name":"demo","input":{}}'
 # The trainings finish before fuzzing starts, so the happy paths (predict, answer) are exercised too.
 for _ in $(seq 1 300); do
   pending="$(curl -fsS -H "Authorization: Bearer $token" "$base/v1/jobs?limit=1000" |

@@ -34,7 +34,7 @@ pub fn routes(workflows: Workflows) -> CapabilityRoutes {
 
 /// The routes without the workflows they serve: for the OpenAPI document.
 pub fn api_routes() -> CapabilityRoutes {
-    OpenApiRouter::new().routes(routes!(json_protocol))
+    OpenApiRouter::new().routes(routes!(json_protocol)).merge(crate::http::routes())
 }
 
 /// An error in the JSON protocol's shape.

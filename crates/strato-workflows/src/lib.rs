@@ -23,6 +23,7 @@ pub mod error;
 pub mod executions;
 pub mod failures;
 pub mod history;
+pub mod http;
 pub mod interpreter;
 pub mod intrinsics;
 pub mod jsonata;

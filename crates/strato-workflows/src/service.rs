@@ -97,6 +97,21 @@ pub(crate) struct Inner {
     pub(crate) metrics: std::sync::OnceLock<crate::failures::WorkflowMetrics>,
 }
 
+impl From<WorkflowError> for strato_types::StratoError {
+    /// Strato's native routes answer with Strato's error codes (the Step Functions protocol keeps AWS's names).
+    fn from(e: WorkflowError) -> Self {
+        use strato_types::ErrorCode;
+        let code = match &e {
+            WorkflowError::NotFound(..) => ErrorCode::ResourceNotFound,
+            WorkflowError::Conflict(..) => ErrorCode::Conflict,
+            WorkflowError::Invalid("InvalidName", _) => ErrorCode::InvalidName,
+            WorkflowError::Invalid(..) => ErrorCode::InvalidRequest,
+            WorkflowError::Internal(_) => ErrorCode::Internal,
+        };
+        strato_types::StratoError::new(code, e.to_string())
+    }
+}
+
 /// Step Functions' names: 1-80 characters, none of whitespace, brackets, wildcards, or special characters.
 pub fn validate_name(name: &str) -> Result<()> {
     let bad = name.is_empty()
