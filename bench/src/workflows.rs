@@ -8,6 +8,9 @@
 //!    reader polling the store every 0.2 ms; p50/p99.
 //! 3. `map`: one Map over N items (a Pass per item; `MaxConcurrency` 0) → items/s and the wall time.
 //! 4. `idle_cpu`: N executions parked in an hour-long Wait; the process's CPU time over 5 s of idling.
+//! 5. `task_chain` (with `--lambda-python PATH`, an interpreter with `awslambdaric`): N executions of a chain of
+//!    100 Task states, each invoking a no-op Python function (`return event`) through Strato's functions (2 warm
+//!    instances); transitions/s as for `pass_chain`.
 
 use std::time::{Duration, Instant};
 
@@ -47,7 +50,16 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-async fn one_backend(backend: &str, store: Store, chains: usize, map_items: usize, waiting: usize) -> Result<()> {
+/// What one backend's run measures.
+struct Plan {
+    chains: usize,
+    map_items: usize,
+    waiting: usize,
+    lambda_python: Option<String>,
+}
+
+async fn one_backend(backend: &str, store: Store, plan: &Plan) -> Result<()> {
+    let Plan { chains, map_items, waiting, .. } = *plan;
     let dir = tempfile::tempdir()?;
     let mut opts = StratoOptions::new(dir.path());
     opts.embedding_model = Some("/nonexistent/bench-model".into());
@@ -55,7 +67,13 @@ async fn one_backend(backend: &str, store: Store, chains: usize, map_items: usiz
     let wslot = WorkflowsSlot::default();
     let blobs = strato_blob::BlobStore::local(&dir.path().join("blobs"))?;
     let strato = Strato::builder(opts)
-        .register(fslot.registrar(strato_functions::FunctionsOptions::new(dir.path().join("functions"))))
+        .register(fslot.registrar({
+            let mut f = strato_functions::FunctionsOptions::new(dir.path().join("functions"));
+            if let Some(py) = &plan.lambda_python {
+                f.python = py.into();
+            }
+            f
+        }))
         .register(wslot.registrar(fslot.clone()))
         .build(store, blobs)
         .map_err(|e| anyhow!(e.message))?;
@@ -92,6 +110,63 @@ async fn one_backend(backend: &str, store: Store, chains: usize, map_items: usiz
     let secs = t.elapsed().as_secs_f64();
     emit(json!({"bench": "workflows", "backend": backend, "measure": "pass_chain", "executions": chains,
         "states": 100, "seconds": secs, "transitions_per_s": (chains * 100) as f64 / secs}));
+
+    // 1b. Chains of 100 Task states, each a no-op Python function.
+    if plan.lambda_python.is_some() {
+        let functions = fslot.get().ok_or_else(|| anyhow!("functions not registered"))?;
+        let code = dir.path().join("noop");
+        std::fs::create_dir_all(&code)?;
+        std::fs::write(code.join("app.py"), "def handler(event, context):\n    return event\n")?;
+        functions
+            .create(strato_functions::NewFunction {
+                name: "noop".into(),
+                runtime: "python3.11".into(),
+                handler: "app.handler".into(),
+                environment: Default::default(),
+                timeout: Some(10),
+                memory_size: None,
+                reserved_concurrency: Some(2),
+                description: String::new(),
+                role: String::new(),
+                code: strato_functions::NewCode::Directory(code),
+                publish: false,
+            })
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        let arn = "arn:aws:lambda:us-east-1:000000000000:function:noop";
+        let mut states = serde_json::Map::new();
+        for i in 0..100 {
+            let s = if i == 99 {
+                json!({"Type": "Task", "Resource": arn, "End": true})
+            } else {
+                json!({"Type": "Task", "Resource": arn, "Next": format!("T{}", i + 1)})
+            };
+            states.insert(format!("T{i}"), s);
+        }
+        w.create("tasks", &json!({"StartAt": "T0", "States": states}).to_string(), "", "STANDARD", "")
+            .await
+            .map_err(werr)?;
+        // Warm both instances first, as a steady workflow finds them.
+        for i in 0..2 {
+            w.start_execution("tasks", Some(&format!("warm{i}")), r#"{"n": 1}"#, None).await.map_err(werr)?;
+        }
+        for i in 0..2 {
+            wait_done(&w, &format!("tasks:warm{i}"), Duration::from_millis(5)).await?;
+        }
+        let t = Instant::now();
+        for i in 0..chains {
+            w.start_execution("tasks", Some(&format!("c{i}")), r#"{"n": 1}"#, None).await.map_err(werr)?;
+        }
+        for i in 0..chains {
+            let s = wait_done(&w, &format!("tasks:c{i}"), Duration::from_millis(2)).await?;
+            if s != "SUCCEEDED" {
+                bail!("task chain c{i} ended {s}");
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        emit(json!({"bench": "workflows", "backend": backend, "measure": "task_chain", "executions": chains,
+            "states": 100, "seconds": secs, "transitions_per_s": (chains * 100) as f64 / secs}));
+    }
 
     // 2. Latency of a 3-state workflow.
     let three = json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "B"}, "B": {"Type": "Pass", "Next": "C"},
@@ -157,6 +232,7 @@ async fn one_backend(backend: &str, store: Store, chains: usize, map_items: usiz
 pub async fn run(args: &[String]) -> Result<()> {
     let mut url = None;
     let (mut chains, mut map_items, mut waiting) = (20usize, 10_000usize, 10_000usize);
+    let mut lambda_python = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().ok_or_else(|| anyhow!("{a} needs a value"));
@@ -165,18 +241,20 @@ pub async fn run(args: &[String]) -> Result<()> {
             "--chains" => chains = val()?.parse()?,
             "--map-items" => map_items = val()?.parse()?,
             "--waiting" => waiting = val()?.parse()?,
+            "--lambda-python" => lambda_python = Some(val()?),
             other => bail!("unknown argument {other}"),
         }
     }
     let dir = tempfile::tempdir()?;
     let sqlite = Store::open_sqlite(&dir.path().join("meta.db")).await?;
-    one_backend("sqlite", sqlite, chains, map_items, waiting).await?;
+    let plan = Plan { chains, map_items, waiting, lambda_python };
+    one_backend("sqlite", sqlite, &plan).await?;
     if let Some(url) = url {
         let schema = format!("bench_wf_{}", uuid::Uuid::new_v4().simple());
         let connect: sqlx::postgres::PgConnectOptions = url.parse()?;
         let store =
             Store::connect_with(connect, PgStoreOptions { schema: Some(schema.clone()), ..Default::default() }).await?;
-        let r = one_backend("postgres", store, chains, map_items, waiting).await;
+        let r = one_backend("postgres", store, &plan).await;
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await?;
         sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut conn).await?;
         r?;

@@ -57,6 +57,7 @@ on_both_backends!(
     worker_killed_mid_training_is_finished_by_another_after_the_lease,
     a_thousand_jobs_through_two_api_processes_and_three_workers_end_exactly_once,
     worker_killed_during_a_map_of_200_items_the_execution_ends_with_each_state_entered_once,
+    worker_killed_while_executions_wait_on_task_tokens_each_task_is_scheduled_and_answered_once,
 );
 
 async fn worker_killed_mid_training_is_finished_by_another_after_the_lease(backend: Backend) {
@@ -300,4 +301,115 @@ async fn worker_killed_during_a_map_of_200_items_the_execution_ends_with_each_st
     entered.sort();
     entered.dedup();
     assert_eq!(entered.len(), 200, "each iteration started once");
+}
+
+async fn worker_killed_while_executions_wait_on_task_tokens_each_task_is_scheduled_and_answered_once(backend: Backend) {
+    let Some(model) = model_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let api = backend.open(strato_options(&Options::new(dir.path(), model.clone()))).await;
+    let functions = strato_functions::Functions::new(
+        api.store().clone(),
+        api.blobs().clone(),
+        strato_functions::FunctionsOptions::new(dir.path().join("functions")),
+    );
+    // This process is the client and the activity worker outside Strato; the worker processes run the executions.
+    let w = strato_workflows::Workflows::new(api.store().clone(), functions);
+    let activity = w.activity_arn(&w.create_activity("approve").await.unwrap().name);
+    let definition = json!({"StartAt": "Prepare", "States": {
+        "Prepare": {"Type": "Pass", "Parameters": {"n.$": "$.n"}, "Next": "Approve"},
+        "Approve": {"Type": "Task", "Resource": activity, "HeartbeatSeconds": 120, "ResultPath": "$.approval",
+            "Next": "Done"},
+        "Done": {"Type": "Pass", "End": true}}});
+    w.create("approvals", &definition.to_string(), "", "STANDARD", "").await.unwrap();
+    const N: usize = 60;
+    for i in 0..N {
+        w.start_execution("approvals", Some(&format!("a{i}")), &json!({"n": i}).to_string(), None).await.unwrap();
+    }
+    let scheduled = |w: &strato_workflows::Workflows| {
+        let w = w.clone();
+        async move {
+            let mut n = 0;
+            for i in 0..N {
+                let h = w.history(&format!("approvals:a{i}"), false, true, 1000, None).await.unwrap().events;
+                n += h.iter().filter(|e| e["type"] == "ActivityScheduled").count();
+            }
+            n
+        }
+    };
+
+    // Worker A is killed while it parks the executions on their tokens (some parked, some not yet).
+    let mut a = spawn(&backend, dir.path(), &model, &["worker", "--job-lease-secs", "2"]);
+    let start = Instant::now();
+    while scheduled(&w).await < N / 3 {
+        assert!(start.elapsed() < Duration::from_secs(60), "worker A never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.0.kill().unwrap();
+    let _ = a.0.wait();
+    // While no worker runs, tasks already queued are taken and answered: the answers wait in the queue.
+    let mut tokens = std::collections::BTreeSet::new();
+    let mut answer = |token: String, input: serde_json::Value| {
+        assert!(tokens.insert(token.clone()), "a task was handed out twice");
+        (token, input)
+    };
+    let mut early = Vec::new();
+    while let Some((t, input)) = w.get_activity_task("approve", "outside", Duration::from_millis(300)).await.unwrap() {
+        early.push(answer(t, input));
+    }
+    for (t, input) in &early {
+        w.send_task_success(t, &json!({"approved": input["n"]}).to_string()).await.unwrap();
+    }
+    eprintln!("at the kill: {} of {N} tasks scheduled; {} answered before worker B", scheduled(&w).await, early.len());
+    // Worker B takes over: the rest park, and every task is answered once.
+    let _b = spawn(&backend, dir.path(), &model, &["worker", "--job-lease-secs", "2"]);
+    let mut answered = early.len();
+    while answered < N {
+        assert!(start.elapsed() < Duration::from_secs(180), "only {answered} tasks were handed out");
+        if let Some((t, input)) = w.get_activity_task("approve", "outside", Duration::from_secs(5)).await.unwrap() {
+            let (t, input) = answer(t, input);
+            w.send_task_success(&t, &json!({"approved": input["n"]}).to_string()).await.unwrap();
+            answered += 1;
+        }
+    }
+    for i in 0..N {
+        let key = format!("approvals:a{i}");
+        let x = loop {
+            let x = w.execution(&key).await.unwrap();
+            if x.status != "RUNNING" {
+                break x;
+            }
+            assert!(start.elapsed() < Duration::from_secs(240), "{key} not finished: {x:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(x.status, "SUCCEEDED", "{x:?}");
+        let out: serde_json::Value = serde_json::from_str(x.output.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            out,
+            json!({"n": i, "approval": {"approved": i}}),
+            "{key}: the answer applied once, to its own task"
+        );
+        let events = w.history(&key, false, true, 1000, None).await.unwrap().events;
+        let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            types,
+            [
+                "ExecutionStarted",
+                "PassStateEntered",
+                "PassStateExited",
+                "TaskStateEntered",
+                "ActivityScheduled",
+                "ActivityStarted",
+                "ActivitySucceeded",
+                "TaskStateExited",
+                "PassStateEntered",
+                "PassStateExited",
+                "ExecutionSucceeded"
+            ],
+            "{key}: each state entered once, its task scheduled once"
+        );
+    }
+    assert!(
+        w.get_activity_task("approve", "outside", Duration::from_millis(300)).await.unwrap().is_none(),
+        "no task is left over"
+    );
 }
