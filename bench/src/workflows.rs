@@ -9,8 +9,8 @@
 //! 3. `map`: one Map over N items (a Pass per item; `MaxConcurrency` 0) → items/s and the wall time.
 //! 4. `idle_cpu`: N executions parked in an hour-long Wait; the process's CPU time over 5 s of idling.
 //! 5. `task_chain` (with `--lambda-python PATH`, an interpreter with `awslambdaric`): N executions of a chain of
-//!    100 Task states, each invoking a no-op Python function (`return event`) through Strato's functions (2 warm
-//!    instances); transitions/s as for `pass_chain`.
+//!    100 Task states, each invoking a no-op Python function (`return event`) through Strato's functions (8 warm
+//!    instances, one per workflow worker); transitions/s as for `pass_chain`.
 
 use std::time::{Duration, Instant};
 
@@ -125,7 +125,7 @@ async fn one_backend(backend: &str, store: Store, plan: &Plan) -> Result<()> {
                 environment: Default::default(),
                 timeout: Some(10),
                 memory_size: None,
-                reserved_concurrency: Some(2),
+                reserved_concurrency: None,
                 description: String::new(),
                 role: String::new(),
                 code: strato_functions::NewCode::Directory(code),
@@ -146,11 +146,11 @@ async fn one_backend(backend: &str, store: Store, plan: &Plan) -> Result<()> {
         w.create("tasks", &json!({"StartAt": "T0", "States": states}).to_string(), "", "STANDARD", "")
             .await
             .map_err(werr)?;
-        // Warm both instances first, as a steady workflow finds them.
-        for i in 0..2 {
+        // Warm the instances first (one per workflow worker, the process's limit of 8), as a steady workflow finds them.
+        for i in 0..8 {
             w.start_execution("tasks", Some(&format!("warm{i}")), r#"{"n": 1}"#, None).await.map_err(werr)?;
         }
-        for i in 0..2 {
+        for i in 0..8 {
             wait_done(&w, &format!("tasks:warm{i}"), Duration::from_millis(5)).await?;
         }
         let t = Instant::now();
@@ -160,7 +160,8 @@ async fn one_backend(backend: &str, store: Store, plan: &Plan) -> Result<()> {
         for i in 0..chains {
             let s = wait_done(&w, &format!("tasks:c{i}"), Duration::from_millis(2)).await?;
             if s != "SUCCEEDED" {
-                bail!("task chain c{i} ended {s}");
+                let x = w.execution(&format!("tasks:c{i}")).await.map_err(werr)?;
+                bail!("task chain c{i} ended {s}: {:?} {:?}", x.error, x.cause);
             }
         }
         let secs = t.elapsed().as_secs_f64();
