@@ -277,6 +277,57 @@ async fn aws_clients_create_and_run_state_machines_calling_functions() {
     assert_eq!(v["heartbeat_types"], json!(["TaskTimedOut", "ExecutionFailed"]));
     assert_eq!(v["missing"], "ExecutionDoesNotExist");
 
+    // MentorPal's upload processor and a Quetzal model's step-functions.json, unchanged, on Strato functions.
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file("app.py", zip::write::SimpleFileOptions::default()).unwrap();
+    zip.write_all(&std::fs::read(fixture("upload/app.py")).unwrap()).unwrap();
+    let code = base64::engine::general_purpose::STANDARD.encode(zip.finish().unwrap().into_inner());
+    for (name, handler) in [
+        ("team-a-transcode", "app.transcode"),
+        ("team-a-transcribe", "app.transcribe_start"),
+        ("team-a-mark-failed", "app.mark_failed"),
+        ("team-a-quetzal", "app.notebook"),
+    ] {
+        let r = client
+            .post(format!("{base}/v1/functions"))
+            .bearer_auth(ADMIN)
+            .json(
+                &json!({"name": name, "runtime": "python3.11", "handler": handler, "zip_base64": code, "timeout": 10}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{name}");
+    }
+    let out = boto3(&py, &base, &key, dir.path())
+        .arg(fixture("clients/sfn_upload.py"))
+        .arg(fixture("upload/upload_processor.json"))
+        .arg(fixture("upload/quetzal_step_functions.json"))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let media = |tag: &str, attempts: u64, q: &str| json!({"type": "video", "tag": tag, "attempts": attempts, "url": format!("videos/m1/{q}/{tag}.mp4")});
+    assert_eq!(
+        v["processed"],
+        json!({"status": "SUCCEEDED", "output": {"mentor": "m1", "question": "q1", "video": "uploads/u1/answer.mp4",
+            "broken": null, "trim": {"start": 0.5, "end": 12}, "trimmed": "trimmed",
+            "results": [media("web", 2, "q1"), media("mobile", 1, "q1"), {"transcript": "I am a mentor.", "tag": "en"}]}})
+    );
+    assert_eq!(v["retried_error"], json!(["RuntimeError"]), "the flaky web transcode failed once and was retried");
+    assert_eq!(v["broken"], json!({"status": "FAILED", "error": "UploadFailed"}));
+    let broken_states: Vec<&str> = v["broken_states"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert!(
+        broken_states.ends_with(&["TaskStateEntered", "FailStateEntered"]),
+        "caught into MarkFailed: {broken_states:?}"
+    );
+    assert_eq!(
+        v["quetzal"],
+        json!({"status": "SUCCEEDED", "output": {"notebook": "notebooks/assignment.ipynb",
+            "scenario": "s3://quetzal-models/paris/base/", "ok": true}})
+    );
+
     // Versions and aliases through boto3.
     let out = boto3(&py, &base, &key, dir.path()).arg(fixture("clients/sfn_versions.py")).output().await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
