@@ -31,6 +31,7 @@ use crate::definition::{Machine, State};
 use crate::error::StatesError;
 use crate::history::{self, Pending, TaskEvents};
 use crate::interpreter::{self, NoTasks, OnError, TaskRunner, Tolerance};
+use crate::nested;
 use crate::path::Vars;
 use crate::service::{FunctionTasks, WorkflowError, Workflows};
 
@@ -96,6 +97,9 @@ pub struct ExecutionRecord {
     /// The alias it was started through.
     #[serde(default)]
     pub alias_arn: Option<String>,
+    /// The task of another execution that waits for this one to end (`states:startExecution.sync`).
+    #[serde(default)]
+    pub parent: Option<crate::nested::ParentLink>,
 }
 
 /// Where a frame is.
@@ -456,6 +460,8 @@ impl Workflows {
             }
             match a.check.as_deref() {
                 Some("execution-timeout") => return self.check_execution_timeout(&a.execution).await,
+                // A `.sync` child of this frame's task ended.
+                Some(c) if c.starts_with("child:") => return self.child_ended_check(&c["child:".len()..]).await,
                 // When the task timed out, the frame goes on (its error applied) in this job.
                 Some(token) if !self.check_token_deadline(&a.execution, &a.frame, token).await? => return Ok(()),
                 _ => {}
@@ -592,8 +598,9 @@ impl Workflows {
                         return Ok(self.settle(&io, f, events, result));
                     }
                     let activity = activity_of(&resource).is_some();
+                    let sync = nested::is_sync(&resource);
                     if f.params.is_none() {
-                        let token = (is_callback(&resource) || activity).then(new_token);
+                        let token = (is_callback(&resource) || activity || sync).then(new_token);
                         let prepared = io.effective(&f.input).and_then(|eff| {
                             let timeout = io.timeout(&f.input)?;
                             let heartbeat = io.heartbeat(&f.input)?;
@@ -622,6 +629,7 @@ impl Workflows {
                             f.heartbeat = heartbeat.map(|h| (h, now));
                             return Ok(After::Token {
                                 token,
+                                // A `.sync` resource keeps its pattern: the call back starts the child linked to it.
                                 resource: resource.trim_end_matches(".waitForTaskToken").to_string(),
                                 params,
                                 deadline: f.deadline,
@@ -633,8 +641,14 @@ impl Workflows {
                     }
                     let params = f.params.clone().unwrap_or(Value::Null);
                     let rid = request_id(&x.name, path, &name, f.last_event, f.retry_count);
-                    let runner = FunctionTasks::new(self.functions().clone(), x.identity.clone(), Some(rid));
-                    let call = runner.run(&resource, params, &context);
+                    let runner = FunctionTasks::new(self.functions().clone(), x.identity.clone(), Some(rid.clone()));
+                    let call = async {
+                        if resource == nested::START_EXECUTION {
+                            let child = self.start_child(x, &params, &rid, None).await?;
+                            return Ok(self.started_response(&child));
+                        }
+                        runner.run(&resource, params, &context).await
+                    };
                     let result = match io.timeout(&f.input) {
                         Ok(Some(t)) => match tokio::time::timeout(t, call).await {
                             Ok(r) => r,
@@ -978,6 +992,7 @@ impl Workflows {
                             }
                         }
                         jobs.extend(crate::failures::failure_job(&x));
+                        jobs.extend(nested::parent_job(&x, execution));
                         self.finished(&x);
                     }
                     Some(pp) => {
@@ -1090,6 +1105,29 @@ impl Workflows {
         params: Value,
     ) -> Result<()> {
         let rid = request_id(&x.name, path, token, 0, 0);
+        if nested::is_start(resource) {
+            // A nested execution: `.sync` links the child back to this task; `.waitForTaskToken` only starts it.
+            let link = nested::is_sync(resource).then(|| nested::ParentLink {
+                execution: execution.to_string(),
+                frame: path.to_string(),
+                token: token.to_string(),
+                json: resource.ends_with(":2"),
+            });
+            let events = TaskEvents::of(&if link.is_some() {
+                resource.to_string()
+            } else {
+                format!("{resource}.waitForTaskToken")
+            });
+            return match self.start_child(x, &params, &rid, link).await {
+                Ok(child) => {
+                    let submitted = events.submitted(&self.started_response(&child)).into_iter().collect();
+                    self.resolve_token(execution, path, token, None, submitted).await.map(|_| ())
+                }
+                Err(e) => {
+                    self.resolve_token(execution, path, token, Some(Outcome::Error(e)), Vec::new()).await.map(|_| ())
+                }
+            };
+        }
         let runner = FunctionTasks::new(self.functions().clone(), x.identity.clone(), Some(rid));
         let context = json!({"Task": {"Token": token}});
         match runner.run(resource, params, &context).await {
@@ -1218,6 +1256,9 @@ pub(crate) async fn close(
     }
     x.next_event = n.next;
     tx.documents().update(EXEC_DOC, execution, xdoc.revision, &encode(x)).await?;
+    if let Some(j) = nested::parent_job(x, execution) {
+        tx.queue().enqueue(&j).await?;
+    }
     Ok(())
 }
 

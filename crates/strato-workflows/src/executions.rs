@@ -59,6 +59,18 @@ impl Workflows {
         input: &str,
         identity: Option<Value>,
     ) -> Result<ExecutionRecord> {
+        self.start_execution_with(machine, name, input, identity, None).await
+    }
+
+    /// [`Workflows::start_execution`], linked to the `.sync` task that waits for it.
+    pub(crate) async fn start_execution_with(
+        &self,
+        machine: &str,
+        name: Option<&str>,
+        input: &str,
+        identity: Option<Value>,
+        parent: Option<crate::nested::ParentLink>,
+    ) -> Result<ExecutionRecord> {
         // `machine` may carry a version or an alias (`<machine>:<qualifier>`): the execution runs that version.
         let resolved = self.resolve(machine).await?;
         let sm = resolved.machine;
@@ -107,6 +119,7 @@ impl Workflows {
             identity,
             version_arn: resolved.version_arn,
             alias_arn: resolved.alias_arn,
+            parent,
         };
         let mut tx = self.store().begin().await?;
         if let Some(existing) = tx.documents().get_for_update(EXEC_DOC, &key).await? {

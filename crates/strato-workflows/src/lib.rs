@@ -27,6 +27,7 @@ pub mod http;
 pub mod interpreter;
 pub mod intrinsics;
 pub mod jsonata;
+pub mod nested;
 pub mod path;
 pub mod service;
 pub mod template;

@@ -514,6 +514,11 @@ impl TaskRunner for FunctionTasks {
         if resource.starts_with("arn:aws:lambda:") {
             return Ok(self.invoke(resource, &input).await?.0);
         }
+        if crate::nested::is_start(resource) {
+            return Err(StatesError::runtime(format!(
+                "{resource} needs a standard execution: express executions and TestState run in memory"
+            )));
+        }
         if crate::activities::activity_of(resource).is_some() {
             return Err(StatesError::runtime(format!(
                 "the activity {resource:?} needs a standard execution: express executions and TestState run in memory \

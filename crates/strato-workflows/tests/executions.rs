@@ -603,3 +603,60 @@ async fn a_failed_execution_is_a_dead_letter_whose_replay_redrives_it_and_metric
         e.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_executions_start_wait_and_report_their_children() {
+    for backend in backends().await {
+        let e = env(backend).await.unwrap();
+        let w = &e.workflows;
+        let child = json!({"StartAt": "Nap", "States": {
+            "Nap": {"Type": "Wait", "Seconds": 1, "Next": "Check"},
+            "Check": {"Type": "Choice", "Choices": [{"Variable": "$.ok", "BooleanEquals": true, "Next": "Done"}],
+                "Default": "Broken"},
+            "Done": {"Type": "Pass", "Parameters": {"child_saw.$": "$.n"}, "End": true},
+            "Broken": {"Type": "Fail", "Error": "ChildBroke", "Cause": "not ok"}}});
+        create(w, "child", &child).await;
+        let child_arn = w.arn("child");
+        let parent = json!({"StartAt": "Fire", "States": {
+            "Fire": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution",
+                "Parameters": {"StateMachineArn": child_arn, "Input": {"n": 0, "ok": true}}, "ResultPath": "$.fired",
+                "Next": "Wait2"},
+            "Wait2": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync:2",
+                "Parameters": {"StateMachineArn": child_arn, "Input": {"n.$": "$.n", "ok.$": "$.ok"}},
+                "ResultSelector": {"status.$": "$.Status", "output.$": "$.Output"}, "ResultPath": "$.sync2",
+                "Next": "WaitText"},
+            "WaitText": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync",
+                "Parameters": {"StateMachineArn": child_arn, "Name": "named-child", "Input": {"n": 2, "ok.$": "$.ok"}},
+                "ResultSelector": {"output.$": "$.Output"}, "ResultPath": "$.sync",
+                "Catch": [{"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.failed", "Next": "Caught"}],
+                "End": true},
+            "Caught": {"Type": "Pass", "End": true}}});
+        create(w, "parent", &parent).await;
+        // The children succeed: .sync:2 returns the child's output as JSON, .sync as JSON text.
+        w.start_execution("parent", Some("p1"), r#"{"n": 7, "ok": true}"#, None).await.unwrap();
+        let done = finished(w, "parent:p1").await;
+        assert_eq!(done.status, "SUCCEEDED", "{backend}: {:?} {:?}", done.error, done.cause);
+        let out: Value = serde_json::from_str(done.output.as_deref().unwrap()).unwrap();
+        let fired = out["fired"]["ExecutionArn"].as_str().unwrap();
+        assert!(fired.starts_with("arn:aws:states:us-east-1:000000000000:execution:child:"), "{fired}");
+        assert!(out["fired"]["StartDate"].is_i64(), "{out}");
+        assert_eq!(out["sync2"], json!({"status": "SUCCEEDED", "output": {"child_saw": 7}}), "{backend}");
+        assert_eq!(out["sync"], json!({"output": "{\"child_saw\":2}"}), "{backend}");
+        let named = w.execution("child:named-child").await.unwrap();
+        assert_eq!(named.status, "SUCCEEDED");
+        let t = types(&events(w, "parent:p1").await);
+        assert!(t.contains(&"TaskSubmitted".to_string()) && t.contains(&"TaskSucceeded".to_string()), "{t:?}");
+        // A child that fails fails its .sync task with States.TaskFailed, the child's description as the cause.
+        w.start_execution("parent", Some("p2"), r#"{"n": 1, "ok": false}"#, None).await.unwrap();
+        let done = finished(w, "parent:p2").await;
+        assert_eq!(done.status, "FAILED", "{backend}: the .sync:2 child failed and nothing caught it there");
+        assert_eq!(done.error.as_deref(), Some("States.TaskFailed"));
+        let cause: Value = serde_json::from_str(done.cause.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            (cause["Status"].as_str(), cause["Error"].as_str()),
+            (Some("FAILED"), Some("ChildBroke")),
+            "{cause}"
+        );
+        e.stop().await;
+    }
+}
