@@ -97,6 +97,10 @@ pub struct Global {
     /// pass through (`chmod o+x`).
     #[arg(long, env = EnvVars::STRATO_FUNCTIONS_USER, global = true)]
     pub functions_user: Option<String>,
+    /// Hosts workflows' `http:invoke` tasks may call, comma-separated (`host` or `host:port`; `*` for any); none by
+    /// default, so a workflow cannot reach the server's own network unless allowed.
+    #[arg(long, env = EnvVars::STRATO_WORKFLOWS_HTTP_ALLOW, value_delimiter = ',', global = true)]
+    pub workflows_http_allow: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -60,6 +60,7 @@ impl EnvVars {
     pub const STRATO_SLOW_ROUTES: &str = "STRATO_SLOW_ROUTES";
     pub const STRATO_STORAGE: &str = "STRATO_STORAGE";
     pub const STRATO_WORKERS: &str = "STRATO_WORKERS";
+    pub const STRATO_WORKFLOWS_HTTP_ALLOW: &str = "STRATO_WORKFLOWS_HTTP_ALLOW";
     /// The log filter when `STRATO_LOG` is unset.
     pub const RUST_LOG: &str = "RUST_LOG";
     /// Where errors and panics are reported (a Sentry DSN).

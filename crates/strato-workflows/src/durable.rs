@@ -641,7 +641,8 @@ impl Workflows {
                     }
                     let params = f.params.clone().unwrap_or(Value::Null);
                     let rid = request_id(&x.name, path, &name, f.last_event, f.retry_count);
-                    let runner = FunctionTasks::new(self.functions().clone(), x.identity.clone(), Some(rid.clone()));
+                    let runner = FunctionTasks::new(self.functions().clone(), x.identity.clone(), Some(rid.clone()))
+                        .with_http(self.http_tasks());
                     let call = async {
                         if resource == nested::START_EXECUTION {
                             let child = self.start_child(x, &params, &rid, None).await?;
@@ -1128,7 +1129,8 @@ impl Workflows {
                 }
             };
         }
-        let runner = FunctionTasks::new(self.functions().clone(), x.identity.clone(), Some(rid));
+        let runner =
+            FunctionTasks::new(self.functions().clone(), x.identity.clone(), Some(rid)).with_http(self.http_tasks());
         let context = json!({"Task": {"Token": token}});
         match runner.run(resource, params, &context).await {
             Ok(response) => {

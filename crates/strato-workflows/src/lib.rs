@@ -24,6 +24,7 @@ pub mod executions;
 pub mod failures;
 pub mod history;
 pub mod http;
+pub mod http_task;
 pub mod interpreter;
 pub mod intrinsics;
 pub mod jsonata;

@@ -91,6 +91,8 @@ pub(crate) struct Inner {
     account: String,
     /// Parsed definitions (and their sub-machines) of durable executions.
     pub(crate) machines: crate::durable::MachineCache,
+    /// What `http:invoke` tasks may call.
+    http: std::sync::RwLock<crate::http_task::HttpTasks>,
     /// Told when a commit queues an activity task, so `GetActivityTask` answers without waiting for its next look.
     pub(crate) activity_queued: tokio::sync::Notify,
     /// Metrics per state machine, once registered with the service's.
@@ -145,6 +147,7 @@ impl Workflows {
             region,
             account,
             machines: Default::default(),
+            http: Default::default(),
             activity_queued: Default::default(),
             metrics: Default::default(),
         }))
@@ -155,6 +158,16 @@ impl Workflows {
         if let Some(m) = crate::failures::WorkflowMetrics::new(registry) {
             let _ = self.0.metrics.set(m);
         }
+    }
+
+    /// Lets `http:invoke` tasks call these hosts (`host` or `host:port`; `*`: any); none by default.
+    pub fn allow_http(&self, hosts: Vec<String>) {
+        *self.0.http.write().unwrap_or_else(|e| e.into_inner()) = crate::http_task::HttpTasks::new(hosts);
+    }
+
+    /// HTTP tasks as allowed now.
+    pub(crate) fn http_tasks(&self) -> crate::http_task::HttpTasks {
+        self.0.http.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub(crate) fn metrics(&self) -> Option<&crate::failures::WorkflowMetrics> {
@@ -347,7 +360,7 @@ impl Workflows {
                 "StartTime": started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)},
             "StateMachine": {"Id": self.arn(name), "Name": name},
         });
-        let runner = FunctionTasks::new(self.0.functions.clone(), identity, None);
+        let runner = FunctionTasks::new(self.0.functions.clone(), identity, None).with_http(self.http_tasks());
         let run = interpreter::run(&machine, input, &context, crate::path::Vars::new(), &runner);
         let outcome = match machine.timeout_seconds {
             Some(t) => tokio::time::timeout(std::time::Duration::from_secs(t), run).await.ok(),
@@ -415,7 +428,7 @@ impl Workflows {
         let mut state = state;
         state.query_language = checked.states["State"].query_language.clone();
         let context = json!({"Execution": {"Id": "test-state", "Input": input, "Name": "test-state"}, "StateMachine": {"Id": "test-state", "Name": "test-state"}});
-        let runner = FunctionTasks::new(self.0.functions.clone(), identity, None);
+        let runner = FunctionTasks::new(self.0.functions.clone(), identity, None).with_http(self.http_tasks());
         let caught_before = state.catch.is_some();
         let mut vars = variables;
         Ok(match interpreter::step("State", &state, input, &context, &mut vars, &runner).await {
@@ -449,12 +462,20 @@ pub struct FunctionTasks {
     identity: Option<Value>,
     /// The invocation's request id: a durable task's idempotency token, the same for every attempt of one task.
     request_id: Option<String>,
+    /// `http:invoke` tasks' allow-list and client (none: refused).
+    http: Option<crate::http_task::HttpTasks>,
 }
 
 impl FunctionTasks {
     /// Tasks run as `identity`, each invocation carrying `request_id` when given.
     pub fn new(functions: Functions, identity: Option<Value>, request_id: Option<String>) -> Self {
-        Self { functions, identity, request_id }
+        Self { functions, identity, request_id, http: None }
+    }
+
+    /// With `http:invoke` tasks allowed to call what `http` allows.
+    pub fn with_http(mut self, http: crate::http_task::HttpTasks) -> Self {
+        self.http = Some(http);
+        self
     }
 }
 
@@ -513,6 +534,12 @@ impl TaskRunner for FunctionTasks {
         }
         if resource.starts_with("arn:aws:lambda:") {
             return Ok(self.invoke(resource, &input).await?.0);
+        }
+        if resource == crate::http_task::HTTP_INVOKE {
+            return match &self.http {
+                Some(h) => h.invoke(&input).await,
+                None => Err(StatesError::runtime("http:invoke is not available here")),
+            };
         }
         if crate::nested::is_start(resource) {
             return Err(StatesError::runtime(format!(

@@ -660,3 +660,55 @@ async fn nested_executions_start_wait_and_report_their_children() {
         e.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_tasks_call_allowed_hosts_only() {
+    use axum::routing::{get, post};
+    // A real HTTP API on a real socket.
+    let app = axum::Router::new()
+        .route(
+            "/orders",
+            post(|q: axum::extract::Query<std::collections::BTreeMap<String, String>>,
+                  h: axum::http::HeaderMap,
+                  axum::Json(body): axum::Json<Value>| async move {
+                axum::Json(json!({"got": body, "page": q.get("page"), "token": h.get("x-token").and_then(|v| v.to_str().ok())}))
+            }),
+        )
+        .route("/broken", get(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down for maintenance") }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let e = env("sqlite").await.unwrap();
+    let w = &e.workflows;
+    w.allow_http(vec![format!("127.0.0.1:{port}")]);
+    let definition = json!({"StartAt": "Order", "States": {
+        "Order": {"Type": "Task", "Resource": "arn:aws:states:::http:invoke",
+            "Parameters": {"ApiEndpoint": format!("http://127.0.0.1:{port}/orders"), "Method": "POST",
+                "Headers": {"x-token": "secret-1"}, "QueryParameters": {"page": 2}, "RequestBody": {"n.$": "$.n"}},
+            "ResultSelector": {"status.$": "$.StatusCode", "body.$": "$.ResponseBody"}, "ResultPath": "$.order",
+            "Next": "Broken"},
+        "Broken": {"Type": "Task", "Resource": "arn:aws:states:::http:invoke",
+            "Parameters": {"ApiEndpoint": format!("http://127.0.0.1:{port}/broken"), "Method": "GET"},
+            "Catch": [{"ErrorEquals": ["States.Http.StatusCode.500"], "ResultPath": "$.broken", "Next": "Elsewhere"}],
+            "End": true},
+        "Elsewhere": {"Type": "Task", "Resource": "arn:aws:states:::http:invoke",
+            "Parameters": {"ApiEndpoint": "http://169.254.169.254/latest/meta-data/", "Method": "GET"},
+            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.refused", "Next": "Done"}], "End": true},
+        "Done": {"Type": "Pass", "End": true}}});
+    create(w, "http", &definition).await;
+    w.start_execution("http", Some("h1"), r#"{"n": 5}"#, None).await.unwrap();
+    let done = finished(w, "http:h1").await;
+    assert_eq!(done.status, "SUCCEEDED", "{:?} {:?}", done.error, done.cause);
+    let out: Value = serde_json::from_str(done.output.as_deref().unwrap()).unwrap();
+    assert_eq!(out["order"], json!({"status": 200, "body": {"got": {"n": 5}, "page": "2", "token": "secret-1"}}));
+    assert_eq!(out["broken"]["Error"], "States.Http.StatusCode.500");
+    let cause: Value = serde_json::from_str(out["broken"]["Cause"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (cause["StatusCode"].as_u64(), cause["ResponseBody"].as_str()),
+        (Some(500), Some("down for maintenance"))
+    );
+    assert_eq!(out["refused"]["Error"], "States.Http.Socket");
+    assert!(out["refused"]["Cause"].as_str().unwrap().contains("not on Strato's allow-list"), "{out}");
+    e.stop().await;
+    server.abort();
+}
