@@ -282,10 +282,25 @@ impl<'a> Io<'a> {
         until(stamp.as_str().ok_or_else(|| self.bad_value(format!("The Timestamp {stamp} is not a string")))?)
     }
 
-    /// A Map state's iteration inputs: the items (`ItemsPath` or `Items`), each through `ItemSelector`.
-    pub fn map_inputs(&self, raw: &Value) -> Result<Vec<Value>, StatesError> {
+    /// A field of a Map's `ItemReader` or `ResultWriter` as evaluated for this state: its `Parameters` (JSONPath,
+    /// on the effective input) or `Arguments` (JSONata).
+    pub fn storage_params(&self, raw: &Value, config: &Value, what: &str) -> Result<Value, StatesError> {
+        let empty = Value::Object(Default::default());
+        if self.jsonata() {
+            let a = config.get("Arguments").unwrap_or(&empty);
+            return jsonata::eval(a, &self.bindings(raw), &format!("{what}/Arguments"));
+        }
+        let p = config.get("Parameters").unwrap_or(&empty);
+        template::apply(p, &self.effective(raw)?, self.scope())
+    }
+
+    /// A Map state's iteration inputs: the items (`read` from an `ItemReader`, or `ItemsPath` / `Items`), each
+    /// through `ItemSelector`, then grouped by `ItemBatcher`.
+    pub fn map_inputs(&self, raw: &Value, read: Option<Vec<Value>>) -> Result<Vec<Value>, StatesError> {
         let effective = self.effective(raw)?;
-        let items = if self.jsonata() {
+        let items = if let Some(read) = read {
+            Value::Array(read)
+        } else if self.jsonata() {
             match &self.s.items {
                 Some(v) => jsonata::eval(v, &self.bindings(raw), "Items")?,
                 None => raw.clone(),
@@ -304,7 +319,7 @@ impl<'a> Io<'a> {
             )));
         };
         let selector = self.s.item_selector.as_ref().or(self.s.parameters.as_ref());
-        let Some(selector) = selector else { return Ok(items) };
+        let Some(selector) = selector else { return self.batch(raw, items) };
         let mut inputs = Vec::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {
             let mut c = self.context.clone();
@@ -315,7 +330,18 @@ impl<'a> Io<'a> {
                 template::apply(selector, &effective, Scope::new(&c, self.vars))?
             });
         }
-        Ok(inputs)
+        self.batch(raw, inputs)
+    }
+
+    /// `ItemBatcher`: the items grouped into batches, with `BatchInput` evaluated on the state.
+    fn batch(&self, raw: &Value, items: Vec<Value>) -> Result<Vec<Value>, StatesError> {
+        let Some(batcher) = &self.s.item_batcher else { return Ok(items) };
+        let batch_input = match batcher.get("BatchInput") {
+            None => None,
+            Some(b) if self.jsonata() => Some(jsonata::eval(b, &self.bindings(raw), "ItemBatcher/BatchInput")?),
+            Some(b) => Some(template::apply(b, &self.effective(raw)?, self.scope())?),
+        };
+        crate::items::batch(items, batcher, batch_input)
     }
 
     /// `MaxConcurrency` (0: all at once).

@@ -668,13 +668,30 @@ impl Workflows {
                     if let Some(outcome) = f.outcome.take() {
                         let result = match outcome {
                             Outcome::ChildrenDone => {
-                                let results = self.child_results(&x.machine, &x.name, path).await?;
+                                let outcomes = self.child_results(&x.machine, &x.name, path).await?;
                                 events.push(history::bare(if map {
                                     "MapStateSucceeded"
                                 } else {
                                     "ParallelStateSucceeded"
                                 }));
-                                io.finish(&f.input, Value::Array(results))
+                                let result = match (&s.result_writer, self.items()) {
+                                    (Some(writer), Some(store)) => {
+                                        // The map run's id: the execution, the state and this run of it.
+                                        let run = format!("{}-{}-{}", x.name, name, f.last_event);
+                                        match io.storage_params(&f.input, writer, "ResultWriter") {
+                                            Ok(p) => store.write(writer, &p, &run, &outcomes).await,
+                                            Err(e) => Err(e),
+                                        }
+                                    }
+                                    (Some(_), None) => Err(StatesError::runtime("ResultWriter: no storage here")),
+                                    (None, _) => Ok(Value::Array(
+                                        outcomes
+                                            .into_iter()
+                                            .map(|r| r.unwrap_or_else(|e| json!({"Error": e.error, "Cause": e.cause})))
+                                            .collect(),
+                                    )),
+                                };
+                                result.and_then(|r| io.finish(&f.input, r))
                             }
                             Outcome::Error(e) => {
                                 events.push(history::bare(if map { "MapStateFailed" } else { "ParallelStateFailed" }));
@@ -688,7 +705,15 @@ impl Workflows {
                     }
                     let mut sub = f.machine.clone();
                     if map {
-                        let planned = io.map_inputs(&f.input).and_then(|inputs| {
+                        let read = match (&s.item_reader, self.items()) {
+                            (None, _) => Ok(None),
+                            (Some(reader), Some(store)) => match io.storage_params(&f.input, reader, "ItemReader") {
+                                Ok(p) => store.read(reader, &p).await.map(Some),
+                                Err(e) => Err(e),
+                            },
+                            (Some(_), None) => Err(StatesError::new("States.ItemReaderFailed", "no storage here")),
+                        };
+                        let planned = read.and_then(|read| io.map_inputs(&f.input, read)).and_then(|inputs| {
                             let limit = io.max_concurrency(&f.input, inputs.len())?;
                             Ok((inputs, limit, io.tolerance(&f.input)?))
                         });
@@ -790,8 +815,13 @@ impl Workflows {
         }
     }
 
-    /// The outputs of a frame's children, in index order (a tolerated failure as its `{Error, Cause}`).
-    async fn child_results(&self, machine: &str, name: &str, path: &str) -> Result<Vec<Value>> {
+    /// The outputs of a frame's children, in index order (a tolerated failure as its error).
+    async fn child_results(
+        &self,
+        machine: &str,
+        name: &str,
+        path: &str,
+    ) -> Result<Vec<std::result::Result<Value, StatesError>>> {
         let execution = format!("{machine}:{name}");
         let prefix = frame_id(&execution, &format!("{path}."));
         let depth = path.matches('.').count() + 1;
@@ -806,9 +836,9 @@ impl Workflows {
         Ok(children
             .into_iter()
             .map(|c| match (c.output, c.error) {
-                (Some(o), _) => o,
-                (None, Some(e)) => json!({"Error": e.error, "Cause": e.cause}),
-                (None, None) => Value::Null,
+                (Some(o), _) => Ok(o),
+                (None, Some(e)) => Err(e),
+                (None, None) => Ok(Value::Null),
             })
             .collect())
     }

@@ -20,6 +20,11 @@ pub const MAX_PAYLOAD: usize = 256 * 1024;
 pub trait TaskRunner: Send + Sync {
     /// Runs `resource` with `input` (the state's effective parameters); the result, or the task's error.
     async fn run(&self, resource: &str, input: Value, context: &Value) -> Result<Value, StatesError>;
+
+    /// Strato's files, for a Map's `ItemReader` and `ResultWriter` (none: they are refused).
+    fn items(&self) -> Option<&crate::items::ItemStore> {
+        None
+    }
 }
 
 /// A runner with no resources: every Task fails (for machines without tasks).
@@ -284,7 +289,14 @@ pub(crate) type Tolerance = (Option<usize>, Option<f64>);
 
 /// An inline Map: each item through the processor, at most `MaxConcurrency` at once, results in item order.
 async fn map(io: &Io<'_>, raw: &Value, base_context: &Value, tasks: &dyn TaskRunner) -> Result<Value, StatesError> {
-    let inputs = io.map_inputs(raw)?;
+    let read = match &io.s.item_reader {
+        Some(reader) => {
+            let store = tasks.items().ok_or_else(|| StatesError::new("States.ItemReaderFailed", "no storage here"))?;
+            Some(store.read(reader, &io.storage_params(raw, reader, "ItemReader")?).await?)
+        }
+        None => None,
+    };
+    let inputs = io.map_inputs(raw, read)?;
     let machine = processor(io.s)?;
     let limit = io.max_concurrency(raw, inputs.len())?;
     let tolerance = io.tolerance(raw)?;
@@ -297,6 +309,11 @@ async fn map(io: &Io<'_>, raw: &Value, base_context: &Value, tasks: &dyn TaskRun
     let failed = results.iter().filter(|r| r.is_err()).count();
     if map_exceeds_tolerance(tolerance, failed, results.len()) {
         return Err(map_failure(tolerance, results.into_iter().find_map(Result::err).expect("a failed iteration")));
+    }
+    if let Some(writer) = &io.s.result_writer {
+        let store = tasks.items().ok_or_else(|| StatesError::runtime("ResultWriter: no storage here"))?;
+        let run = uuid::Uuid::new_v4().to_string();
+        return store.write(writer, &io.storage_params(raw, writer, "ResultWriter")?, &run, &results).await;
     }
     Ok(Value::Array(
         results.into_iter().map(|r| r.unwrap_or_else(|e| json!({"Error": e.error, "Cause": e.cause}))).collect(),

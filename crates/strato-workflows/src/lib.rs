@@ -10,8 +10,10 @@
 //! calling Strato's functions.
 //!
 //! Both query languages: JSONPath (`path.rs`, `template.rs`, `intrinsics.rs`) and JSONata (`jsonata.rs`), with
-//! workflow variables (`Assign`); `dataflow.rs` is a state's data flow in either. Not yet: activities, distributed
-//! Map, nested executions, state machine versions (issue 25 goes on).
+//! workflow variables (`Assign`); `dataflow.rs` is a state's data flow in either. Task resources beyond functions:
+//! activities (`activities.rs`), nested executions (`nested.rs`), HTTP APIs (`http_task.rs`); Map items from and
+//! results to files (`items.rs`); versions and aliases (`versions.rs`); failed executions as dead letters and
+//! metrics (`failures.rs`); Strato's own routes (`http.rs`). Not yet: Strato's jobs as task resources, MapRun events.
 
 pub mod activities;
 pub mod api;
@@ -27,6 +29,7 @@ pub mod http;
 pub mod http_task;
 pub mod interpreter;
 pub mod intrinsics;
+pub mod items;
 pub mod jsonata;
 pub mod nested;
 pub mod path;
@@ -57,6 +60,7 @@ impl WorkflowsSlot {
             if let Some(f) = functions.get() {
                 let w = Workflows::new(r.store.clone(), f);
                 w.observe(&r.metrics.registry);
+                w.use_storage(r.blobs.clone());
                 r.workers.add(durable::AdvanceWorker::new(w.clone()));
                 r.workers.add(failures::FailedWorker::new(w.clone()));
                 // Executions mostly wait on their tasks: a few run side by side in each process.

@@ -93,6 +93,8 @@ pub(crate) struct Inner {
     pub(crate) machines: crate::durable::MachineCache,
     /// What `http:invoke` tasks may call.
     http: std::sync::RwLock<crate::http_task::HttpTasks>,
+    /// Strato's files (Map's `ItemReader` and `ResultWriter`), once the service's storage is known.
+    items: std::sync::OnceLock<crate::items::ItemStore>,
     /// Told when a commit queues an activity task, so `GetActivityTask` answers without waiting for its next look.
     pub(crate) activity_queued: tokio::sync::Notify,
     /// Metrics per state machine, once registered with the service's.
@@ -148,6 +150,7 @@ impl Workflows {
             account,
             machines: Default::default(),
             http: Default::default(),
+            items: Default::default(),
             activity_queued: Default::default(),
             metrics: Default::default(),
         }))
@@ -163,6 +166,15 @@ impl Workflows {
     /// Lets `http:invoke` tasks call these hosts (`host` or `host:port`; `*`: any); none by default.
     pub fn allow_http(&self, hosts: Vec<String>) {
         *self.0.http.write().unwrap_or_else(|e| e.into_inner()) = crate::http_task::HttpTasks::new(hosts);
+    }
+
+    /// Gives Map's `ItemReader` and `ResultWriter` the service's files.
+    pub fn use_storage(&self, blobs: strato_blob::BlobStore) {
+        let _ = self.0.items.set(crate::items::ItemStore::new(blobs));
+    }
+
+    pub(crate) fn items(&self) -> Option<&crate::items::ItemStore> {
+        self.0.items.get()
     }
 
     /// HTTP tasks as allowed now.
@@ -360,7 +372,9 @@ impl Workflows {
                 "StartTime": started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)},
             "StateMachine": {"Id": self.arn(name), "Name": name},
         });
-        let runner = FunctionTasks::new(self.0.functions.clone(), identity, None).with_http(self.http_tasks());
+        let runner = FunctionTasks::new(self.0.functions.clone(), identity, None)
+            .with_http(self.http_tasks())
+            .with_items(self.items().cloned());
         let run = interpreter::run(&machine, input, &context, crate::path::Vars::new(), &runner);
         let outcome = match machine.timeout_seconds {
             Some(t) => tokio::time::timeout(std::time::Duration::from_secs(t), run).await.ok(),
@@ -428,7 +442,9 @@ impl Workflows {
         let mut state = state;
         state.query_language = checked.states["State"].query_language.clone();
         let context = json!({"Execution": {"Id": "test-state", "Input": input, "Name": "test-state"}, "StateMachine": {"Id": "test-state", "Name": "test-state"}});
-        let runner = FunctionTasks::new(self.0.functions.clone(), identity, None).with_http(self.http_tasks());
+        let runner = FunctionTasks::new(self.0.functions.clone(), identity, None)
+            .with_http(self.http_tasks())
+            .with_items(self.items().cloned());
         let caught_before = state.catch.is_some();
         let mut vars = variables;
         Ok(match interpreter::step("State", &state, input, &context, &mut vars, &runner).await {
@@ -464,12 +480,20 @@ pub struct FunctionTasks {
     request_id: Option<String>,
     /// `http:invoke` tasks' allow-list and client (none: refused).
     http: Option<crate::http_task::HttpTasks>,
+    /// Strato's files, for Map's `ItemReader` and `ResultWriter`.
+    items: Option<crate::items::ItemStore>,
 }
 
 impl FunctionTasks {
     /// Tasks run as `identity`, each invocation carrying `request_id` when given.
     pub fn new(functions: Functions, identity: Option<Value>, request_id: Option<String>) -> Self {
-        Self { functions, identity, request_id, http: None }
+        Self { functions, identity, request_id, http: None, items: None }
+    }
+
+    /// With Map's `ItemReader` and `ResultWriter` on these files.
+    pub fn with_items(mut self, items: Option<crate::items::ItemStore>) -> Self {
+        self.items = items;
+        self
     }
 
     /// With `http:invoke` tasks allowed to call what `http` allows.
@@ -521,6 +545,10 @@ impl FunctionTasks {
 
 #[async_trait]
 impl TaskRunner for FunctionTasks {
+    fn items(&self) -> Option<&crate::items::ItemStore> {
+        self.items.as_ref()
+    }
+
     async fn run(&self, resource: &str, input: Value, _: &Value) -> std::result::Result<Value, StatesError> {
         if resource == "arn:aws:states:::lambda:invoke" {
             let function = input

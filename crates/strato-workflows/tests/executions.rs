@@ -712,3 +712,74 @@ async fn http_tasks_call_allowed_hosts_only() {
     e.stop().await;
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_reads_items_from_files_batches_them_and_writes_results() {
+    for backend in backends().await {
+        let e = env(backend).await.unwrap();
+        let w = &e.workflows;
+        let blobs = e._strato.blobs();
+        let (people, events_jsonl) = ("name,team\nann,a\nbo,b\ncy,a\n", "{\"n\": 1}\n{\"n\": 2}\n{\"n\": 3}\n");
+        for (key, body) in [("files/data/people.csv", people), ("files/data/events.jsonl", events_jsonl)] {
+            blobs.put(key, bytes::Bytes::from(body)).await.unwrap();
+        }
+        let definition = json!({"StartAt": "People", "States": {
+            "People": {"Type": "Map", "ItemReader": {"Resource": "arn:aws:states:::s3:getObject",
+                    "ReaderConfig": {"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW"},
+                    "Parameters": {"Bucket": "data", "Key.$": "$.people"}},
+                "ItemBatcher": {"MaxItemsPerBatch": 2, "BatchInput": {"source.$": "$.source"}},
+                "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                    "StartAt": "Count", "States": {"Count": {"Type": "Pass",
+                    "Parameters": {"count.$": "States.ArrayLength($.Items)", "first.$": "$.Items[0].name",
+                        "source.$": "$.BatchInput.source"}, "End": true}}},
+                "ResultPath": "$.batches", "Next": "Events"},
+            "Events": {"Type": "Map", "ItemReader": {"Resource": "arn:aws:states:::s3:getObject",
+                    "ReaderConfig": {"InputType": "JSONL", "MaxItems": 2}, "Parameters": {"Bucket": "data", "Key": "events.jsonl"}},
+                "ItemProcessor": {"StartAt": "Double", "States": {"Double": {"Type": "Pass",
+                    "Parameters": {"n.$": "States.MathAdd($.n, $.n)"}, "End": true}}},
+                "ResultWriter": {"Resource": "arn:aws:states:::s3:putObject", "Parameters": {"Bucket": "out", "Prefix": "runs"}},
+                "ResultPath": "$.written", "Next": "Listing"},
+            "Listing": {"Type": "Map", "ItemReader": {"Resource": "arn:aws:states:::s3:listObjectsV2",
+                    "Parameters": {"Bucket": "data"}},
+                "ItemSelector": {"key.$": "$$.Map.Item.Value.Key", "size.$": "$$.Map.Item.Value.Size"},
+                "ItemProcessor": {"StartAt": "Keep", "States": {"Keep": {"Type": "Pass", "End": true}}},
+                "ResultPath": "$.listed", "End": true}}});
+        create(w, "files-map", &definition).await;
+        w.start_execution("files-map", Some("f1"), r#"{"people": "people.csv", "source": "hr"}"#, None).await.unwrap();
+        let done = finished(w, "files-map:f1").await;
+        assert_eq!(done.status, "SUCCEEDED", "{backend}: {:?} {:?}", done.error, done.cause);
+        let out: Value = serde_json::from_str(done.output.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            out["batches"],
+            json!([{"count": 2, "first": "ann", "source": "hr"}, {"count": 1, "first": "cy", "source": "hr"}]),
+            "{backend}"
+        );
+        assert_eq!(
+            out["listed"],
+            json!([{"key": "events.jsonl", "size": events_jsonl.len()}, {"key": "people.csv", "size": people.len()}])
+        );
+        let manifest_key = out["written"]["ResultWriterDetails"]["Key"].as_str().unwrap();
+        assert_eq!(out["written"]["ResultWriterDetails"]["Bucket"], "out");
+        let manifest: Value =
+            serde_json::from_slice(&blobs.get(&format!("files/out/{manifest_key}")).await.unwrap()).unwrap();
+        let succeeded = manifest["ResultFiles"]["SUCCEEDED"][0]["Key"].as_str().unwrap();
+        let results: Value =
+            serde_json::from_slice(&blobs.get(&format!("files/out/{succeeded}")).await.unwrap()).unwrap();
+        let outputs: Vec<Value> = results
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_str(r["Output"].as_str().unwrap()).unwrap())
+            .collect();
+        assert_eq!(outputs, [json!({"n": 2}), json!({"n": 4})], "{backend}: MaxItems 2 read, each doubled");
+        // A missing object is States.ItemReaderFailed.
+        w.start_execution("files-map", Some("f2"), r#"{"people": "nobody.csv", "source": "hr"}"#, None).await.unwrap();
+        let done = finished(w, "files-map:f2").await;
+        assert_eq!(
+            (done.status.as_str(), done.error.as_deref()),
+            ("FAILED", Some("States.ItemReaderFailed")),
+            "{backend}"
+        );
+        e.stop().await;
+    }
+}
