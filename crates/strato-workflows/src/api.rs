@@ -518,6 +518,9 @@ async fn dispatch(w: &Workflows, p: &Principal, headers: &HeaderMap, body: &[u8]
             let input = body.get("input").and_then(Value::as_str).unwrap_or("{}");
             let identity = json!({"cognitoIdentityId": p.subject});
             let target = qualifier.map_or(name.clone(), |q| format!("{name}:{q}"));
+            if w.runs_strato_jobs(&target).await? && p.require_admin("start").is_err() {
+                return Err(deny(p, op, &w.arn(&name)));
+            }
             let x = w.start_execution(&target, body.get("name").and_then(Value::as_str), input, Some(identity)).await?;
             Ok(ok(json!({"executionArn": w.execution_arn(&x.machine, &x.name), "startDate": epoch(x.started)})))
         }

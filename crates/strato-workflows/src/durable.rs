@@ -31,6 +31,7 @@ use crate::definition::{Machine, State};
 use crate::error::StatesError;
 use crate::history::{self, Pending, TaskEvents};
 use crate::interpreter::{self, NoTasks, OnError, TaskRunner, Tolerance};
+use crate::jobs_task;
 use crate::nested;
 use crate::path::Vars;
 use crate::service::{FunctionTasks, WorkflowError, Workflows};
@@ -598,7 +599,7 @@ impl Workflows {
                         return Ok(self.settle(&io, f, events, result));
                     }
                     let activity = activity_of(&resource).is_some();
-                    let sync = nested::is_sync(&resource);
+                    let sync = nested::is_sync(&resource) || jobs_task::is_job_sync(&resource);
                     if f.params.is_none() {
                         let token = (is_callback(&resource) || activity || sync).then(new_token);
                         let prepared = io.effective(&f.input).and_then(|eff| {
@@ -647,6 +648,9 @@ impl Workflows {
                         if resource == nested::START_EXECUTION {
                             let child = self.start_child(x, &params, &rid, None).await?;
                             return Ok(self.started_response(&child));
+                        }
+                        if jobs_task::is_job(&resource) {
+                            return Ok(jobs_task::job_view(&self.submit_job(&resource, &params, &rid).await?));
                         }
                         runner.run(&resource, params, &context).await
                     };
@@ -1136,6 +1140,29 @@ impl Workflows {
         params: Value,
     ) -> Result<()> {
         let rid = request_id(&x.name, path, token, 0, 0);
+        if jobs_task::is_job_sync(resource) {
+            let job = match self.submit_job(resource, &params, &rid).await {
+                Ok(j) => j,
+                Err(e) => {
+                    return self
+                        .resolve_token(execution, path, token, Some(Outcome::Error(e)), Vec::new())
+                        .await
+                        .map(|_| ())
+                }
+            };
+            // The watcher first: a crash after it leaves a task that still hears of its job's end.
+            let args = jobs_task::AwaitJobArgs {
+                job: job.id.clone(),
+                execution: execution.to_string(),
+                frame: path.to_string(),
+                token: token.to_string(),
+            };
+            if let Some(j) = jobs_task::await_job(&args, std::time::Duration::ZERO) {
+                self.store().queue().enqueue(j).await?;
+            }
+            let submitted = TaskEvents::of(resource).submitted(&jobs_task::job_view(&job)).into_iter().collect();
+            return self.resolve_token(execution, path, token, None, submitted).await.map(|_| ());
+        }
         if nested::is_start(resource) {
             // A nested execution: `.sync` links the child back to this task; `.waitForTaskToken` only starts it.
             let link = nested::is_sync(resource).then(|| nested::ParentLink {

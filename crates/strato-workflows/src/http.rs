@@ -279,6 +279,9 @@ async fn start(
         Some(q) => format!("{name}:{q}"),
         None => name.clone(),
     };
+    if w.runs_strato_jobs(&target).await.map_err(api)? {
+        p.require_admin("start a state machine whose tasks run Strato's jobs (training)")?;
+    }
     let input = b.input.unwrap_or_else(|| Value::Object(Default::default()));
     let identity = serde_json::json!({"cognitoIdentityId": p.subject});
     let sm = w.resolve(&target).await.map_err(api)?;

@@ -13,7 +13,8 @@
 //! workflow variables (`Assign`); `dataflow.rs` is a state's data flow in either. Task resources beyond functions:
 //! activities (`activities.rs`), nested executions (`nested.rs`), HTTP APIs (`http_task.rs`); Map items from and
 //! results to files (`items.rs`); versions and aliases (`versions.rs`); failed executions as dead letters and
-//! metrics (`failures.rs`); Strato's own routes (`http.rs`). Not yet: Strato's jobs as task resources, MapRun events.
+//! metrics (`failures.rs`); Strato's own routes (`http.rs`); Strato's training jobs as task resources
+//! (`jobs_task.rs`). Not yet: Distributed Map's child executions and MapRun events.
 
 pub mod activities;
 pub mod api;
@@ -30,6 +31,7 @@ pub mod http_task;
 pub mod interpreter;
 pub mod intrinsics;
 pub mod items;
+pub mod jobs_task;
 pub mod jsonata;
 pub mod nested;
 pub mod path;
@@ -63,6 +65,7 @@ impl WorkflowsSlot {
                 w.use_storage(r.blobs.clone());
                 r.workers.add(durable::AdvanceWorker::new(w.clone()));
                 r.workers.add(failures::FailedWorker::new(w.clone()));
+                r.workers.add(jobs_task::AwaitJobWorker::new(w.clone()));
                 // Executions mostly wait on their tasks: a few run side by side in each process.
                 r.workers.default_concurrency(strato_types::QueueName::new("workflows"), 8);
                 let _ = slot.set(w);

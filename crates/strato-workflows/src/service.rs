@@ -93,6 +93,8 @@ pub(crate) struct Inner {
     pub(crate) machines: crate::durable::MachineCache,
     /// What `http:invoke` tasks may call.
     http: std::sync::RwLock<crate::http_task::HttpTasks>,
+    /// The service, for Task states that run Strato's own jobs (set once it is open).
+    pub(crate) service: std::sync::OnceLock<strato_service::Strato>,
     /// Strato's files (Map's `ItemReader` and `ResultWriter`), once the service's storage is known.
     items: std::sync::OnceLock<crate::items::ItemStore>,
     /// Told when a commit queues an activity task, so `GetActivityTask` answers without waiting for its next look.
@@ -151,6 +153,7 @@ impl Workflows {
             machines: Default::default(),
             http: Default::default(),
             items: Default::default(),
+            service: Default::default(),
             activity_queued: Default::default(),
             metrics: Default::default(),
         }))
@@ -562,6 +565,11 @@ impl TaskRunner for FunctionTasks {
         }
         if resource.starts_with("arn:aws:lambda:") {
             return Ok(self.invoke(resource, &input).await?.0);
+        }
+        if crate::jobs_task::is_job(resource) {
+            return Err(StatesError::runtime(format!(
+                "{resource} needs a standard execution: express executions and TestState run in memory"
+            )));
         }
         if resource == crate::http_task::HTTP_INVOKE {
             return match &self.http {

@@ -216,6 +216,27 @@ async fn native_routes_manage_state_machines_and_executions() {
         .unwrap();
     assert_eq!(r.status(), 403);
 
+    // A machine whose tasks train models runs with the service's authority: starting it takes an administrator,
+    // even for a key granted everything on the machine.
+    let r = c
+        .post(format!("{base}/v1/state-machines"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "team-b-retrain", "definition": {"StartAt": "T", "States": {"T": {"Type": "Task",
+            "Resource": "arn:aws:states:::strato:trainModel.sync", "Parameters": {"ModelId": "m", "Dataset": "d"},
+            "End": true}}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = c
+        .post(format!("{base}/v1/state-machines/team-b-retrain/executions"))
+        .header("x-api-key", &secret)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "an editor may not start a machine that trains models");
+
     let r = c.delete(format!("{base}/v1/state-machines/flow")).bearer_auth(ADMIN).send().await.unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(c.get(format!("{base}/v1/state-machines/flow")).bearer_auth(ADMIN).send().await.unwrap().status(), 404);

@@ -112,6 +112,7 @@ async fn open_parts(
     let functions = functions.get().ok_or_else(|| anyhow::anyhow!("the functions capability was not registered"))?;
     let workflows = workflows.get().ok_or_else(|| anyhow::anyhow!("the workflows capability was not registered"))?;
     workflows.allow_http(g.workflows_http_allow.clone());
+    workflows.use_service(strato.clone());
     Ok((strato, functions, workflows))
 }
 

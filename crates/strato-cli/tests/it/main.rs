@@ -17,3 +17,4 @@ mod openapi;
 mod outages;
 mod restart;
 mod training;
+mod workflow_jobs;
