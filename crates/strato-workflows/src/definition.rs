@@ -742,6 +742,9 @@ fn check_language(s: &State, loc: &str, problems: &mut Vec<Diagnostic>) {
             ("Timestamp", &s.timestamp),
             ("TimeoutSeconds", &s.timeout_seconds),
             ("HeartbeatSeconds", &s.heartbeat_seconds),
+            ("MaxConcurrency", &s.max_concurrency),
+            ("ToleratedFailureCount", &s.tolerated_failure_count),
+            ("ToleratedFailurePercentage", &s.tolerated_failure_percentage),
         ] {
             if let Some(v) = v {
                 fields.push((field.into(), v, false));
@@ -782,28 +785,14 @@ fn check_language(s: &State, loc: &str, problems: &mut Vec<Diagnostic>) {
         } else if c.output.is_some() {
             add("the field Output is not supported in JSONPath states".into(), format!("{loc}/Catch[{i}]"));
         }
-        if let (true, Some(o)) = (jsonata, &c.output) {
-            for e in jsonata::check(o) {
-                add(e, format!("{loc}/Catch[{i}]/Output"));
-            }
-        }
     }
     for (i, r) in s.choices.iter().flatten().enumerate() {
         if let Some(a) = r.get("Assign") {
             assigns.push((format!("{loc}/Choices[{i}]/Assign"), a));
         }
         for field in ["Condition", "Output"] {
-            if let Some(v) = r.get(field) {
-                if !jsonata {
-                    add(
-                        format!("the field {field} is not supported in JSONPath states"),
-                        format!("{loc}/Choices[{i}]"),
-                    );
-                } else {
-                    for e in jsonata::check(v) {
-                        add(e, format!("{loc}/Choices[{i}]/{field}"));
-                    }
-                }
+            if !jsonata && r.get(field).is_some() {
+                add(format!("the field {field} is not supported in JSONPath states"), format!("{loc}/Choices[{i}]"));
             }
         }
     }
@@ -821,24 +810,10 @@ fn check_language(s: &State, loc: &str, problems: &mut Vec<Diagnostic>) {
                 );
             }
         }
-        let errors = if jsonata { jsonata::check(a) } else { template::check(a) };
-        for e in errors {
-            add(e, at.clone());
-        }
-    }
-    if jsonata {
-        for (field, v) in [
-            ("Arguments", &s.arguments),
-            ("Output", &s.output),
-            ("Items", &s.items),
-            ("ItemSelector", &s.item_selector),
-            ("Error", &s.error),
-            ("Cause", &s.cause),
-            ("Seconds", &s.seconds),
-            ("Timestamp", &s.timestamp),
-        ] {
-            for e in v.iter().flat_map(jsonata::check) {
-                add(e, format!("{loc}/{field}"));
+        // JSONata's expressions were checked with the state's other fields above.
+        if !jsonata {
+            for e in template::check(a) {
+                add(e, at.clone());
             }
         }
     }
@@ -863,9 +838,9 @@ fn check_language(s: &State, loc: &str, problems: &mut Vec<Diagnostic>) {
     }
 }
 
-/// JSONata strings of a field that AWS refuses: a `{%` without its `%}` (or the reverse), `$states.result` or
-/// `$states.errorOutput` where the field cannot see them, and `$` or `$$` at an expression's top level (there is no
-/// input document: `$states.input` is the input).
+/// JSONata strings of a field that AWS refuses: an expression that does not parse, a `{%` without its `%}` (or the
+/// reverse), `$states.result` or `$states.errorOutput` where the field cannot see them, and `$` or `$$` at an
+/// expression's top level (there is no input document: `$states.input` is the input).
 fn expression_problems(v: &Value, result_ok: bool, error_ok: bool) -> Vec<String> {
     let mut out = Vec::new();
     match v {
@@ -877,6 +852,7 @@ fn expression_problems(v: &Value, result_ok: bool, error_ok: bool) -> Vec<String
                 return out;
             }
             let Some(e) = jsonata::expression(t) else { return out };
+            out.extend(jsonata::check(v));
             if !result_ok && e.contains("$states.result") {
                 out.push(format!(
                     "{t:?}: $states.result is only available in the Output and Assign of Task, Parallel and Map states"
