@@ -1027,6 +1027,7 @@ impl Workflows {
                             }
                         }
                         jobs.extend(crate::failures::failure_job(&x));
+                        jobs.extend(crate::failures::expiry_job(&x, self.history_ttl()));
                         jobs.extend(nested::parent_job(&x, execution));
                         self.finished(&x);
                     }
@@ -1291,7 +1292,7 @@ impl Workflows {
         x.error = Some("States.Timeout".into());
         x.cause = Some("The execution ran past its TimeoutSeconds".into());
         x.stopped = Some(n.at);
-        close(&mut tx, execution, &xdoc, &mut x, n).await?;
+        close(&mut tx, execution, &xdoc, &mut x, n, self.history_ttl()).await?;
         if let Some(j) = crate::failures::failure_job(&x) {
             tx.queue().enqueue(&j).await?;
         }
@@ -1308,6 +1309,7 @@ pub(crate) async fn close(
     xdoc: &Document,
     x: &mut ExecutionRecord,
     n: Numbering,
+    keep: Option<std::time::Duration>,
 ) -> Result<()> {
     if !n.out.is_empty() {
         let first = n.out[0]["id"].as_u64().unwrap_or(0);
@@ -1315,7 +1317,8 @@ pub(crate) async fn close(
     }
     x.next_event = n.next;
     tx.documents().update(EXEC_DOC, execution, xdoc.revision, &encode(x)).await?;
-    if let Some(j) = nested::parent_job(x, execution) {
+    // An execution that ends here: the parent waiting for it hears of it, and its records expire.
+    for j in nested::parent_job(x, execution).into_iter().chain(crate::failures::expiry_job(x, keep)) {
         tx.queue().enqueue(&j).await?;
     }
     Ok(())

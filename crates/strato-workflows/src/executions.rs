@@ -150,7 +150,7 @@ impl Workflows {
         tx.documents().create(FRAME_DOC, &frame_id(&key, ROOT), &encode(&root)).await?;
         tx.documents().create(EXEC_DOC, &key, &encode(&x)).await?;
         let xdoc = tx.documents().get_for_update(EXEC_DOC, &key).await?.expect("just created");
-        close(&mut tx, &key, &xdoc, &mut x, n).await?;
+        close(&mut tx, &key, &xdoc, &mut x, n, self.history_ttl()).await?;
         tx.queue().enqueue(&durable::advance_job(&key, ROOT, None, None)).await?;
         if let Some(at) = x.timeout_at {
             tx.queue().enqueue(&durable::advance_job(&key, ROOT, Some("execution-timeout".into()), Some(at))).await?;
@@ -246,7 +246,7 @@ impl Workflows {
         x.error = error.map(String::from);
         x.cause = cause.map(String::from);
         x.stopped = Some(n.at);
-        close(&mut tx, key, &xdoc, &mut x, n).await?;
+        close(&mut tx, key, &xdoc, &mut x, n, self.history_ttl()).await?;
         tx.commit().await?;
         self.finished(&x);
         Ok(x)
@@ -302,7 +302,7 @@ impl Workflows {
         for (path, revision, f) in &changed {
             tx.documents().update(FRAME_DOC, &frame_id(key, path), *revision, &encode(f)).await?;
         }
-        close(&mut tx, key, &xdoc, &mut x, n).await?;
+        close(&mut tx, key, &xdoc, &mut x, n, self.history_ttl()).await?;
         for path in jobs {
             tx.queue().enqueue(&durable::advance_job(key, &path, None, None)).await?;
         }

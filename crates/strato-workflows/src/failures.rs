@@ -97,6 +97,81 @@ impl Worker for FailedWorker {
     }
 }
 
+/// The `workflow.expire` job: an ended execution's records deleted once they are older than the history's time to
+/// keep (the job TTL), unless it was redriven meanwhile.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExpireArgs {
+    /// The execution (`<machine>:<name>`).
+    pub execution: String,
+    /// When it ended (milliseconds since the epoch): a later end (after a redrive) has its own expiry.
+    pub stopped_ms: i64,
+}
+
+impl JobArgs for ExpireArgs {
+    const KIND: JobKind = JobKind::new("workflow.expire");
+
+    fn defaults() -> JobDefaults {
+        JobDefaults {
+            queue: QueueName::new("workflows"),
+            timeout: std::time::Duration::from_secs(600),
+            max_attempts: 5,
+            priority: -1,
+        }
+    }
+}
+
+/// The job that deletes an ended execution's records after `keep`; `None` while it runs or when history is kept
+/// forever.
+pub(crate) fn expiry_job(x: &ExecutionRecord, keep: Option<std::time::Duration>) -> Option<NewJob> {
+    if x.status == "RUNNING" {
+        return None;
+    }
+    let (stopped, keep) = (x.stopped?, keep?);
+    let args = ExpireArgs { execution: format!("{}:{}", x.machine, x.name), stopped_ms: stopped.timestamp_millis() };
+    let mut job = NewJob::of(&args).ok()?;
+    job.run_after = Some(stopped + chrono::Duration::from_std(keep).ok()?);
+    Some(job)
+}
+
+/// Runs `workflow.expire` jobs.
+pub struct ExpireWorker {
+    workflows: Workflows,
+}
+
+impl ExpireWorker {
+    /// A worker over `workflows`.
+    pub fn new(workflows: Workflows) -> Self {
+        Self { workflows }
+    }
+}
+
+#[async_trait]
+impl Worker for ExpireWorker {
+    type Args = ExpireArgs;
+
+    async fn work(&self, a: ExpireArgs, _: &JobRecord, _: &JobContext) -> Result<Value, JobError> {
+        let retry = |e: strato_store::StoreError| JobError::Retryable(e.to_string());
+        let w = &self.workflows;
+        let mut tx = w.store().begin().await.map_err(retry)?;
+        let Some(doc) = tx.documents().get_for_update(EXEC_DOC, &a.execution).await.map_err(retry)? else {
+            return Ok(json!({"deleted": false}));
+        };
+        let x: ExecutionRecord = decode(&doc).map_err(|e| JobError::Permanent(e.to_string()))?;
+        // Redriven since (running again, or ended later): that end has its own expiry.
+        if x.status == "RUNNING" || x.stopped.map(|t| t.timestamp_millis()) != Some(a.stopped_ms) {
+            return Ok(json!({"deleted": false}));
+        }
+        let prefix = format!("{}#", a.execution);
+        let mut n = 0;
+        for kind in [crate::durable::FRAME_DOC, crate::durable::EVENTS_DOC] {
+            n += tx.documents().delete_prefix(kind, &prefix).await.map_err(retry)?;
+        }
+        tx.documents().delete(EXEC_DOC, &a.execution).await.map_err(retry)?;
+        tx.commit().await.map_err(retry)?;
+        Ok(json!({"deleted": true, "documents": n + 1}))
+    }
+}
+
 /// Metrics per state machine.
 #[derive(Clone)]
 pub(crate) struct WorkflowMetrics {

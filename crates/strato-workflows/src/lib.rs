@@ -66,6 +66,7 @@ impl WorkflowsSlot {
                 r.workers.add(durable::AdvanceWorker::new(w.clone()));
                 r.workers.add(failures::FailedWorker::new(w.clone()));
                 r.workers.add(jobs_task::AwaitJobWorker::new(w.clone()));
+                r.workers.add(failures::ExpireWorker::new(w.clone()));
                 // Executions mostly wait on their tasks: a few run side by side in each process.
                 r.workers.default_concurrency(strato_types::QueueName::new("workflows"), 8);
                 let _ = slot.set(w);

@@ -93,6 +93,8 @@ pub(crate) struct Inner {
     pub(crate) machines: crate::durable::MachineCache,
     /// What `http:invoke` tasks may call.
     http: std::sync::RwLock<crate::http_task::HttpTasks>,
+    /// How long an ended execution's records are kept (the job TTL; `None`: forever).
+    pub(crate) keep_history: std::sync::RwLock<Option<std::time::Duration>>,
     /// The service, for Task states that run Strato's own jobs (set once it is open).
     pub(crate) service: std::sync::OnceLock<strato_service::Strato>,
     /// Strato's files (Map's `ItemReader` and `ResultWriter`), once the service's storage is known.
@@ -154,6 +156,7 @@ impl Workflows {
             http: Default::default(),
             items: Default::default(),
             service: Default::default(),
+            keep_history: std::sync::RwLock::new(Some(strato_jobs::DEFAULT_JOB_TTL)),
             activity_queued: Default::default(),
             metrics: Default::default(),
         }))
@@ -169,6 +172,15 @@ impl Workflows {
     /// Lets `http:invoke` tasks call these hosts (`host` or `host:port`; `*`: any); none by default.
     pub fn allow_http(&self, hosts: Vec<String>) {
         *self.0.http.write().unwrap_or_else(|e| e.into_inner()) = crate::http_task::HttpTasks::new(hosts);
+    }
+
+    /// Keeps an ended execution's history this long (`None`: forever); the job TTL by default.
+    pub fn keep_history_for(&self, keep: Option<std::time::Duration>) {
+        *self.0.keep_history.write().unwrap_or_else(|e| e.into_inner()) = keep;
+    }
+
+    pub(crate) fn history_ttl(&self) -> Option<std::time::Duration> {
+        *self.0.keep_history.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Gives Map's `ItemReader` and `ResultWriter` the service's files.

@@ -783,3 +783,23 @@ async fn map_reads_items_from_files_batches_them_and_writes_results() {
         e.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_executions_history_expires_after_the_time_to_keep_it() {
+    let e = env("sqlite").await.unwrap();
+    let w = &e.workflows;
+    w.keep_history_for(Some(Duration::from_secs(1)));
+    create(w, "brief", &json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}})).await;
+    w.start_execution("brief", Some("b1"), "{}", None).await.unwrap();
+    assert_eq!(finished(w, "brief:b1").await.status, "SUCCEEDED");
+    assert!(!events(w, "brief:b1").await.is_empty());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while w.execution("brief:b1").await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the ended execution was kept past its time");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(w.history("brief:b1", false, true, 10, None).await.is_err(), "its history went with it");
+    let left = w.store().documents().list("sfn-events", "brief:b1#").await.unwrap();
+    assert!(left.is_empty(), "{} event chunks left", left.len());
+    e.stop().await;
+}

@@ -27,6 +27,7 @@ pub(super) async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     functions.start_maintenance();
     http.auth.policy.check(strato.resource_kinds()).map_err(|e| anyhow::anyhow!("the access policy: {e}"))?;
     let worker_opts = worker_options(&args.jobs, &strato)?;
+    workflows.keep_history_for(worker_opts.job_ttl);
 
     // 2. Load (on first run: fetch) the embedding model before taking traffic, so the first request is fast.
     strato.embeddings().embedder().await.map_err(err).context("loading the embedding model")?;

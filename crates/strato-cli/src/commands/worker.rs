@@ -13,9 +13,10 @@ pub(super) async fn worker(g: &Global, args: WorkerArgs) -> Result<()> {
     if args.jobs.workers == 0 && args.jobs.queues.is_none() {
         bail!("--workers must be at least 1 for `strato worker`");
     }
-    let (strato, functions, _) = open_parts(g, options(g)).await?;
+    let (strato, functions, workflows) = open_parts(g, options(g)).await?;
     functions.start_maintenance();
     let opts = worker_options(&args.jobs, &strato)?;
+    workflows.keep_history_for(opts.job_ttl);
     strato.embeddings().embedder().await.map_err(err).context("loading the embedding model")?;
     let queues = opts.queues.to_string();
     let pool = strato.start_workers(opts);
