@@ -131,10 +131,18 @@ pub fn eval(v: &Value, b: &Bindings<'_>, field: &str) -> Result<Value, StatesErr
     }
 }
 
+/// AWS's cause: the expression and the field, then JSONata's own `<CODE>: <message>` (after `. `), or a message
+/// without a code (after `: `).
 fn query_error(expr: &str, field: &str, why: impl std::fmt::Display) -> StatesError {
+    let why = why.to_string();
+    let coded = why.len() > 6
+        && why.as_bytes()[0].is_ascii_uppercase()
+        && why[1..5].bytes().all(|b| b.is_ascii_digit())
+        && why[5..].starts_with(':');
+    let sep = if coded { ". " } else { ": " };
     StatesError::new(
         QUERY_ERROR,
-        format!("The JSONata expression '{expr}' specified for the field '{field}' returned an error: {why}"),
+        format!("The JSONata expression '{expr}' specified for the field '{field}' threw an error during evaluation{sep}{why}"),
     )
 }
 
@@ -161,7 +169,7 @@ pub fn eval_expression(expr: &str, b: &Bindings<'_>, field: &str) -> Result<Valu
 }
 
 fn message(e: &EvaluatorError) -> String {
-    e.to_string()
+    e.message().to_string()
 }
 
 /// A JSONata value as JSON: integral numbers as integers (JSONata's numbers are all doubles); `None` for a
@@ -275,6 +283,14 @@ mod tests {
         assert!(e.cause.contains("returned nothing"), "{}", e.cause);
         let e = run("{% $number('x') %}", json!({}), &vars).unwrap_err();
         assert_eq!(e.error, QUERY_ERROR);
+        assert!(
+            e.cause.starts_with(
+                "The JSONata expression '$number('x')' specified for the field 'Output' threw an error during \
+                 evaluation. D3030: "
+            ),
+            "{}",
+            e.cause
+        );
         assert!(!check(&json!({"a": "{% 1 + %}"})).is_empty());
         assert!(check(&json!({"a": "{% 1 + 2 %}", "b": "{a}"})).is_empty());
     }
