@@ -1,4 +1,4 @@
-//! Runs a state machine in memory (JSONPath states): the data flow of every state type, Choice, Wait, Parallel,
+//! Runs a state machine in memory (either query language, with variables): every state type, Choice, Wait, Parallel,
 //! inline Map, Retry and Catch, with tasks handed to a [`TaskRunner`]. Express executions, `TestState` and the
 //! conformance suite run here; standard executions reuse its state steps on the job queue.
 
