@@ -299,8 +299,20 @@ pub(crate) fn advance_job(execution: &str, path: &str, check: Option<String>, at
     let mut job = NewJob::of(&args).expect("advance arguments encode");
     // One frame is never driven by two jobs at once.
     job.key = Some(format!("sfn:{}", frame_id(execution, path)));
-    job.run_after = at;
+    // The queue keeps milliseconds: rounded up, a job never runs before the instant its frame waits for (rounded
+    // down, it could run a fraction of a millisecond early, find nothing due, and leave the frame waiting forever).
+    job.run_after = at.map(ceil_ms);
     job
+}
+
+/// `t` rounded up to the next whole millisecond.
+fn ceil_ms(t: DateTime<Utc>) -> DateTime<Utc> {
+    let sub_ms = t.timestamp_subsec_nanos() % 1_000_000;
+    if sub_ms == 0 {
+        t
+    } else {
+        t + chrono::Duration::nanoseconds(i64::from(1_000_000 - sub_ms))
+    }
 }
 
 /// Runs `workflow.advance` jobs.
@@ -480,6 +492,13 @@ impl Workflows {
                 return Ok(());
             }
             let now = Utc::now();
+            if let (FrameStatus::Waiting, None, Some(at)) = (frame.status, &frame.token, frame.wake_at) {
+                if at > now {
+                    // Woken early (a clock a little behind another process's): this job ends, one due then goes on.
+                    self.store().queue().enqueue(advance_job(&a.execution, &a.frame, None, Some(at))).await?;
+                    return Ok(());
+                }
+            }
             let runnable = match frame.status {
                 FrameStatus::Running => true,
                 FrameStatus::Waiting => frame.token.is_none() && frame.wake_at.is_none_or(|t| t <= now),
@@ -1373,3 +1392,17 @@ fn new_token() -> String {
 
 /// Parsed machines by definition hash (and sub-machine path).
 pub(crate) type MachineCache = std::sync::Mutex<HashMap<String, Arc<Machine>>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_times_round_up_to_the_queues_milliseconds() {
+        let t = DateTime::parse_from_rfc3339("2026-12-07T03:50:09.423897048Z").unwrap().with_timezone(&Utc);
+        assert_eq!(ceil_ms(t).to_rfc3339(), "2026-12-07T03:50:09.424+00:00");
+        let whole = DateTime::parse_from_rfc3339("2026-12-07T03:50:09.423Z").unwrap().with_timezone(&Utc);
+        assert_eq!(ceil_ms(whole), whole);
+        assert!(advance_job("m:x", "r", None, Some(t)).run_after.unwrap() >= t, "never due before the instant");
+    }
+}
