@@ -11,6 +11,16 @@ use strato_types::{Actions, Grant};
 
 const ADMIN: &str = "an-admin-token-0123456789";
 
+/// An admin's request with a JSON body.
+async fn send(req: reqwest::RequestBuilder, body: &Value) -> reqwest::Response {
+    req.bearer_auth(ADMIN).json(body).send().await.unwrap()
+}
+
+/// An admin's GET, as JSON.
+async fn get_json(c: &reqwest::Client, url: String) -> Value {
+    c.get(url).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap()
+}
+
 async fn until_ended(c: &reqwest::Client, url: &str) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
@@ -53,13 +63,11 @@ async fn native_routes_manage_state_machines_and_executions() {
     let c = reqwest::Client::new();
 
     // A definition with a problem is refused with every problem named.
-    let r = c
-        .post(format!("{base}/v1/state-machines"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "flow", "definition": {"StartAt": "Nope", "States": {"A": {"Type": "Pass"}}}}))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        c.post(format!("{base}/v1/state-machines")),
+        &json!({"name": "flow", "definition": {"StartAt": "Nope", "States": {"A": {"Type": "Pass"}}}}),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["code"], "invalid_request", "{e}");
@@ -71,74 +79,46 @@ async fn native_routes_manage_state_machines_and_executions() {
         "Greet": {"Type": "Pass", "Parameters": {"text.$": "States.Format('hello {}', $.who)"},
             "ResultPath": "$.greeting", "Next": "Nap"},
         "Nap": {"Type": "Wait", "SecondsPath": "$.nap", "OutputPath": "$.greeting", "End": true}}});
-    let r = c
-        .post(format!("{base}/v1/state-machines"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "flow", "definition": definition, "description": "greets"}))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        c.post(format!("{base}/v1/state-machines")),
+        &json!({"name": "flow", "definition": definition, "description": "greets"}),
+    )
+    .await;
     assert_eq!(r.status(), 201);
     let sm: Value = r.json().await.unwrap();
     assert_eq!((sm["type"].as_str(), sm["definition"].clone()), (Some("STANDARD"), definition.clone()));
     assert_eq!(sm["arn"], "arn:aws:states:us-east-1:000000000000:stateMachine:flow");
-    let listed: Value =
-        c.get(format!("{base}/v1/state-machines")).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+    let listed: Value = get_json(&c, format!("{base}/v1/state-machines")).await;
     assert_eq!(listed.as_array().unwrap().len(), 1);
     let r = c.get(format!("{base}/v1/state-machines/nope")).bearer_auth(ADMIN).send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "resource_not_found");
 
     // Start, describe, history.
-    let r = c
-        .post(format!("{base}/v1/state-machines/flow/executions"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "run-1", "input": {"who": "world", "nap": 0}}))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        c.post(format!("{base}/v1/state-machines/flow/executions")),
+        &json!({"name": "run-1", "input": {"who": "world", "nap": 0}}),
+    )
+    .await;
     assert_eq!(r.status(), 201);
     let x = until_ended(&c, &format!("{base}/v1/executions/flow/run-1")).await;
     assert_eq!((x["status"].as_str(), x["output"].clone()), (Some("SUCCEEDED"), json!({"text": "hello world"})));
-    let h: Value = c
-        .get(format!("{base}/v1/executions/flow/run-1/history?limit=3&reverse=true"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let h: Value = get_json(&c, format!("{base}/v1/executions/flow/run-1/history?limit=3&reverse=true")).await;
     assert_eq!(h["events"][0]["type"], "ExecutionSucceeded");
     assert_eq!(h["events"].as_array().unwrap().len(), 3);
     assert!(h["next"].is_string(), "more pages: {h}");
 
     // A long wait: stopped, then redriven (it waits again), listed by status.
-    c.post(format!("{base}/v1/state-machines/flow/executions"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "run-2", "input": {"who": "you", "nap": 3600}}))
-        .send()
-        .await
-        .unwrap();
-    let r = c
-        .post(format!("{base}/v1/executions/flow/run-2/stop"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"cause": "by hand"}))
-        .send()
-        .await
-        .unwrap();
+    send(
+        c.post(format!("{base}/v1/state-machines/flow/executions")),
+        &json!({"name": "run-2", "input": {"who": "you", "nap": 3600}}),
+    )
+    .await;
+    let r = send(c.post(format!("{base}/v1/executions/flow/run-2/stop")), &json!({"cause": "by hand"})).await;
     assert_eq!(r.status(), 200);
     let x: Value = r.json().await.unwrap();
     assert_eq!((x["status"].as_str(), x["cause"].as_str()), (Some("ABORTED"), Some("by hand")));
-    let aborted: Value = c
-        .get(format!("{base}/v1/state-machines/flow/executions?status=ABORTED"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let aborted: Value = get_json(&c, format!("{base}/v1/state-machines/flow/executions?status=ABORTED")).await;
     assert_eq!(aborted["executions"].as_array().unwrap().iter().map(|x| &x["name"]).collect::<Vec<_>>(), ["run-2"]);
     let x: Value = c
         .post(format!("{base}/v1/executions/flow/run-2/redrive"))
@@ -165,25 +145,19 @@ async fn native_routes_manage_state_machines_and_executions() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let r = c
-        .post(format!("{base}/v1/state-machines"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "quick", "type": "EXPRESS", "definition": {"QueryLanguage": "JSONata", "StartAt": "Sum",
-            "States": {"Sum": {"Type": "Pass", "Output": "{% $sum($states.input.n) %}", "End": true}}}}))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        c.post(format!("{base}/v1/state-machines")),
+        &json!({"name": "quick", "type": "EXPRESS", "definition": {"QueryLanguage": "JSONata", "StartAt": "Sum",
+            "States": {"Sum": {"Type": "Pass", "Output": "{% $sum($states.input.n) %}", "End": true}}}}),
+    )
+    .await;
     assert_eq!(r.status(), 201);
-    let x: Value = c
-        .post(format!("{base}/v1/state-machines/quick/executions"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"input": {"n": [1, 2, 3]}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let x: Value =
+        send(c.post(format!("{base}/v1/state-machines/quick/executions")), &json!({"input": {"n": [1, 2, 3]}}))
+            .await
+            .json()
+            .await
+            .unwrap();
     assert_eq!((x["status"].as_str(), x["output"].clone()), (Some("SUCCEEDED"), json!(6)));
 
     // Another team's key sees nothing of these and may not start them.
@@ -218,15 +192,13 @@ async fn native_routes_manage_state_machines_and_executions() {
 
     // A machine whose tasks train models runs with the service's authority: starting it takes an administrator,
     // even for a key granted everything on the machine.
-    let r = c
-        .post(format!("{base}/v1/state-machines"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "team-b-retrain", "definition": {"StartAt": "T", "States": {"T": {"Type": "Task",
+    let r = send(
+        c.post(format!("{base}/v1/state-machines")),
+        &json!({"name": "team-b-retrain", "definition": {"StartAt": "T", "States": {"T": {"Type": "Task",
             "Resource": "arn:aws:states:::strato:trainModel.sync", "Parameters": {"ModelId": "m", "Dataset": "d"},
-            "End": true}}}}))
-        .send()
-        .await
-        .unwrap();
+            "End": true}}}}),
+    )
+    .await;
     assert_eq!(r.status(), 201);
     let r = c
         .post(format!("{base}/v1/state-machines/team-b-retrain/executions"))
