@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::durable::{decode, encode, frame_id, lock_execution, numbering, Frame, FrameStatus, EVENTS_DOC, FRAME_DOC};
+use crate::durable::{close, decode, encode, frame_id, lock_execution, numbering, Frame, FrameStatus, FRAME_DOC};
 use crate::history;
 use crate::service::{validate_name, WorkflowError, Workflows};
 
@@ -163,12 +163,8 @@ impl Workflows {
             let started =
                 history::with("ActivityStarted", "activityStartedEventDetails", json!({"workerName": worker}));
             f.last_event = n.push(&started, f.last_event);
-            let first = n.out[0]["id"].as_u64().unwrap_or(0);
-            tx.documents()
-                .create(EVENTS_DOC, &format!("{}#{first:012}", task.execution), &json!({"events": n.out}))
-                .await?;
-            x.next_event = n.next;
-            tx.documents().update(crate::durable::EXEC_DOC, &task.execution, xdoc.revision, &encode(&x)).await?;
+            // The execution runs on: `close` appends the event and writes the record, and queues nothing more.
+            close(&mut tx, &task.execution, &xdoc, &mut x, n, None).await?;
             tx.documents().update(FRAME_DOC, &fid, revision, &encode(&f)).await?;
             tx.commit().await?;
             return Ok(Some((task.token, task.input)));

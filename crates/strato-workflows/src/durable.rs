@@ -584,10 +584,8 @@ impl Workflows {
                     }
                 }
                 "Pass" | "Choice" | "Succeed" | "Fail" => {
-                    let mut after = vars.clone();
-                    match interpreter::step(&name, s, f.input.clone(), base, &mut after, &NoTasks).await {
-                        Ok((out, next)) => {
-                            let assigned = after.into_iter().filter(|(k, v)| vars.get(k) != Some(v)).collect();
+                    match interpreter::step(&name, s, f.input.clone(), base, &vars, &NoTasks).await {
+                        Ok((out, next, assigned)) => {
                             if let Some(after) = self.exit(&s.kind, &name, next, f, events, out, assigned) {
                                 return Ok(after);
                             }
@@ -702,7 +700,7 @@ impl Workflows {
                                         // The map run's id: the execution, the state and this run of it.
                                         let run = format!("{}-{}-{}", x.name, name, f.last_event);
                                         match io.storage_params(&f.input, writer, "ResultWriter") {
-                                            Ok(p) => store.write(writer, &p, &run, &outcomes).await,
+                                            Ok(p) => store.write(&p, &run, &outcomes).await,
                                             Err(e) => Err(e),
                                         }
                                     }
@@ -1253,10 +1251,7 @@ impl Workflows {
             tx.queue().enqueue(&advance_job(execution, path, None, None)).await?;
         }
         if !n.out.is_empty() {
-            let first = n.out[0]["id"].as_u64().unwrap_or(0);
-            tx.documents().create(EVENTS_DOC, &format!("{execution}#{first:012}"), &json!({"events": n.out})).await?;
-            x.next_event = n.next;
-            tx.documents().update(EXEC_DOC, execution, xdoc.revision, &encode(&x)).await?;
+            close(&mut tx, execution, &xdoc, &mut x, n, None).await?;
         }
         tx.documents().update(FRAME_DOC, &fid, fdoc.revision, &encode(&f)).await?;
         tx.commit().await?;

@@ -136,7 +136,8 @@ pub fn run<'a>(
                 .states
                 .get(&name)
                 .ok_or_else(|| StatesError::runtime(format!("state {name:?} does not exist")))?;
-            let (output, next) = step(&name, state, input, context, &mut vars, tasks).await?;
+            let (output, next, assigned) = step(&name, state, input, context, &vars, tasks).await?;
+            vars.extend(assigned);
             size_check(&output, &name)?;
             match next {
                 Some(n) => {
@@ -149,19 +150,21 @@ pub fn run<'a>(
     })
 }
 
-/// Runs one state: its output and the next state (`None`: the machine ends); its assignments land in `vars`.
+/// What one state did: its output, the next state (`None`: the machine ends) and the variables it assigned.
+pub type Stepped = (Value, Option<String>, Vars);
+
+/// Runs one state with `vars` (as they were when it was entered) in scope.
 pub async fn step(
     name: &str,
     s: &State,
     raw: Value,
     base_context: &Value,
-    vars: &mut Vars,
+    vars: &Vars,
     tasks: &dyn TaskRunner,
-) -> Result<(Value, Option<String>), StatesError> {
+) -> Result<Stepped, StatesError> {
     let context = state_context(base_context, name, 0);
     let next = if s.end == Some(true) { None } else { s.next.clone() };
-    let scope_vars = vars.clone();
-    let io = Io::new(name, s, &context, &scope_vars);
+    let io = Io::new(name, s, &context, vars);
     let (produced, next) = match s.kind.as_str() {
         "Pass" => (io.pass(&raw)?, next),
         "Succeed" => (io.output_of(&raw, None, s.output.as_ref())?, None),
@@ -192,9 +195,8 @@ pub async fn step(
                         "Parallel" => {
                             let params = io.arguments(&raw, &effective, &context)?;
                             let branches = s.branches.as_deref().unwrap_or_default();
-                            let runs = branches
-                                .iter()
-                                .map(|b| run(b, params.clone(), base_context, scope_vars.clone(), tasks));
+                            let runs =
+                                branches.iter().map(|b| run(b, params.clone(), base_context, vars.clone(), tasks));
                             let results = futures::future::join_all(runs).await;
                             Value::Array(results.into_iter().collect::<Result<Vec<_>, _>>()?)
                         }
@@ -216,8 +218,7 @@ pub async fn step(
         other => return Err(StatesError::runtime(format!("state type {other:?} is not supported"))),
     };
     let (output, assigned) = produced;
-    vars.extend(assigned);
-    Ok((output, next))
+    Ok((output, next, assigned))
 }
 
 /// `States.Timeout` for a task that ran past its `TimeoutSeconds`.
@@ -313,7 +314,7 @@ async fn map(io: &Io<'_>, raw: &Value, base_context: &Value, tasks: &dyn TaskRun
     if let Some(writer) = &io.s.result_writer {
         let store = tasks.items().ok_or_else(|| StatesError::runtime("ResultWriter: no storage here"))?;
         let run = uuid::Uuid::new_v4().to_string();
-        return store.write(writer, &io.storage_params(raw, writer, "ResultWriter")?, &run, &results).await;
+        return store.write(&io.storage_params(raw, writer, "ResultWriter")?, &run, &results).await;
     }
     Ok(Value::Array(
         results.into_iter().map(|r| r.unwrap_or_else(|e| json!({"Error": e.error, "Cause": e.cause}))).collect(),

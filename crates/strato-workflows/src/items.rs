@@ -98,7 +98,6 @@ impl ItemStore {
     /// iterations), and returns what the Map outputs instead of its results.
     pub async fn write(
         &self,
-        writer: &Value,
         params: &Value,
         run: &str,
         results: &[Result<Value, StatesError>],
@@ -107,33 +106,32 @@ impl ItemStore {
         let prefix = params.get("Prefix").and_then(Value::as_str).unwrap_or_default().trim_end_matches('/');
         let base = if prefix.is_empty() { run.to_string() } else { format!("{prefix}/{run}") };
         let dir = file_key(&bucket, &base).map_err(|e| StatesError::runtime(format!("ResultWriter: {e}")))?;
-        let _ = writer;
-        let entry = |i: usize, r: &Result<Value, StatesError>| match r {
-            Ok(v) => json!({"Name": format!("{run}-{i}"), "Status": "SUCCEEDED", "Output": v.to_string(),
-                "OutputDetails": {"Included": true}}),
-            Err(e) => json!({"Name": format!("{run}-{i}"), "Status": "FAILED", "Error": e.error, "Cause": e.cause}),
-        };
-        let succeeded: Vec<Value> =
-            results.iter().enumerate().filter(|(_, r)| r.is_ok()).map(|(i, r)| entry(i, r)).collect();
-        let failed_: Vec<Value> =
-            results.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, r)| entry(i, r)).collect();
-        let mut files = Vec::new();
-        for (name, list) in [("SUCCEEDED_0.json", &succeeded), ("FAILED_0.json", &failed_)] {
-            if list.is_empty() {
-                continue;
+        let (mut succeeded, mut failed) = (Vec::new(), Vec::new());
+        for (i, r) in results.iter().enumerate() {
+            match r {
+                Ok(v) => succeeded.push(json!({"Name": format!("{run}-{i}"), "Status": "SUCCEEDED",
+                    "Output": v.to_string(), "OutputDetails": {"Included": true}})),
+                Err(e) => failed.push(json!({"Name": format!("{run}-{i}"), "Status": "FAILED", "Error": e.error,
+                    "Cause": e.cause})),
             }
-            let key = format!("{dir}/{name}");
-            self.put(&key, &Value::Array(list.clone())).await?;
-            files.push(json!({"Key": key.split_once('/').map(|(_, k)| k).unwrap_or(&key), "Size": list.len()}));
         }
-        let manifest = json!({"DestinationBucket": bucket, "MapRunArn": run,
-            "ResultFiles": {"SUCCEEDED": files.iter().filter(|f| f["Key"].as_str().is_some_and(|k| k.ends_with("SUCCEEDED_0.json"))).collect::<Vec<_>>(),
-                "FAILED": files.iter().filter(|f| f["Key"].as_str().is_some_and(|k| k.ends_with("FAILED_0.json"))).collect::<Vec<_>>(),
-                "PENDING": []}});
+        // Keys in the manifest and the output are within the bucket, as S3's are.
+        let in_bucket = |key: &str| key.split_once('/').map_or(key, |(_, k)| k).to_string();
+        let mut files = Map::new();
+        for (status, list) in [("SUCCEEDED", succeeded), ("FAILED", failed)] {
+            let mut entries = Vec::new();
+            if !list.is_empty() {
+                let key = format!("{dir}/{status}_0.json");
+                self.put(&key, &Value::Array(list.clone())).await?;
+                entries.push(json!({"Key": in_bucket(&key), "Size": list.len()}));
+            }
+            files.insert(status.to_string(), Value::Array(entries));
+        }
+        files.insert("PENDING".into(), json!([]));
+        let manifest = json!({"DestinationBucket": bucket, "MapRunArn": run, "ResultFiles": files});
         let manifest_key = format!("{dir}/manifest.json");
         self.put(&manifest_key, &manifest).await?;
-        Ok(json!({"MapRunArn": run, "ResultWriterDetails": {"Bucket": bucket,
-            "Key": manifest_key.split_once('/').map(|(_, k)| k).unwrap_or(&manifest_key)}}))
+        Ok(json!({"MapRunArn": run, "ResultWriterDetails": {"Bucket": bucket, "Key": in_bucket(&manifest_key)}}))
     }
 
     async fn put(&self, key: &str, v: &Value) -> Result<(), StatesError> {

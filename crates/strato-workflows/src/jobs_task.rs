@@ -44,13 +44,16 @@ pub(crate) fn job_view(job: &JobRecord) -> Value {
     v
 }
 
+/// A submission's refusal as the task's error: `Strato.NotFound` (dataset, model or mentor), `Strato.ServiceException`
+/// (Strato's side), `Strato.InvalidRequest` (anything else the request got wrong).
 fn task_error(e: strato_types::StratoError) -> StatesError {
+    use strato_types::ErrorCode;
     let name = match e.code {
-        strato_types::ErrorCode::InvalidRequest | strato_types::ErrorCode::InvalidName => "Strato.InvalidRequest",
-        strato_types::ErrorCode::Internal | strato_types::ErrorCode::StorageUnavailable => "Strato.ServiceException",
-        _ => "Strato.NotFound",
+        c if c.as_str().ends_with("not_found") => "Strato.NotFound",
+        ErrorCode::Internal | ErrorCode::StorageUnavailable => "Strato.ServiceException",
+        _ => "Strato.InvalidRequest",
     };
-    StatesError::new(if e.code.as_str().ends_with("not_found") { "Strato.NotFound" } else { name }, e.message)
+    StatesError::new(name, e.message)
 }
 
 impl Workflows {

@@ -461,9 +461,8 @@ impl Workflows {
             .with_http(self.http_tasks())
             .with_items(self.items().cloned());
         let caught_before = state.catch.is_some();
-        let mut vars = variables;
-        Ok(match interpreter::step("State", &state, input, &context, &mut vars, &runner).await {
-            Ok((output, next)) => {
+        Ok(match interpreter::step("State", &state, input, &context, &variables, &runner).await {
+            Ok((output, next, _)) => {
                 // A caught error leaves its {"Error", "Cause"} in the output and goes to the catcher's Next.
                 let caught = caught_before
                     && next.as_ref().is_some_and(|n| {
