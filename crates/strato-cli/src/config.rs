@@ -472,6 +472,13 @@ pub enum ExecutionsCommand {
         /// The execution.
         name: String,
     },
+    /// The Map Runs (Distributed Map states) an execution started, with their child executions' counts.
+    MapRuns {
+        /// The state machine.
+        machine: String,
+        /// The execution.
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -6,7 +6,8 @@
 //! Served: CreateStateMachine, DescribeStateMachine, ListStateMachines, UpdateStateMachine, DeleteStateMachine,
 //! ValidateStateMachineDefinition, StartExecution, DescribeExecution, DescribeStateMachineForExecution,
 //! ListExecutions, GetExecutionHistory, StopExecution, RedriveExecution, SendTaskSuccess/Failure/Heartbeat,
-//! StartSyncExecution (express executions) and TestState.
+//! StartSyncExecution (express executions), TestState, activities, versions and aliases, and Distributed Map's
+//! DescribeMapRun, ListMapRuns and UpdateMapRun.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -161,9 +162,11 @@ fn may_activity(p: &Principal, w: &Workflows, action: Action, name: &str, operat
     }
 }
 
-/// The state machine an execution key (`<machine>:<name>`) belongs to.
+/// The state machine an execution key (`<machine>:<name>`, or a Map Run's child `<machine>/<label>:<name>`) or a
+/// Map Run key belongs to.
 fn machine_of(key: &str) -> &str {
-    key.split_once(':').map_or(key, |(m, _)| m)
+    let m = key.split_once(':').map_or(key, |(m, _)| m);
+    m.split_once('/').map_or(m, |(m, _)| m)
 }
 
 fn page_size(body: &Value) -> Result<usize, AwsJsonError> {
@@ -210,7 +213,13 @@ fn describe_execution(w: &Workflows, x: &ExecutionRecord) -> Value {
     if let Some(a) = &x.alias_arn {
         v["stateMachineAliasArn"] = json!(a);
     }
+    if let Some(link) = &x.map_run {
+        v["mapRunArn"] = json!(w.map_run_arn(&link.run));
+    }
     match x.status.as_str() {
+        "FAILED" | "ABORTED" | "TIMED_OUT" if x.map_run.is_some() => {
+            v["redriveStatus"] = json!("REDRIVABLE_BY_MAP_RUN")
+        }
         "FAILED" | "ABORTED" | "TIMED_OUT" => v["redriveStatus"] = json!("REDRIVABLE"),
         s => {
             v["redriveStatus"] = json!("NOT_REDRIVABLE");
@@ -218,6 +227,58 @@ fn describe_execution(w: &Workflows, x: &ExecutionRecord) -> Value {
         }
     }
     v
+}
+
+/// `ListExecutions` with a `mapRunArn`: the Map Run's child executions, each with its `itemCount` and `mapRunArn`.
+async fn list_children(
+    w: &Workflows,
+    p: &Principal,
+    body: &Value,
+    arn: &str,
+    status: Option<&str>,
+) -> Result<Response, AwsJsonError> {
+    let key = w.map_run_of(arn)?;
+    if !p.can(Action::Read, &ResourceRef::new(STATE_MACHINE, machine_of(&key))) {
+        return Err(deny(p, "ListExecutions", arn));
+    }
+    let redrive = body.get("redriveFilter").and_then(Value::as_str);
+    let mut children = w.map_run_children(&key).await?;
+    children.retain(|(x, _)| {
+        let status_ok = match status {
+            None => true,
+            // A redrive starts all of a run's unsuccessful children at once: none waits to be redriven.
+            Some("PENDING_REDRIVE") => false,
+            Some(s) => x.status == s,
+        };
+        let redrive_ok = match redrive {
+            Some("REDRIVEN") => x.redrive_count > 0,
+            Some("NOT_REDRIVEN") => x.redrive_count == 0,
+            _ => true,
+        };
+        status_ok && redrive_ok
+    });
+    let (children, next) =
+        crate::executions::page(&children, page_size(body)?, body.get("nextToken").and_then(Value::as_str))?;
+    let items: Vec<Value> = children
+        .iter()
+        .map(|(x, items)| {
+            let mut v = json!({"executionArn": w.execution_arn(&x.machine, &x.name), "stateMachineArn": w.arn(&x.machine),
+                "name": x.name, "status": x.status, "startDate": epoch(x.started), "redriveCount": x.redrive_count,
+                "itemCount": items, "mapRunArn": w.map_run_arn(&key)});
+            if let Some(t) = x.stopped {
+                v["stopDate"] = json!(epoch(t));
+            }
+            if let Some(t) = x.redrive_date {
+                v["redriveDate"] = json!(epoch(t));
+            }
+            v
+        })
+        .collect();
+    let mut out = json!({"executions": items});
+    if let Some(t) = next {
+        out["nextToken"] = json!(t);
+    }
+    Ok(ok(out))
 }
 
 fn describe(w: &Workflows, sm: &StateMachine) -> Value {
@@ -533,17 +594,48 @@ async fn dispatch(w: &Workflows, p: &Principal, headers: &HeaderMap, body: &[u8]
             let key = w.execution_of(field(&body, "executionArn")?)?;
             may(Action::Read, machine_of(&key), op)?;
             let x = w.execution(&key).await?;
-            let sm = w.get(&x.machine).await?;
-            let definition = w.definition_of(&x).await?;
-            Ok(ok(json!({"stateMachineArn": w.arn(&x.machine), "name": x.machine, "definition": definition,
+            let sm = w.get(machine_of(&key)).await?;
+            let mut out = json!({"stateMachineArn": w.arn(&x.machine), "name": x.machine,
+                "definition": w.definition_of(&x).await?,
                 "roleArn": x.role_arn, "updateDate": epoch(sm.updated_at.unwrap_or(sm.created_at)),
                 "loggingConfiguration": {"level": "OFF", "includeExecutionData": false},
-                "tracingConfiguration": {"enabled": false}})))
+                "tracingConfiguration": {"enabled": false}});
+            if let Some(link) = &x.map_run {
+                // A Map Run's child runs the Map's item processor, under the Map's label.
+                out["definition"] = json!(w.child_definition(&x).await?);
+                out["mapRunArn"] = json!(w.map_run_arn(&link.run));
+                out["label"] = json!(x.machine.split_once('/').map_or("", |(_, l)| l));
+            }
+            Ok(ok(out))
         }
         "ListExecutions" => {
+            let status = body.get("statusFilter").and_then(Value::as_str);
+            let by_run = body.get("mapRunArn").and_then(Value::as_str);
+            if by_run.is_some() == body.get("stateMachineArn").is_some() {
+                return Err(AwsJsonError::new(
+                    "ValidationException",
+                    "Must provide a StateMachine ARN or MapRun ARN, not both",
+                ));
+            }
+            if let Some(f) = body.get("redriveFilter").and_then(Value::as_str) {
+                if !["REDRIVEN", "NOT_REDRIVEN"].contains(&f) {
+                    return Err(AwsJsonError::new(
+                        "ValidationException",
+                        format!("1 validation error detected: Value '{f}' at 'redriveFilter' failed to satisfy constraint: Member must satisfy enum value set: [REDRIVEN, NOT_REDRIVEN]"),
+                    ));
+                }
+            }
+            if let Some(arn) = by_run {
+                return list_children(w, p, &body, arn, status).await;
+            }
+            if status == Some("PENDING_REDRIVE") {
+                return Err(AwsJsonError::new(
+                    "ValidationException",
+                    "The PENDING_REDRIVE status filter can only be used with a mapRunArn",
+                ));
+            }
             let name = w.name_of(field(&body, "stateMachineArn")?)?;
             may(Action::Read, &name, op)?;
-            let status = body.get("statusFilter").and_then(Value::as_str);
             if let Some(s) = status {
                 if !["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE"].contains(&s) {
                     return Err(AwsJsonError::new(
@@ -567,6 +659,56 @@ async fn dispatch(w: &Workflows, p: &Principal, headers: &HeaderMap, body: &[u8]
                 out["nextToken"] = json!(t);
             }
             Ok(ok(out))
+        }
+        "DescribeMapRun" => {
+            let key = w.map_run_of(field(&body, "mapRunArn")?)?;
+            may(Action::Read, machine_of(&key), op)?;
+            Ok(ok(w.describe_map_run(&w.map_run(&key).await?)))
+        }
+        "ListMapRuns" => {
+            let key = w.execution_of(field(&body, "executionArn")?)?;
+            may(Action::Read, machine_of(&key), op)?;
+            let runs = w.map_runs(&key).await?;
+            let (runs, next) =
+                crate::executions::page(&runs, page_size(&body)?, body.get("nextToken").and_then(Value::as_str))?;
+            let items: Vec<Value> = runs
+                .iter()
+                .map(|r| {
+                    let mut v = json!({"executionArn": w.execution_arn_of(&r.execution), "mapRunArn": w.map_run_arn(&r.key),
+                        "stateMachineArn": w.arn(r.key.rsplit_once(':').map_or(r.key.as_str(), |(m, _)| m)),
+                        "startDate": epoch(r.started)});
+                    if let Some(t) = r.stopped {
+                        v["stopDate"] = json!(epoch(t));
+                    }
+                    v
+                })
+                .collect();
+            let mut out = json!({"mapRuns": items});
+            if let Some(t) = next {
+                out["nextToken"] = json!(t);
+            }
+            Ok(ok(out))
+        }
+        "UpdateMapRun" => {
+            let key = w.map_run_of(field(&body, "mapRunArn")?)?;
+            may(Action::Use, machine_of(&key), op)?;
+            let number = |name: &str| -> Result<Option<f64>, AwsJsonError> {
+                match body.get(name) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(v) => match v.as_f64() {
+                        Some(n) if n >= 0.0 => Ok(Some(n)),
+                        _ => Err(AwsJsonError::new(
+                            "ValidationException",
+                            format!("1 validation error detected: Value '{v}' at '{name}' failed to satisfy constraint: Member must have value greater than or equal to 0"),
+                        )),
+                    },
+                }
+            };
+            let concurrency = number("maxConcurrency")?.map(|n| n as usize);
+            let count = number("toleratedFailureCount")?.map(|n| n as u64);
+            let percentage = number("toleratedFailurePercentage")?;
+            w.update_map_run(&key, concurrency, count, percentage).await?;
+            Ok(ok(json!({})))
         }
         "GetExecutionHistory" => {
             let key = w.execution_of(field(&body, "executionArn")?)?;

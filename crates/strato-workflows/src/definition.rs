@@ -197,6 +197,41 @@ pub struct Processor {
     pub comment: Option<String>,
 }
 
+/// What is wrong with a Map's `ProcessorConfig`, if anything (AWS: `Mode` `INLINE` or `DISTRIBUTED`; a distributed
+/// one needs `ExecutionType` `STANDARD` or `EXPRESS`).
+fn processor_config_problem(config: Option<&Value>) -> Option<String> {
+    let c = config?;
+    let Some(c) = c.as_object() else { return Some("ProcessorConfig must be an object".into()) };
+    let mode = match c.get("Mode") {
+        None => "INLINE",
+        Some(Value::String(m)) if m == "INLINE" || m == "DISTRIBUTED" => m.as_str(),
+        Some(other) => return Some(format!("ProcessorConfig.Mode must be INLINE or DISTRIBUTED, not {other}")),
+    };
+    match (mode, c.get("ExecutionType")) {
+        ("DISTRIBUTED", None) => {
+            Some("a DISTRIBUTED Map needs ProcessorConfig.ExecutionType (STANDARD or EXPRESS)".into())
+        }
+        (_, Some(Value::String(t))) if t == "STANDARD" || t == "EXPRESS" => None,
+        (_, Some(other)) => Some(format!("ProcessorConfig.ExecutionType must be STANDARD or EXPRESS, not {other}")),
+        _ => None,
+    }
+}
+
+/// What is wrong with a Map's `Label`, if anything (AWS's rule: at most 40 characters, none of whitespace, wildcards,
+/// brackets, the characters in `: ; , \ | ^ ~ $ # % & " and a backquote, or control characters).
+fn label_problem(label: &str) -> Option<String> {
+    if label.is_empty() || label.chars().count() > 40 {
+        return Some(format!("the Label {label:?} must be 1 to 40 characters"));
+    }
+    let bad = label.chars().find(|c| {
+        c.is_whitespace()
+            || "?*<>{}[]:;,\\|^~$#%&`\"".contains(*c)
+            || ('\u{0}'..='\u{1f}').contains(c)
+            || ('\u{7f}'..='\u{9f}').contains(c)
+    });
+    bad.map(|c| format!("the Label {label:?} contains {c:?}, which a label may not"))
+}
+
 impl Processor {
     /// The processor as a machine.
     pub fn machine(&self) -> Machine {
@@ -225,6 +260,18 @@ pub struct Machine {
     pub timeout_seconds: Option<u64>,
     #[serde(default)]
     pub query_language: Option<String>,
+}
+
+impl State {
+    /// Whether this is a Map in distributed mode (its iterations are child executions).
+    pub fn distributed(&self) -> bool {
+        self.item_processor
+            .as_ref()
+            .and_then(|p| p.processor_config.as_ref())
+            .and_then(|c| c.get("Mode"))
+            .and_then(Value::as_str)
+            == Some("DISTRIBUTED")
+    }
 }
 
 const TYPES: &[&str] = &["Pass", "Task", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map"];
@@ -270,6 +317,20 @@ impl Machine {
         machine.inherit_language(top.as_deref().unwrap_or("JSONPath"), &mut problems, "");
         machine.check("", &mut problems);
         machine.check_scopes(&BTreeSet::new(), "", &mut problems);
+        let mut labels = Vec::new();
+        machine.labels("", &mut labels);
+        let mut seen = BTreeSet::new();
+        for (label, location) in labels {
+            if let Some(message) = label_problem(&label) {
+                problems.push(Diagnostic { code: "SCHEMA_VALIDATION_FAILED".into(), message, location });
+            } else if !seen.insert(label.clone()) {
+                problems.push(Diagnostic {
+                    code: "SCHEMA_VALIDATION_FAILED".into(),
+                    message: format!("the Label {label:?} is used by another Map state; labels must be unique"),
+                    location,
+                });
+            }
+        }
         if problems.is_empty() {
             Ok(machine)
         } else {
@@ -349,7 +410,28 @@ impl Machine {
                 m.check_scopes(&all, &format!("{loc}/Iterator"), problems);
             }
             if let Some(p) = &s.item_processor {
-                p.machine().check_scopes(&all, &format!("{loc}/ItemProcessor"), problems);
+                // A Distributed Map's iterations are executions of their own: they see no outer variables.
+                let outer = if s.distributed() { BTreeSet::new() } else { all.clone() };
+                p.machine().check_scopes(&outer, &format!("{loc}/ItemProcessor"), problems);
+            }
+        }
+    }
+
+    /// Every Distributed Map's `Label` with its location (nested machines too).
+    fn labels(&self, at: &str, out: &mut Vec<(String, String)>) {
+        for (name, s) in &self.states {
+            let loc = format!("{at}/States/{name}");
+            if let Some(l) = &s.label {
+                out.push((l.clone(), format!("{loc}/Label")));
+            }
+            for (i, b) in s.branches.iter().flatten().enumerate() {
+                b.labels(&format!("{loc}/Branches[{i}]"), out);
+            }
+            if let Some(m) = &s.iterator {
+                m.labels(&format!("{loc}/Iterator"), out);
+            }
+            if let Some(p) = &s.item_processor {
+                p.machine().labels(&format!("{loc}/ItemProcessor"), out);
             }
         }
     }
@@ -544,7 +626,17 @@ impl Machine {
                     ),
                 },
                 "Map" => match (&s.item_processor, &s.iterator) {
-                    (Some(p), None) => p.machine().check(&format!("{loc}/ItemProcessor"), problems),
+                    (Some(p), None) => {
+                        if let Some(message) = processor_config_problem(p.processor_config.as_ref()) {
+                            add(
+                                problems,
+                                "SCHEMA_VALIDATION_FAILED",
+                                message,
+                                format!("{loc}/ItemProcessor/ProcessorConfig"),
+                            );
+                        }
+                        p.machine().check(&format!("{loc}/ItemProcessor"), problems)
+                    }
                     (None, Some(m)) => m.check(&format!("{loc}/Iterator"), problems),
                     _ => add(
                         problems,

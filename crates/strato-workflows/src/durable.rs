@@ -101,6 +101,12 @@ pub struct ExecutionRecord {
     /// The task of another execution that waits for this one to end (`states:startExecution.sync`).
     #[serde(default)]
     pub parent: Option<crate::nested::ParentLink>,
+    /// The Map Run this execution is a child of (a Distributed Map's item).
+    #[serde(default)]
+    pub map_run: Option<crate::map_run::MapRunLink>,
+    /// The Map Runs this execution started, oldest first.
+    #[serde(default)]
+    pub map_runs: Vec<String>,
 }
 
 /// Where a frame is.
@@ -152,6 +158,9 @@ pub struct Children {
     /// The Map's tolerated failures, evaluated when it started.
     #[serde(default)]
     pub tolerance: Option<Tolerance>,
+    /// The Map Run whose child executions these are (a Distributed Map).
+    #[serde(default)]
+    pub run: Option<String>,
 }
 
 /// One frame of an execution: the root machine, a Parallel branch or a Map iteration.
@@ -207,6 +216,9 @@ pub struct Frame {
     pub output: Option<Value>,
     #[serde(default)]
     pub error: Option<StatesError>,
+    /// A Distributed Map's proxy frame: the child execution running its item.
+    #[serde(default)]
+    pub child: Option<String>,
 }
 
 impl Frame {
@@ -233,6 +245,7 @@ impl Frame {
             vars: Vars::new(),
             output: None,
             error: None,
+            child: None,
         }
     }
 
@@ -348,10 +361,25 @@ enum After {
     Wait(DateTime<Utc>),
     /// Park on a task token, then invoke the callback task's resource.
     Token { token: String, resource: String, params: Value, deadline: Option<DateTime<Utc>> },
-    /// Start children: one per input, running `machine`, at most `limit` at once.
-    Spawn { map: bool, inputs: Vec<Value>, limit: usize, machines: Vec<Vec<(String, usize)>>, tolerance: Tolerance },
+    /// Start children: one per input, running `machine`, at most `limit` at once; a Distributed Map's as child
+    /// executions under a Map Run.
+    Spawn {
+        map: bool,
+        inputs: Vec<Value>,
+        limit: usize,
+        machines: Vec<Vec<(String, usize)>>,
+        tolerance: Tolerance,
+        run: Option<RunPlan>,
+    },
     /// The frame ended.
     Done(std::result::Result<Value, StatesError>),
+}
+
+/// A Distributed Map's settings, as its state's start evaluated them.
+struct RunPlan {
+    label: String,
+    max_concurrency: usize,
+    batched: bool,
 }
 
 /// What a commit found.
@@ -475,12 +503,20 @@ impl Workflows {
                 Some("execution-timeout") => return self.check_execution_timeout(&a.execution).await,
                 // A `.sync` child of this frame's task ended.
                 Some(c) if c.starts_with("child:") => return self.child_ended_check(&c["child:".len()..]).await,
+                // A child execution of a Map Run ended.
+                Some(c) if c.starts_with(crate::map_run::CHECK) => {
+                    return self.map_child_ended(&a.execution, &a.frame, &c[crate::map_run::CHECK.len()..]).await
+                }
                 // When the task timed out, the frame goes on (its error applied) in this job.
                 Some(token) if !self.check_token_deadline(&a.execution, &a.frame, token).await? => return Ok(()),
                 _ => {}
             }
             let Some(fdoc) = docs.get(FRAME_DOC, &fid).await? else { return Ok(()) };
             let mut frame: Frame = decode(&fdoc)?;
+            if frame.child.is_some() {
+                // A Distributed Map's item runs as its own execution: this frame only records it.
+                return Ok(());
+            }
             if let (FrameStatus::Waiting, Some(token), Some(params), false) =
                 (frame.status, frame.token.clone(), frame.params.clone(), frame.submitted)
             {
@@ -618,7 +654,8 @@ impl Workflows {
                     let activity = activity_of(&resource).is_some();
                     let sync = nested::is_sync(&resource) || jobs_task::is_job_sync(&resource);
                     if f.params.is_none() {
-                        let token = (is_callback(&resource) || activity || sync).then(new_token);
+                        let token = (is_callback(&resource) || activity || sync)
+                            .then(|| new_token(&format!("{}:{}", x.machine, x.name)));
                         let prepared = io.effective(&f.input).and_then(|eff| {
                             let timeout = io.timeout(&f.input)?;
                             let heartbeat = io.heartbeat(&f.input)?;
@@ -697,10 +734,20 @@ impl Workflows {
                                 }));
                                 let result = match (&s.result_writer, self.items()) {
                                     (Some(writer), Some(store)) => {
-                                        // The map run's id: the execution, the state and this run of it.
-                                        let run = format!("{}-{}-{}", x.name, name, f.last_event);
+                                        // The map run's id (a Distributed Map's, or the execution, the state and
+                                        // this run of it) and ARN.
+                                        let (id, arn) = match f.children.as_ref().and_then(|c| c.run.as_deref()) {
+                                            Some(key) => (
+                                                key.rsplit_once(':').map_or(key, |(_, id)| id).to_string(),
+                                                self.map_run_arn(key),
+                                            ),
+                                            None => {
+                                                let id = format!("{}-{}-{}", x.name, name, f.last_event);
+                                                (id.clone(), id)
+                                            }
+                                        };
                                         match io.storage_params(&f.input, writer, "ResultWriter") {
-                                            Ok(p) => store.write(&p, &run, &outcomes).await,
+                                            Ok(p) => store.write(&p, &id, &arn, &outcomes).await,
                                             Err(e) => Err(e),
                                         }
                                     }
@@ -736,9 +783,10 @@ impl Workflows {
                         };
                         let planned = read.and_then(|read| io.map_inputs(&f.input, read)).and_then(|inputs| {
                             let limit = io.max_concurrency(&f.input, inputs.len())?;
-                            Ok((inputs, limit, io.tolerance(&f.input)?))
+                            let set = io.max_concurrency(&f.input, usize::MAX)?;
+                            Ok((inputs, limit, io.tolerance(&f.input)?, if set == usize::MAX { 0 } else { set }))
                         });
-                        let (inputs, limit, tolerance) = match planned {
+                        let (inputs, limit, tolerance, max_concurrency) = match planned {
                             Ok(p) => p,
                             Err(e) => return Ok(self.settle(&io, f, events, Err(e))),
                         };
@@ -747,12 +795,24 @@ impl Workflows {
                             "mapStateStartedEventDetails",
                             json!({"length": inputs.len()}),
                         ));
-                        if inputs.is_empty() {
+                        let run = s.distributed().then(|| RunPlan {
+                            label: crate::map_run::label_of(s.label.as_deref(), &x.definition, &f.machine, &name),
+                            max_concurrency,
+                            batched: s.item_batcher.is_some(),
+                        });
+                        if inputs.is_empty() && run.is_none() {
                             f.outcome = Some(Outcome::ChildrenDone);
                             continue;
                         }
                         sub.push((name.clone(), 0));
-                        return Ok(After::Spawn { map, machines: vec![sub; inputs.len()], inputs, limit, tolerance });
+                        return Ok(After::Spawn {
+                            map,
+                            machines: vec![sub; inputs.len()],
+                            inputs,
+                            limit,
+                            tolerance,
+                            run,
+                        });
                     }
                     let params = match io.effective(&f.input).and_then(|eff| io.arguments(&f.input, &eff, &context)) {
                         Ok(p) => p,
@@ -768,6 +828,7 @@ impl Workflows {
                         limit: n.max(1),
                         machines,
                         tolerance: (None, None),
+                        run: None,
                     });
                 }
                 other => {
@@ -950,7 +1011,34 @@ impl Workflows {
                 }
                 Committed::Parked
             }
-            After::Spawn { map, inputs, limit, machines, tolerance } => {
+            After::Spawn { inputs, limit, machines, tolerance, run: Some(plan), .. } => {
+                // Every item runs the same processor.
+                let sub = machines.into_iter().next().unwrap_or_default();
+                let start_at = machine
+                    .states
+                    .get(&f.state)
+                    .and_then(|s| interpreter::processor(s).ok())
+                    .map(|p| p.start_at)
+                    .unwrap_or_default();
+                let plan = crate::map_run::Plan {
+                    label: plan.label,
+                    inputs,
+                    machine: sub,
+                    start_at: &start_at,
+                    limit,
+                    max_concurrency: plan.max_concurrency,
+                    tolerance,
+                    batched: plan.batched,
+                };
+                if self.start_map_run(&mut tx, &mut x, execution, path, &mut f, &mut n, &mut jobs, plan).await? {
+                    Committed::Parked
+                } else {
+                    f.status = FrameStatus::Running;
+                    f.outcome = Some(Outcome::ChildrenDone);
+                    Committed::Go
+                }
+            }
+            After::Spawn { map, inputs, limit, machines, tolerance, run: None } => {
                 let generation = f.last_event;
                 tx.documents().delete_prefix(FRAME_DOC, &format!("{fid}.")).await?;
                 let start_at: Vec<String> = machines
@@ -998,6 +1086,7 @@ impl Workflows {
                     limit,
                     generation,
                     tolerance: Some(tolerance),
+                    run: None,
                 });
                 Committed::Parked
             }
@@ -1030,6 +1119,8 @@ impl Workflows {
                                 x.output = Some(text);
                             }
                             Err(e) => {
+                                // A Map Run still running under a failed branch is given up with its execution.
+                                self.abort_map_runs(&mut tx, &x, &mut n, None).await?;
                                 n.push(
                                     &history::with(
                                         "ExecutionFailed",
@@ -1046,10 +1137,11 @@ impl Workflows {
                         jobs.extend(crate::failures::failure_job(&x));
                         jobs.extend(crate::failures::expiry_job(&x, self.history_ttl()));
                         jobs.extend(nested::parent_job(&x, execution));
+                        jobs.extend(crate::map_run::parent_job(&x, execution));
                         self.finished(&x);
                     }
                     Some(pp) => {
-                        self.child_ended(&mut tx, &mut n, &mut jobs, execution, pp, &f, result, &x).await?;
+                        self.child_ended(&mut tx, &mut n, &mut jobs, execution, pp, &f, result, &x, None).await?;
                     }
                 }
                 Committed::Parked
@@ -1073,10 +1165,10 @@ impl Workflows {
         Ok(outcome)
     }
 
-    /// A child frame ended: its parent counts it, and goes on (all done, or a failure past tolerance) or starts the
-    /// next pending iteration.
+    /// A child frame ended (or a Map Run's child execution, counted in `run`): its parent counts it, and goes on (all
+    /// done, or a failure past tolerance) or starts the next pending iteration.
     #[allow(clippy::too_many_arguments)]
-    async fn child_ended(
+    pub(crate) async fn child_ended(
         &self,
         tx: &mut Tx,
         n: &mut Numbering,
@@ -1086,6 +1178,7 @@ impl Workflows {
         f: &Frame,
         result: std::result::Result<Value, StatesError>,
         x: &ExecutionRecord,
+        mut run: Option<&mut crate::map_run::MapRunRecord>,
     ) -> Result<()> {
         let pid = frame_id(execution, pp);
         let Some(pdoc) = tx.documents().get_for_update(FRAME_DOC, &pid).await? else { return Ok(()) };
@@ -1093,7 +1186,7 @@ impl Workflows {
         let pmachine = self.frame_machine(&x.definition, &parent.machine).await?;
         let Some(ps) = pmachine.states.get(&parent.state) else { return Ok(()) };
         let map = ps.kind == "Map";
-        if map {
+        if map && run.is_none() {
             let kind = if result.is_ok() { "MapIterationSucceeded" } else { "MapIterationFailed" };
             n.push(&iteration_event(kind, &parent.state, f.index), f.last_event);
         }
@@ -1118,6 +1211,14 @@ impl Workflows {
             }
             _ => None,
         };
+        if failure.is_some() || finished == total {
+            if let Some(r) = run.as_deref_mut() {
+                parent.last_event = self.end_map_run(tx, n, r, failure.as_ref(), parent.last_event).await?;
+            } else if failure.is_some() {
+                // Map Runs under the branches or iterations given up are given up too.
+                self.abort_map_runs(tx, x, n, Some(&format!("{pp}."))).await?;
+            }
+        }
         if let Some(e) = failure {
             parent.outcome = Some(Outcome::Error(e));
             parent.status = FrameStatus::Running;
@@ -1126,6 +1227,10 @@ impl Workflows {
             parent.outcome = Some(Outcome::ChildrenDone);
             parent.status = FrameStatus::Running;
             jobs.push(advance_job(execution, pp, None, None));
+        } else if let (Some(r), true) = (run, c.started < total) {
+            let next = c.started;
+            c.started += 1;
+            self.start_pending(tx, x, execution, &format!("{pp}.{next}"), r, jobs).await?;
         } else if c.started < total {
             // The next iteration takes the slot this one freed.
             let next = c.started;
@@ -1294,13 +1399,15 @@ impl Workflows {
             return Ok(());
         }
         let mut n = Numbering { next: x.next_event, at: Utc::now(), out: Vec::new() };
+        self.abort_map_runs(&mut tx, &x, &mut n, None).await?;
+        let previous = n.next.saturating_sub(1);
         n.push(
             &history::with(
                 "ExecutionTimedOut",
                 "executionTimedOutEventDetails",
                 json!({"error": "States.Timeout", "cause": "The execution ran past its TimeoutSeconds"}),
             ),
-            0,
+            previous,
         );
         x.status = "TIMED_OUT".into();
         x.error = Some("States.Timeout".into());
@@ -1332,7 +1439,8 @@ pub(crate) async fn close(
     x.next_event = n.next;
     tx.documents().update(EXEC_DOC, execution, xdoc.revision, &encode(x)).await?;
     // An execution that ends here: the parent waiting for it hears of it, and its records expire.
-    for j in nested::parent_job(x, execution).into_iter().chain(crate::failures::expiry_job(x, keep)) {
+    let parents = nested::parent_job(x, execution).into_iter().chain(crate::map_run::parent_job(x, execution));
+    for j in parents.chain(crate::failures::expiry_job(x, keep)) {
         tx.queue().enqueue(&j).await?;
     }
     Ok(())
@@ -1378,11 +1486,19 @@ fn task_context(context: &Value, token: Option<&str>) -> Value {
     c
 }
 
-/// A new task token: 32 random bytes, URL-safe base64.
-fn new_token() -> String {
+/// A new task token of `execution`: its [`token_prefix`], then 32 random bytes (URL-safe base64), so the
+/// execution's tokens can be forgotten with it.
+fn new_token(execution: &str) -> String {
     use base64::Engine;
     let bytes: [u8; 32] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    format!("{}{}", token_prefix(execution), base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// What every task token of `execution` starts with: the execution's key in URL-safe base64 and a `.` (which that
+/// alphabet lacks, so no other execution's prefix is a prefix of it).
+pub(crate) fn token_prefix(execution: &str) -> String {
+    use base64::Engine;
+    format!("{}.", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(execution))
 }
 
 /// Parsed machines by definition hash (and sub-machine path).

@@ -120,6 +120,8 @@ impl Workflows {
             version_arn: resolved.version_arn,
             alias_arn: resolved.alias_arn,
             parent,
+            map_run: None,
+            map_runs: Vec::new(),
         };
         let mut tx = self.store().begin().await?;
         if let Some(existing) = tx.documents().get_for_update(EXEC_DOC, &key).await? {
@@ -241,7 +243,9 @@ impl Workflows {
         if let Some(c) = cause {
             details["cause"] = json!(c);
         }
-        n.push(&history::with("ExecutionAborted", "executionAbortedEventDetails", details), 0);
+        // Its Map Runs stop with it (their running children aborted).
+        self.abort_map_runs(&mut tx, &x, &mut n, None).await?;
+        n.push(&history::with("ExecutionAborted", "executionAbortedEventDetails", details), n.next.saturating_sub(1));
         x.status = "ABORTED".into();
         x.error = error.map(String::from);
         x.cause = cause.map(String::from);
@@ -253,10 +257,37 @@ impl Workflows {
     }
 
     /// Redrives a failed, aborted or timed-out execution from where it stopped: the failed state runs again, and
-    /// of a Parallel or Map only the branches and iterations that did not succeed.
+    /// of a Parallel or Map only the branches and iterations that did not succeed (of a Distributed Map, its child
+    /// executions that did not succeed are redriven).
     pub async fn redrive_execution(&self, key: &str) -> Result<ExecutionRecord> {
         let mut tx = self.store().begin().await?;
-        let (xdoc, mut x) = lock_execution(&mut tx, key).await?.ok_or_else(|| missing_execution(self, key))?;
+        if let Some(d) = tx.documents().get_for_update(EXEC_DOC, key).await? {
+            let x: ExecutionRecord = decode(&d)?;
+            if let Some(link) = &x.map_run {
+                return Err(WorkflowError::Invalid(
+                    "ExecutionNotRedrivable",
+                    format!(
+                        "Execution is a child of the Map Run '{}': redrive its parent execution '{}'",
+                        self.map_run_arn(&link.run),
+                        self.execution_arn_of(&link.execution)
+                    ),
+                ));
+            }
+        }
+        let jobs = self.redrive_in(&mut tx, key).await?;
+        let x: ExecutionRecord =
+            decode(&tx.documents().get_for_update(EXEC_DOC, key).await?.ok_or_else(|| missing_execution(self, key))?)?;
+        for j in &jobs {
+            tx.queue().enqueue(j).await?;
+        }
+        tx.commit().await?;
+        Ok(x)
+    }
+
+    /// The redrive of `key` inside the caller's transaction (a Map Run's child's within its parent's): the jobs
+    /// that start it again.
+    pub(crate) async fn redrive_in(&self, tx: &mut strato_store::Tx, key: &str) -> Result<Vec<strato_types::NewJob>> {
+        let (xdoc, mut x) = lock_execution(tx, key).await?.ok_or_else(|| missing_execution(self, key))?;
         if !matches!(x.status.as_str(), "FAILED" | "ABORTED" | "TIMED_OUT") {
             return Err(WorkflowError::Invalid(
                 "ExecutionNotRedrivable",
@@ -272,7 +303,8 @@ impl Workflows {
         }
         let mut jobs = Vec::new();
         let mut changed: Vec<(String, i64, Frame)> = Vec::new();
-        redrive_frame(ROOT, &by_path, &mut changed, &mut jobs);
+        let mut runs: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        redrive_frame(ROOT, &by_path, &mut changed, &mut jobs, &mut runs);
         if changed.is_empty() {
             return Err(WorkflowError::Invalid(
                 "ExecutionNotRedrivable",
@@ -302,15 +334,16 @@ impl Workflows {
         for (path, revision, f) in &changed {
             tx.documents().update(FRAME_DOC, &frame_id(key, path), *revision, &encode(f)).await?;
         }
-        close(&mut tx, key, &xdoc, &mut x, n, self.history_ttl()).await?;
-        for path in jobs {
-            tx.queue().enqueue(&durable::advance_job(key, &path, None, None)).await?;
+        let mut out: Vec<strato_types::NewJob> =
+            jobs.iter().map(|path| durable::advance_job(key, path, None, None)).collect();
+        for (run, children) in &runs {
+            out.extend(self.redrive_map_run(tx, &mut n, run, children).await?);
         }
+        close(tx, key, &xdoc, &mut x, n, self.history_ttl()).await?;
         if let Some(at) = x.timeout_at {
-            tx.queue().enqueue(&durable::advance_job(key, ROOT, Some("execution-timeout".into()), Some(at))).await?;
+            out.push(durable::advance_job(key, ROOT, Some("execution-timeout".into()), Some(at)));
         }
-        tx.commit().await?;
-        Ok(x)
+        Ok(out)
     }
 
     /// The execution and frame a task token belongs to.
@@ -397,18 +430,33 @@ fn missing_execution(w: &Workflows, key: &str) -> WorkflowError {
 }
 
 /// Resets a frame that did not succeed so it runs its failed state again; of its children, only those that did not
-/// succeed. Collects the frames changed and the paths whose jobs must start.
+/// succeed. Collects the frames changed, the paths whose jobs must start, and per Map Run the child executions to
+/// redrive.
 fn redrive_frame(
     path: &str,
     frames: &std::collections::BTreeMap<String, (strato_store::Document, Frame)>,
     changed: &mut Vec<(String, i64, Frame)>,
     jobs: &mut Vec<String>,
+    runs: &mut std::collections::BTreeMap<String, Vec<String>>,
 ) {
     let Some((doc, f)) = frames.get(path) else { return };
     if matches!(f.status, FrameStatus::Succeeded | FrameStatus::Pending) {
         return;
     }
     let mut f = f.clone();
+    if let Some(child) = f.child.clone() {
+        // A Map Run's item: its child execution is redriven; the proxy waits for it again.
+        let parent = path.rsplit_once('.').map_or(ROOT, |(p, _)| p);
+        let run = frames.get(parent).and_then(|(_, p)| p.children.as_ref()).and_then(|c| c.run.clone());
+        if let Some(run) = run {
+            runs.entry(run).or_default().push(child);
+        }
+        f.status = FrameStatus::Running;
+        f.output = None;
+        f.error = None;
+        changed.push((path.to_string(), doc.revision, f));
+        return;
+    }
     f.restart_state();
     f.output = None;
     f.error = None;
@@ -429,7 +477,7 @@ fn redrive_frame(
                 FrameStatus::Pending => {}
                 _ => {
                     rerun += 1;
-                    redrive_frame(p, frames, changed, jobs);
+                    redrive_frame(p, frames, changed, jobs, runs);
                 }
             }
         }

@@ -41,7 +41,8 @@ impl JobArgs for FailedArgs {
 /// The dead-letter job of an execution that ended failed or timed out; `None` for any other end (a stop is
 /// deliberate, not an alert).
 pub(crate) fn failure_job(x: &ExecutionRecord) -> Option<NewJob> {
-    if !matches!(x.status.as_str(), "FAILED" | "TIMED_OUT") {
+    // A Map Run's child is its parent's business: the parent's failure is the dead letter.
+    if !matches!(x.status.as_str(), "FAILED" | "TIMED_OUT") || x.map_run.is_some() {
         return None;
     }
     let args = FailedArgs { execution: format!("{}:{}", x.machine, x.name), redrive_count: x.redrive_count };
@@ -123,7 +124,8 @@ impl JobArgs for ExpireArgs {
 /// The job that deletes an ended execution's records after `keep`; `None` while it runs or when history is kept
 /// forever.
 pub(crate) fn expiry_job(x: &ExecutionRecord, keep: Option<std::time::Duration>) -> Option<NewJob> {
-    if x.status == "RUNNING" {
+    // A Map Run's children go with their parent (a redrive of the parent may redrive them until then).
+    if x.status == "RUNNING" || x.map_run.is_some() {
         return None;
     }
     let (stopped, keep) = (x.stopped?, keep?);
@@ -163,9 +165,18 @@ impl Worker for ExpireWorker {
         }
         let prefix = format!("{}#", a.execution);
         let mut n = 0;
+        // Map Runs first: their children are found through this execution's frames.
+        for run in &x.map_runs {
+            n += w.delete_map_run(&mut tx, run).await.map_err(|e| JobError::Retryable(e.to_string()))?;
+        }
         for kind in [crate::durable::FRAME_DOC, crate::durable::EVENTS_DOC] {
             n += tx.documents().delete_prefix(kind, &prefix).await.map_err(retry)?;
         }
+        n += tx
+            .documents()
+            .delete_prefix(crate::durable::TOKEN_DOC, &crate::durable::token_prefix(&a.execution))
+            .await
+            .map_err(retry)?;
         tx.documents().delete(EXEC_DOC, &a.execution).await.map_err(retry)?;
         tx.commit().await.map_err(retry)?;
         Ok(json!({"deleted": true, "documents": n + 1}))

@@ -28,6 +28,7 @@ pub(crate) fn routes() -> strato_http::CapabilityRoutes {
         .routes(routes!(history))
         .routes(routes!(stop))
         .routes(routes!(redrive))
+        .routes(routes!(map_runs))
 }
 
 fn resource(name: &str) -> ResourceRef {
@@ -225,6 +226,8 @@ pub struct ExecutionView {
     pub redrive_count: u32,
     /// The version it runs, when started through a version or an alias.
     pub version_arn: Option<String>,
+    /// The Map Run it is a child of (a Distributed Map's item; its state machine is `<machine>/<label>`).
+    pub map_run_arn: Option<String>,
 }
 
 fn execution_view(w: &Workflows, x: ExecutionRecord) -> ExecutionView {
@@ -241,6 +244,7 @@ fn execution_view(w: &Workflows, x: ExecutionRecord) -> ExecutionView {
         stopped_at: x.stopped,
         redrive_count: x.redrive_count,
         version_arn: x.version_arn,
+        map_run_arn: x.map_run.map(|l| w.map_run_arn(&l.run)),
     }
 }
 
@@ -303,6 +307,7 @@ async fn start(
                 stopped_at: Some(x.stopped),
                 redrive_count: 0,
                 version_arn: sm.version_arn,
+                map_run_arn: None,
             }),
         ));
     }
@@ -396,7 +401,8 @@ async fn execution_of(
     name: &str,
     action: Action,
 ) -> Result<String, ApiError> {
-    p.may(action, &resource(machine))?;
+    // A Map Run's child (`<machine>/<label>`) is its state machine's.
+    p.may(action, &resource(machine.split_once('/').map_or(machine, |(m, _)| m)))?;
     let key = format!("{machine}:{name}");
     w.execution(&key).await.map_err(api)?;
     Ok(key)
@@ -498,4 +504,21 @@ async fn redrive(
 ) -> Result<Json<ExecutionView>, ApiError> {
     let key = execution_of(&w, &p, &machine, &execution, Action::Use).await?;
     Ok(Json(execution_view(&w, w.redrive_execution(&key).await.map_err(api)?)))
+}
+
+#[utoipa::path(get, path = "/v1/executions/{machine}/{execution}/map-runs", tag = "workflows",
+    params(("machine" = String, Path, description = "State machine name", example = "demo"),
+        ("execution" = String, Path, description = "Execution name", example = "demo")),
+    responses((status = 200, description = "Its Map Runs, oldest first, as DescribeMapRun shows them",
+        body = Vec<Object>)))]
+/// The Map Runs (Distributed Map states) an execution started: status, settings and counts of their child
+/// executions and items. The children are executions of `<machine>/<label>`.
+async fn map_runs(
+    Extension(w): Extension<Workflows>,
+    p: Principal,
+    Path((machine, execution)): Path<(String, String)>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let key = execution_of(&w, &p, &machine, &execution, Action::Read).await?;
+    let runs = w.map_runs(&key).await.map_err(api)?;
+    Ok(Json(runs.iter().map(|r| w.describe_map_run(r)).collect()))
 }

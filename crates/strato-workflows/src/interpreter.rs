@@ -314,7 +314,7 @@ async fn map(io: &Io<'_>, raw: &Value, base_context: &Value, tasks: &dyn TaskRun
     if let Some(writer) = &io.s.result_writer {
         let store = tasks.items().ok_or_else(|| StatesError::runtime("ResultWriter: no storage here"))?;
         let run = uuid::Uuid::new_v4().to_string();
-        return store.write(&io.storage_params(raw, writer, "ResultWriter")?, &run, &results).await;
+        return store.write(&io.storage_params(raw, writer, "ResultWriter")?, &run, &run, &results).await;
     }
     Ok(Value::Array(
         results.into_iter().map(|r| r.unwrap_or_else(|e| json!({"Error": e.error, "Cause": e.cause}))).collect(),

@@ -100,6 +100,7 @@ impl ItemStore {
         &self,
         params: &Value,
         run: &str,
+        run_arn: &str,
         results: &[Result<Value, StatesError>],
     ) -> Result<Value, StatesError> {
         let bucket = params.get("Bucket").cloned().unwrap_or(Value::Null);
@@ -128,10 +129,10 @@ impl ItemStore {
             files.insert(status.to_string(), Value::Array(entries));
         }
         files.insert("PENDING".into(), json!([]));
-        let manifest = json!({"DestinationBucket": bucket, "MapRunArn": run, "ResultFiles": files});
+        let manifest = json!({"DestinationBucket": bucket, "MapRunArn": run_arn, "ResultFiles": files});
         let manifest_key = format!("{dir}/manifest.json");
         self.put(&manifest_key, &manifest).await?;
-        Ok(json!({"MapRunArn": run, "ResultWriterDetails": {"Bucket": bucket, "Key": in_bucket(&manifest_key)}}))
+        Ok(json!({"MapRunArn": run_arn, "ResultWriterDetails": {"Bucket": bucket, "Key": in_bucket(&manifest_key)}}))
     }
 
     async fn put(&self, key: &str, v: &Value) -> Result<(), StatesError> {

@@ -14,7 +14,7 @@
 //! activities (`activities.rs`), nested executions (`nested.rs`), HTTP APIs (`http_task.rs`); Map items from and
 //! results to files (`items.rs`); versions and aliases (`versions.rs`); failed executions as dead letters and
 //! metrics (`failures.rs`); Strato's own routes (`http.rs`); Strato's training jobs as task resources
-//! (`jobs_task.rs`). Not yet: Distributed Map's child executions and MapRun events.
+//! (`jobs_task.rs`); Distributed Map's Map Runs and child executions (`map_run.rs`).
 
 pub mod activities;
 pub mod api;
@@ -33,6 +33,7 @@ pub mod intrinsics;
 pub mod items;
 pub mod jobs_task;
 pub mod jsonata;
+pub mod map_run;
 pub mod nested;
 pub mod path;
 pub mod service;

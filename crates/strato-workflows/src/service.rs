@@ -230,6 +230,12 @@ impl Workflows {
         format!("arn:aws:states:{}:{}:execution:{machine}:{name}", self.0.region, self.0.account)
     }
 
+    /// The ARN of the execution `<machine>:<name>`.
+    pub fn execution_arn_of(&self, key: &str) -> String {
+        let (m, n) = key.split_once(':').unwrap_or((key, ""));
+        self.execution_arn(m, n)
+    }
+
     /// The execution (`<machine>:<name>`) an execution ARN names.
     pub fn execution_of(&self, arn: &str) -> Result<String> {
         let prefix = format!("arn:aws:states:{}:{}:execution:", self.0.region, self.0.account);

@@ -789,7 +789,17 @@ async fn an_ended_executions_history_expires_after_the_time_to_keep_it() {
     let e = env("sqlite").await.unwrap();
     let w = &e.workflows;
     w.keep_history_for(Some(Duration::from_secs(1)));
-    create(w, "brief", &json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}})).await;
+    // A callback task leaves a token behind (its function is missing: the task fails at once and is caught).
+    create(
+        w,
+        "brief",
+        &json!({"StartAt": "Call", "States": {
+            "Call": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "Parameters": {"FunctionName": "missing", "Payload": {"t.$": "$$.Task.Token"}},
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "P"}], "End": true},
+            "P": {"Type": "Pass", "End": true}}}),
+    )
+    .await;
     w.start_execution("brief", Some("b1"), "{}", None).await.unwrap();
     assert_eq!(finished(w, "brief:b1").await.status, "SUCCEEDED");
     assert!(!events(w, "brief:b1").await.is_empty());
@@ -801,5 +811,114 @@ async fn an_ended_executions_history_expires_after_the_time_to_keep_it() {
     assert!(w.history("brief:b1", false, true, 10, None).await.is_err(), "its history went with it");
     let left = w.store().documents().list("sfn-events", "brief:b1#").await.unwrap();
     assert!(left.is_empty(), "{} event chunks left", left.len());
+    let tokens = w.store().documents().list("sfn-token", "").await.unwrap();
+    assert!(tokens.is_empty(), "the execution's task tokens went with it: {tokens:?}");
     e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_distributed_map_runs_its_items_as_child_executions_within_tolerance() {
+    for backend in backends().await {
+        let e = env(backend).await.unwrap();
+        let w = &e.workflows;
+        // Item 2 fails; one failure is tolerated. A sibling branch's failure gives up a second Map Run that waits.
+        create(
+            w,
+            "dmap",
+            &json!({"StartAt": "Each", "States": {
+                "Each": {"Type": "Map", "Label": "Items", "ItemsPath": "$.items", "MaxConcurrency": 3,
+                    "ToleratedFailureCount": 1, "ResultPath": "$.out",
+                    "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                        "StartAt": "Two?", "States": {
+                        "Two?": {"Type": "Choice", "Choices": [{"Variable": "$", "NumericEquals": 2, "Next": "Boom"}],
+                            "Default": "Ten"},
+                        "Boom": {"Type": "Fail", "Error": "Two", "Cause": "two is not allowed"},
+                        "Ten": {"Type": "Pass", "Parameters": {"n.$": "States.MathAdd($, 10)"}, "End": true}}},
+                    "Next": "Both"},
+                "Both": {"Type": "Parallel", "ResultPath": "$.both", "Next": "Done", "Catch": [{"ErrorEquals": ["Sibling"], "ResultPath": "$.caught", "Next": "Done"}],
+                    "Branches": [
+                        {"StartAt": "Slow", "States": {"Slow": {"Type": "Map", "ItemsPath": "$.items", "End": true,
+                            "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
+                                "StartAt": "Sleep", "States": {"Sleep": {"Type": "Wait", "Seconds": 600, "End": true}}}}}},
+                        {"StartAt": "Later", "States": {
+                            "Later": {"Type": "Wait", "Seconds": 1, "Next": "Fail"},
+                            "Fail": {"Type": "Fail", "Error": "Sibling", "Cause": "gives up the other branch"}}}]},
+                "Done": {"Type": "Succeed"}}}),
+        )
+        .await;
+        w.start_execution("dmap", Some("x1"), r#"{"items": [1, 2, 3, 4]}"#, None).await.unwrap();
+        let done = finished(w, "dmap:x1").await;
+        assert_eq!(done.status, "SUCCEEDED", "{backend}: {:?} {:?}", done.error, done.cause);
+        let out: Value = serde_json::from_str(done.output.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            out["out"],
+            json!([{"n": 11}, {"Error": "Two", "Cause": "two is not allowed"}, {"n": 13}, {"n": 14}]),
+            "{backend}: results in item order, the tolerated failure as its error"
+        );
+        assert_eq!(out["caught"]["Error"], "Sibling");
+        let t = types(&events(w, "dmap:x1").await);
+        assert!(!t.iter().any(|t| t.starts_with("MapIteration")), "{backend}: no iteration events: {t:?}");
+        let runs = w.map_runs("dmap:x1").await.unwrap();
+        assert_eq!(runs.len(), 2, "{backend}");
+        let (items, slow) = (&runs[0], &runs[1]);
+        assert!(items.key.starts_with("dmap/Items:"), "{}", items.key);
+        assert_eq!(items.status, "SUCCEEDED");
+        assert_eq!(
+            (items.executions.succeeded, items.executions.failed, items.executions.total, items.executions.running),
+            (3, 1, 4, 0)
+        );
+        assert_eq!(slow.status, "ABORTED", "{backend}: the given-up branch's Map Run is aborted");
+        assert_eq!((slow.executions.aborted, slow.executions.running), (4, 0), "{backend}");
+        let started = t.iter().filter(|t| *t == "MapRunStarted").count();
+        let ended: Vec<&String> = t.iter().filter(|t| t.starts_with("MapRun") && *t != "MapRunStarted").collect();
+        assert_eq!((started, ended.len()), (2, 2), "{backend}: {t:?}");
+        assert!(ended.contains(&&"MapRunSucceeded".to_string()) && ended.contains(&&"MapRunAborted".to_string()));
+        // Each child has a history of its own, from its input to its end.
+        for (child, n) in w.map_run_children(&items.key).await.unwrap() {
+            assert_eq!(n, 1);
+            let key = format!("{}:{}", child.machine, child.name);
+            let h = types(&events(w, &key).await);
+            assert_eq!(h.first().map(String::as_str), Some("ExecutionStarted"), "{backend}: {h:?}");
+            let last = if child.input == "2" { "ExecutionFailed" } else { "ExecutionSucceeded" };
+            assert_eq!(h.last().map(String::as_str), Some(last), "{backend} {}: {h:?}", child.input);
+        }
+        for (child, _) in w.map_run_children(&slow.key).await.unwrap() {
+            assert_eq!(child.status, "ABORTED", "{backend}");
+        }
+        e.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn distributed_map_definitions_are_checked_as_aws_checks_them() {
+    let e = env_idle("sqlite").await.unwrap();
+    let w = &e.workflows;
+    let map = |config: Value, label: Option<&str>| {
+        let mut m = json!({"Type": "Map", "End": true, "ItemProcessor": {"ProcessorConfig": config, "StartAt": "P",
+            "States": {"P": {"Type": "Pass", "End": true}}}});
+        if let Some(l) = label {
+            m["Label"] = json!(l);
+        }
+        json!({"StartAt": "M", "States": {"M": m}}).to_string()
+    };
+    let ok = map(json!({"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"}), Some("my-label_1"));
+    assert!(w.validate(&ok).is_ok());
+    for (definition, needle) in [
+        (map(json!({"Mode": "DISTRIBUTED"}), None), "ExecutionType"),
+        (map(json!({"Mode": "PARALLEL"}), None), "INLINE or DISTRIBUTED"),
+        (map(json!({"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}), Some("has space")), "Label"),
+        (map(json!({"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}), Some("a:b")), "Label"),
+        (map(json!({"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}), Some(&"x".repeat(41))), "1 to 40"),
+    ] {
+        let problems = w.validate(&definition).unwrap_err();
+        assert!(problems.iter().any(|p| p.message.contains(needle)), "{definition}: {problems:?}");
+    }
+    // Labels are unique within a definition.
+    let twice = json!({"StartAt": "A", "States": {
+        "A": {"Type": "Map", "Label": "same", "Next": "B", "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED",
+            "ExecutionType": "STANDARD"}, "StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}},
+        "B": {"Type": "Map", "Label": "same", "End": true, "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED",
+            "ExecutionType": "STANDARD"}, "StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}}}});
+    let problems = w.validate(&twice.to_string()).unwrap_err();
+    assert!(problems.iter().any(|p| p.message.contains("unique")), "{problems:?}");
 }

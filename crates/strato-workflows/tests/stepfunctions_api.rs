@@ -388,7 +388,125 @@ async fn aws_clients_create_and_run_state_machines_calling_functions() {
     assert_eq!(v["described"], "team-a-review");
     assert_eq!(v["after_delete"], true);
 
+    // A Distributed Map's Map Run through boto3.
+    let out = boto3(&py, &base, &key, dir.path()).arg(fixture("clients/sfn_map_runs.py")).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    check_map_runs(&v);
+
     pool.shutdown().await;
     server.abort();
     strato.close().await;
+}
+
+/// What `sfn_map_runs.py` saw, against AWS's documented Map Run contract: ARNs `…:mapRun:<machine>/<label>:<uuid>`
+/// and `…:execution:<machine>/<label>:<uuid>`, MapRun* events in the parent and none of MapIteration*, counts as
+/// DescribeMapRun defines them, children redriven with their parent, stopped with it.
+fn check_map_runs(v: &Value) {
+    const ARN: &str = "arn:aws:states:us-east-1:000000000000";
+    let uuid_like = |s: &str| s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4;
+    assert_eq!(
+        v["failed"],
+        json!({"status": "FAILED", "error": "States.ExceedToleratedFailureThreshold",
+            "cause": "The specified tolerated failure threshold was exceeded"})
+    );
+    assert_eq!(
+        v["runs"],
+        json!([{"executionArn": format!("{ARN}:execution:team-a-dmap:d1"),
+            "stateMachineArn": format!("{ARN}:stateMachine:team-a-dmap/Each")}])
+    );
+    let run_arn = v["run_arn"].as_str().unwrap();
+    let id = run_arn.strip_prefix(&format!("{ARN}:mapRun:team-a-dmap/Each:")).expect(run_arn);
+    assert!(uuid_like(id), "{run_arn}");
+    // MaxConcurrency 1: items 1 and 2 succeeded, 3 failed past the threshold (0), 4 and 5 never started.
+    assert_eq!(
+        v["run_failed"],
+        json!({"status": "FAILED", "counts": {"pending": 2, "running": 0, "succeeded": 2, "failed": 1, "aborted": 0,
+            "total": 5}, "maxConcurrency": 1, "toleratedFailureCount": 0, "stopped": true})
+    );
+    let children = v["children"].as_array().unwrap();
+    let mut statuses: Vec<&str> = children.iter().map(|c| c["status"].as_str().unwrap()).collect();
+    statuses.sort();
+    assert_eq!(statuses, ["FAILED", "SUCCEEDED", "SUCCEEDED"]);
+    for c in children {
+        let name = c["name"].as_str().unwrap();
+        assert!(uuid_like(name), "{c}");
+        assert_eq!(c["arn"], json!(format!("{ARN}:execution:team-a-dmap/Each:{name}")));
+        assert_eq!(c["stateMachineArn"], json!(format!("{ARN}:stateMachine:team-a-dmap/Each")));
+        assert_eq!((&c["itemCount"], &c["mapRunArn"]), (&json!(1), &json!(run_arn)));
+    }
+    assert_eq!(v["failed_children"], 1);
+    assert_eq!(
+        v["failed_child"],
+        json!({"mapRunArn": run_arn, "redriveStatus": "REDRIVABLE_BY_MAP_RUN", "error": "States.NoChoiceMatched",
+            "input": {"n": 3}})
+    );
+    assert_eq!(v["child_machine"]["label"], "Each");
+    assert_eq!(v["child_machine"]["mapRunArn"], json!(run_arn));
+    assert_eq!(v["child_machine"]["name"], "team-a-dmap/Each");
+    assert_eq!(v["child_machine"]["definition"]["StartAt"], "Check", "a child runs the item processor");
+    assert_eq!(v["child_history"], json!(["ExecutionStarted", "ChoiceStateEntered", "ExecutionFailed"]));
+    assert_eq!(
+        v["parent_history"],
+        json!([
+            "ExecutionStarted",
+            "MapStateEntered",
+            "MapStateStarted",
+            "MapRunStarted",
+            "MapRunFailed",
+            "MapStateFailed",
+            "ExecutionFailed"
+        ])
+    );
+    assert_eq!(v["child_redrive_refused"], "ExecutionNotRedrivable");
+    assert_eq!(v["both_filters"], "ValidationException");
+    // The redrive reran only the failed child (redriven, not restarted) and started the pending ones.
+    let redriven = &v["redriven"];
+    assert_eq!((&redriven["status"], &redriven["redriveCount"]), (&json!("SUCCEEDED"), &json!(1)));
+    let output = redriven["output"].as_array().unwrap();
+    assert_eq!(output.iter().map(|o| o["n"].clone()).collect::<Vec<_>>(), [1, 2, 3, 4, 5].map(|n| json!(n)));
+    for o in output {
+        assert!(o["me"].as_str().unwrap().starts_with(&format!("{ARN}:execution:team-a-dmap/Each:")), "{o}");
+    }
+    assert_eq!(
+        v["run_redriven"],
+        json!({"status": "SUCCEEDED", "counts": {"pending": 0, "running": 0, "succeeded": 5, "failed": 0,
+            "aborted": 0, "total": 5}, "redriveCount": 1})
+    );
+    assert_eq!(v["redriven_children"], json!(["SUCCEEDED"]));
+    let after: Vec<&str> = v["after_redrive"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(after[..2], ["ExecutionRedriven", "MapRunRedriven"], "{after:?}");
+    assert!(after.contains(&"MapRunSucceeded") && after.ends_with(&["ExecutionSucceeded"]), "{after:?}");
+    assert!(v["update_ended"].is_string(), "an ended Map Run is not updated: {}", v["update_ended"]);
+    // No Label: one is generated, stable for the state.
+    let label = v["slow_label_generated"].as_str().unwrap();
+    assert!(uuid_like(label.strip_prefix("team-a-slow-dmap/").unwrap()), "{label}");
+    assert_eq!(
+        v["slow_before"],
+        json!({"pending": 3, "running": 1, "succeeded": 0, "failed": 0, "aborted": 0, "total": 4})
+    );
+    assert_eq!(
+        v["slow_updated"],
+        json!({"counts": {"pending": 1, "running": 3, "succeeded": 0, "failed": 0, "aborted": 0, "total": 4},
+            "maxConcurrency": 3, "toleratedFailurePercentage": 50.0})
+    );
+    assert_eq!(v["bad_update"], "ValidationException");
+    assert_eq!(
+        v["slow_stopped"],
+        json!({"status": "ABORTED", "counts": {"pending": 1, "running": 0, "succeeded": 0, "failed": 0, "aborted": 3,
+            "total": 4}})
+    );
+    assert_eq!(v["slow_children"], json!(["ABORTED", "ABORTED", "ABORTED"]));
+    assert_eq!(
+        v["slow_history"],
+        json!([
+            "ExecutionStarted",
+            "MapStateEntered",
+            "MapStateStarted",
+            "MapRunStarted",
+            "MapRunAborted",
+            "ExecutionAborted"
+        ])
+    );
+    assert_eq!(v["missing_run"], "ResourceNotFound");
 }

@@ -129,6 +129,23 @@ pub(super) async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<()>
             let x = w.redrive_execution(&format!("{machine}:{name}")).await.map_err(werr)?;
             show(&x);
         }
+        ExecutionsCommand::MapRuns { machine, name } => {
+            for r in w.map_runs(&format!("{machine}:{name}")).await.map_err(werr)? {
+                let c = &r.executions;
+                println!(
+                    "{}  {}  children: {} succeeded, {} failed, {} timed out, {} aborted, {} running, {} pending of {}",
+                    w.map_run_arn(&r.key),
+                    r.status,
+                    c.succeeded,
+                    c.failed,
+                    c.timed_out,
+                    c.aborted,
+                    c.running,
+                    c.pending,
+                    c.total
+                );
+            }
+        }
     }
     Ok(())
 }
