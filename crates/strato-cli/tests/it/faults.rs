@@ -57,6 +57,7 @@ on_both_backends!(
     worker_killed_mid_training_is_finished_by_another_after_the_lease,
     a_thousand_jobs_through_two_api_processes_and_three_workers_end_exactly_once,
     worker_killed_during_a_map_of_200_items_the_execution_ends_with_each_state_entered_once,
+    worker_killed_during_a_distributed_map_of_200_items_each_child_ends_once_with_its_history_whole,
     worker_killed_while_executions_wait_on_task_tokens_each_task_is_scheduled_and_answered_once,
 );
 
@@ -301,6 +302,107 @@ async fn worker_killed_during_a_map_of_200_items_the_execution_ends_with_each_st
     entered.sort();
     entered.dedup();
     assert_eq!(entered.len(), 200, "each iteration started once");
+}
+
+async fn worker_killed_during_a_distributed_map_of_200_items_each_child_ends_once_with_its_history_whole(
+    backend: Backend,
+) {
+    let Some(model) = model_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let api = backend.open(strato_options(&Options::new(dir.path(), model.clone()))).await;
+    let functions = strato_functions::Functions::new(
+        api.store().clone(),
+        api.blobs().clone(),
+        strato_functions::FunctionsOptions::new(dir.path().join("functions")),
+    );
+    let w = strato_workflows::Workflows::new(api.store().clone(), functions);
+    let definition = json!({"StartAt": "Each", "States": {
+        "Each": {"Type": "Map", "Label": "Fan", "ItemsPath": "$.items", "MaxConcurrency": 40, "ResultPath": "$.results",
+            "ItemSelector": {"n.$": "$$.Map.Item.Value"},
+            "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                "StartAt": "Before", "States": {
+                "Before": {"Type": "Pass", "Parameters": {"n.$": "$.n", "sq.$": "States.MathAdd($.n, $.n)"}, "Next": "Pause"},
+                "Pause": {"Type": "Wait", "Seconds": 1, "Next": "After"},
+                "After": {"Type": "Pass", "End": true}}},
+            "End": true}}});
+    w.create("dfanout", &definition.to_string(), "", "STANDARD", "").await.unwrap();
+    let items: Vec<u64> = (0..200).collect();
+    w.start_execution("dfanout", Some("run"), &json!({"items": items}).to_string(), None).await.unwrap();
+    let succeeded = || async {
+        let runs = w.map_runs("dfanout:run").await.unwrap();
+        runs.first().map_or(0, |r| r.executions.succeeded)
+    };
+
+    let mut a = spawn(&backend, dir.path(), &model, &["worker", "--job-lease-secs", "2"]);
+    let start = Instant::now();
+    while succeeded().await < 40 {
+        assert!(start.elapsed() < Duration::from_secs(60), "worker A never got going");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.0.kill().unwrap(); // SIGKILL mid-run: children and the parent's counting are taken over by another worker.
+    let _ = a.0.wait();
+    let _b = spawn(&backend, dir.path(), &model, &["worker", "--job-lease-secs", "2"]);
+    let x = loop {
+        let x = w.execution("dfanout:run").await.unwrap();
+        if x.status != "RUNNING" {
+            break x;
+        }
+        assert!(start.elapsed() < Duration::from_secs(180), "not finished after the kill: {x:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(x.status, "SUCCEEDED", "{x:?}");
+    let out: serde_json::Value = serde_json::from_str(x.output.as_deref().unwrap()).unwrap();
+    let results = out["results"].as_array().unwrap();
+    assert_eq!(results.len(), 200);
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r, &json!({"n": i, "sq": 2 * i}), "item {i}");
+    }
+    let parent: Vec<String> = w
+        .history("dfanout:run", false, true, 1000, None)
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        parent,
+        [
+            "ExecutionStarted",
+            "MapStateEntered",
+            "MapStateStarted",
+            "MapRunStarted",
+            "MapRunSucceeded",
+            "MapStateSucceeded",
+            "MapStateExited",
+            "ExecutionSucceeded"
+        ],
+        "the parent counted each child once"
+    );
+    let run = &w.map_runs("dfanout:run").await.unwrap()[0];
+    assert_eq!((run.status.as_str(), run.executions.succeeded, run.executions.total), ("SUCCEEDED", 200, 200));
+    let children = w.map_run_children(&run.key).await.unwrap();
+    assert_eq!(children.len(), 200, "one child per item");
+    // Every child's states entered exactly once, its event ids gapless.
+    let whole = [
+        "ExecutionStarted",
+        "PassStateEntered",
+        "PassStateExited",
+        "WaitStateEntered",
+        "WaitStateExited",
+        "PassStateEntered",
+        "PassStateExited",
+        "ExecutionSucceeded",
+    ];
+    for (child, _) in children {
+        let key = format!("{}:{}", child.machine, child.name);
+        let events = w.history(&key, false, true, 1000, None).await.unwrap().events;
+        let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(types, whole, "{key}");
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e["id"].as_u64().unwrap(), i as u64 + 1, "{key}: ids gapless and unique");
+        }
+    }
 }
 
 async fn worker_killed_while_executions_wait_on_task_tokens_each_task_is_scheduled_and_answered_once(backend: Backend) {
