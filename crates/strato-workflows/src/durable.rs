@@ -48,6 +48,13 @@ pub(crate) const ROOT: &str = "r";
 /// Pass, Choice and zero-second Wait states run between two commits at most.
 pub const TRANSITIONS_PER_COMMIT: usize = 500;
 
+/// The check of a new execution's first job, due [`FIRST_STATES_FALLBACK`] after its start: it runs the root frame
+/// only if the starting process did not get it going.
+pub(crate) const FIRST: &str = "first";
+
+/// How long a new execution's first job waits for the starting process to run its first states.
+pub(crate) const FIRST_STATES_FALLBACK: std::time::Duration = std::time::Duration::from_secs(2);
+
 type Result<T> = std::result::Result<T, WorkflowError>;
 
 /// A standard execution, as stored.
@@ -507,14 +514,16 @@ impl Workflows {
                 Some(c) if c.starts_with(crate::map_run::CHECK) => {
                     return self.map_child_ended(&a.execution, &a.frame, &c[crate::map_run::CHECK.len()..]).await
                 }
+                Some(FIRST) => {}
                 // When the task timed out, the frame goes on (its error applied) in this job.
                 Some(token) if !self.check_token_deadline(&a.execution, &a.frame, token).await? => return Ok(()),
                 _ => {}
             }
             let Some(fdoc) = docs.get(FRAME_DOC, &fid).await? else { return Ok(()) };
             let mut frame: Frame = decode(&fdoc)?;
-            if frame.child.is_some() {
-                // A Distributed Map's item runs as its own execution: this frame only records it.
+            if frame.child.is_some() || (a.check.as_deref() == Some(FIRST) && frame.status != FrameStatus::Running) {
+                // A Distributed Map's item runs as its own execution: this frame only records it. A new execution
+                // its starting process got going has the jobs its commits queued.
                 return Ok(());
             }
             if let (FrameStatus::Waiting, Some(token), Some(params), false) =
@@ -571,6 +580,50 @@ impl Workflows {
                 }
             }
         }
+    }
+
+    /// Runs a new execution's first states in the process that started it, right after the start committed, up to
+    /// the first durability point (an end, a park, or a task to invoke), and commits them: a short workflow is done
+    /// without waiting for the queue to hand its job to a worker. Tasks are never invoked here: a task to invoke
+    /// (or a callback's resource to call) goes to a worker's job. Any failure leaves the start's own job, due
+    /// [`FIRST_STATES_FALLBACK`] later, to carry the execution on.
+    pub(crate) async fn first_states(&self, execution: &str) {
+        if let Err(e) = self.try_first_states(execution).await {
+            tracing::debug!(execution, error = %e, "the first states are left to a worker");
+        }
+    }
+
+    async fn try_first_states(&self, execution: &str) -> Result<()> {
+        let docs = self.store().documents();
+        let Some(xdoc) = docs.get(EXEC_DOC, execution).await? else { return Ok(()) };
+        let x: ExecutionRecord = decode(&xdoc)?;
+        let Some(fdoc) = docs.get(FRAME_DOC, &frame_id(execution, ROOT)).await? else { return Ok(()) };
+        let mut frame: Frame = decode(&fdoc)?;
+        if x.status != "RUNNING" || frame.status != FrameStatus::Running {
+            return Ok(());
+        }
+        let machine = self.frame_machine(&x.definition, &frame.machine).await?;
+        let base = self.base_context(&x);
+        let began = std::time::Instant::now();
+        let mut events = Vec::new();
+        let after = self.run_states(&machine, &mut frame, &mut events, &base, &x, ROOT).await?;
+        let hand_over = match &after {
+            After::Go => true,
+            After::Token { resource, .. } => activity_of(resource).is_none(),
+            _ => false,
+        };
+        let exited = events.iter().filter(|e| e.kind.ends_with("StateExited")).count();
+        let committed = self.commit(execution, ROOT, fdoc.revision, frame, events, after, &machine).await?;
+        if matches!(committed, Committed::Stale) {
+            return Ok(());
+        }
+        if let Some(m) = self.metrics() {
+            m.committed(&x.machine, exited, began.elapsed().as_secs_f64());
+        }
+        if hand_over {
+            self.store().queue().enqueue(advance_job(execution, ROOT, None, None)).await?;
+        }
+        Ok(())
     }
 
     /// Runs a frame's states in memory from where it is to the next durability point.

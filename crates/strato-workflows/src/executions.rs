@@ -153,7 +153,10 @@ impl Workflows {
         tx.documents().create(EXEC_DOC, &key, &encode(&x)).await?;
         let xdoc = tx.documents().get_for_update(EXEC_DOC, &key).await?.expect("just created");
         close(&mut tx, &key, &xdoc, &mut x, n, self.history_ttl()).await?;
-        tx.queue().enqueue(&durable::advance_job(&key, ROOT, None, None)).await?;
+        // This process runs the first states right after the commit (see `durable::Workflows::first_states`); the
+        // job, due a little later, carries them on if it could not.
+        let fallback = now + chrono::Duration::from_std(durable::FIRST_STATES_FALLBACK).expect("a short delay");
+        tx.queue().enqueue(&durable::advance_job(&key, ROOT, Some(durable::FIRST.into()), Some(fallback))).await?;
         if let Some(at) = x.timeout_at {
             tx.queue().enqueue(&durable::advance_job(&key, ROOT, Some("execution-timeout".into()), Some(at))).await?;
         }
@@ -162,6 +165,7 @@ impl Workflows {
             m.started(machine);
         }
         tracing::info!(execution = %key, "execution started");
+        Box::pin(self.first_states(&key)).await;
         Ok(x)
     }
 
