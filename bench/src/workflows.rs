@@ -6,7 +6,8 @@
 //!    start → last execution stored as SUCCEEDED).
 //! 2. `latency_3_states`: Pass → Pass → Succeed, one execution at a time: start call → status SUCCEEDED seen by a
 //!    reader polling the store every 0.2 ms; p50/p99.
-//! 3. `map`: one Map over N items (a Pass per item; `MaxConcurrency` 0) → items/s and the wall time.
+//! 3. `map`: one Map over N items (a Pass per item; `MaxConcurrency` 0) → items/s and the wall time; `distributed_map`:
+//!    the same as a Distributed Map (each item a child execution with its own history; `--dmap-items`, 2,000).
 //! 4. `idle_cpu`: N executions parked in an hour-long Wait; the process's CPU time over 5 s of idling.
 //! 5. `task_chain` (with `--lambda-python PATH`, an interpreter with `awslambdaric`): N executions of a chain of
 //!    100 Task states, each invoking a no-op Python function (`return event`) through Strato's functions (8 warm
@@ -54,12 +55,13 @@ fn cpu_seconds() -> f64 {
 struct Plan {
     chains: usize,
     map_items: usize,
+    dmap_items: usize,
     waiting: usize,
     lambda_python: Option<String>,
 }
 
 async fn one_backend(backend: &str, store: Store, plan: &Plan) -> Result<()> {
-    let Plan { chains, map_items, waiting, .. } = *plan;
+    let Plan { chains, map_items, dmap_items, waiting, .. } = *plan;
     let dir = tempfile::tempdir()?;
     let mut opts = StratoOptions::new(dir.path());
     opts.embedding_model = Some("/nonexistent/bench-model".into());
@@ -198,6 +200,19 @@ async fn one_backend(backend: &str, store: Store, plan: &Plan) -> Result<()> {
     emit(json!({"bench": "workflows", "backend": backend, "measure": "map", "items": map_items, "status": s,
         "seconds": secs, "items_per_s": map_items as f64 / secs}));
 
+    // 3b. A Distributed Map: each item a child execution of its own under a Map Run.
+    let dmap = json!({"StartAt": "Each", "States": {"Each": {"Type": "Map", "ItemsPath": "$.items", "End": true,
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}}}});
+    w.create("dmap", &dmap.to_string(), "", "STANDARD", "").await.map_err(werr)?;
+    let items: Vec<usize> = (0..dmap_items).collect();
+    let t = Instant::now();
+    w.start_execution("dmap", Some("d"), &json!({"items": items}).to_string(), None).await.map_err(werr)?;
+    let s = wait_done(&w, "dmap:d", Duration::from_millis(5)).await?;
+    let secs = t.elapsed().as_secs_f64();
+    emit(json!({"bench": "workflows", "backend": backend, "measure": "distributed_map", "items": dmap_items,
+        "status": s, "seconds": secs, "items_per_s": dmap_items as f64 / secs}));
+
     // 4. Idle CPU with executions parked in a Wait.
     let wait = json!({"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 3600, "End": true}}});
     w.create("hold", &wait.to_string(), "", "STANDARD", "").await.map_err(werr)?;
@@ -232,7 +247,7 @@ async fn one_backend(backend: &str, store: Store, plan: &Plan) -> Result<()> {
 /// Runs the workflow benchmarks.
 pub async fn run(args: &[String]) -> Result<()> {
     let mut url = None;
-    let (mut chains, mut map_items, mut waiting) = (20usize, 10_000usize, 10_000usize);
+    let (mut chains, mut map_items, mut dmap_items, mut waiting) = (20usize, 10_000usize, 2_000usize, 10_000usize);
     let mut lambda_python = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -241,6 +256,7 @@ pub async fn run(args: &[String]) -> Result<()> {
             "--database-url" => url = Some(val()?),
             "--chains" => chains = val()?.parse()?,
             "--map-items" => map_items = val()?.parse()?,
+            "--dmap-items" => dmap_items = val()?.parse()?,
             "--waiting" => waiting = val()?.parse()?,
             "--lambda-python" => lambda_python = Some(val()?),
             other => bail!("unknown argument {other}"),
@@ -248,7 +264,7 @@ pub async fn run(args: &[String]) -> Result<()> {
     }
     let dir = tempfile::tempdir()?;
     let sqlite = Store::open_sqlite(&dir.path().join("meta.db")).await?;
-    let plan = Plan { chains, map_items, waiting, lambda_python };
+    let plan = Plan { chains, map_items, dmap_items, waiting, lambda_python };
     one_backend("sqlite", sqlite, &plan).await?;
     if let Some(url) = url {
         let schema = format!("bench_wf_{}", uuid::Uuid::new_v4().simple());

@@ -55,6 +55,10 @@ pub(crate) const FIRST: &str = "first";
 /// How long a new execution's first job waits for the starting process to run its first states.
 pub(crate) const FIRST_STATES_FALLBACK: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How many new executions' first states a process runs side by side, as many as its `workflows` queue's workers:
+/// a burst of starts beyond them goes to the queue, so one caller's starts still run in parallel.
+pub(crate) const FIRST_STATES_AT_ONCE: usize = 8;
+
 type Result<T> = std::result::Result<T, WorkflowError>;
 
 /// A standard execution, as stored.
@@ -521,9 +525,11 @@ impl Workflows {
             }
             let Some(fdoc) = docs.get(FRAME_DOC, &fid).await? else { return Ok(()) };
             let mut frame: Frame = decode(&fdoc)?;
-            if frame.child.is_some() || (a.check.as_deref() == Some(FIRST) && frame.status != FrameStatus::Running) {
+            let timer = frame.status == FrameStatus::Waiting && frame.token.is_none();
+            if frame.child.is_some() || (a.check.as_deref() == Some(FIRST) && timer) {
                 // A Distributed Map's item runs as its own execution: this frame only records it. A new execution
-                // its starting process got going has the jobs its commits queued.
+                // its starting process parked on a timer has that timer's job; anything else its starter left
+                // (a task to invoke, a callback not yet called) this job takes on.
                 return Ok(());
             }
             if let (FrameStatus::Waiting, Some(token), Some(params), false) =
@@ -587,33 +593,43 @@ impl Workflows {
     /// without waiting for the queue to hand its job to a worker. Tasks are never invoked here: a task to invoke
     /// (or a callback's resource to call) goes to a worker's job. Any failure leaves the start's own job, due
     /// [`FIRST_STATES_FALLBACK`] later, to carry the execution on.
-    pub(crate) async fn first_states(&self, execution: &str) {
-        if let Err(e) = self.try_first_states(execution).await {
-            tracing::debug!(execution, error = %e, "the first states are left to a worker");
-        }
+    pub(crate) fn first_states(
+        &self,
+        execution: String,
+        x: ExecutionRecord,
+        root: Frame,
+        revision: i64,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let w = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = w.try_first_states(&execution, &x, root, revision).await {
+                tracing::debug!(execution, error = %e, "the first states are left to a worker");
+            }
+            drop(slot);
+        });
     }
 
-    async fn try_first_states(&self, execution: &str) -> Result<()> {
-        let docs = self.store().documents();
-        let Some(xdoc) = docs.get(EXEC_DOC, execution).await? else { return Ok(()) };
-        let x: ExecutionRecord = decode(&xdoc)?;
-        let Some(fdoc) = docs.get(FRAME_DOC, &frame_id(execution, ROOT)).await? else { return Ok(()) };
-        let mut frame: Frame = decode(&fdoc)?;
-        if x.status != "RUNNING" || frame.status != FrameStatus::Running {
-            return Ok(());
-        }
+    /// `x` and `frame` as the start committed them (the commit checks that nobody moved them since).
+    async fn try_first_states(
+        &self,
+        execution: &str,
+        x: &ExecutionRecord,
+        mut frame: Frame,
+        revision: i64,
+    ) -> Result<()> {
         let machine = self.frame_machine(&x.definition, &frame.machine).await?;
-        let base = self.base_context(&x);
+        let base = self.base_context(x);
         let began = std::time::Instant::now();
         let mut events = Vec::new();
-        let after = self.run_states(&machine, &mut frame, &mut events, &base, &x, ROOT).await?;
+        let after = self.run_states(&machine, &mut frame, &mut events, &base, x, ROOT).await?;
         let hand_over = match &after {
             After::Go => true,
             After::Token { resource, .. } => activity_of(resource).is_none(),
             _ => false,
         };
         let exited = events.iter().filter(|e| e.kind.ends_with("StateExited")).count();
-        let committed = self.commit(execution, ROOT, fdoc.revision, frame, events, after, &machine).await?;
+        let committed = self.commit(execution, ROOT, revision, frame, events, after, &machine).await?;
         if matches!(committed, Committed::Stale) {
             return Ok(());
         }

@@ -149,14 +149,27 @@ impl Workflows {
         );
         // The first state's events follow the start with previousEventId 0, as AWS records them.
         let root = Frame::new(Vec::new(), 0, 0, &parsed.start_at, value);
-        tx.documents().create(FRAME_DOC, &frame_id(&key, ROOT), &encode(&root)).await?;
-        tx.documents().create(EXEC_DOC, &key, &encode(&x)).await?;
-        let xdoc = tx.documents().get_for_update(EXEC_DOC, &key).await?.expect("just created");
+        let exists = || {
+            WorkflowError::Conflict(
+                "ExecutionAlreadyExists",
+                format!("Execution Already Exists: '{}'", self.execution_arn(machine, &name)),
+            )
+        };
+        let fdoc = tx.documents().create(FRAME_DOC, &frame_id(&key, ROOT), &encode(&root)).await?.ok_or_else(exists)?;
+        let xdoc = tx.documents().create(EXEC_DOC, &key, &encode(&x)).await?.ok_or_else(exists)?;
         close(&mut tx, &key, &xdoc, &mut x, n, self.history_ttl()).await?;
-        // This process runs the first states right after the commit (see `durable::Workflows::first_states`); the
-        // job, due a little later, carries them on if it could not.
-        let fallback = now + chrono::Duration::from_std(durable::FIRST_STATES_FALLBACK).expect("a short delay");
-        tx.queue().enqueue(&durable::advance_job(&key, ROOT, Some(durable::FIRST.into()), Some(fallback))).await?;
+        // This process runs the first states right after the commit when it has a free slot (see
+        // `durable::Workflows::first_states`); the job, due a little later, carries them on if it could not.
+        // Otherwise a worker runs them from the start.
+        let slot = self.inner().first_states.clone().try_acquire_owned().ok();
+        let job = match slot {
+            Some(_) => {
+                let fallback = now + chrono::Duration::from_std(durable::FIRST_STATES_FALLBACK).expect("a short delay");
+                durable::advance_job(&key, ROOT, Some(durable::FIRST.into()), Some(fallback))
+            }
+            None => durable::advance_job(&key, ROOT, None, None),
+        };
+        tx.queue().enqueue(&job).await?;
         if let Some(at) = x.timeout_at {
             tx.queue().enqueue(&durable::advance_job(&key, ROOT, Some("execution-timeout".into()), Some(at))).await?;
         }
@@ -165,7 +178,9 @@ impl Workflows {
             m.started(machine);
         }
         tracing::info!(execution = %key, "execution started");
-        Box::pin(self.first_states(&key)).await;
+        if let Some(slot) = slot {
+            self.first_states(key, x.clone(), root, fdoc.revision, slot);
+        }
         Ok(x)
     }
 

@@ -103,6 +103,8 @@ pub(crate) struct Inner {
     pub(crate) activity_queued: tokio::sync::Notify,
     /// Metrics per state machine, once registered with the service's.
     pub(crate) metrics: std::sync::OnceLock<crate::failures::WorkflowMetrics>,
+    /// New executions whose first states this process runs at once (beyond these, a start goes to the queue).
+    pub(crate) first_states: Arc<tokio::sync::Semaphore>,
 }
 
 impl From<WorkflowError> for strato_types::StratoError {
@@ -159,6 +161,7 @@ impl Workflows {
             keep_history: std::sync::RwLock::new(Some(strato_jobs::DEFAULT_JOB_TTL)),
             activity_queued: Default::default(),
             metrics: Default::default(),
+            first_states: Arc::new(tokio::sync::Semaphore::new(crate::durable::FIRST_STATES_AT_ONCE)),
         }))
     }
 
