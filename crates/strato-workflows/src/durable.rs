@@ -571,7 +571,8 @@ impl Workflows {
                 _ => None,
             };
             let exited = events.iter().filter(|e| e.kind.ends_with("StateExited")).count();
-            let committed = self.commit(&a.execution, &a.frame, fdoc.revision, frame, events, after, &machine).await?;
+            let committed =
+                self.commit(&a.execution, &a.frame, fdoc.revision, frame, events, after, &machine, None).await?;
             if let (Some(m), false) = (self.metrics(), matches!(committed, Committed::Stale)) {
                 m.committed(&x.machine, exited, began.elapsed().as_secs_f64());
             }
@@ -599,11 +600,12 @@ impl Workflows {
         x: ExecutionRecord,
         root: Frame,
         revision: i64,
+        fallback: String,
         slot: tokio::sync::OwnedSemaphorePermit,
     ) {
         let w = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = w.try_first_states(&execution, &x, root, revision).await {
+            if let Err(e) = w.try_first_states(&execution, &x, root, revision, &fallback).await {
                 tracing::debug!(execution, error = %e, "the first states are left to a worker");
             }
             drop(slot);
@@ -617,27 +619,17 @@ impl Workflows {
         x: &ExecutionRecord,
         mut frame: Frame,
         revision: i64,
+        fallback: &str,
     ) -> Result<()> {
         let machine = self.frame_machine(&x.definition, &frame.machine).await?;
         let base = self.base_context(x);
         let began = std::time::Instant::now();
         let mut events = Vec::new();
         let after = self.run_states(&machine, &mut frame, &mut events, &base, x, ROOT).await?;
-        let hand_over = match &after {
-            After::Go => true,
-            After::Token { resource, .. } => activity_of(resource).is_none(),
-            _ => false,
-        };
         let exited = events.iter().filter(|e| e.kind.ends_with("StateExited")).count();
-        let committed = self.commit(execution, ROOT, revision, frame, events, after, &machine).await?;
-        if matches!(committed, Committed::Stale) {
-            return Ok(());
-        }
-        if let Some(m) = self.metrics() {
+        let committed = self.commit(execution, ROOT, revision, frame, events, after, &machine, Some(fallback)).await?;
+        if let (Some(m), false) = (self.metrics(), matches!(committed, Committed::Stale)) {
             m.committed(&x.machine, exited, began.elapsed().as_secs_f64());
-        }
-        if hand_over {
-            self.store().queue().enqueue(advance_job(execution, ROOT, None, None)).await?;
         }
         Ok(())
     }
@@ -994,7 +986,9 @@ impl Workflows {
             .collect())
     }
 
-    /// Commits a frame's progress (see the module's documentation).
+    /// Commits a frame's progress (see the module's documentation). `first`: the commit of a new execution's first
+    /// states by its starter, with the start's fallback job, which it withdraws (what is left to do gets a job of
+    /// its own in the same transaction).
     #[allow(clippy::too_many_arguments)]
     async fn commit(
         &self,
@@ -1005,6 +999,7 @@ impl Workflows {
         events: Vec<Pending>,
         after: After,
         machine: &Machine,
+        first: Option<&str>,
     ) -> Result<Committed> {
         let mut tx = self.store().begin().await?;
         let Some((xdoc, mut x)) = lock_execution(&mut tx, execution).await? else { return Ok(Committed::Stale) };
@@ -1019,6 +1014,21 @@ impl Workflows {
         let mut n = Numbering { next: x.next_event, at: Utc::now(), out: Vec::new() };
         let mut jobs = Vec::new();
         let mut queued_activity = false;
+        if let Some(fallback) = first {
+            if !tx.queue().withdraw(fallback).await? {
+                // A worker took the fallback meanwhile: it carries the execution on.
+                return Ok(Committed::Stale);
+            }
+            // A task to invoke or a callback to call is a worker's: the starter never invokes.
+            let hand_over = match &after {
+                After::Go => true,
+                After::Token { resource, .. } => activity_of(resource).is_none(),
+                _ => false,
+            };
+            if hand_over {
+                jobs.push(advance_job(execution, path, None, None));
+            }
+        }
         // A child whose parent moved on (a sibling failed, the state was retried) stops here.
         if let Some(pp) = parent_path(path) {
             let parent = tx.documents().get_for_update(FRAME_DOC, &frame_id(execution, pp)).await?;

@@ -169,7 +169,7 @@ impl Workflows {
             }
             None => durable::advance_job(&key, ROOT, None, None),
         };
-        tx.queue().enqueue(&job).await?;
+        let fallback = tx.queue().enqueue(&job).await?.job.id;
         if let Some(at) = x.timeout_at {
             tx.queue().enqueue(&durable::advance_job(&key, ROOT, Some("execution-timeout".into()), Some(at))).await?;
         }
@@ -179,7 +179,7 @@ impl Workflows {
         }
         tracing::info!(execution = %key, "execution started");
         if let Some(slot) = slot {
-            self.first_states(key, x.clone(), root, fdoc.revision, slot);
+            self.first_states(key, x.clone(), root, fdoc.revision, fallback, slot);
         }
         Ok(x)
     }

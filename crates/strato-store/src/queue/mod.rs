@@ -345,6 +345,12 @@ impl TxQueue<'_> {
         ops::idempotent_hit(&mut self.tx.conn.conn(), job).await
     }
 
+    /// Withdraws a job that has not started: it is deleted as if never enqueued (a fallback whose work was done
+    /// another way). False when it is claimed, ended or gone — then it stays as it is.
+    pub async fn withdraw(&mut self, id: &str) -> Result<bool> {
+        ops::withdraw(&mut self.tx.conn.conn(), id).await
+    }
+
     /// Whether `worker` holds the lease of job `id`. On PostgreSQL the job's row stays locked until the
     /// transaction ends, so no other attempt can take the job over meanwhile: a result published in the same
     /// transaction is fenced by the lease.

@@ -398,6 +398,11 @@ pub(crate) async fn release(c: &mut Conn<'_>, id: &str, worker: &str) -> Result<
     Ok(n == 1)
 }
 
+pub(crate) async fn withdraw(c: &mut Conn<'_>, id: &str) -> Result<bool> {
+    // A queued job has no attempts: its row is all there is.
+    Ok(exec!(c, sql!("DELETE FROM jobs WHERE id = $1 AND status = 'QUEUED'"), id) == 1)
+}
+
 pub(crate) async fn cancel(c: &mut Conn<'_>, id: &str) -> Result<CancelOutcome> {
     let now = now_ms();
     let Some(job) = get(c, id, true).await? else { return Ok(CancelOutcome::NotFound) };

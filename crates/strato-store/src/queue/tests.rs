@@ -422,3 +422,26 @@ async fn scheduled_jobs_wait_for_their_time_and_due_ones_go_first() {
         assert_eq!(s.queue().get(&far.id).await.unwrap().unwrap().status, JobStatus::Queued);
     });
 }
+
+#[tokio::test]
+async fn a_queued_job_is_withdrawn_in_a_transaction_but_not_once_claimed() {
+    each_backend!(|s| {
+        let later = NewJob { run_after: Some(Utc::now() + chrono::Duration::seconds(60)), ..job(0) };
+        let a = enqueue(s, later.clone()).await;
+        let b = enqueue(s, job(0)).await;
+        let claimed = s.queue().claim("w", LEASE).await.unwrap().unwrap();
+        assert_eq!(claimed.id, b.id);
+        let mut tx = s.begin().await.unwrap();
+        assert!(tx.queue().withdraw(&a.id).await.unwrap());
+        assert!(!tx.queue().withdraw(&b.id).await.unwrap(), "a claimed job is not withdrawn");
+        assert!(!tx.queue().withdraw("no-such-job").await.unwrap());
+        // Rolled back: still there.
+        drop(tx);
+        assert_eq!(s.queue().get(&a.id).await.unwrap().unwrap().status, JobStatus::Queued);
+        let mut tx = s.begin().await.unwrap();
+        assert!(tx.queue().withdraw(&a.id).await.unwrap());
+        tx.commit().await.unwrap();
+        assert!(s.queue().get(&a.id).await.unwrap().is_none(), "withdrawn as if never enqueued");
+        assert_eq!(s.queue().get(&b.id).await.unwrap().unwrap().status, JobStatus::InProgress);
+    });
+}
