@@ -120,6 +120,36 @@ pub struct ExecutionRecord {
     pub map_runs: Vec<String>,
 }
 
+impl ExecutionRecord {
+    /// A new running execution of `machine` (with its definition's hash and role) named `name`, from now; no
+    /// timeout, caller, version or parent yet.
+    pub(crate) fn starting(machine: &str, name: &str, definition: &str, role_arn: &str, input: &str) -> Self {
+        Self {
+            machine: machine.to_string(),
+            name: name.to_string(),
+            definition: definition.to_string(),
+            role_arn: role_arn.to_string(),
+            input: input.to_string(),
+            status: "RUNNING".into(),
+            started: Utc::now(),
+            stopped: None,
+            output: None,
+            error: None,
+            cause: None,
+            redrive_count: 0,
+            redrive_date: None,
+            next_event: 1,
+            timeout_at: None,
+            identity: None,
+            version_arn: None,
+            alias_arn: None,
+            parent: None,
+            map_run: None,
+            map_runs: Vec::new(),
+        }
+    }
+}
+
 /// Where a frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FrameStatus {

@@ -99,29 +99,17 @@ impl Workflows {
             hex::encode(sha2::Sha256::digest(sm.definition.as_bytes()))
         };
         let key = format!("{machine}:{name}");
-        let now = Utc::now();
         let x = ExecutionRecord {
-            machine: machine.to_string(),
-            name: name.clone(),
-            definition: hash.clone(),
-            role_arn: sm.role_arn.clone(),
-            input: input.to_string(),
-            status: "RUNNING".into(),
-            started: now,
-            stopped: None,
-            output: None,
-            error: None,
-            cause: None,
-            redrive_count: 0,
-            redrive_date: None,
-            next_event: 1,
-            timeout_at: parsed.timeout_seconds.map(|t| now + chrono::Duration::seconds(t as i64)),
             identity,
             version_arn: resolved.version_arn,
             alias_arn: resolved.alias_arn,
             parent,
-            map_run: None,
-            map_runs: Vec::new(),
+            ..ExecutionRecord::starting(machine, &name, &hash, &sm.role_arn, input)
+        };
+        let now = x.started;
+        let x = ExecutionRecord {
+            timeout_at: parsed.timeout_seconds.map(|t| now + chrono::Duration::seconds(t as i64)),
+            ..x
         };
         let mut tx = self.store().begin().await?;
         if let Some(existing) = tx.documents().get_for_update(EXEC_DOC, &key).await? {

@@ -434,34 +434,15 @@ impl Workflows {
         let (machine_label, run_id) = run.key.rsplit_once(':').expect("a map run key");
         let name = uuid_of(&format!("{run_id}#{}", proxy.index));
         let key = format!("{machine_label}:{name}");
-        let now = Utc::now();
         let input = proxy.input.to_string();
         let mut child = ExecutionRecord {
-            machine: machine_label.to_string(),
-            name,
-            definition: parent.definition.clone(),
-            role_arn: parent.role_arn.clone(),
-            input: input.clone(),
-            status: "RUNNING".into(),
-            started: now,
-            stopped: None,
-            output: None,
-            error: None,
-            cause: None,
-            redrive_count: 0,
-            redrive_date: None,
-            next_event: 1,
-            timeout_at: None,
             identity: parent.identity.clone(),
-            version_arn: None,
-            alias_arn: None,
-            parent: None,
             map_run: Some(MapRunLink {
                 run: run.key.clone(),
                 execution: execution.to_string(),
                 frame: ppath.to_string(),
             }),
-            map_runs: Vec::new(),
+            ..ExecutionRecord::starting(machine_label, &name, &parent.definition, &parent.role_arn, &input)
         };
         let mut n = durable::numbering(&child);
         n.push(

@@ -3,13 +3,12 @@
 //! bad input and grants that keep another team's state machines out.
 
 use serde_json::{json, Value};
-use strato_functions::{FunctionsOptions, FunctionsSlot};
-use strato_http::auth::AuthOptions;
-use strato_http::HttpOptions;
-use strato_service::{NewApiKey, Strato, StratoOptions};
+use strato_service::NewApiKey;
 use strato_types::{Actions, Grant};
 
-const ADMIN: &str = "an-admin-token-0123456789";
+mod common;
+
+use common::ADMIN;
 
 /// An admin's request with a JSON body.
 async fn send(req: reqwest::RequestBuilder, body: &Value) -> reqwest::Response {
@@ -34,32 +33,7 @@ async fn until_ended(c: &reqwest::Client, url: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_routes_manage_state_machines_and_executions() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = StratoOptions::new(dir.path());
-    opts.embedding_model = Some("/nonexistent/strato-test-model".into());
-    let slot = FunctionsSlot::default();
-    let wslot = strato_workflows::WorkflowsSlot::default();
-    let strato = Strato::builder(opts)
-        .register(slot.registrar(FunctionsOptions::new(dir.path().join("functions"))))
-        .register(wslot.registrar(slot.clone()))
-        .open()
-        .await
-        .unwrap();
-    let pool = strato.start_workers(strato_service::WorkerPoolOptions {
-        queues: strato_service::QueueConcurrency::parse("default=1,workflows=4").unwrap(),
-        poll_interval: std::time::Duration::from_millis(200),
-        ..Default::default()
-    });
-    let http = HttpOptions {
-        auth: AuthOptions { admin_token: Some(ADMIN.into()), ..Default::default() },
-        ..Default::default()
-    };
-    let app = strato_http::router_with(strato.clone(), http, vec![strato_workflows::routes(wslot.get().unwrap())]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
-    });
+    let common::Served { strato, pool, base, server, _dir, .. } = common::serve(4).await;
     let c = reqwest::Client::new();
 
     // A definition with a problem is refused with every problem named.

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
-use strato_functions::{FunctionsOptions, FunctionsSlot};
-use strato_http::auth::AuthOptions;
-use strato_http::HttpOptions;
-use strato_service::{Strato, StratoOptions};
 
-const ADMIN: &str = "an-admin-token-0123456789";
+mod common;
+
+use common::ADMIN;
+
 const ARN: &str = "arn:aws:states:us-east-1:000000000000";
 
 const OPERATIONS: &[&str] = &[
@@ -122,33 +121,8 @@ fn value(rng: &mut impl Rng, arns: &[String]) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_answers_random_bodies_with_aws_errors_never_a_server_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = StratoOptions::new(dir.path());
-    opts.embedding_model = Some("/nonexistent/strato-test-model".into());
-    let slot = FunctionsSlot::default();
-    let wslot = strato_workflows::WorkflowsSlot::default();
-    let strato = Strato::builder(opts)
-        .register(slot.registrar(FunctionsOptions::new(dir.path().join("functions"))))
-        .register(wslot.registrar(slot.clone()))
-        .open()
-        .await
-        .unwrap();
-    let pool = strato.start_workers(strato_service::WorkerPoolOptions {
-        queues: strato_service::QueueConcurrency::parse("default=1,workflows=2").unwrap(),
-        poll_interval: Duration::from_millis(200),
-        ..Default::default()
-    });
-    let w = wslot.get().unwrap();
-    let http = HttpOptions {
-        auth: AuthOptions { admin_token: Some(ADMIN.into()), ..Default::default() },
-        ..Default::default()
-    };
-    let app = strato_http::router_with(strato.clone(), http, vec![strato_workflows::routes(w.clone())]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
-    });
+    let common::Served { strato, workflows: w, pool, base, server, _dir } = common::serve(2).await;
+    let base = format!("{base}/");
 
     // Real resources for the ARNs to name: a machine, an execution parked in a Distributed Map, its Map Run.
     let definition = json!({"StartAt": "Each", "States": {"Each": {"Type": "Map", "Label": "L", "ItemsPath": "$.items",
@@ -248,4 +222,5 @@ async fn every_operation_answers_random_bodies_with_aws_errors_never_a_server_er
     w.stop_execution("fz:x1", None, None).await.unwrap();
     pool.shutdown().await;
     server.abort();
+    strato.close().await;
 }

@@ -212,18 +212,39 @@ async fn submit_jobs_as_a_client_process() {
     }
 }
 
+/// Workflows over `api`'s store, for a test process that starts executions and reads them (workers run them).
+fn workflows_of(api: &strato_service::Strato, dir: &Path) -> strato_workflows::Workflows {
+    let functions = strato_functions::Functions::new(
+        api.store().clone(),
+        api.blobs().clone(),
+        strato_functions::FunctionsOptions::new(dir.join("functions")),
+    );
+    strato_workflows::Workflows::new(api.store().clone(), functions)
+}
+
+/// Waits (up to 180 s from `start`) for an execution to end.
+async fn ended(
+    w: &strato_workflows::Workflows,
+    key: &str,
+    start: Instant,
+) -> strato_workflows::durable::ExecutionRecord {
+    loop {
+        let x = w.execution(key).await.unwrap();
+        if x.status != "RUNNING" {
+            return x;
+        }
+        assert!(start.elapsed() < Duration::from_secs(180), "not finished after the kill: {x:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn worker_killed_during_a_map_of_200_items_the_execution_ends_with_each_state_entered_once(backend: Backend) {
     // Worker processes load the embedding model at start, whatever they run.
     let Some(model) = model_dir() else { return };
     let dir = tempfile::tempdir().unwrap();
     // This process only starts the execution and reads it; the worker processes run it.
     let api = backend.open(strato_options(&Options::new(dir.path(), model.clone()))).await;
-    let functions = strato_functions::Functions::new(
-        api.store().clone(),
-        api.blobs().clone(),
-        strato_functions::FunctionsOptions::new(dir.path().join("functions")),
-    );
-    let w = strato_workflows::Workflows::new(api.store().clone(), functions);
+    let w = workflows_of(&api, dir.path());
     let definition = json!({"StartAt": "Each", "States": {
         "Each": {"Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": 40, "ResultPath": "$.results",
             "ItemSelector": {"n.$": "$$.Map.Item.Value"},
@@ -265,14 +286,7 @@ async fn worker_killed_during_a_map_of_200_items_the_execution_ends_with_each_st
     a.0.kill().unwrap(); // SIGKILL mid-Map: its leases lapse, another worker takes the frames over.
     let _ = a.0.wait();
     let _b = spawn(&backend, dir.path(), &model, &["worker", "--job-lease-secs", "2"]);
-    let x = loop {
-        let x = w.execution("fanout:run").await.unwrap();
-        if x.status != "RUNNING" {
-            break x;
-        }
-        assert!(start.elapsed() < Duration::from_secs(180), "not finished after the kill: {x:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let x = ended(&w, "fanout:run", start).await;
     assert_eq!(x.status, "SUCCEEDED", "{x:?}");
     let out: serde_json::Value = serde_json::from_str(x.output.as_deref().unwrap()).unwrap();
     let results = out["results"].as_array().unwrap();
@@ -310,12 +324,7 @@ async fn worker_killed_during_a_distributed_map_of_200_items_each_child_ends_onc
     let Some(model) = model_dir() else { return };
     let dir = tempfile::tempdir().unwrap();
     let api = backend.open(strato_options(&Options::new(dir.path(), model.clone()))).await;
-    let functions = strato_functions::Functions::new(
-        api.store().clone(),
-        api.blobs().clone(),
-        strato_functions::FunctionsOptions::new(dir.path().join("functions")),
-    );
-    let w = strato_workflows::Workflows::new(api.store().clone(), functions);
+    let w = workflows_of(&api, dir.path());
     let definition = json!({"StartAt": "Each", "States": {
         "Each": {"Type": "Map", "Label": "Fan", "ItemsPath": "$.items", "MaxConcurrency": 40, "ResultPath": "$.results",
             "ItemSelector": {"n.$": "$$.Map.Item.Value"},
@@ -342,14 +351,7 @@ async fn worker_killed_during_a_distributed_map_of_200_items_each_child_ends_onc
     a.0.kill().unwrap(); // SIGKILL mid-run: children and the parent's counting are taken over by another worker.
     let _ = a.0.wait();
     let _b = spawn(&backend, dir.path(), &model, &["worker", "--job-lease-secs", "2"]);
-    let x = loop {
-        let x = w.execution("dfanout:run").await.unwrap();
-        if x.status != "RUNNING" {
-            break x;
-        }
-        assert!(start.elapsed() < Duration::from_secs(180), "not finished after the kill: {x:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let x = ended(&w, "dfanout:run", start).await;
     assert_eq!(x.status, "SUCCEEDED", "{x:?}");
     let out: serde_json::Value = serde_json::from_str(x.output.as_deref().unwrap()).unwrap();
     let results = out["results"].as_array().unwrap();
@@ -409,13 +411,8 @@ async fn worker_killed_while_executions_wait_on_task_tokens_each_task_is_schedul
     let Some(model) = model_dir() else { return };
     let dir = tempfile::tempdir().unwrap();
     let api = backend.open(strato_options(&Options::new(dir.path(), model.clone()))).await;
-    let functions = strato_functions::Functions::new(
-        api.store().clone(),
-        api.blobs().clone(),
-        strato_functions::FunctionsOptions::new(dir.path().join("functions")),
-    );
     // This process is the client and the activity worker outside Strato; the worker processes run the executions.
-    let w = strato_workflows::Workflows::new(api.store().clone(), functions);
+    let w = workflows_of(&api, dir.path());
     let activity = w.activity_arn(&w.create_activity("approve").await.unwrap().name);
     let definition = json!({"StartAt": "Prepare", "States": {
         "Prepare": {"Type": "Pass", "Parameters": {"n.$": "$.n"}, "Next": "Approve"},
