@@ -4,8 +4,10 @@
 //! or drop; no environment passed on), what an upload must be (`probe.rs`: a video track, at least a second), and
 //! the renditions (`renditions.rs`: web, mobile, trim, thumbnail, and VP9 with alpha for virtual backgrounds).
 //!
-//! Still to come in this crate: the job kinds and workflow task resources, the upload API, transcription.
+//! Media steps run as durable jobs on the `media` queue (`jobs.rs`: `media.render`), registered with the service by
+//! [`MediaSlot::registrar`]. Still to come: the workflow task resources, the upload API, transcription.
 
+pub mod jobs;
 pub mod probe;
 pub mod process;
 pub mod renditions;
@@ -13,6 +15,19 @@ pub mod renditions;
 pub use probe::{Probe, Stream};
 pub use process::{Progress, Tools};
 pub use renditions::{Rendition, RenditionOptions};
+
+/// Where the composition root's registration leaves the media tools, and what it registers.
+#[derive(Clone, Default)]
+pub struct MediaSlot;
+
+impl MediaSlot {
+    /// The registration: the `media.render` job kind (on the `media` queue) over the service's blob storage.
+    pub fn registrar(tools: Tools) -> impl FnOnce(&mut strato_service::Registration<'_>) + Send + 'static {
+        move |r| {
+            r.workers.add(jobs::RenderWorker::new(r.blobs.clone(), tools));
+        }
+    }
+}
 
 /// Why a media step failed: each a stable code and a message that says what to fix.
 #[derive(Debug, thiserror::Error)]
