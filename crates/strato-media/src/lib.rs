@@ -63,7 +63,7 @@ pub enum MediaError {
         seconds: u64,
     },
     /// ffmpeg or ffprobe is not installed where configured.
-    #[error("{0} could not be started (is ffmpeg installed? set STRATO_FFMPEG / STRATO_FFPROBE): {1}")]
+    #[error("{0} could not be started (is ffmpeg installed and on PATH?): {1}")]
     Missing(&'static str, std::io::Error),
     /// Reading or writing the step's files.
     #[error("media files: {0}")]
