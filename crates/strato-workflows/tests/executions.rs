@@ -445,7 +445,16 @@ async fn a_callback_whose_worker_died_before_invoking_is_invoked_by_the_retry() 
         // What a worker killed right after committing the token leaves: the frame waiting on a token its resource
         // never received, and the job (not completed) due again once its lease lapses.
         let docs = w.store().documents();
-        let fdoc = docs.get("sfn-frame", "cb:x#r").await.unwrap().unwrap();
+        // The starting process parks the frame on its token itself (its worker's job queued); this test replaces
+        // that with a dead worker's leftovers once it has.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let fdoc = loop {
+            let d = docs.get("sfn-frame", "cb:x#r").await.unwrap().unwrap();
+            if d.body["status"] == json!("Waiting") || std::time::Instant::now() > deadline {
+                break d;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
         let mut f = fdoc.body.clone();
         f["status"] = json!("Waiting");
         f["entered"] = json!(true);
