@@ -80,6 +80,15 @@ impl From<WorkflowError> for AwsJsonError {
     }
 }
 
+/// A list operation's answer: the items under `field`, and `nextToken` when there is a next page.
+fn listed(field: &str, items: Value, next: Option<String>) -> Response {
+    let mut out = json!({ field: items });
+    if let Some(t) = next {
+        out["nextToken"] = json!(t);
+    }
+    ok(out)
+}
+
 fn ok(body: Value) -> Response {
     let mut r = (StatusCode::OK, body.to_string()).into_response();
     r.headers_mut().insert("content-type", HeaderValue::from_static("application/x-amz-json-1.0"));
@@ -274,11 +283,7 @@ async fn list_children(
             v
         })
         .collect();
-    let mut out = json!({"executions": items});
-    if let Some(t) = next {
-        out["nextToken"] = json!(t);
-    }
-    Ok(ok(out))
+    Ok(listed("executions", json!(items), next))
 }
 
 fn describe(w: &Workflows, sm: &StateMachine) -> Value {
@@ -395,11 +400,7 @@ async fn dispatch(w: &Workflows, p: &Principal, headers: &HeaderMap, body: &[u8]
                 .collect();
             let (page, next) =
                 crate::executions::page(&all, page_size(&body)?, body.get("nextToken").and_then(Value::as_str))?;
-            let mut out = json!({"stateMachineVersions": page});
-            if let Some(t) = next {
-                out["nextToken"] = json!(t);
-            }
-            Ok(ok(out))
+            Ok(listed("stateMachineVersions", json!(page), next))
         }
         "DeleteStateMachineVersion" => {
             let (name, n) = version_of(w, field(&body, "stateMachineVersionArn")?)?;
@@ -468,11 +469,7 @@ async fn dispatch(w: &Workflows, p: &Principal, headers: &HeaderMap, body: &[u8]
                 .collect();
             let (page, next) =
                 crate::executions::page(&all, page_size(&body)?, body.get("nextToken").and_then(Value::as_str))?;
-            let mut out = json!({"stateMachineAliases": page});
-            if let Some(t) = next {
-                out["nextToken"] = json!(t);
-            }
-            Ok(ok(out))
+            Ok(listed("stateMachineAliases", json!(page), next))
         }
         "ListStateMachines" => {
             let machines: Vec<Value> = w
@@ -654,11 +651,7 @@ async fn dispatch(w: &Workflows, p: &Principal, headers: &HeaderMap, body: &[u8]
                 if let Some(t) = x.redrive_date { v["redriveDate"] = json!(epoch(t)); }
                 v
             }).collect();
-            let mut out = json!({"executions": items});
-            if let Some(t) = page.next_token {
-                out["nextToken"] = json!(t);
-            }
-            Ok(ok(out))
+            Ok(listed("executions", json!(items), page.next_token))
         }
         "DescribeMapRun" => {
             let key = w.map_run_of(field(&body, "mapRunArn")?)?;
@@ -683,11 +676,7 @@ async fn dispatch(w: &Workflows, p: &Principal, headers: &HeaderMap, body: &[u8]
                     v
                 })
                 .collect();
-            let mut out = json!({"mapRuns": items});
-            if let Some(t) = next {
-                out["nextToken"] = json!(t);
-            }
-            Ok(ok(out))
+            Ok(listed("mapRuns", json!(items), next))
         }
         "UpdateMapRun" => {
             let key = w.map_run_of(field(&body, "mapRunArn")?)?;
@@ -722,11 +711,7 @@ async fn dispatch(w: &Workflows, p: &Principal, headers: &HeaderMap, body: &[u8]
                     body.get("nextToken").and_then(Value::as_str),
                 )
                 .await?;
-            let mut out = json!({"events": page.events});
-            if let Some(t) = page.next_token {
-                out["nextToken"] = json!(t);
-            }
-            Ok(ok(out))
+            Ok(listed("events", json!(page.events), page.next_token))
         }
         "StopExecution" => {
             let key = w.execution_of(field(&body, "executionArn")?)?;
@@ -787,11 +772,7 @@ async fn dispatch(w: &Workflows, p: &Principal, headers: &HeaderMap, body: &[u8]
                 .collect();
             let (page, next) =
                 crate::executions::page(&all, page_size(&body)?, body.get("nextToken").and_then(Value::as_str))?;
-            let mut out = json!({"activities": page});
-            if let Some(t) = next {
-                out["nextToken"] = json!(t);
-            }
-            Ok(ok(out))
+            Ok(listed("activities", json!(page), next))
         }
         "DeleteActivity" => {
             let name = w.activity_name(field(&body, "activityArn")?)?;
