@@ -137,6 +137,17 @@ impl BlobStore {
         }
     }
 
+    /// Copies the object at `from` to `to`, replacing it, without passing its bytes through this process where the
+    /// store can copy by itself (S3's CopyObject; a file copy on local storage). Objects over 5 GB need S3 multipart
+    /// copies, which this does not do.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), BlobError> {
+        match self.inner.copy(&ObjectPath::from(from), &ObjectPath::from(to)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_missing_object(&e) => Err(BlobError::NotFound(from.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Whether an object exists at `key`. On S3 a missing bucket also reads as `false`: a HEAD answer has no body
     /// to tell the two apart.
     pub async fn exists(&self, key: &str) -> Result<bool, BlobError> {

@@ -33,6 +33,16 @@ async fn round_trip(store: &BlobStore) {
     store.delete(key).await.unwrap();
     assert!(!store.exists(key).await.unwrap());
     assert!(matches!(store.get(key).await, Err(BlobError::NotFound(_))));
+    // A copy replaces its target and leaves its source; a missing source is a NotFound, not an empty copy.
+    store.put("staging/u1/web.mp4", Bytes::from_static(b"new")).await.unwrap();
+    store.put("videos/m/q/web.mp4", Bytes::from_static(b"old")).await.unwrap();
+    store.copy("staging/u1/web.mp4", "videos/m/q/web.mp4").await.unwrap();
+    assert_eq!(store.get("videos/m/q/web.mp4").await.unwrap(), Bytes::from_static(b"new"));
+    assert_eq!(store.get("staging/u1/web.mp4").await.unwrap(), Bytes::from_static(b"new"));
+    store.copy("staging/u1/web.mp4", "videos/m/q2/web.mp4").await.unwrap();
+    assert_eq!(store.get("videos/m/q2/web.mp4").await.unwrap(), Bytes::from_static(b"new"), "into a new folder");
+    assert!(matches!(store.copy("staging/none", "videos/m/q/x").await, Err(BlobError::NotFound(_))));
+    assert!(!store.exists("videos/m/q/x").await.unwrap());
     // An empty object is an object.
     store.put("empty", Bytes::new()).await.unwrap();
     assert!(store.exists("empty").await.unwrap());

@@ -83,6 +83,22 @@ pub struct Global {
     /// awslambdaric`) and the functions' own dependencies.
     #[arg(long, env = EnvVars::STRATO_FUNCTIONS_PYTHON, default_value = "python3", global = true)]
     pub functions_python: PathBuf,
+    /// The ffmpeg executable media steps run (Debian's `ffmpeg` package provides it and ffprobe).
+    #[arg(long, env = EnvVars::STRATO_FFMPEG, default_value = "ffmpeg", global = true)]
+    pub ffmpeg: PathBuf,
+    /// The ffprobe executable.
+    #[arg(long, env = EnvVars::STRATO_FFPROBE, default_value = "ffprobe", global = true)]
+    pub ffprobe: PathBuf,
+    /// Longest one ffmpeg run of a media step may take before it is killed.
+    #[arg(long, env = EnvVars::STRATO_MEDIA_TIMEOUT, default_value = "15m", value_parser = parse_duration, global = true)]
+    pub media_timeout: std::time::Duration,
+    /// Encoder threads per ffmpeg run (0: ffmpeg's choice, every core).
+    #[arg(long, env = EnvVars::STRATO_MEDIA_THREADS, default_value_t = 0, global = true)]
+    pub media_threads: usize,
+    /// The Whisper model directory transcription uses; default: <data-dir>/models/whisper-tiny.en (`strato model
+    /// pull --whisper tiny.en`).
+    #[arg(long, env = EnvVars::STRATO_WHISPER_MODEL, global = true)]
+    pub whisper_model: Option<PathBuf>,
     /// Most function instances running at once in this process.
     #[arg(long, env = EnvVars::STRATO_FUNCTIONS_MAX_INSTANCES, default_value_t = 8, global = true)]
     pub functions_max_instances: usize,
@@ -141,6 +157,13 @@ pub enum Command {
     Executions {
         #[command(subcommand)]
         command: ExecutionsCommand,
+    },
+    /// Mentor answer videos: process an uploaded video (trim, web and mobile renditions, transcript and subtitles,
+    /// thumbnail, the mentor's answer) and watch its tasks, or cancel it. Processing runs in `strato serve` /
+    /// `strato worker` processes on the same store.
+    Media {
+        #[command(subcommand)]
+        command: MediaCommand,
     },
     /// Create, update, list, show, invoke, publish or delete functions, and read their logs.
     Functions {
@@ -220,7 +243,8 @@ pub struct GatewayArgs {
     #[arg(long, env = EnvVars::STRATO_ACCESS_POLICY)]
     pub access_policy: Option<PathBuf>,
     /// Routes anonymous callers may use, comma-separated: `GET /classifier/questions`, or a pattern for any method.
-    #[arg(long, env = EnvVars::STRATO_PUBLIC_ROUTES, value_delimiter = ',')]
+    /// By default players may stream answer media (`GET /media/*`); set it (to `none` for nothing) to change that.
+    #[arg(long, env = EnvVars::STRATO_PUBLIC_ROUTES, value_delimiter = ',', default_value = "GET /media/*")]
     pub public_routes: Vec<String>,
     /// Origins browsers may call from, comma-separated (`*` for any); none by default.
     #[arg(long, env = EnvVars::STRATO_CORS_ORIGINS, value_delimiter = ',')]
@@ -415,6 +439,58 @@ pub enum WorkflowsCommand {
     },
     /// List state machines.
     List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MediaCommand {
+    /// Store a video file (streamed, never whole in memory) and process it as a mentor's answer; shows its tasks'
+    /// progress until it ends (`--no-wait`: print the upload id and return).
+    Upload {
+        /// The video file.
+        file: PathBuf,
+        /// The mentor.
+        #[arg(long)]
+        mentor: String,
+        /// The question the video answers.
+        #[arg(long)]
+        question: String,
+        /// Keep only `START-END` seconds, e.g. `1.5-42`.
+        #[arg(long)]
+        trim: Option<String>,
+        /// Make a thumbnail (the frame at 1 s).
+        #[arg(long)]
+        thumbnail: bool,
+        /// Keep the answer's transcript (it was edited by hand): do not transcribe.
+        #[arg(long)]
+        keep_transcript: bool,
+        /// Keep the video's aspect ratio in the web rendition (no crop to 16:9).
+        #[arg(long)]
+        keep_aspect_ratio: bool,
+        /// A virtual-background video: keep its alpha channel (VP9 WebM) beside the MP4.
+        #[arg(long)]
+        vbg: bool,
+        /// Do not wait for the processing.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Show an answer's latest upload and follow its tasks until it ends.
+    Watch {
+        /// The mentor.
+        #[arg(long)]
+        mentor: String,
+        /// The question.
+        #[arg(long)]
+        question: String,
+    },
+    /// Cancel an answer's upload in progress (the mentor is left as it was).
+    Cancel {
+        /// The mentor.
+        #[arg(long)]
+        mentor: String,
+        /// The question.
+        #[arg(long)]
+        question: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -26,7 +26,7 @@ impl ApiError {
 /// The error body of native routes (and of the gateway's refusals on every route).
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = Error)]
-pub(crate) struct ErrorBody {
+pub struct ErrorBody {
     error: ErrorDetail,
 }
 

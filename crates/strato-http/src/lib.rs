@@ -25,9 +25,10 @@ use axum::http::HeaderValue;
 use axum::Router;
 use strato_service::Strato;
 
-pub use error::{aws_error, ApiError};
+pub use error::{aws_error, status_of as error_status, ApiError, ErrorBody};
 /// The core's extractors, whose rejections are JSON errors: capabilities' routes use them too.
 pub use extract::{JsonBody, QueryParams};
+pub use routes::files::{requested_range, stream_response};
 
 /// HTTP-layer settings.
 #[derive(Clone, Debug)]

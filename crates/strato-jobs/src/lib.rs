@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use strato_types::{JobRecord, QueueName, StratoError};
 
 pub use alerts::{Alerter, AlerterOptions};
-pub use registry::{CatchPanicLayer, Layer, RegistryError, TimingLayer, TracingLayer, Worker, Workers};
+pub use registry::{CatchPanicLayer, EndHook, Layer, RegistryError, TimingLayer, TracingLayer, Worker, Workers};
 pub use worker::{run_claimed, Waker, WorkerPool};
 
 /// How a handler failed.

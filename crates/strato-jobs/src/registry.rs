@@ -72,7 +72,13 @@ pub struct Workers {
     layers: Vec<Arc<dyn Layer>>,
     /// Workers a queue gets when the operator names none (1 otherwise).
     concurrency: BTreeMap<QueueName, usize>,
+    /// Called once a job of a kind in the set has ended for good, after its end is stored.
+    ended: Vec<(BTreeSet<JobKind>, EndHook)>,
 }
+
+/// Told that a job ended for good (succeeded, failed without a retry, dead-lettered or cancelled) once its end is
+/// stored: `(job id, kind)`. It runs on the worker's task, so it must not block; it spawns what takes time.
+pub type EndHook = Arc<dyn Fn(&str, &JobKind) + Send + Sync>;
 
 impl Workers {
     /// An empty registry.
@@ -109,6 +115,19 @@ impl Workers {
     pub fn layer(&mut self, layer: impl Layer) -> &mut Self {
         self.layers.push(Arc::new(layer));
         self
+    }
+
+    /// Calls `hook` when a job of one of `kinds` ends for good in this process's pool: what waits on such jobs hears
+    /// of their end at once instead of polling for it. A job that ends elsewhere (a cancel while queued, a lapsed
+    /// lease reaped into the dead-letter queue) is not announced: a waiter still needs a slow look of its own.
+    pub fn on_end(&mut self, kinds: impl IntoIterator<Item = JobKind>, hook: EndHook) -> &mut Self {
+        self.ended.push((kinds.into_iter().collect(), hook));
+        self
+    }
+
+    /// The end hooks, for the pool.
+    pub(crate) fn end_hooks(&self) -> Arc<[(BTreeSet<JobKind>, EndHook)]> {
+        self.ended.clone().into()
     }
 
     /// The kinds registered, sorted.

@@ -29,6 +29,16 @@ pub async fn run_claimed(
     run_claimed_then(store, handler, job, worker, opts, ctx, None).await.0
 }
 
+/// The end hooks of a pool.
+type EndHooks = Arc<[(BTreeSet<JobKind>, crate::registry::EndHook)]>;
+
+/// Whether an attempt's stored outcome ended its job for good.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Yes,
+    No,
+}
+
 /// [`run_claimed`]; with `claim_next`, a success is recorded together with the claim of the worker's next job
 /// (one store round trip instead of two), which is returned.
 async fn run_claimed_then(
@@ -39,7 +49,7 @@ async fn run_claimed_then(
     opts: &WorkerPoolOptions,
     ctx: JobContext,
     claim_next: Option<&Arc<ClaimFilter>>,
-) -> (AttemptOutcome, Option<JobRecord>) {
+) -> (AttemptOutcome, Option<JobRecord>, Ended) {
     let id = job.id.clone();
     let limit = Duration::from_millis(job.timeout_ms.max(1) as u64);
     let mut task = {
@@ -76,6 +86,7 @@ async fn run_claimed_then(
 
     // 2. Record the outcome; every write is fenced by the lease.
     let mut next = None;
+    let mut ended = Ended::Yes;
     let stored = match &result {
         Ok(v) => match claim_next {
             Some(filter) => match queue.complete_and_claim(&id, worker, v, filter, opts.lease).await {
@@ -100,6 +111,10 @@ async fn run_claimed_then(
             };
             match queue.fail(&id, worker, &e.to_string(), retry_in, ctx.timed_out()).await {
                 Ok(FailOutcome::LeaseLost) => Ok(Err(())),
+                Ok(FailOutcome::Retrying) => {
+                    ended = Ended::No;
+                    Ok(Ok(()))
+                }
                 Ok(FailOutcome::Cancelled) => {
                     // The cancel request arrived after the last heartbeat: the store already ended the job.
                     ctx.request_cancel();
@@ -128,7 +143,8 @@ async fn run_claimed_then(
             AttemptOutcome::LeaseLost
         }
     };
-    (outcome, next)
+    let ended = if matches!(outcome, AttemptOutcome::LeaseLost) { Ended::No } else { ended };
+    (outcome, next, ended)
 }
 
 /// Renews the lease, publishes progress and turns a cancel request into the context's flag.
@@ -176,6 +192,7 @@ impl WorkerPool {
         let (stop, stop_rx) = watch::channel(false);
         let running: Running = Arc::default();
         let handlers: Handlers = Arc::new(workers.layered());
+        let hooks = workers.end_hooks();
         let mut handles = Vec::new();
         for (queue, n) in &opts.queues.0 {
             // Every kind this process runs, whatever queue it usually waits in: a submitter may choose the queue.
@@ -186,6 +203,7 @@ impl WorkerPool {
                 handles.push(tokio::spawn(worker_loop(
                     store.clone(),
                     handlers.clone(),
+                    hooks.clone(),
                     filter.clone(),
                     clock.clone(),
                     opts.clone(),
@@ -257,6 +275,7 @@ impl Waker {
 async fn worker_loop(
     store: Store,
     handlers: Handlers,
+    hooks: EndHooks,
     filter: Arc<ClaimFilter>,
     clock: Arc<tokio::sync::Mutex<()>>,
     opts: WorkerPoolOptions,
@@ -308,9 +327,18 @@ async fn worker_loop(
                     continue;
                 };
                 running.lock().insert(worker.clone(), (id.clone(), ctx.clone()));
-                let (outcome, then) = run_claimed_then(&store, &handler, job, &worker, &opts, ctx, Some(&filter)).await;
+                let kind = job.kind.clone();
+                let (outcome, then, ended) =
+                    run_claimed_then(&store, &handler, job, &worker, &opts, ctx, Some(&filter)).await;
                 next = then;
                 running.lock().remove(&worker);
+                if ended == Ended::Yes {
+                    for (kinds, hook) in hooks.iter() {
+                        if kinds.contains(&kind) {
+                            hook(&id, &kind);
+                        }
+                    }
+                }
                 match &outcome {
                     AttemptOutcome::Succeeded(_) => tracing::info!(job = %id, "job succeeded"),
                     AttemptOutcome::Failed(e) => tracing::warn!(job = %id, error = %e, "job attempt failed"),

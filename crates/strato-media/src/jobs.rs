@@ -87,7 +87,7 @@ impl RenderWorker {
 
 /// A step's failure as the job sees it: what the input is wrong about is permanent (retrying changes nothing);
 /// storage and ffmpeg failures may pass.
-fn job_error(e: MediaError) -> JobError {
+pub(crate) fn job_error(e: MediaError) -> JobError {
     match e {
         MediaError::NotMedia(_) | MediaError::NoVideo | MediaError::TooShort(_) | MediaError::InvalidTrim(_) => {
             JobError::Permanent(format!("{}: {e}", e.code()))
@@ -96,7 +96,7 @@ fn job_error(e: MediaError) -> JobError {
     }
 }
 
-fn blob_error(e: strato_blob::BlobError) -> JobError {
+pub(crate) fn blob_error(e: strato_blob::BlobError) -> JobError {
     match e {
         strato_blob::BlobError::NotFound(k) => JobError::Permanent(format!("not_found: no stored file {k:?}")),
         other => JobError::Retryable(format!("storage: {other}")),
@@ -104,7 +104,7 @@ fn blob_error(e: strato_blob::BlobError) -> JobError {
 }
 
 /// Streams the blob at `key` into the file `to`.
-async fn download(blobs: &BlobStore, key: &str, to: &Path) -> Result<u64, JobError> {
+pub(crate) async fn download(blobs: &BlobStore, key: &str, to: &Path) -> Result<u64, JobError> {
     let mut d = blobs.get_stream(key, None).await.map_err(blob_error)?;
     let mut file = tokio::fs::File::create(to).await.map_err(|e| JobError::Retryable(e.to_string()))?;
     let mut n = 0;
@@ -118,7 +118,7 @@ async fn download(blobs: &BlobStore, key: &str, to: &Path) -> Result<u64, JobErr
 }
 
 /// Streams the file `from` to the blob at `key` (replacing it once whole).
-async fn upload(blobs: &BlobStore, from: &Path, key: &str) -> Result<u64, JobError> {
+pub(crate) async fn upload(blobs: &BlobStore, from: &Path, key: &str) -> Result<u64, JobError> {
     let file = tokio::fs::File::open(from).await.map_err(|e| JobError::Retryable(e.to_string()))?;
     let body = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20).map_err(|e| e.to_string());
     blobs.put_stream(key, body, None).await.map_err(blob_error)

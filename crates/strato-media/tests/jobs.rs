@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use strato_media::jobs::{RenderArgs, RenditionSpec};
-use strato_media::{MediaSlot, Tools};
+use strato_media::{MediaOptions, MediaSlot, Tools};
 use strato_service::{Strato, StratoOptions, WorkerPoolOptions};
 use strato_types::{JobStatus, NewJob};
 
@@ -68,7 +68,15 @@ async fn a_stored_upload_is_rendered_on_the_media_queue() {
     let mut opts = StratoOptions::new(dir.path());
     opts.embedding_model = Some("/nonexistent/strato-test-model".into());
     let tools = Tools { timeout: Duration::from_secs(120), threads: 2, ..Tools::default() };
-    let strato = Strato::builder(opts).register(MediaSlot::registrar(tools)).open().await.unwrap();
+    // Without the workflows capability only the render kind is registered.
+    let media = MediaSlot::default();
+    let opts_media = MediaOptions { tools, ..Default::default() };
+    let strato = Strato::builder(opts)
+        .register(media.registrar(opts_media, strato_workflows::WorkflowsSlot::default()))
+        .open()
+        .await
+        .unwrap();
+    assert!(media.get().is_none(), "no upload processing without workflows");
     let blobs = strato.blobs();
     blobs.put("uploads/u1/abc", bytes::Bytes::from(std::fs::read(&clip).unwrap())).await.unwrap();
     blobs.put("uploads/u1/text", bytes::Bytes::from_static(b"not a video")).await.unwrap();

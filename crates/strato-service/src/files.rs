@@ -12,7 +12,8 @@ use strato_types::{ErrorCode, StratoError};
 use crate::{blob_storage, Result};
 
 /// Where files live in blob storage.
-const PREFIX: &str = "files/";
+/// Where files live in blob storage: file `uploads/a.mp4` is blob `files/uploads/a.mp4`.
+pub const PREFIX: &str = "files/";
 
 /// Longest key.
 const MAX_KEY_BYTES: usize = 1024;

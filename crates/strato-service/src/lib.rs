@@ -31,7 +31,7 @@ use strato_types::{ErrorCode, StratoError};
 pub use batching::BatchOptions;
 pub use datasets::{Datasets, StoredDataset};
 pub use embedding::{default_model_dir, EmbeddingSource, Embeddings, DEFAULT_MODEL_NAME};
-pub use files::{validate_key as validate_file_key, FileInfo, Files};
+pub use files::{validate_key as validate_file_key, FileInfo, Files, PREFIX as FILES_PREFIX};
 pub use jobs::{Cancellation, Jobs};
 pub use keys::{Keys, NewApiKey};
 pub use mentors::{

@@ -66,7 +66,7 @@ pub struct Question {
 }
 
 /// A media file of an answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Media {
     /// `video`, `subtitles`, …
     #[serde(rename = "type", default)]
@@ -80,6 +80,19 @@ pub struct Media {
     /// Transparent-background variant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transparent_video_url: Option<String>,
+    /// Seconds (videos).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<f64>,
+    /// SHA-1 (hex) of the original upload it was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// ffprobe's view of the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// The subtitles' text (subtitles).
+    #[serde(default, rename = "vttText", skip_serializing_if = "Option::is_none")]
+    pub vtt_text: Option<String>,
 }
 
 /// One recorded answer.
@@ -157,6 +170,12 @@ pub struct Mentor {
     /// Overrides the learned off-topic threshold (a probability in [0, 1]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub off_topic_threshold: Option<f64>,
+    /// The mentor's picture (`POST /upload/thumbnail`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<String>,
+    /// The virtual background behind the mentor's videos (`POST /upload/vbg`).
+    #[serde(default, rename = "virtualBackgroundUrl", skip_serializing_if = "Option::is_none")]
+    pub virtual_background_url: Option<String>,
 }
 
 /// How an answer was chosen.

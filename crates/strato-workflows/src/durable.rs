@@ -743,7 +743,7 @@ impl Workflows {
                         return Ok(self.settle(&io, f, events, result));
                     }
                     let activity = activity_of(&resource).is_some();
-                    let sync = nested::is_sync(&resource) || jobs_task::is_job_sync(&resource);
+                    let sync = nested::is_sync(&resource) || self.is_job_sync(&resource);
                     if f.params.is_none() {
                         let token = (is_callback(&resource) || activity || sync)
                             .then(|| new_token(&format!("{}:{}", x.machine, x.name)));
@@ -794,7 +794,7 @@ impl Workflows {
                             let child = self.start_child(x, &params, &rid, None).await?;
                             return Ok(self.started_response(&child));
                         }
-                        if jobs_task::is_job(&resource) {
+                        if self.is_job(&resource) {
                             return Ok(jobs_task::job_view(&self.submit_job(&resource, &params, &rid).await?));
                         }
                         runner.run(&resource, params, &context).await
@@ -1372,7 +1372,7 @@ impl Workflows {
         params: Value,
     ) -> Result<()> {
         let rid = request_id(&x.name, path, token, 0, 0);
-        if jobs_task::is_job_sync(resource) {
+        if self.is_job_sync(resource) {
             let job = match self.submit_job(resource, &params, &rid).await {
                 Ok(j) => j,
                 Err(e) => {
@@ -1382,13 +1382,14 @@ impl Workflows {
                         .map(|_| ())
                 }
             };
-            // The watcher first: a crash after it leaves a task that still hears of its job's end.
+            // The waiter and the watcher first: a crash after them leaves a task that still hears of its job's end.
             let args = jobs_task::AwaitJobArgs {
                 job: job.id.clone(),
                 execution: execution.to_string(),
                 frame: path.to_string(),
                 token: token.to_string(),
             };
+            self.wait_for_job(&args).await?;
             if let Some(j) = jobs_task::await_job(&args, std::time::Duration::ZERO) {
                 self.store().queue().enqueue(j).await?;
             }

@@ -1,12 +1,19 @@
-//! Strato's own work as Task resources, so a workflow needs no glue code to retrain: `arn:aws:states:::strato:
-//! trainModel` (`ModelId`, `Dataset` — a stored dataset's name —, `ForceUpdate`, default true: a new version) and
-//! `…:strato:trainMentor` (`MentorId`) submit the training job and return `{JobId, Status}`; with `.sync` the task
-//! waits for the job and returns `{JobId, Status, Result}`, or fails with `Strato.JobFailed` (the job's error as
-//! the cause). A task's retry submits with the same idempotency key, so it never trains twice.
+//! Strato's own work as Task resources, so a workflow needs no glue code: `arn:aws:states:::strato:trainModel`
+//! (`ModelId`, `Dataset` — a stored dataset's name —, `ForceUpdate`, default true: a new version) and
+//! `…:strato:trainMentor` (`MentorId`) submit the training job, and any capability adds its own job kinds
+//! ([`Workflows::register_job_resource`]: the media steps' `…:strato:media.transcodeWeb` and the like). A task
+//! returns `{JobId, Status}`; with `.sync` it waits for the job and returns `{JobId, Status, Result}`, or fails with
+//! `Strato.JobFailed` (the job's error as the cause). A task's retry submits with the same idempotency key, so it
+//! never runs the job twice.
 //!
-//! Waiting holds no worker: the frame parks on a token, and a `workflow.await-job` job looks at the training job
-//! every two seconds until it ends, then applies its end to the frame.
+//! Waiting holds no worker: the frame parks on a token. The job's end wakes it at once: the worker pool announces
+//! the end ([`Workflows::end_hook`]) and the task's waiter (a document per job) applies it to the frame. A
+//! `workflow.await-job` job also looks at the job when it is submitted and every few seconds after, for ends the
+//! pool does not announce (a job cancelled while queued, a lease reaped into the dead-letter queue, a process that
+//! died between the end and the announcement).
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,22 +24,30 @@ use strato_types::{JobArgs, JobDefaults, JobKind, JobRecord, JobStatus, NewJob, 
 
 use crate::durable::Outcome;
 use crate::error::StatesError;
-use crate::service::Workflows;
+use crate::service::{WorkflowError, Workflows};
 
 /// The resources' common prefix.
 pub const STRATO: &str = "arn:aws:states:::strato:";
 
-/// How often a waiting task looks at its job.
-const POLL: Duration = Duration::from_secs(2);
+/// How often a waiting task looks at its job, beside the announcement of its end.
+const POLL: Duration = Duration::from_secs(5);
 
-/// Whether a resource is one of Strato's jobs (any pattern).
-pub fn is_job(resource: &str) -> bool {
-    resource.strip_prefix(STRATO).is_some_and(|a| matches!(a.trim_end_matches(".sync"), "trainModel" | "trainMentor"))
-}
+/// Documents: the task waiting on a job, by job id (an [`AwaitJobArgs`]).
+const WAITER_DOC: &str = "sfn-job-waiter";
 
-/// Whether a Strato job resource waits for its job (`.sync`).
-pub fn is_job_sync(resource: &str) -> bool {
-    is_job(resource) && resource.ends_with(".sync")
+/// The built-in resources, which need the service.
+const TRAINING: [&str; 2] = ["trainModel", "trainMentor"];
+
+/// Builds the job a registered resource runs from the task's parameters (the idempotency key is set by the caller).
+pub type BuildJob = Arc<dyn Fn(&Value) -> Result<NewJob, StatesError> + Send + Sync>;
+
+/// Job resources registered by capabilities, by action (`media.transcodeWeb`).
+#[derive(Default)]
+pub(crate) struct JobResources(std::sync::RwLock<BTreeMap<String, BuildJob>>);
+
+/// A resource's action: `trainModel` of `arn:aws:states:::strato:trainModel.sync`.
+fn action(resource: &str) -> Option<&str> {
+    resource.strip_prefix(STRATO).map(|a| a.trim_end_matches(".sync"))
 }
 
 /// What a task reports of a job.
@@ -57,6 +72,55 @@ fn task_error(e: strato_types::StratoError) -> StatesError {
 }
 
 impl Workflows {
+    /// Whether a resource is one of Strato's jobs (any pattern).
+    pub fn is_job(&self, resource: &str) -> bool {
+        action(resource).is_some_and(|a| {
+            TRAINING.contains(&a) || self.inner().job_resources.0.read().map(|m| m.contains_key(a)).unwrap_or(false)
+        })
+    }
+
+    /// Whether a Strato job resource waits for its job (`.sync`).
+    pub fn is_job_sync(&self, resource: &str) -> bool {
+        self.is_job(resource) && resource.ends_with(".sync")
+    }
+
+    /// Makes `arn:aws:states:::strato:<action>[.sync]` a Task resource that runs the job `build` makes from the
+    /// task's parameters. Register the job's kind with [`Workflows::end_hook`] too, so `.sync` tasks wake at its end.
+    pub fn register_job_resource(&self, action: &str, build: BuildJob) {
+        if let Ok(mut m) = self.inner().job_resources.0.write() {
+            m.insert(action.to_string(), build);
+        }
+    }
+
+    /// The worker pool's announcement of a job's end (`Workers::on_end`): the task waiting on it, if any, resumes.
+    pub fn end_hook(&self) -> strato_jobs::EndHook {
+        let w = self.clone();
+        Arc::new(move |id: &str, _: &JobKind| {
+            let (w, id) = (w.clone(), id.to_string());
+            tokio::spawn(async move {
+                if let Err(e) = w.job_ended(&id).await {
+                    tracing::warn!(job = %id, error = %e, "a waiting task could not hear of its job's end; its watcher will");
+                }
+            });
+        })
+    }
+
+    /// Applies the end of job `id` to the task waiting on it.
+    async fn job_ended(&self, id: &str) -> Result<(), WorkflowError> {
+        let Some(doc) = self.store().documents().get(WAITER_DOC, id).await? else { return Ok(()) };
+        let Ok(args) = serde_json::from_value::<AwaitJobArgs>(doc.body) else { return Ok(()) };
+        if apply_end(self, &args).await?.is_some() {
+            self.store().documents().delete(WAITER_DOC, id).await?;
+        }
+        Ok(())
+    }
+
+    /// Records that a task waits on a job (the announcement of the job's end looks it up).
+    pub(crate) async fn wait_for_job(&self, args: &AwaitJobArgs) -> Result<(), WorkflowError> {
+        let body = serde_json::to_value(args).unwrap_or_default();
+        Ok(self.store().documents().create(WAITER_DOC, &args.job, &body).await.map(|_| ())?)
+    }
+
     /// Whether the machine a start names (`<machine>[:<qualifier>]`) runs Strato's own jobs: starting it takes an
     /// administrator, since its tasks train models and mentors with the service's authority.
     pub async fn runs_strato_jobs(&self, target: &str) -> Result<bool, crate::service::WorkflowError> {
@@ -75,9 +139,6 @@ impl Workflows {
         params: &Value,
         request_id: &str,
     ) -> Result<JobRecord, StatesError> {
-        let strato = self.inner().service.get().ok_or_else(|| {
-            StatesError::runtime(format!("{resource}: Strato's jobs are not available in this process"))
-        })?;
         let text = |field: &str| -> Result<String, StatesError> {
             params
                 .get(field)
@@ -86,7 +147,17 @@ impl Workflows {
                 .ok_or_else(|| StatesError::runtime(format!("{resource} needs Parameters.{field}, a string")))
         };
         let idempotency = Some(format!("sfn:{request_id}"));
-        let action = resource.strip_prefix(STRATO).unwrap_or_default().trim_end_matches(".sync");
+        let action = action(resource).unwrap_or_default();
+        let registered = self.inner().job_resources.0.read().ok().and_then(|m| m.get(action).cloned());
+        if let Some(build) = registered {
+            let mut job = build(params)?;
+            job.idempotency_key = idempotency;
+            let queued = self.store().queue().enqueue(job).await;
+            return queued.map(|e| e.job).map_err(|e| StatesError::new("Strato.ServiceException", e.to_string()));
+        }
+        let strato = self.inner().service.get().ok_or_else(|| {
+            StatesError::runtime(format!("{resource}: Strato's jobs are not available in this process"))
+        })?;
         match action {
             "trainModel" => {
                 let req = strato_service::TrainRequest {
@@ -156,32 +227,34 @@ impl Worker for AwaitJobWorker {
 
     async fn work(&self, a: AwaitJobArgs, _: &JobRecord, _: &JobContext) -> Result<Value, JobError> {
         let w = &self.workflows;
-        let job = w.store().queue().get(&a.job).await.map_err(|e| JobError::Retryable(e.to_string()))?;
-        let outcome = match job {
-            None => Outcome::Error(StatesError::new("Strato.JobFailed", format!("job {} no longer exists", a.job))),
-            Some(j) if !j.status.is_final() => {
+        match apply_end(w, &a).await.map_err(|e| JobError::Retryable(e.to_string()))? {
+            Some(applied) => {
+                let _ = w.store().documents().delete(WAITER_DOC, &a.job).await;
+                Ok(json!({"applied": applied}))
+            }
+            None => {
                 // Not yet: look again later (this job ends; the next one is due then).
                 let next = await_job(&a, POLL)
                     .ok_or_else(|| JobError::Permanent("the watcher could not be encoded".into()))?;
                 w.store().queue().enqueue(next).await.map_err(|e| JobError::Retryable(e.to_string()))?;
-                return Ok(json!({"waiting": j.status.as_str()}));
+                Ok(json!({"waiting": true}))
             }
-            Some(j) if j.status == JobStatus::Success => Outcome::Result(job_view(&j)),
-            Some(j) => Outcome::Error(StatesError::new(
-                "Strato.JobFailed",
-                format!(
-                    "job {} ({}) ended {}: {}",
-                    j.id,
-                    j.kind.as_str(),
-                    j.status.as_str(),
-                    j.error.unwrap_or_default()
-                ),
-            )),
-        };
-        let applied = w
-            .resolve_token(&a.execution, &a.frame, &a.token, Some(outcome), Vec::new())
-            .await
-            .map_err(|e| JobError::Retryable(e.to_string()))?;
-        Ok(json!({"applied": applied}))
+        }
     }
+}
+
+/// Applies the job's end to the waiting task: `None` while the job runs, else whether the task took it (a task
+/// that already heard, or that was stopped, ignores it).
+async fn apply_end(w: &Workflows, a: &AwaitJobArgs) -> Result<Option<bool>, WorkflowError> {
+    let job = w.store().queue().get(&a.job).await?;
+    let outcome = match job {
+        None => Outcome::Error(StatesError::new("Strato.JobFailed", format!("job {} no longer exists", a.job))),
+        Some(j) if !j.status.is_final() => return Ok(None),
+        Some(j) if j.status == JobStatus::Success => Outcome::Result(job_view(&j)),
+        Some(j) => Outcome::Error(StatesError::new(
+            "Strato.JobFailed",
+            format!("job {} ({}) ended {}: {}", j.id, j.kind.as_str(), j.status.as_str(), j.error.unwrap_or_default()),
+        )),
+    };
+    w.resolve_token(&a.execution, &a.frame, &a.token, Some(outcome), Vec::new()).await.map(Some)
 }

@@ -67,6 +67,10 @@ impl WorkflowsSlot {
                 r.workers.add(durable::AdvanceWorker::new(w.clone()));
                 r.workers.add(failures::FailedWorker::new(w.clone()));
                 r.workers.add(jobs_task::AwaitJobWorker::new(w.clone()));
+                // Training tasks wake when their job ends.
+                use strato_types::JobArgs as _;
+                let training = [strato_service::TrainModelArgs::KIND, strato_service::TrainMentorArgs::KIND];
+                r.workers.on_end(training, w.end_hook());
                 r.workers.add(failures::ExpireWorker::new(w.clone()));
                 // Executions mostly wait on their tasks: a few run side by side in each process.
                 r.workers.default_concurrency(strato_types::QueueName::new("workflows"), 8);

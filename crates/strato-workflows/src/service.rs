@@ -105,6 +105,8 @@ pub(crate) struct Inner {
     pub(crate) metrics: std::sync::OnceLock<crate::failures::WorkflowMetrics>,
     /// New executions whose first states this process runs at once (beyond these, a start goes to the queue).
     pub(crate) first_states: Arc<tokio::sync::Semaphore>,
+    /// Capabilities' jobs as Task resources.
+    pub(crate) job_resources: crate::jobs_task::JobResources,
 }
 
 impl From<WorkflowError> for strato_types::StratoError {
@@ -162,6 +164,7 @@ impl Workflows {
             activity_queued: Default::default(),
             metrics: Default::default(),
             first_states: Arc::new(tokio::sync::Semaphore::new(crate::durable::FIRST_STATES_AT_ONCE)),
+            job_resources: Default::default(),
         }))
     }
 
@@ -586,7 +589,7 @@ impl TaskRunner for FunctionTasks {
         if resource.starts_with("arn:aws:lambda:") {
             return Ok(self.invoke(resource, &input).await?.0);
         }
-        if crate::jobs_task::is_job(resource) {
+        if resource.starts_with(crate::jobs_task::STRATO) {
             return Err(StatesError::runtime(format!(
                 "{resource} needs a standard execution: express executions and TestState run in memory"
             )));

@@ -7,12 +7,12 @@ use std::io::Read;
 use anyhow::{bail, Context, Result};
 use strato_functions::{InvokeRequest, NewCode, NewFunction};
 
-use super::{open_parts, options};
+use super::{open_parts, options, Parts};
 use crate::config::{FunctionsCommand, Global};
 
 #[allow(clippy::print_stdout, clippy::print_stderr, reason = "the command's output")]
 pub(super) async fn functions(g: &Global, cmd: FunctionsCommand) -> Result<()> {
-    let (strato, functions, _) = open_parts(g, options(g)).await?;
+    let Parts { strato, functions, .. } = open_parts(g, options(g)).await?;
     match cmd {
         FunctionsCommand::Create {
             name,

@@ -4,6 +4,7 @@ mod dlq;
 mod functions;
 mod jobs;
 mod keys;
+mod media;
 mod model;
 mod models;
 mod openapi;
@@ -30,6 +31,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Functions { command } => functions::functions(&cli.global, command).await,
         Command::Workflows { command } => workflows::workflows(&cli.global, command).await,
         Command::Executions { command } => workflows::executions(&cli.global, command).await,
+        Command::Media { command } => media::media(&cli.global, command).await,
         Command::Train(args) => train::train(&cli.global, args).await,
         Command::Predict(args) => models::predict(&cli.global, args).await,
         Command::Models { command } => models::models(&cli.global, command).await,
@@ -67,7 +69,7 @@ async fn open(g: &Global) -> Result<Strato> {
 
 /// Opens the service with `o` (the global options, adjusted by the command), the signing key decoded.
 async fn open_with(g: &Global, o: StratoOptions) -> Result<Strato> {
-    Ok(open_parts(g, o).await?.0)
+    Ok(open_parts(g, o).await?.strato)
 }
 
 /// How functions run in this process, from the global options.
@@ -94,18 +96,38 @@ fn functions_options(g: &Global) -> Result<strato_functions::FunctionsOptions> {
     Ok(f)
 }
 
-/// [`open_with`], with the capabilities built on the core (functions) returned beside it.
-async fn open_parts(
-    g: &Global,
-    mut o: StratoOptions,
-) -> Result<(Strato, strato_functions::Functions, strato_workflows::Workflows)> {
+/// The service and the capabilities built on it.
+pub(crate) struct Parts {
+    pub strato: Strato,
+    pub functions: strato_functions::Functions,
+    pub workflows: strato_workflows::Workflows,
+    pub media: strato_media::MediaService,
+}
+
+/// How media steps run in this process, from the global options.
+fn media_options(g: &Global, public_url: Option<String>) -> strato_media::MediaOptions {
+    let tools = strato_media::Tools {
+        ffmpeg: g.ffmpeg.clone(),
+        ffprobe: g.ffprobe.clone(),
+        timeout: g.media_timeout,
+        threads: g.media_threads,
+    };
+    let _dir = g.whisper_model.clone().unwrap_or_else(|| g.data_dir.join("models").join("whisper-tiny.en"));
+    strato_media::MediaOptions { tools, public_url, transcriber: None /* TODO-WHISPER */ }
+}
+
+/// [`open_with`], with the capabilities built on the core returned beside it.
+async fn open_parts(g: &Global, mut o: StratoOptions) -> Result<Parts> {
     o.signing_key = g.signing_key.as_deref().map(|k| server_key("--signing-key", k)).transpose()?;
     o.secrets_key = g.secrets_key.as_deref().map(|k| server_key("--secrets-key", k)).transpose()?;
     let functions = strato_functions::FunctionsSlot::default();
     let workflows = strato_workflows::WorkflowsSlot::default();
+    let media = strato_media::MediaSlot::default();
+    let media_opts = media_options(g, o.public_url.clone());
     let strato = Strato::builder(o)
         .register(functions.registrar(functions_options(g)?))
         .register(workflows.registrar(functions.clone()))
+        .register(media.registrar(media_opts, workflows.clone()))
         .open()
         .await
         .map_err(err)?;
@@ -113,7 +135,9 @@ async fn open_parts(
     let workflows = workflows.get().ok_or_else(|| anyhow::anyhow!("the workflows capability was not registered"))?;
     workflows.allow_http(g.workflows_http_allow.clone());
     workflows.use_service(strato.clone());
-    Ok((strato, functions, workflows))
+    let media = media.get().ok_or_else(|| anyhow::anyhow!("the media capability was not registered"))?;
+    media.install_machine().await.map_err(|e| anyhow::anyhow!("installing the upload processor: {e}"))?;
+    Ok(Parts { strato, functions, workflows, media })
 }
 
 /// A hex server key of at least 32 bytes.

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 
 use super::worker::{shutdown_signal, worker_options};
-use super::{err, open_parts, options};
+use super::{err, open_parts, options, Parts};
 use crate::config::{Global, ServeArgs};
 
 pub(super) async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
@@ -23,7 +23,7 @@ pub(super) async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     // Presigned URLs of local storage point back at this server unless told otherwise.
     let mut o = options(g);
     o.public_url = Some(g.public_url.clone().unwrap_or_else(|| format!("http://{}", args.addr)));
-    let (strato, functions, workflows) = open_parts(g, o).await?;
+    let Parts { strato, functions, workflows, media } = open_parts(g, o).await?;
     functions.start_maintenance();
     http.auth.policy.check(strato.resource_kinds()).map_err(|e| anyhow::anyhow!("the access policy: {e}"))?;
     let worker_opts = worker_options(&args.jobs, &strato)?;
@@ -57,7 +57,11 @@ pub(super) async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         g.data_dir.display(),
         strato.describe_backends()
     );
-    let capabilities = vec![strato_functions::routes(functions.clone()), strato_workflows::routes(workflows)];
+    let capabilities = vec![
+        strato_functions::routes(functions.clone()),
+        strato_workflows::routes(workflows),
+        strato_media::http::routes(media),
+    ];
     let app = strato_http::router_with(strato.clone(), http, capabilities);
     // The peer address keys anonymous callers' rate limits.
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
@@ -105,7 +109,12 @@ fn http_options(args: &ServeArgs) -> Result<strato_http::HttpOptions> {
                 owned_mentors: g.jwt_mentor_claims.clone(),
             },
             policy,
-            public_routes: g.public_routes.iter().map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect(),
+            public_routes: g
+                .public_routes
+                .iter()
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty() && r != "none")
+                .collect(),
         },
         cors_origins: g.cors_origins.iter().map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect(),
         hsts_max_age: g.hsts_max_age,

@@ -6,14 +6,14 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use strato_service::{QueueConcurrency, Strato, WorkerPoolOptions};
 
-use super::{err, open_parts, options};
+use super::{err, open_parts, options, Parts};
 use crate::config::{Global, JobArgs, WorkerArgs};
 
 pub(super) async fn worker(g: &Global, args: WorkerArgs) -> Result<()> {
     if args.jobs.workers == 0 && args.jobs.queues.is_none() {
         bail!("--workers must be at least 1 for `strato worker`");
     }
-    let (strato, functions, workflows) = open_parts(g, options(g)).await?;
+    let Parts { strato, functions, workflows, .. } = open_parts(g, options(g)).await?;
     functions.start_maintenance();
     let opts = worker_options(&args.jobs, &strato)?;
     workflows.keep_history_for(opts.job_ttl);

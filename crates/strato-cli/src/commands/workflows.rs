@@ -9,7 +9,7 @@ use super::{open_parts, options};
 use crate::config::{ExecutionsCommand, Global, WorkflowsCommand};
 
 async fn open_workflows(g: &Global) -> Result<strato_workflows::Workflows> {
-    Ok(open_parts(g, options(g)).await?.2)
+    Ok(open_parts(g, options(g)).await?.workflows)
 }
 
 fn werr(e: strato_workflows::WorkflowError) -> anyhow::Error {

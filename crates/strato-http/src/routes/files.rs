@@ -262,7 +262,7 @@ async fn presigned_put(
 
 /// The `Range` header's one range (`bytes=a-b`, `bytes=a-`, `bytes=-n`); several ranges are answered whole, as
 /// RFC 9110 allows.
-fn requested_range(headers: &HeaderMap) -> Result<Option<ByteRange>, ApiError> {
+pub fn requested_range(headers: &HeaderMap) -> Result<Option<ByteRange>, ApiError> {
     let Some(v) = headers.get(header::RANGE) else { return Ok(None) };
     let bad = || {
         ApiError::new(
@@ -292,7 +292,7 @@ fn requested_range(headers: &HeaderMap) -> Result<Option<ByteRange>, ApiError> {
 }
 
 /// The download as a streamed response: 200 with the whole file, or 206 with `Content-Range`.
-fn stream_response(d: Download, partial: bool) -> Response {
+pub fn stream_response(d: Download, partial: bool) -> Response {
     let len = d.range.end - d.range.start;
     let mut res = Body::from_stream(d.stream).into_response();
     let h = res.headers_mut();
@@ -317,4 +317,6 @@ fn stream_response(d: Download, partial: bool) -> Response {
 pub(crate) fn is_transfer(method: &Method, path: &str) -> bool {
     (path.starts_with("/v1/files/") && matches!(*method, Method::PUT | Method::GET))
         || path.starts_with("/v1/presigned/")
+        // The media capability's streams: answer videos played from `/media/…`.
+        || (path.starts_with("/media/") && matches!(*method, Method::GET | Method::HEAD))
 }

@@ -47,6 +47,10 @@ async fn a_kind_added_in_one_file_runs_retries_and_dead_letters_like_the_others(
         let flaky = FlakyWorker::default();
         let mut workers = Workers::new();
         workers.add(flaky.clone());
+        // What waits on a job hears of its end, once per end, never of an attempt that is retried.
+        let ends: Arc<parking_lot::Mutex<Vec<String>>> = Arc::default();
+        let seen = ends.clone();
+        workers.on_end([FlakyArgs::KIND], Arc::new(move |id: &str, _: &JobKind| seen.lock().push(id.to_string())));
         assert_eq!(workers.kinds(), vec![FlakyArgs::KIND]);
         // Its own queue, from its defaults: served with one worker by a process told only `--workers 1`.
         assert_eq!(
@@ -91,6 +95,11 @@ async fn a_kind_added_in_one_file_runs_retries_and_dead_letters_like_the_others(
         let again = wait_final(store, &dead.id, Duration::from_secs(20)).await;
         assert_eq!((again.status, again.attempts), (JobStatus::Failure, 2), "{name}");
         pool.shutdown().await;
+        let mut ended = ends.lock().clone();
+        ended.sort();
+        let mut expected = vec![retried.id, dead.id.clone(), dead.id, panicked.id, garbled.id];
+        expected.sort();
+        assert_eq!(ended, expected, "{name}: each end announced once (the replayed job's two ends), no retry");
     }
 }
 

@@ -222,6 +222,8 @@ impl Mentors {
                 mentor_type: Default::default(),
                 answers: Vec::new(),
                 off_topic_threshold: None,
+                thumbnail: None,
+                virtual_background_url: None,
             },
             Err(e) => return Err(e),
         };

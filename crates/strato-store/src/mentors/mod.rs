@@ -7,7 +7,9 @@ mod tests;
 
 use strato_types::{AnswerType, Grade, Timestamp, UserQuestionRecord};
 
-use crate::db::{exec, fetch_all, fetch_optional, in_tx, json, now_ms, scalar, scalar_all, sql, Columns, Conn};
+use crate::db::{
+    exec, fetch_all, fetch_optional, in_tx, json, now_ms, scalar, scalar_all, sql, sql_for_update, Columns, Conn,
+};
 use crate::{Result, Store, StoreError, Tx};
 
 /// A stored mentor document.
@@ -184,6 +186,17 @@ pub struct TxMentors<'t> {
 }
 
 impl TxMentors<'_> {
+    /// One mentor, locked until the transaction ends (PostgreSQL; SQLite's write transaction holds the database),
+    /// so a read-modify-write of one answer cannot lose another writer's change.
+    pub async fn get_for_update(&mut self, id: &str) -> Result<Option<MentorRow>> {
+        Ok(fetch_optional!(
+            &mut self.tx.conn.conn(),
+            mentor_from_row,
+            sql_for_update!("SELECT * FROM mentors WHERE id = $1"),
+            id
+        ))
+    }
+
     /// Creates or replaces a mentor document; returns its new revision.
     pub async fn put(&mut self, id: &str, body: &serde_json::Value) -> Result<i64> {
         put(&mut self.tx.conn.conn(), id, body).await

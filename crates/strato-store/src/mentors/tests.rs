@@ -49,3 +49,28 @@ async fn mentors_revisions_state_and_feedback() {
         assert!(!s.mentors().delete("m").await.unwrap());
     });
 }
+
+#[tokio::test]
+async fn concurrent_read_modify_writes_of_one_mentor_lose_nothing() {
+    each_backend!(|s| {
+        s.mentors().put("rmw", &json!({"id": "rmw", "answers": {}})).await.unwrap();
+        // Ten writers each add their own answer to the document they read: a lost update would drop one.
+        let writers = (0..10).map(|i| {
+            let s = s.clone();
+            async move {
+                let mut tx = s.begin().await.unwrap();
+                let row = tx.mentors().get_for_update("rmw").await.unwrap().unwrap();
+                let mut body = row.body;
+                tokio::task::yield_now().await;
+                body["answers"][format!("a{i}")] = json!(i);
+                tx.mentors().put("rmw", &body).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+        });
+        futures::future::join_all(writers).await;
+        let body = s.mentors().get("rmw").await.unwrap().unwrap().body;
+        assert_eq!(body["answers"].as_object().unwrap().len(), 10, "{body}");
+        let mut tx = s.begin().await.unwrap();
+        assert!(tx.mentors().get_for_update("nobody").await.unwrap().is_none());
+    });
+}
