@@ -95,6 +95,10 @@ pub struct Global {
     /// Encoder threads per ffmpeg run (0: ffmpeg's choice, every core).
     #[arg(long, env = EnvVars::STRATO_MEDIA_THREADS, default_value_t = 0, global = true)]
     pub media_threads: usize,
+    /// Hosts mentor transfers may copy media from beside public addresses, comma-separated (`host` or `host:port`;
+    /// `*` for any): an export cannot make the server fetch from its own network otherwise.
+    #[arg(long, env = EnvVars::STRATO_MEDIA_TRANSFER_HOSTS, value_delimiter = ',', global = true)]
+    pub media_transfer_hosts: Vec<String>,
     /// The Whisper model directory transcription uses; default: <data-dir>/models/whisper-tiny.en (`strato model
     /// pull --whisper tiny.en`).
     #[arg(long, env = EnvVars::STRATO_WHISPER_MODEL, global = true)]

@@ -45,6 +45,8 @@ pub fn api_routes() -> strato_http::CapabilityRoutes {
         .routes(routes!(cancel))
         .routes(routes!(upload_by_id))
         .routes(routes!(serve))
+        .routes(routes!(transfer_mentor).layer(axum::extract::DefaultBodyLimit::max(64 << 20)))
+        .routes(routes!(transfer_status))
 }
 
 fn mentor(id: &str) -> ResourceRef {
@@ -61,6 +63,7 @@ fn status_of(e: &MediaError) -> StatusCode {
         | MediaError::TooShort(_) => StatusCode::BAD_REQUEST,
         MediaError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         MediaError::UploadNotFound(_)
+        | MediaError::TransferNotFound(_)
         | MediaError::MentorNotFound(_)
         | MediaError::AnswerNotFound { .. }
         | MediaError::VideoNotFound(_) => StatusCode::NOT_FOUND,
@@ -499,6 +502,39 @@ async fn upload_by_id(
     let u = m.uploads().get(&id).await.map_err(native)?;
     p.may(Action::Read, &mentor(&u.mentor))?;
     Ok(Json(u))
+}
+
+#[utoipa::path(post, path = "/upload/transfer/mentor", tag = "media",
+    request_body = crate::transfer::TransferRequest,
+    responses((status = 200, description = "`{\"data\": {id, mentor, status: QUEUED, statusUrl}}`", body = Object),
+              (status = 400, description = "The export fails MentorPal's schema (the error names the field)", body = MentorPalError),
+              (status = 403, description = "The caller may not edit the mentor", body = MentorPalError)))]
+/// Imports a MentorPal mentor export into a mentor, copying the media that need transfer, as a tracked job.
+async fn transfer_mentor(
+    p: Principal,
+    Extension(m): Extension<MediaService>,
+    body: Bytes,
+) -> Result<Json<Value>, MpError> {
+    let req = crate::transfer::parse_request(&body)
+        .map_err(|e| MpError(StatusCode::BAD_REQUEST, "invalid_export".into(), e.to_string()))?;
+    p.may(Action::Edit, &mentor(&req.mentor))?;
+    let t = m.start_transfer(req).await?;
+    Ok(data(json!({"id": t.id, "mentor": t.mentor, "status": t.status, "statusUrl": t.status_url})))
+}
+
+#[utoipa::path(get, path = "/upload/transfer/status/{id}", tag = "media",
+    params(("id" = String, Path, description = "The transfer's id")),
+    responses((status = 200, description = "`{\"data\": transfer}`: status, progress, media copied, errors", body = crate::transfer::Transfer),
+              (status = 404, description = "No such transfer", body = MentorPalError)))]
+/// A mentor transfer's status.
+async fn transfer_status(
+    p: Principal,
+    Extension(m): Extension<MediaService>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, MpError> {
+    let t = m.transfer(&id).await?;
+    p.may(Action::Read, &mentor(&t.mentor))?;
+    Ok(data(serde_json::to_value(t).unwrap_or_default()))
 }
 
 /// Keys `/media/…` serves: answer media and mentors' pictures, nothing else in storage.

@@ -17,6 +17,7 @@ pub mod process;
 pub mod renditions;
 pub mod service;
 pub mod steps;
+pub mod transfer;
 pub mod upload;
 pub mod vtt;
 
@@ -45,6 +46,7 @@ impl MediaSlot {
             let Some(w) = workflows.get() else { return };
             let media = MediaService::new(r.store.clone(), r.blobs.clone(), w.clone(), opts);
             r.workers.add(steps::StepWorker::new(media.clone()));
+            r.workers.add(transfer::TransferWorker::new(media.clone()));
             r.workers.default_concurrency(steps::MEDIA_CONTROL, 2);
             r.workers.on_end([<steps::StepArgs as strato_types::JobArgs>::KIND], w.end_hook());
             for (step, action) in steps::Step::ALL {
@@ -109,6 +111,9 @@ pub enum MediaError {
     /// No such upload.
     #[error("no upload {0:?}")]
     UploadNotFound(String),
+    /// No such transfer.
+    #[error("no transfer {0:?}")]
+    TransferNotFound(String),
     /// An upload of the same answer is being processed.
     #[error("upload in progress: upload {0} of this answer is still being processed (cancel it or wait)")]
     UploadInProgress(String),
@@ -154,6 +159,7 @@ impl MediaError {
             Self::Io(_) => "io",
             Self::Storage(_) => "storage_unavailable",
             Self::UploadNotFound(_) => "upload_not_found",
+            Self::TransferNotFound(_) => "transfer_not_found",
             Self::UploadInProgress(_) => "upload_in_progress",
             Self::Invalid(_) => "invalid_request",
             Self::MentorNotFound(_) => "mentor_not_found",

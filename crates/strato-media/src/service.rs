@@ -37,6 +37,8 @@ pub struct MediaOptions {
     pub public_url: Option<String>,
     /// The transcriber, loaded on first use; `None`: transcription fails with a clear error.
     pub transcriber: Option<TranscriberLoader>,
+    /// Hosts (`host` or `host:port`; `*`: any) mentor transfers may copy media from beside public addresses.
+    pub transfer_hosts: Vec<String>,
 }
 
 /// An answer upload as asked for (`POST /upload/answer`).
@@ -155,6 +157,19 @@ impl MediaService {
             })
             .await
             .cloned()
+    }
+
+    /// Hosts transfers may copy from beside public addresses.
+    pub fn transfer_hosts(&self) -> &[String] {
+        &self.0.opts.transfer_hosts
+    }
+
+    /// The storage key of one of this server's own media URLs (`<public url>/media/<key>?v=…`).
+    pub fn own_media_key(&self, url: &str) -> Option<String> {
+        let base = self.0.opts.public_url.as_deref()?.trim_end_matches('/');
+        let key = url.strip_prefix(base)?.strip_prefix("/media/")?;
+        let key = key.split(['?', '#']).next().unwrap_or_default();
+        crate::http::is_media_key(key).then(|| key.to_string())
     }
 
     /// The URL players fetch a stored media file from (served with range requests by `GET /media/{key}`);

@@ -64,7 +64,13 @@ async fn serve() -> Server {
     let workflows = strato_workflows::WorkflowsSlot::default();
     let media = MediaSlot::default();
     let tools = Tools { timeout: Duration::from_secs(120), threads: 2, ..Tools::default() };
-    let media_opts = MediaOptions { tools, public_url: Some(base.clone()), transcriber: None };
+    // Transfers may copy from this machine's test servers (127.0.0.1), not from `localhost` or private networks.
+    let media_opts = MediaOptions {
+        tools,
+        public_url: Some(base.clone()),
+        transcriber: None,
+        transfer_hosts: vec!["127.0.0.1".into()],
+    };
     let strato = Strato::builder(opts)
         .register(functions.registrar(strato_functions::FunctionsOptions::new(dir.path().join("functions"))))
         .register(workflows.registrar(functions.clone()))
@@ -578,5 +584,136 @@ async fn subtitles_and_pictures_are_checked_by_content() {
     assert_eq!(st, 403, "another's mentor: {v}");
     let (st, v) = post("/upload/thumbnail", form(vec![("thumbnail", file(png, "x.png"))])).await;
     assert_eq!((st, v["data"]["error"].as_str()), (400, Some("invalid_form")), "{v}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mentor_export_is_imported_with_its_media_copied_as_a_tracked_job() {
+    if !ffmpeg_installed() {
+        return;
+    }
+    let s = serve().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let video = tmp.path().join("web.mp4");
+    clip(
+        &video,
+        Some("testsrc2=size=320x240:rate=25"),
+        1.5,
+        &["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"],
+    );
+    let video_bytes = std::fs::read(&video).unwrap();
+    let vtt = "WEBVTT\n\n00:00:00.000 --> 00:00:01.500\nHello.\n";
+    // Another deployment's storage: a plain HTTP server.
+    let other = {
+        let (v, t) = (video_bytes.clone(), vtt.to_string());
+        let app = axum::Router::new()
+            .route(
+                "/v/web.mp4",
+                axum::routing::get(move || {
+                    let v = v.clone();
+                    async move { v }
+                }),
+            )
+            .route(
+                "/v/en.vtt",
+                axum::routing::get(move || {
+                    let t = t.clone();
+                    async move { t }
+                }),
+            );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        port
+    };
+    let tok = token("u5", &["m5", "m6"]);
+    let export = |host: &str| {
+        json!({
+        "id": "exported-1",
+        "mentorInfo": {"name": "Dana", "mentorType": "VIDEO", "thumbnail": ""},
+        "subjects": [], "userQuestions": [],
+        "questions": [{"_id": "q1", "question": "What is your job?", "paraphrases": ["What do you do?"]}],
+        "answers": [
+            {"_id": "a1", "question": {"_id": "q1", "question": "What is your job?"}, "transcript": "I fly planes.",
+             "status": "COMPLETE", "media": [
+                {"type": "video", "tag": "web", "url": format!("http://{host}:{other}/v/web.mp4"), "needsTransfer": true},
+                {"type": "subtitles", "tag": "en", "url": format!("http://{host}:{other}/v/en.vtt"), "needsTransfer": true}]},
+            {"_id": "a2", "question": {"_id": "off", "question": "_OFF_TOPIC_", "type": "UTTERANCE", "name": "_OFF_TOPIC_"},
+             "transcript": "Ask me about flying.", "media": [
+                {"type": "video", "tag": "mobile", "url": "https://cdn.example/off.mp4", "needsTransfer": false}]}]})
+    };
+
+    // A schema failure names the field and queues nothing.
+    let mut broken = export("127.0.0.1");
+    broken["answers"][0]["question"].as_object_mut().unwrap().remove("_id");
+    let (st, v) = s
+        .call(
+            reqwest::Method::POST,
+            "/upload/transfer/mentor",
+            &tok,
+            Some(json!({"mentor": "m5", "mentorExportJson": broken})),
+        )
+        .await;
+    assert_eq!((st, v["data"]["error"].as_str()), (400, Some("invalid_export")), "{v}");
+    assert!(
+        v["data"]["message"].as_str().unwrap().contains("mentorExportJson.answers[0].question: missing field `_id`"),
+        "{v}"
+    );
+
+    let (st, v) = s.call(reqwest::Method::POST, "/upload/transfer/mentor", &tok, Some(json!({"mentor": "m5", "mentorExportJson": export("127.0.0.1"), "replacedMentorDataChanges": {"questionChanges": [], "answerChanges": []}}))).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!((v["data"]["mentor"].as_str(), v["data"]["status"].as_str()), (Some("m5"), Some("QUEUED")));
+    let status_url = format!("/upload{}", v["data"]["statusUrl"].as_str().unwrap());
+    assert!(status_url.starts_with("/upload/transfer/status/"), "{status_url}");
+    let t = loop {
+        let (st, v) = s.call(reqwest::Method::GET, &status_url, &tok, None).await;
+        assert_eq!(st, 200, "{v}");
+        if matches!(v["data"]["status"].as_str(), Some("DONE" | "FAILED")) {
+            break v["data"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (t["status"].as_str(), t["progress"].as_u64(), t["media_done"].as_u64()),
+        (Some("DONE"), Some(100), Some(2)),
+        "{t}"
+    );
+    let m = s.mentor("m5").await;
+    assert_eq!(m.name, "Dana");
+    let a = m.answers.iter().find(|a| a.question.id == "q1").unwrap();
+    assert_eq!(
+        (a.transcript.as_str(), a.question.paraphrases.as_slice()),
+        ("I fly planes.", &["What do you do?".to_string()][..])
+    );
+    let web = a.media.iter().find(|x| x.tag == "web").unwrap();
+    assert!(web.url.starts_with(&format!("{}/media/videos/m5/q1/web.mp4", s.base)), "{web:?}");
+    assert_eq!(s.fetch(&web.url, None).await.2, video_bytes, "the copy is the original's bytes");
+    let subs = a.media.iter().find(|x| x.tag == "en").unwrap();
+    assert_eq!(s.fetch(&subs.url, None).await.2, vtt.as_bytes());
+    let off = m.answers.iter().find(|a| a.question.id == "off").unwrap();
+    assert_eq!(off.question.question_type, strato_types::QuestionType::Utterance);
+    assert_eq!(off.media[0].url, "https://cdn.example/off.mp4", "media not needing transfer keep their URL");
+
+    // Media on a host that is neither public nor allowed: the transfer fails, says why, and imports nothing.
+    let (st, v) = s
+        .call(
+            reqwest::Method::POST,
+            "/upload/transfer/mentor",
+            &tok,
+            Some(json!({"mentor": "m6", "mentorExportJson": export("localhost")})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let status_url = format!("/upload{}", v["data"]["statusUrl"].as_str().unwrap());
+    let t = loop {
+        let (_, v) = s.call(reqwest::Method::GET, &status_url, &tok, None).await;
+        if matches!(v["data"]["status"].as_str(), Some("DONE" | "FAILED")) {
+            break v["data"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(t["status"], "FAILED", "{t}");
+    assert!(t["errors"][0].as_str().unwrap().contains("--media-transfer-hosts"), "{t}");
+    assert!(s.strato.mentors().get("m6").await.is_err(), "nothing imported");
     s.stop().await;
 }

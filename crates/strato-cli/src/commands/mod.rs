@@ -113,7 +113,12 @@ fn media_options(g: &Global, public_url: Option<String>) -> strato_media::MediaO
         threads: g.media_threads,
     };
     let _dir = g.whisper_model.clone().unwrap_or_else(|| g.data_dir.join("models").join("whisper-tiny.en"));
-    strato_media::MediaOptions { tools, public_url, transcriber: None /* TODO-WHISPER */ }
+    strato_media::MediaOptions {
+        tools,
+        public_url,
+        transcriber: None, /* TODO-WHISPER */
+        transfer_hosts: g.media_transfer_hosts.clone(),
+    }
 }
 
 /// [`open_with`], with the capabilities built on the core returned beside it.
