@@ -31,6 +31,8 @@ fn read_pcm(path: &Path) -> Result<Vec<f32>, String> {
 }
 
 fn main() -> Result<(), String> {
+    // RUST_LOG=strato_whisper=debug shows the encoder and decoder time of each window.
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     let mut args = std::env::args().skip(1);
     let mut files: Vec<PathBuf> = Vec::new();
     let mut opts = TranscribeOptions::default();

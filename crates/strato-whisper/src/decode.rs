@@ -7,6 +7,7 @@
 
 use candle_core::{Device, IndexOp, Tensor};
 
+use crate::align;
 use crate::audio::{self, HOP_LENGTH, SAMPLE_RATE};
 use crate::error::WhisperError;
 use crate::model::Model;
@@ -243,9 +244,18 @@ impl Decoder<'_> {
         while seek < content_frames {
             let time_offset = (seek * HOP_LENGTH) as f64 / SAMPLE_RATE as f64;
             let segment_size = N_FRAMES.min(content_frames - seek);
+            let started = std::time::Instant::now();
             let audio = encode(seek, segment_size)?;
+            let encoded = started.elapsed();
             let prompt = if opts.condition_on_previous_text { &all_tokens[prompt_since..] } else { &[][..] };
             let result = self.decode_window(&audio, &sot_sequence, prompt, opts)?;
+            tracing::debug!(
+                time_offset,
+                encode_ms = encoded.as_millis() as u64,
+                decode_ms = (started.elapsed() - encoded).as_millis() as u64,
+                tokens = result.tokens.len(),
+                "window decoded"
+            );
             let tokens = &result.tokens;
 
             let silent = opts.no_speech_threshold.is_some_and(|t| result.no_speech_prob > f64::from(t))
@@ -302,6 +312,9 @@ impl Decoder<'_> {
             if !progress((seek.min(content_frames) as f32 / content_frames.max(1) as f32).min(1.0)) {
                 return Err(WhisperError::Cancelled);
             }
+        }
+        if opts.snap_to_speech {
+            segments = align::align_to_speech(segments, &mel[..content_frames * n_mels], n_mels);
         }
         Ok(Transcript { text: text.trim().to_owned(), language, segments, duration })
     }

@@ -11,6 +11,7 @@
 //! and runs on the calling thread, its matrix products spread over candle's worker threads. It blocks for
 //! seconds to minutes: async callers use `spawn_blocking`.
 
+mod align;
 pub mod audio;
 pub mod ct2;
 mod decode;
@@ -72,6 +73,10 @@ pub struct TranscribeOptions {
     pub logprob_threshold: Option<f32>,
     /// Latest time, in seconds, the first timestamp of a window may have.
     pub max_initial_timestamp: Option<f32>,
+    /// Move each segment's start to where sound begins in it (Whisper often starts a segment during the pause
+    /// before it), and split a segment at a pause that matches a punctuation mark in its text (Whisper may time
+    /// two sentences as one segment), so captions appear when the words are spoken.
+    pub snap_to_speech: bool,
 }
 
 impl Default for TranscribeOptions {
@@ -82,6 +87,7 @@ impl Default for TranscribeOptions {
             no_speech_threshold: Some(0.6),
             logprob_threshold: Some(-1.0),
             max_initial_timestamp: Some(1.0),
+            snap_to_speech: true,
         }
     }
 }
