@@ -181,31 +181,39 @@ impl Decoder<'_> {
         best.ok_or_else(|| WhisperError::Config("lang_ids is empty: cannot detect the language".into()))
     }
 
-    /// The prompt start for `language` (`None`: detect it from the first window), and the language code.
+    /// The prompt start for `language` (`None`: detect it from the first window), the language code, and the
+    /// first window's features when detecting the language needed them.
     fn sot_sequence(
         &self,
         language: Option<&str>,
         first: &dyn Fn() -> Result<Tensor, WhisperError>,
-    ) -> Result<(Vec<u32>, String), WhisperError> {
+    ) -> Result<(Vec<u32>, String, Option<Tensor>), WhisperError> {
         let v = self.vocab;
         if self.lang_ids.is_empty() {
             // English-only models take no language or task token.
             return match language {
-                None | Some("en") => Ok((vec![v.sot], "en".to_owned())),
+                None | Some("en") => Ok((vec![v.sot], "en".to_owned(), None)),
                 Some(other) => Err(WhisperError::Language {
                     language: other.to_owned(),
                     reason: "this model is English-only".into(),
                 }),
             };
         }
+        let mut encoded = None;
         let lang = match language {
             Some(code) => v.id(&format!("<|{code}|>")).filter(|id| self.lang_ids.contains(id)).ok_or_else(|| {
                 WhisperError::Language { language: code.to_owned(), reason: "unknown language code".into() }
             })?,
-            None => self.detect_language(&first()?)?,
+            None => {
+                let audio = first()?;
+                let lang = self.detect_language(&audio)?;
+                // The first window is decoded next: keep its features rather than encode it twice.
+                encoded = Some(audio);
+                lang
+            }
         };
         let code = v.token(lang).unwrap_or_default().trim_start_matches("<|").trim_end_matches("|>").to_owned();
-        Ok((vec![v.sot, lang, v.transcribe], code))
+        Ok((vec![v.sot, lang, v.transcribe], code, encoded))
     }
 
     /// Transcribes a whole recording, 30 s window by window. `progress` gets the fraction done after each window
@@ -233,7 +241,8 @@ impl Decoder<'_> {
         };
 
         let first_size = N_FRAMES.min(content_frames);
-        let (sot_sequence, language) = self.sot_sequence(opts.language.as_deref(), &|| encode(0, first_size))?;
+        let (sot_sequence, language, mut first_window) =
+            self.sot_sequence(opts.language.as_deref(), &|| encode(0, first_size))?;
 
         let mut segments = Vec::new();
         let mut text = String::new();
@@ -245,7 +254,10 @@ impl Decoder<'_> {
             let time_offset = (seek * HOP_LENGTH) as f64 / SAMPLE_RATE as f64;
             let segment_size = N_FRAMES.min(content_frames - seek);
             let started = std::time::Instant::now();
-            let audio = encode(seek, segment_size)?;
+            let audio = match first_window.take() {
+                Some(audio) if seek == 0 => audio,
+                _ => encode(seek, segment_size)?,
+            };
             let encoded = started.elapsed();
             let prompt = if opts.condition_on_previous_text { &all_tokens[prompt_since..] } else { &[][..] };
             let result = self.decode_window(&audio, &sot_sequence, prompt, opts)?;
