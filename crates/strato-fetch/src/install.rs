@@ -116,6 +116,7 @@ pub(crate) fn install(
     staged: Staged,
     target: &Target,
     model_name: &str,
+    is_complete: fn(&Path) -> bool,
 ) -> Result<(String, BTreeMap<String, String>), FetchError> {
     let manifest = Manifest { name: model_name.to_owned(), source: staged.source, files: staged.files };
     write_manifest(staged.dir.path(), &manifest)?;
@@ -134,7 +135,7 @@ pub(crate) fn install(
         }
         Err(source) => {
             // Another pull may have won the race; its result is as good as ours.
-            if crate::model_is_complete(&target.dir) {
+            if is_complete(&target.dir) {
                 tracing::info!(dir = %target.dir.display(), "model was installed concurrently; keeping it");
                 let existing = read_manifest(&target.dir);
                 return Ok(existing

