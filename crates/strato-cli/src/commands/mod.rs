@@ -35,7 +35,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train::train(&cli.global, args).await,
         Command::Predict(args) => models::predict(&cli.global, args).await,
         Command::Models { command } => models::models(&cli.global, command).await,
-        Command::Model { command: ModelCommand::Pull } => model::pull(&cli.global).await,
+        Command::Model { command: ModelCommand::Pull { whisper } } => model::pull(&cli.global, whisper).await,
         Command::Openapi => openapi::openapi(),
     }
 }
@@ -112,11 +112,11 @@ fn media_options(g: &Global, public_url: Option<String>) -> strato_media::MediaO
         timeout: g.media_timeout,
         threads: g.media_threads,
     };
-    let _dir = g.whisper_model.clone().unwrap_or_else(|| g.data_dir.join("models").join("whisper-tiny.en"));
+    let dir = g.whisper_model.clone().unwrap_or_else(|| g.data_dir.join("models").join("whisper-tiny.en"));
     strato_media::MediaOptions {
         tools,
         public_url,
-        transcriber: None, /* TODO-WHISPER */
+        transcriber: Some(strato_media::whisper::loader(dir)),
         transfer_hosts: g.media_transfer_hosts.clone(),
     }
 }

@@ -1,12 +1,24 @@
-//! `strato model pull`: the default embedding model, fetched and verified into the data directory.
+//! `strato model pull`: the default embedding model (or a Whisper model), fetched and verified into the data
+//! directory.
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Global;
 
-pub(super) async fn pull(g: &Global) -> Result<()> {
-    let dir = g.embedding_model.clone().unwrap_or_else(|| strato_service::default_model_dir(&g.data_dir));
+pub(super) async fn pull(g: &Global, whisper: Option<String>) -> Result<()> {
+    let (dir, model) = match whisper.as_deref() {
+        Some(name) => {
+            let id = match name {
+                "base" => strato_fetch::WhisperModelId::Base,
+                _ => strato_fetch::WhisperModelId::TinyEn,
+            };
+            // The default directory is the one transcription reads by default for that model.
+            let default = g.data_dir.join("models").join(format!("whisper-{name}"));
+            (g.whisper_model.clone().unwrap_or(default), Some(id))
+        }
+        None => (g.embedding_model.clone().unwrap_or_else(|| strato_service::default_model_dir(&g.data_dir)), None),
+    };
     let report = tokio::task::spawn_blocking(move || {
         let bar = ProgressBar::new(0).with_style(
             ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
@@ -30,11 +42,15 @@ pub(super) async fn pull(g: &Global) -> Result<()> {
                 E::Done { source } => b.println(format!("installed from {source}")),
             }
         }));
-        let r = strato_fetch::pull_default_model(&opts);
+        let r = match model {
+            Some(id) => strato_fetch::pull_whisper_model(&opts, id),
+            None => strato_fetch::pull_default_model(&opts),
+        };
         bar.finish_and_clear();
         r
     })
     .await??;
-    println!("embedding model ready in {} (from {})", report.dir.display(), report.source);
+    let what = if model.is_some() { "Whisper model" } else { "embedding model" };
+    println!("{what} ready in {} (from {})", report.dir.display(), report.source);
     Ok(())
 }
