@@ -9,6 +9,7 @@
 #![allow(clippy::print_stdout, reason = "prints its measurements")]
 
 mod jobs;
+mod media;
 mod workflows;
 
 use std::path::PathBuf;
@@ -595,6 +596,9 @@ async fn main() -> Result<()> {
     if args.first().map(String::as_str) == Some("workflows") {
         return workflows::run(&args[1..]).await;
     }
+    if args.first().map(String::as_str) == Some("media") {
+        return media::run(&args[1..]).await;
+    }
     let out = match args.first().map(String::as_str) {
         Some("embed") => embed(&args[1..])?,
         Some("predict") => predict(&args[1..]).await?,
@@ -605,7 +609,7 @@ async fn main() -> Result<()> {
         Some("offtopic") => offtopic(&args[1..])?,
         Some("mentor") => mentor(&args[1..]).await?,
         Some("many-mentors") => many_mentors(&args[1..]).await?,
-        _ => bail!("usage: strato-bench embed|predict|precision|offtopic|mentor|many-mentors|jobs …"),
+        _ => bail!("usage: strato-bench embed|predict|precision|offtopic|mentor|many-mentors|jobs|workflows|media …"),
     };
     println!("{out}");
     Ok(())

@@ -87,10 +87,18 @@ fn native(e: MediaError) -> ApiError {
     ApiError(StratoError::new(code, e.to_string()))
 }
 
-/// MentorPal's error body: `{"data": {"error", "message"}}`.
+/// MentorPal's error body, `{"data": {"error", "message"}}`; the gateway's own refusals (credentials, a body that
+/// is not JSON, limits) keep Strato's `{"error": {"code", "message"}}`.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct MentorPalError {
-    data: ErrorData,
+#[serde(untagged)]
+pub enum MentorPalError {
+    /// MentorPal's.
+    Data {
+        /// What went wrong.
+        data: ErrorData,
+    },
+    /// The gateway's.
+    Native(strato_http::ErrorBody),
 }
 
 /// What went wrong.
@@ -560,7 +568,7 @@ async fn serve(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if !is_media_key(&key) {
+    if !is_media_key(&key) || strato_service::validate_file_key(&key).is_err() {
         return Err(ApiError::new(ErrorCode::FileNotFound, format!("no media file {key:?}")));
     }
     p.may(Action::Read, &ResourceRef::new(ResourceKind::FILE, &key))?;

@@ -305,3 +305,96 @@ fn workflows_validate_checks_a_definition_without_a_server() {
     assert!(stdout.contains("MISSING_TRANSITION_TARGET  /States/P/Next"), "{stdout}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("problem(s) in"));
 }
+
+/// `strato media upload` stores a file and follows its tasks until a `strato worker` on the same data dir has
+/// processed it; a file that is not a video is refused at once with its code; `strato media cancel` leaves an
+/// ended upload as it was.
+#[test]
+fn media_upload_is_processed_by_a_worker_and_followed_to_its_end() {
+    let Some(model) = model_dir() else { return };
+    if Command::new("ffmpeg").arg("-version").output().is_err() {
+        eprintln!("SKIPPED: ffmpeg is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let clip = dir.path().join("answer.mp4");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=25:duration=2",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=duration=2",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-c:a", "aac", "-shortest"])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // A mentor with the answer to record, written where the commands will find it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut o = strato_service::StratoOptions::new(&data);
+        o.embedding_model = Some(model.clone());
+        let s = strato_service::Strato::builder(o).open().await.unwrap();
+        let m: strato_types::Mentor = serde_json::from_value(serde_json::json!({"id": "cli-m", "answers": [
+            {"id": "a1", "question": {"id": "q1", "text": "Who are you?"}}]}))
+        .unwrap();
+        s.mentors().put("cli-m", m).await.unwrap();
+        s.close().await;
+    });
+
+    let notes = dir.path().join("notes.mp4");
+    std::fs::write(&notes, "not a video").unwrap();
+    let out = strato(&data, &model)
+        .args(["media", "upload"])
+        .arg(&notes)
+        .args(["--mentor", "cli-m", "--question", "q1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not_media"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut worker = strato(&data, &model)
+        .args(["worker", "--queues", "default=1,workflows=4,media=1,media-control=2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = strato(&data, &model)
+        .args(["media", "upload"])
+        .arg(&clip)
+        .args(["--mentor", "cli-m", "--question", "q1", "--keep-transcript", "--thumbnail"])
+        .output()
+        .unwrap();
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(": Done"), "{stdout}");
+
+    let out =
+        strato(&data, &model).args(["media", "cancel", "--mentor", "cli-m", "--question", "q1"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Done"), "an ended upload stays as it was");
+    let out =
+        strato(&data, &model).args(["media", "cancel", "--mentor", "cli-m", "--question", "q9"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no upload"));
+}
