@@ -88,7 +88,7 @@ mod tests {
             prop_assert!(validate(&vtt).is_ok(), "{vtt}");
             let mut last_end: f64 = 0.0;
             let mut said = Vec::new();
-            for block in vtt.split("\n\n").skip(1) {
+            for block in vtt.split("\n\n").skip(1).filter(|b| !b.trim().is_empty()) {
                 let mut lines = block.lines();
                 let (a, b) = lines.next().unwrap().split_once(" --> ").unwrap();
                 let (a, b) = (timestamp(a).unwrap(), timestamp(b).unwrap());
