@@ -112,7 +112,7 @@ pub async fn run(args: &[String]) -> Result<()> {
         let media = MediaSlot::default();
         let media_opts = MediaOptions {
             tools: tools.clone(),
-            transcriber: Some(strato_media::whisper::loader(whisper.clone())),
+            transcriber: Some(strato_media::whisper::loader(whisper.clone(), Some("en".into()))),
             ..Default::default()
         };
         let strato = Strato::builder(opts)

@@ -103,6 +103,10 @@ pub struct Global {
     /// pull --whisper tiny.en`).
     #[arg(long, env = EnvVars::STRATO_WHISPER_MODEL, global = true)]
     pub whisper_model: Option<PathBuf>,
+    /// The language answers are spoken in (`en`, `fr`, …; other than `en` needs a multilingual model such as
+    /// `base`), or `auto` to detect it from the first 30 s.
+    #[arg(long, env = EnvVars::STRATO_WHISPER_LANGUAGE, default_value = "en", global = true)]
+    pub whisper_language: String,
     /// Most function instances running at once in this process.
     #[arg(long, env = EnvVars::STRATO_FUNCTIONS_MAX_INSTANCES, default_value_t = 8, global = true)]
     pub functions_max_instances: usize,

@@ -140,6 +140,31 @@ fn data(v: Value) -> Json<Value> {
     Json(json!({ "data": v }))
 }
 
+/// `GET /upload/url`'s body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UploadUrlBody {
+    data: UploadUrl,
+}
+
+/// `POST /upload/answer`'s body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UploadStartedBody {
+    data: UploadStarted,
+}
+
+/// `GET /upload/transfer/status/{id}`'s body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TransferBody {
+    data: crate::transfer::Transfer,
+}
+
+/// A `{"data": {…}}` body whose fields the route's description lists.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DataBody {
+    #[schema(value_type = Object)]
+    data: Value,
+}
+
 /// A presigned upload.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct UploadUrl {
@@ -151,7 +176,7 @@ pub struct UploadUrl {
 }
 
 #[utoipa::path(get, path = "/upload/url", tag = "media",
-    responses((status = 200, description = "`{\"data\": {url, fields}}`: PUT the video (at most 100 MB) to `url` within an hour", body = UploadUrl),
+    responses((status = 200, description = "`{\"data\": {url, fields}}`: PUT the video (at most 100 MB) to `url` within an hour", body = UploadUrlBody),
               (status = 401, description = "No credentials", body = MentorPalError)))]
 /// A presigned upload URL for an answer video (key `uploads/<user id>/<uuid>`, valid one hour).
 async fn upload_url(p: Principal, Extension(m): Extension<MediaService>) -> Result<Json<Value>, MpError> {
@@ -205,7 +230,7 @@ pub struct TaskView {
 }
 
 #[utoipa::path(post, path = "/upload/answer", tag = "media", request_body = AnswerUpload,
-    responses((status = 200, description = "`{\"data\": {taskList, statusUrl}}`", body = UploadStarted),
+    responses((status = 200, description = "`{\"data\": {taskList, statusUrl}}`", body = UploadStartedBody),
               (status = 400, description = "A bad field, a trim that is not a range, or not a video", body = MentorPalError),
               (status = 403, description = "The caller may not edit the mentor", body = MentorPalError),
               (status = 404, description = "No such mentor, answer or uploaded file", body = MentorPalError),
@@ -241,7 +266,7 @@ fn status_view(u: &Upload) -> Value {
 
 #[utoipa::path(get, path = "/upload/status/{id}", tag = "media",
     params(("id" = String, Path, description = "The upload's id (from statusUrl)")),
-    responses((status = 200, description = "`{\"data\": {id, mentor, question, status, taskList, error, execution}}`", body = Object),
+    responses((status = 200, description = "`{\"data\": {id, mentor, question, status, taskList, error, execution}}`", body = DataBody),
               (status = 404, description = "No such upload", body = MentorPalError)))]
 /// An answer upload's tasks and status.
 async fn upload_status(
@@ -260,7 +285,11 @@ struct Form {
     file: Option<(String, Bytes)>,
 }
 
-async fn read_form(mut form: Multipart, file_field: &str) -> Result<Form, MpError> {
+/// A form, or the reason it is not one (as MentorPal's JSON error).
+type FormResult = Result<Multipart, axum::extract::multipart::MultipartRejection>;
+
+async fn read_form(form: FormResult, file_field: &str) -> Result<Form, MpError> {
+    let mut form = form.map_err(|e| bad("invalid_form", format!("a multipart/form-data body: {e}")))?;
     let mut f = Form { text: Default::default(), file: None };
     let bad_form = |e: axum::extract::multipart::MultipartError| bad("invalid_form", format!("a multipart form: {e}"));
     while let Some(field) = form.next_field().await.map_err(bad_form)? {
@@ -298,7 +327,7 @@ fn image_ext(bytes: &[u8]) -> Result<&'static str, MpError> {
 async fn mentor_picture(
     p: &Principal,
     m: &MediaService,
-    form: Multipart,
+    form: FormResult,
     field: &str,
     folder: &str,
 ) -> Result<(String, String), MpError> {
@@ -333,14 +362,14 @@ async fn mentor_picture(
 
 #[utoipa::path(post, path = "/upload/thumbnail", tag = "media",
     request_body(content_type = "multipart/form-data", description = "`body` = `{\"mentor\": id}`, `thumbnail` = a PNG or JPEG"),
-    responses((status = 200, description = "`{\"data\": {\"thumbnail\": url}}`", body = Object),
+    responses((status = 200, description = "`{\"data\": {\"thumbnail\": url}}`", body = DataBody),
               (status = 400, description = "A malformed form", body = MentorPalError),
               (status = 415, description = "Not a PNG or JPEG", body = MentorPalError)))]
 /// Sets a mentor's picture.
 async fn upload_thumbnail(
     p: Principal,
     Extension(m): Extension<MediaService>,
-    form: Multipart,
+    form: FormResult,
 ) -> Result<Json<Value>, MpError> {
     let (_, url) = mentor_picture(&p, &m, form, "thumbnail", "thumbnails").await?;
     Ok(data(json!({ "thumbnail": url })))
@@ -348,14 +377,14 @@ async fn upload_thumbnail(
 
 #[utoipa::path(post, path = "/upload/vbg", tag = "media",
     request_body(content_type = "multipart/form-data", description = "`body` = `{\"mentor\": id}`, `background_image` = a PNG or JPEG"),
-    responses((status = 200, description = "`{\"data\": {\"virtualBackground\": url}}`", body = Object),
+    responses((status = 200, description = "`{\"data\": {\"virtualBackground\": url}}`", body = DataBody),
               (status = 400, description = "A malformed form", body = MentorPalError),
               (status = 415, description = "Not a PNG or JPEG", body = MentorPalError)))]
 /// Sets a mentor's virtual background.
 async fn upload_vbg(
     p: Principal,
     Extension(m): Extension<MediaService>,
-    form: Multipart,
+    form: FormResult,
 ) -> Result<Json<Value>, MpError> {
     let (_, url) = mentor_picture(&p, &m, form, "background_image", "virtual_backgrounds").await?;
     Ok(data(json!({ "virtualBackground": url })))
@@ -363,14 +392,14 @@ async fn upload_vbg(
 
 #[utoipa::path(post, path = "/upload/vtt", tag = "media",
     request_body(content_type = "multipart/form-data", description = "`mentor`, `question`, `vtt_file` = WebVTT"),
-    responses((status = 200, description = "`{\"data\": {vtt_path, vtt_text}}`", body = Object),
+    responses((status = 200, description = "`{\"data\": {vtt_path, vtt_text}}`", body = DataBody),
               (status = 400, description = "Not a valid WebVTT file, or a malformed form", body = MentorPalError),
               (status = 404, description = "No such mentor or answer", body = MentorPalError)))]
 /// Replaces an answer's subtitles with an uploaded WebVTT file.
 async fn upload_vtt(
     p: Principal,
     Extension(m): Extension<MediaService>,
-    form: Multipart,
+    form: FormResult,
 ) -> Result<Json<Value>, MpError> {
     let f = read_form(form, "vtt_file").await?;
     let field = |n: &str| f.text.get(n).cloned().ok_or_else(|| bad("invalid_form", format!("the form needs {n}")));
@@ -393,7 +422,7 @@ pub struct RegenVtt {
 }
 
 #[utoipa::path(post, path = "/upload/regen_vtt", tag = "media", request_body = RegenVtt,
-    responses((status = 200, description = "`{\"data\": {regen_vtt: true, new_vtt_text, new_vtt_url}}`", body = Object),
+    responses((status = 200, description = "`{\"data\": {regen_vtt: true, new_vtt_text, new_vtt_url}}`", body = DataBody),
               (status = 400, description = "The answer has no video to time the subtitles by", body = MentorPalError),
               (status = 404, description = "No such mentor or answer", body = MentorPalError)))]
 /// Rebuilds an answer's subtitles from its (edited) transcript and its video's duration.
@@ -514,7 +543,7 @@ async fn upload_by_id(
 
 #[utoipa::path(post, path = "/upload/transfer/mentor", tag = "media",
     request_body = crate::transfer::TransferRequest,
-    responses((status = 200, description = "`{\"data\": {id, mentor, status: QUEUED, statusUrl}}`", body = Object),
+    responses((status = 200, description = "`{\"data\": {id, mentor, status: QUEUED, statusUrl}}`", body = DataBody),
               (status = 400, description = "The export fails MentorPal's schema (the error names the field)", body = MentorPalError),
               (status = 403, description = "The caller may not edit the mentor", body = MentorPalError)))]
 /// Imports a MentorPal mentor export into a mentor, copying the media that need transfer, as a tracked job.
@@ -532,7 +561,7 @@ async fn transfer_mentor(
 
 #[utoipa::path(get, path = "/upload/transfer/status/{id}", tag = "media",
     params(("id" = String, Path, description = "The transfer's id")),
-    responses((status = 200, description = "`{\"data\": transfer}`: status, progress, media copied, errors", body = crate::transfer::Transfer),
+    responses((status = 200, description = "`{\"data\": transfer}`: status, progress, media copied, errors", body = TransferBody),
               (status = 404, description = "No such transfer", body = MentorPalError)))]
 /// A mentor transfer's status.
 async fn transfer_status(

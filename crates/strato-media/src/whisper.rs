@@ -1,5 +1,5 @@
 //! Transcription by Strato's own Whisper (`strato-whisper`): the model directory `strato model pull --whisper`
-//! installs, loaded once on first use, English by default.
+//! installs, loaded once on first use, in the configured language (English by default).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,7 +21,9 @@ impl Transcriber for WhisperTranscriber {
 }
 
 /// Loads the model in `dir` when first needed; a missing model is a clear error naming the command that installs it.
-pub fn loader(dir: PathBuf) -> TranscriberLoader {
+/// `language`: a code (`en`, `fr`, …; other than `en` needs a multilingual model such as `base`), or `None` to detect
+/// it from the first 30 s.
+pub fn loader(dir: PathBuf, language: Option<String>) -> TranscriberLoader {
     Arc::new(move || {
         if !strato_fetch::whisper_model_is_complete(&dir) {
             return Err(format!(
@@ -31,7 +33,7 @@ pub fn loader(dir: PathBuf) -> TranscriberLoader {
             ));
         }
         let model = strato_whisper::Whisper::load(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let options = strato_whisper::TranscribeOptions::default();
+        let options = strato_whisper::TranscribeOptions { language: language.clone(), ..Default::default() };
         let t: crate::steps::SharedTranscriber = Arc::new(WhisperTranscriber { model, options });
         Ok(t)
     })

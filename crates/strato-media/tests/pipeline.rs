@@ -797,9 +797,11 @@ async fn a_spoken_answer_is_transcribed_with_subtitles_timed_by_the_model() {
     c.args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"]).arg(&video);
     assert!(c.status().unwrap().success(), "ffmpeg could not mux the spoken clip");
 
-    let s = serve_with(Some(strato_media::whisper::loader(model))).await;
+    let s = serve_with(Some(strato_media::whisper::loader(model, Some("en".into())))).await;
     let mut mentor: Mentor = serde_json::from_value(json!({"id": "m7"})).unwrap();
-    mentor.answers = vec![answer("q1", "Tell me about yourself.", ""), answer("q2", "What do you study?", "")];
+    let mut studied = answer("q2", "What do you study?", "Computer science.");
+    studied.status = strato_types::AnswerStatus::Complete;
+    mentor.answers = vec![answer("q1", "Tell me about yourself.", ""), studied];
     s.strato.mentors().put("m7", mentor).await.unwrap();
     let tok = token("u7", &["m7"]);
     let key = s.upload_file(&tok, &video).await;
@@ -839,5 +841,10 @@ async fn a_spoken_answer_is_transcribed_with_subtitles_timed_by_the_model() {
     for line in vtt.lines().filter(|l| !l.contains("-->") && !l.is_empty() && *l != "WEBVTT") {
         assert!(line.chars().count() <= 42, "a line of readable length: {line:?}");
     }
+    // The transcript changed, so the mentor's classifier is retrained (queued with the mentor's update).
+    let jobs = s.strato.store().queue().list(&Default::default()).await.unwrap();
+    let training: Vec<_> = jobs.iter().filter(|j| j.kind.as_str() == "train_mentor").collect();
+    assert_eq!(training.len(), 1, "{jobs:?}");
+    assert_eq!(training[0].resource.as_ref().map(|r| r.id.as_str()), Some("m7"));
     s.stop().await;
 }

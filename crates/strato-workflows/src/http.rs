@@ -208,11 +208,11 @@ pub struct ExecutionView {
     pub name: String,
     /// `RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT` or `ABORTED`.
     pub status: String,
-    /// The input.
-    #[schema(value_type = Object)]
+    /// The input (any JSON value, as AWS allows).
+    #[schema(value_type = Value)]
     pub input: Value,
-    /// The output, once it succeeded.
-    #[schema(value_type = Option<Object>)]
+    /// The output, once it succeeded (any JSON value).
+    #[schema(value_type = Option<Value>)]
     pub output: Option<Value>,
     /// The error name, once it failed.
     pub error: Option<String>,
@@ -255,9 +255,9 @@ pub struct StartBody {
     /// Its name (default: a new UUID); starting the same name with the same input while it runs returns it.
     #[serde(default)]
     pub name: Option<String>,
-    /// The input (default `{}`).
+    /// The input (default `{}`): any JSON value, as AWS allows.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub input: Option<Value>,
     /// A published version's number or an alias's name to run instead of the latest definition.
     #[serde(default)]

@@ -116,7 +116,7 @@ fn media_options(g: &Global, public_url: Option<String>) -> strato_media::MediaO
     strato_media::MediaOptions {
         tools,
         public_url,
-        transcriber: Some(strato_media::whisper::loader(dir)),
+        transcriber: Some(strato_media::whisper::loader(dir, Some(g.whisper_language.clone()).filter(|l| l != "auto"))),
         transfer_hosts: g.media_transfer_hosts.clone(),
     }
 }
