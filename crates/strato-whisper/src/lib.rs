@@ -28,6 +28,7 @@ use serde::Deserialize;
 
 pub use ct2::ModelConfig;
 pub use error::{Ct2Error, WhisperError};
+pub use strato_ml::Precision;
 pub use vtt::{webvtt, webvtt_from_text};
 
 use ct2::Ct2Model;
@@ -107,6 +108,26 @@ struct Ct2Config {
     alignment_heads: Vec<(usize, usize)>,
 }
 
+/// The precision of the network's matrix products (layer norms, softmax and GELU stay f32), for the encoder and
+/// for the decoder. [`Precision::Int8`] is what faster-whisper's `compute_type="int8"` does, with weights quantised
+/// per output and block of 32 inputs: a quarter of the memory traffic of f32, which the decoder (one token's
+/// products, the 50,000-word output head) is bound by; the encoder's long products are bound by arithmetic, which
+/// int8 speeds up only where the CPU has AVX512-VNNI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Precisions {
+    /// The convolutions and the encoder's linear layers.
+    pub encoder: Precision,
+    /// The decoder's linear layers and its output head.
+    pub decoder: Precision,
+}
+
+impl Precisions {
+    /// The same precision everywhere.
+    pub fn all(p: Precision) -> Self {
+        Self { encoder: p, decoder: p }
+    }
+}
+
 /// A loaded Whisper model, ready to transcribe; `Send + Sync`, meant to be loaded once and shared.
 #[derive(Debug)]
 pub struct Whisper {
@@ -122,13 +143,20 @@ impl Whisper {
     /// Loads the model in `dir` (`model.bin`, `config.json`, `vocabulary.txt` or `vocabulary.json`), weights
     /// widened to f32.
     pub fn load(dir: &Path) -> Result<Self, WhisperError> {
+        Self::load_with(dir, Precisions::default())
+    }
+
+    /// [`Self::load`] with the matrix products in the given precisions.
+    pub fn load_with(dir: &Path, precisions: Precisions) -> Result<Self, WhisperError> {
+        let Precisions { encoder, decoder } = precisions;
         let device = Device::Cpu;
         let ct2 = Ct2Model::read(&dir.join("model.bin"))?;
         let config = ct2.config()?;
         let tensors = ct2.hf_tensors(&device)?;
         drop(ct2);
-        let model = Model::load(VarBuilder::from_tensors(tensors, DType::F32, &device), config.clone())
-            .map_err(|e| WhisperError::Config(format!("model.bin does not fit the Whisper layout: {e}")))?;
+        let model =
+            Model::load(VarBuilder::from_tensors(tensors, DType::F32, &device), config.clone(), encoder, decoder)
+                .map_err(|e| WhisperError::Config(format!("model.bin does not fit the Whisper layout: {e}")))?;
         let vocab = Vocabulary::read(dir, config.vocab_size)?;
 
         let path = dir.join("config.json");
@@ -154,7 +182,7 @@ impl Whisper {
         suppress.dedup();
         let suppress_begin =
             if ct2_config.suppress_ids_begin.is_empty() { vec![220, vocab.eot] } else { ct2_config.suppress_ids_begin };
-        tracing::info!(dir = %dir.display(), ?config, multilingual, "loaded Whisper model");
+        tracing::info!(dir = %dir.display(), ?config, ?precisions, multilingual, "loaded Whisper model");
         Ok(Self { model, vocab, suppress, suppress_begin, lang_ids, device })
     }
 
