@@ -106,9 +106,30 @@ impl PackedLinear {
 #[inline(always)]
 fn softmax_rows_in(x: &mut [f32], width: usize) {
     for row in x.chunks_exact_mut(width) {
-        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-        row.iter_mut().for_each(|v| *v = kernels::exp(*v - max));
-        let inv = 1.0 / kernels::sum(row);
+        // Eight partial maxima and sums, so that each pass runs on vectors (a plain fold is one serial chain).
+        let mut m8 = [f32::NEG_INFINITY; 8];
+        let chunks = row.chunks_exact(8);
+        let rest = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        for c in chunks {
+            for i in 0..8 {
+                m8[i] = if c[i] > m8[i] { c[i] } else { m8[i] };
+            }
+        }
+        let max = m8.iter().fold(rest, |m, &v| if v > m { v } else { m });
+        let mut s8 = [0f32; 8];
+        let mut chunks = row.chunks_exact_mut(8);
+        for c in &mut chunks {
+            for i in 0..8 {
+                c[i] = kernels::exp(c[i] - max);
+                s8[i] += c[i];
+            }
+        }
+        let mut total = 0f32;
+        for v in chunks.into_remainder() {
+            *v = kernels::exp(*v - max);
+            total += *v;
+        }
+        let inv = 1.0 / (s8.iter().sum::<f32>() + total);
         row.iter_mut().for_each(|v| *v *= inv);
     }
 }
