@@ -214,6 +214,8 @@ pub(crate) struct Model {
     dec_pos: Vec<f32>,
     dec_blocks: Vec<Block>,
     dec_ln: Norm,
+    /// The precision of the decoder's products, the audio keys and values of cross-attention included.
+    decoder_precision: Precision,
     /// The dimensions it was loaded with.
     pub config: ModelConfig,
 }
@@ -275,6 +277,7 @@ impl Model {
             dec_pos: values(&dec, &[config.n_text_ctx, d], "embed_positions.weight")?,
             dec_blocks,
             dec_ln: Norm::load(d, dec.pp("layer_norm"))?,
+            decoder_precision: decoder,
             config,
         })
     }
@@ -349,9 +352,20 @@ impl Model {
                 let cross = (0..heads)
                     .into_par_iter()
                     .map(|h| {
+                        if self.decoder_precision == Precision::F32 {
+                            return (
+                                PackedLinear::from_rows_f32(&kv[h * hd..], 2 * d, t, hd),
+                                PackedLinear::from_cols_f32(&kv[d + h * hd..], 2 * d, t, hd),
+                            );
+                        }
+                        // In the decoder's precision: each step reads every layer's audio keys and values, the
+                        // most memory a step reads after the weights (f32: 2 · 1500 · d · 4 bytes a layer).
+                        let rows = kv.chunks_exact(2 * d);
+                        let k: Vec<f32> = rows.clone().flat_map(|r| r[h * hd..(h + 1) * hd].iter().copied()).collect();
+                        let vt: Vec<f32> = (0..hd).flat_map(|c| rows.clone().map(move |r| r[d + h * hd + c])).collect();
                         (
-                            PackedLinear::from_rows_f32(&kv[h * hd..], 2 * d, t, hd),
-                            PackedLinear::from_cols_f32(&kv[d + h * hd..], 2 * d, t, hd),
+                            PackedLinear::new(&k, None, t, hd, self.decoder_precision),
+                            PackedLinear::new(&vt, None, hd, t, self.decoder_precision),
                         )
                     })
                     .collect();
