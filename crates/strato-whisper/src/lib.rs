@@ -2,14 +2,14 @@
 //! `strato-fetch` installs: `model.bin`, `config.json` and `vocabulary.txt`/`vocabulary.json` in one directory.
 //!
 //! This crate owns turning 16 kHz mono samples into timed text and captions: the `model.bin` reader (`ct2`),
-//! the log-mel front end (`audio`), the network (`model.rs`, adapted from candle-transformers with a key/value
-//! cache), greedy decoding with OpenAI's timestamp rules over 30 s windows (`decode.rs`) and WebVTT (`vtt`).
-//! No I/O besides reading the model directory; decoding the media is the caller's (ffmpeg
+//! the log-mel front end (`audio`), the network (`model.rs`, on strato-ml's packed matrix kernels, with a
+//! key/value cache), greedy decoding with OpenAI's timestamp rules over 30 s windows (`decode.rs`) and WebVTT
+//! (`vtt`). No I/O besides reading the model directory; decoding the media is the caller's (ffmpeg
 //! `-f f32le -ac 1 -ar 16000`).
 //!
 //! A [`Whisper`] is loaded once and shared (`Arc`): `transcribe` takes `&self`, keeps its state on its own stack
-//! and runs on the calling thread, its matrix products spread over candle's worker threads. It blocks for
-//! seconds to minutes: async callers use `spawn_blocking`.
+//! and runs on the calling thread, its matrix products and attention heads spread over rayon's threads. It
+//! blocks for seconds to minutes: async callers use `spawn_blocking`.
 
 mod align;
 pub mod audio;
@@ -110,15 +110,25 @@ struct Ct2Config {
 
 /// The precision of the network's matrix products (layer norms, softmax and GELU stay f32), for the encoder and
 /// for the decoder. [`Precision::Int8`] is what faster-whisper's `compute_type="int8"` does, with weights quantised
-/// per output and block of 32 inputs: a quarter of the memory traffic of f32, which the decoder (one token's
-/// products, the 50,000-word output head) is bound by; the encoder's long products are bound by arithmetic, which
-/// int8 speeds up only where the CPU has AVX512-VNNI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// per output and block of 32 inputs.
+///
+/// The default is an f32 encoder and an int8 decoder. The decoder runs one token at a time, bound by the memory it
+/// reads per token (every weight, the 50,000-token output head, the audio's keys and values): int8 reads a quarter
+/// of it. The encoder's long products are bound by arithmetic, which int8 speeds up only where the CPU has
+/// AVX512-VNNI (measured on an AVX2 EPYC: the same time in both). On the bench clips (`bench/peer_whisper.py`,
+/// tiny.en and base) the default's text is the same as all-f32's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Precisions {
     /// The convolutions and the encoder's linear layers.
     pub encoder: Precision,
-    /// The decoder's linear layers and its output head.
+    /// The decoder's linear layers, its output head and cross-attention's audio keys and values.
     pub decoder: Precision,
+}
+
+impl Default for Precisions {
+    fn default() -> Self {
+        Self { encoder: Precision::F32, decoder: Precision::Int8 }
+    }
 }
 
 impl Precisions {
@@ -141,7 +151,7 @@ pub struct Whisper {
 
 impl Whisper {
     /// Loads the model in `dir` (`model.bin`, `config.json`, `vocabulary.txt` or `vocabulary.json`), weights
-    /// widened to f32.
+    /// widened to f32 and packed for the default [`Precisions`].
     pub fn load(dir: &Path) -> Result<Self, WhisperError> {
         Self::load_with(dir, Precisions::default())
     }
