@@ -10,7 +10,8 @@ the Python running this script (e.g. a venv: `python -m venv V && V/bin/pip inst
 The clips are sentences spoken by espeak-ng (150 words a minute) separated by known pauses: a 12 s one, a 34 s
 one (two windows) and a 62 s one (three windows). Both sides get the same 16 kHz f32 samples, decode greedily
 (beam 1) in English with timestamps, no VAD, conditioned on previous text; Strato runs its release example
-`transcribe` (f32, 2 rayon threads unless --threads), faster-whisper `compute_type="int8"`, `cpu_threads`. RTF is
+`transcribe` (default precisions: f32 encoder, int8 decoder; STRATO_WHISPER_PRECISION=ENC[,DEC] overrides;
+2 rayon threads unless --threads), faster-whisper `compute_type="int8"`, `cpu_threads`. RTF is
 transcription time over audio time, model load excluded. WER is word-level Levenshtein over lowercased words
 without punctuation; "start error" is, per sentence, the distance from its true start to the nearest segment
 start.

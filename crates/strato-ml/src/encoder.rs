@@ -92,7 +92,7 @@ impl Precision {
         }
     }
 
-    fn pack(self, w: &[f32], out: usize, inp: usize) -> Weights {
+    pub(crate) fn pack(self, w: &[f32], out: usize, inp: usize) -> Weights {
         match self {
             Self::F32 => Weights::F32(PackedF32::from_out_in(w, out, inp)),
             Self::Int8 => Weights::I8(PackedI8::from_out_in(w, out, inp)),

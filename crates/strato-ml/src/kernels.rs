@@ -183,6 +183,11 @@ impl PackedF32 {
     fn data(&self) -> &[f32] {
         &self.buf[self.offset..self.offset + self.n.div_ceil(NR) * self.k * NR]
     }
+
+    /// Inner dimension (input width).
+    pub(crate) fn k(&self) -> usize {
+        self.k
+    }
 }
 
 /// A `[k, n]` weight matrix in int8: `NR`-column panels of `⌈k/2⌉` step pairs, each pair 32 bytes (columns
@@ -219,6 +224,11 @@ impl PackedI8 {
             }
         }
         Self { k: inp, n: out, pairs, blocks, data, scales }
+    }
+
+    /// Inner dimension (input width).
+    pub(crate) fn k(&self) -> usize {
+        self.k
     }
 }
 
@@ -259,6 +269,11 @@ impl PackedBf16 {
 
     fn data(&self) -> &[u16] {
         &self.buf[self.offset..self.offset + self.n.div_ceil(NR) * self.pairs * 2 * NR]
+    }
+
+    /// Inner dimension (input width).
+    pub(crate) fn k(&self) -> usize {
+        self.k
     }
 }
 

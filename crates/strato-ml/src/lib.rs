@@ -11,6 +11,7 @@ pub mod embedder;
 pub mod encoder;
 pub mod entities;
 mod kernels;
+pub mod linear;
 pub mod logreg;
 pub mod mentor_model;
 pub mod offtopic;

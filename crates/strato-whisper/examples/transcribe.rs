@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use strato_whisper::{webvtt, TranscribeOptions, Whisper};
+use strato_whisper::{webvtt, Precision, Precisions, TranscribeOptions, Whisper};
 
 fn read_pcm(path: &Path) -> Result<Vec<f32>, String> {
     let bytes = if path.extension().is_some_and(|e| e == "f32") {
@@ -28,6 +28,16 @@ fn read_pcm(path: &Path) -> Result<Vec<f32>, String> {
         out.stdout
     };
     Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+/// CPU time this process has used (all threads, user and system), in seconds; 0 where `/proc` is missing. Unlike
+/// the wall time, it hardly changes when other processes share the CPU.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which ends at the last ')'): utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: f64 = after.split_whitespace().skip(11).take(2).filter_map(|v| v.parse::<f64>().ok()).sum();
+    ticks / 100.0
 }
 
 fn main() -> Result<(), String> {
@@ -50,23 +60,37 @@ fn main() -> Result<(), String> {
         }
     }
     let t = Instant::now();
-    let whisper = Whisper::load(&model_dir).map_err(|e| e.to_string())?;
+    // STRATO_WHISPER_PRECISION=ENCODER[,DECODER] (f32, int8 or bf16; one value for both) sets the products'
+    // precisions.
+    let parse = |p: &str| match p {
+        "f32" => Ok(Precision::F32),
+        "int8" => Ok(Precision::Int8),
+        "bf16" => Ok(Precision::Bf16),
+        other => Err(format!("STRATO_WHISPER_PRECISION: unknown precision {other:?}")),
+    };
+    let mut precisions = Precisions::default();
+    if let Ok(p) = std::env::var("STRATO_WHISPER_PRECISION") {
+        let (e, d) = p.split_once(',').unwrap_or((&p, &p));
+        precisions = Precisions { encoder: parse(e)?, decoder: parse(d)? };
+    }
+    let whisper = Whisper::load_with(&model_dir, precisions).map_err(|e| e.to_string())?;
     println!("loaded {} in {:.2}s: {:?}", model_dir.display(), t.elapsed().as_secs_f64(), whisper.config());
     let (mut audio_total, mut time_total) = (0.0, 0.0);
     for file in &files {
         let pcm = read_pcm(file)?;
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_seconds());
         let transcript = whisper.transcribe(&pcm, &opts, &mut |_| true).map_err(|e| e.to_string())?;
         let secs = t.elapsed().as_secs_f64();
         audio_total += transcript.duration;
         time_total += secs;
         println!(
-            "== {} ({:.1}s audio, {:.2}s, RTF {:.3}, language {})",
+            "== {} ({:.1}s audio, {:.2}s, RTF {:.3}, language {}, cpu {:.2}s)",
             file.display(),
             transcript.duration,
             secs,
             secs / transcript.duration,
-            transcript.language
+            transcript.language,
+            cpu_seconds() - cpu
         );
         for s in &transcript.segments {
             println!("  [{:7.2} -> {:7.2}] {}", s.start, s.end, s.text);

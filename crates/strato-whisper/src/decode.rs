@@ -5,7 +5,7 @@
 //! skipping silent windows, conditioning on the previous text). Temperature fallback is not implemented: every
 //! window is decoded once at temperature 0.
 
-use candle_core::{Device, IndexOp, Tensor};
+use candle_core::Device;
 
 use crate::align;
 use crate::audio::{self, HOP_LENGTH, SAMPLE_RATE};
@@ -32,6 +32,9 @@ pub(crate) struct Decoder<'a> {
     pub device: &'a Device,
 }
 
+/// A window's audio features, `[n_audio_ctx, d]` row-major.
+type Features = Vec<f32>;
+
 /// The outcome of decoding one window.
 struct WindowResult {
     /// Sampled tokens, end-of-text excluded.
@@ -40,11 +43,11 @@ struct WindowResult {
     no_speech_prob: f64,
 }
 
-fn log_softmax(logits: &[f32]) -> Vec<f32> {
+/// log Σ exp(logits): `logits[i]` minus it is `log_softmax(logits)[i]`.
+fn log_sum_exp(logits: &[f32]) -> f32 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
-    let lse = max + sum.ln() as f32;
-    logits.iter().map(|&l| l - lse).collect()
+    max + sum.ln() as f32
 }
 
 fn argmax(v: &[f32]) -> usize {
@@ -60,8 +63,9 @@ fn argmax(v: &[f32]) -> usize {
 
 impl Decoder<'_> {
     /// The logit filters of `decoding.py` for the next token after `sampled`: suppression lists, then the
-    /// timestamp rules. `max_initial` is the last timestamp index allowed first.
-    fn filter(&self, logits: &mut [f32], sampled: &[u32], max_initial: Option<usize>) {
+    /// timestamp rules. `max_initial` is the last timestamp index allowed first. Returns the filtered logits'
+    /// [`log_sum_exp`].
+    fn filter(&self, logits: &mut [f32], sampled: &[u32], max_initial: Option<usize>) -> f32 {
         let v = self.vocab;
         let (eot, ts) = (v.eot as usize, v.timestamp_begin as usize);
         let neg = f32::NEG_INFINITY;
@@ -104,7 +108,8 @@ impl Decoder<'_> {
             }
         }
         // If the timestamps together are likelier than any single text token, take a timestamp.
-        let lp = log_softmax(logits);
+        let lse = log_sum_exp(logits);
+        let lp: Vec<f32> = logits.iter().map(|&l| l - lse).collect();
         let ts_lp = {
             let m = lp[ts..].iter().copied().fold(f32::NEG_INFINITY, f32::max);
             if m == f32::NEG_INFINITY {
@@ -116,13 +121,15 @@ impl Decoder<'_> {
         let text_max = lp[..ts].iter().copied().fold(f32::NEG_INFINITY, f32::max);
         if ts_lp > text_max {
             logits[..ts].fill(neg);
+            return log_sum_exp(logits);
         }
+        lse
     }
 
     /// Greedy decoding of one window's audio features after `sot_sequence`, conditioned on `prompt`.
     fn decode_window(
         &self,
-        audio: &Tensor,
+        audio: &[f32],
         sot_sequence: &[u32],
         prompt: &[u32],
         opts: &TranscribeOptions,
@@ -139,20 +146,23 @@ impl Decoder<'_> {
         let sample_len = n_ctx / 2;
         let max_initial = opts.max_initial_timestamp.map(|s| (f64::from(s) / TIME_PRECISION).round() as usize);
 
-        let mut state = self.model.start(audio)?;
-        let hidden = self.model.decode(&initial, &mut state)?.i(0)?;
-        let rows = Tensor::cat(&[hidden.i(sot_index..sot_index + 1)?, hidden.i(initial.len() - 1..)?], 0)?;
-        let both = self.model.logits(&rows)?;
-        let at_sot = both.i(0)?.to_vec1::<f32>()?;
-        let no_speech_prob = f64::from(log_softmax(&at_sot)[v.no_speech as usize].exp());
-        let mut logits = both.i(1)?.to_vec1::<f32>()?;
+        let d = self.model.config.d_model;
+        let mut state = self.model.start(audio);
+        let hidden = self.model.decode(&initial, &mut state)?;
+        let mut rows = hidden[sot_index * d..(sot_index + 1) * d].to_vec();
+        rows.extend_from_slice(&hidden[(initial.len() - 1) * d..]);
+        let both = self.model.logits(&rows);
+        let vocab = both.len() / 2;
+        let at_sot = &both[..vocab];
+        let no_speech_prob = f64::from((at_sot[v.no_speech as usize] - log_sum_exp(at_sot)).exp());
+        let mut logits = both[vocab..].to_vec();
 
         let mut tokens = Vec::new();
         let mut sum_logprob = 0f64;
         loop {
-            self.filter(&mut logits, &tokens, max_initial);
+            let lse = self.filter(&mut logits, &tokens, max_initial);
             let next = argmax(&logits);
-            sum_logprob += f64::from(log_softmax(&logits)[next]);
+            sum_logprob += f64::from(logits[next] - lse);
             if next as u32 == v.eot {
                 break;
             }
@@ -160,18 +170,18 @@ impl Decoder<'_> {
             if tokens.len() >= sample_len || initial.len() + tokens.len() >= n_ctx {
                 break;
             }
-            let hidden = self.model.decode(&[next as u32], &mut state)?.i(0)?;
-            logits = self.model.logits(&hidden)?.i(0)?.to_vec1::<f32>()?;
+            let hidden = self.model.decode(&[next as u32], &mut state)?;
+            logits = self.model.logits(&hidden);
         }
         let avg_logprob = sum_logprob / (tokens.len() + 1) as f64;
         Ok(WindowResult { tokens, avg_logprob, no_speech_prob })
     }
 
     /// The language token likeliest after `<|startoftranscript|>` (`decoding.py` `detect_language`).
-    fn detect_language(&self, audio: &Tensor) -> Result<u32, WhisperError> {
-        let mut state = self.model.start(audio)?;
-        let hidden = self.model.decode(&[self.vocab.sot], &mut state)?.i(0)?;
-        let logits = self.model.logits(&hidden)?.i(0)?.to_vec1::<f32>()?;
+    fn detect_language(&self, audio: &[f32]) -> Result<u32, WhisperError> {
+        let mut state = self.model.start(audio);
+        let hidden = self.model.decode(&[self.vocab.sot], &mut state)?;
+        let logits = self.model.logits(&hidden);
         let best = self
             .lang_ids
             .iter()
@@ -186,8 +196,8 @@ impl Decoder<'_> {
     fn sot_sequence(
         &self,
         language: Option<&str>,
-        first: &dyn Fn() -> Result<Tensor, WhisperError>,
-    ) -> Result<(Vec<u32>, String, Option<Tensor>), WhisperError> {
+        first: &dyn Fn() -> Result<Features, WhisperError>,
+    ) -> Result<(Vec<u32>, String, Option<Features>), WhisperError> {
         let v = self.vocab;
         if self.lang_ids.is_empty() {
             // English-only models take no language or task token.
@@ -233,11 +243,10 @@ impl Decoder<'_> {
         let duration = pcm.len() as f64 / SAMPLE_RATE as f64;
 
         // The window at `seek`, cut to `size` frames and padded with zeros (as `pad_or_trim`) to 30 s.
-        let encode = |seek: usize, size: usize| -> Result<Tensor, WhisperError> {
+        let encode = |seek: usize, size: usize| -> Result<Features, WhisperError> {
             let mut window = vec![0f32; N_FRAMES * n_mels];
             window[..size * n_mels].copy_from_slice(&mel[seek * n_mels..(seek + size) * n_mels]);
-            let x = Tensor::from_vec(window, (N_FRAMES, n_mels), self.device)?.t()?.contiguous()?.unsqueeze(0)?;
-            Ok(self.model.encode(&x)?)
+            Ok(self.model.encode(&window))
         };
 
         let first_size = N_FRAMES.min(content_frames);

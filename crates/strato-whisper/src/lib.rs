@@ -2,14 +2,14 @@
 //! `strato-fetch` installs: `model.bin`, `config.json` and `vocabulary.txt`/`vocabulary.json` in one directory.
 //!
 //! This crate owns turning 16 kHz mono samples into timed text and captions: the `model.bin` reader (`ct2`),
-//! the log-mel front end (`audio`), the network (`model.rs`, adapted from candle-transformers with a key/value
-//! cache), greedy decoding with OpenAI's timestamp rules over 30 s windows (`decode.rs`) and WebVTT (`vtt`).
-//! No I/O besides reading the model directory; decoding the media is the caller's (ffmpeg
+//! the log-mel front end (`audio`), the network (`model.rs`, on strato-ml's packed matrix kernels, with a
+//! key/value cache), greedy decoding with OpenAI's timestamp rules over 30 s windows (`decode.rs`) and WebVTT
+//! (`vtt`). No I/O besides reading the model directory; decoding the media is the caller's (ffmpeg
 //! `-f f32le -ac 1 -ar 16000`).
 //!
 //! A [`Whisper`] is loaded once and shared (`Arc`): `transcribe` takes `&self`, keeps its state on its own stack
-//! and runs on the calling thread, its matrix products spread over candle's worker threads. It blocks for
-//! seconds to minutes: async callers use `spawn_blocking`.
+//! and runs on the calling thread, its matrix products and attention heads spread over rayon's threads. It
+//! blocks for seconds to minutes: async callers use `spawn_blocking`.
 
 mod align;
 pub mod audio;
@@ -28,6 +28,7 @@ use serde::Deserialize;
 
 pub use ct2::ModelConfig;
 pub use error::{Ct2Error, WhisperError};
+pub use strato_ml::Precision;
 pub use vtt::{webvtt, webvtt_from_text};
 
 use ct2::Ct2Model;
@@ -107,6 +108,36 @@ struct Ct2Config {
     alignment_heads: Vec<(usize, usize)>,
 }
 
+/// The precision of the network's matrix products (layer norms, softmax and GELU stay f32), for the encoder and
+/// for the decoder. [`Precision::Int8`] is what faster-whisper's `compute_type="int8"` does, with weights quantised
+/// per output and block of 32 inputs.
+///
+/// The default is an f32 encoder and an int8 decoder. The decoder runs one token at a time, bound by the memory it
+/// reads per token (every weight, the 50,000-token output head, the audio's keys and values): int8 reads a quarter
+/// of it. The encoder's long products are bound by arithmetic, which int8 speeds up only where the CPU has
+/// AVX512-VNNI (measured on an AVX2 EPYC: the same time in both). On the bench clips (`bench/peer_whisper.py`,
+/// tiny.en and base) the default's text is the same as all-f32's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Precisions {
+    /// The convolutions and the encoder's linear layers.
+    pub encoder: Precision,
+    /// The decoder's linear layers, its output head and cross-attention's audio keys and values.
+    pub decoder: Precision,
+}
+
+impl Default for Precisions {
+    fn default() -> Self {
+        Self { encoder: Precision::F32, decoder: Precision::Int8 }
+    }
+}
+
+impl Precisions {
+    /// The same precision everywhere.
+    pub fn all(p: Precision) -> Self {
+        Self { encoder: p, decoder: p }
+    }
+}
+
 /// A loaded Whisper model, ready to transcribe; `Send + Sync`, meant to be loaded once and shared.
 #[derive(Debug)]
 pub struct Whisper {
@@ -120,15 +151,22 @@ pub struct Whisper {
 
 impl Whisper {
     /// Loads the model in `dir` (`model.bin`, `config.json`, `vocabulary.txt` or `vocabulary.json`), weights
-    /// widened to f32.
+    /// widened to f32 and packed for the default [`Precisions`].
     pub fn load(dir: &Path) -> Result<Self, WhisperError> {
+        Self::load_with(dir, Precisions::default())
+    }
+
+    /// [`Self::load`] with the matrix products in the given precisions.
+    pub fn load_with(dir: &Path, precisions: Precisions) -> Result<Self, WhisperError> {
+        let Precisions { encoder, decoder } = precisions;
         let device = Device::Cpu;
         let ct2 = Ct2Model::read(&dir.join("model.bin"))?;
         let config = ct2.config()?;
         let tensors = ct2.hf_tensors(&device)?;
         drop(ct2);
-        let model = Model::load(VarBuilder::from_tensors(tensors, DType::F32, &device), config.clone())
-            .map_err(|e| WhisperError::Config(format!("model.bin does not fit the Whisper layout: {e}")))?;
+        let model =
+            Model::load(VarBuilder::from_tensors(tensors, DType::F32, &device), config.clone(), encoder, decoder)
+                .map_err(|e| WhisperError::Config(format!("model.bin does not fit the Whisper layout: {e}")))?;
         let vocab = Vocabulary::read(dir, config.vocab_size)?;
 
         let path = dir.join("config.json");
@@ -154,7 +192,7 @@ impl Whisper {
         suppress.dedup();
         let suppress_begin =
             if ct2_config.suppress_ids_begin.is_empty() { vec![220, vocab.eot] } else { ct2_config.suppress_ids_begin };
-        tracing::info!(dir = %dir.display(), ?config, multilingual, "loaded Whisper model");
+        tracing::info!(dir = %dir.display(), ?config, ?precisions, multilingual, "loaded Whisper model");
         Ok(Self { model, vocab, suppress, suppress_begin, lang_ids, device })
     }
 

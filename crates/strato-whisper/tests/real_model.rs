@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use strato_whisper::{webvtt, TranscribeOptions, Whisper};
+use strato_whisper::{webvtt, Precision, Precisions, TranscribeOptions, Whisper};
 
 const RATE: usize = 16_000;
 
@@ -163,4 +163,16 @@ fn transcribes_spoken_sentences_with_timed_cues() {
         }
     }
     assert!(total_audio < 60.0);
+}
+
+#[test]
+fn f32_everywhere_transcribes_too() {
+    let Some(dir) = model_dir() else { return };
+    let whisper = Whisper::load_with(&dir, Precisions::all(Precision::F32)).expect("loading the model");
+    let tmp = tempfile::tempdir().unwrap();
+    let sentences = ["My favorite color is blue.", "I like to walk in the park with my dog."];
+    let (pcm, _) = clip(tmp.path(), &sentences, 1.0, 1.5);
+    let transcript = whisper.transcribe(&pcm, &TranscribeOptions::default(), &mut |_| true).expect("transcribing");
+    let rate = wer(&sentences.join(" "), &transcript.text);
+    assert!(rate <= 0.15, "WER {rate:.3} > 0.15: {}", transcript.text);
 }
