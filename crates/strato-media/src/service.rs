@@ -479,8 +479,10 @@ impl MediaService {
     /// mentor's answer (media, transcript, status), the upload `DONE`, and the mentor's retraining when asked for
     /// (by default when the transcript changed).
     pub async fn finish(&self, u: &Upload) -> Result<Value, MediaError> {
-        if u.status == UploadStatus::Done {
-            return Ok(json!({"done": u.id}));
+        // Looked at again here: a cancel that arrived while the last steps ran must not replace the served files.
+        let now = self.0.uploads.get(&u.id).await?;
+        if now.status != UploadStatus::InProgress {
+            return Ok(json!({"skipped": format!("the upload is {:?}", now.status)}));
         }
         let version = u.results.sha1.clone().unwrap_or_else(|| u.id.clone());
         let mut published = std::collections::BTreeMap::new();
