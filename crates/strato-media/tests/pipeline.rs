@@ -145,6 +145,20 @@ impl Server {
         }
     }
 
+    /// The upload's execution once it has ended (the upload's status is written by a step before the execution's
+    /// last state runs).
+    async fn execution_ended(&self, upload: &str) -> strato_workflows::durable::ExecutionRecord {
+        let start = Instant::now();
+        loop {
+            let x = self.media.workflows().execution(&format!("strato-upload-processor:{upload}")).await.unwrap();
+            if x.status != "RUNNING" {
+                return x;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "the execution did not end: {x:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn fetch(&self, url: &str, range: Option<&str>) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
         let mut r = self.client.get(url);
         if let Some(range) = range {
@@ -249,12 +263,7 @@ async fn an_answer_upload_is_trimmed_transcoded_and_published_to_the_mentor() {
         done["taskList"].as_array().unwrap().iter().all(|t| t["status"] == "DONE" && t["progress"] == 100),
         "{done}"
     );
-    let x = s
-        .media
-        .workflows()
-        .execution(&format!("strato-upload-processor:{}", done["id"].as_str().unwrap()))
-        .await
-        .unwrap();
+    let x = s.execution_ended(done["id"].as_str().unwrap()).await;
     assert_eq!(x.status, "SUCCEEDED", "the upload ran as a workflow execution: {x:?}");
 
     // The mentor's answer has its media, in MentorPal's shape, and only once the whole upload succeeded.
@@ -421,12 +430,7 @@ async fn bad_uploads_fail_with_their_reason_and_leave_the_mentor_as_it_was() {
             assert_eq!(t["status"], "FAILED", "{q}: {done}");
             assert!(t["error"].as_str().unwrap().contains(reason), "{q}: {done}");
         }
-        let x = s
-            .media
-            .workflows()
-            .execution(&format!("strato-upload-processor:{}", done["id"].as_str().unwrap()))
-            .await
-            .unwrap();
+        let x = s.execution_ended(done["id"].as_str().unwrap()).await;
         assert_eq!(x.status, "FAILED", "a failed execution is a dead letter: {x:?}");
     }
     assert_eq!(s.mentor("m2").await, mentor, "no failed upload changed the mentor");
@@ -468,7 +472,7 @@ async fn bad_uploads_fail_with_their_reason_and_leave_the_mentor_as_it_was() {
         "{done}"
     );
     let name = done["id"].as_str().unwrap().to_string();
-    let x = s.media.workflows().execution(&format!("strato-upload-processor:{name}")).await.unwrap();
+    let x = s.execution_ended(&name).await;
     assert_eq!(x.status, "ABORTED", "{x:?}");
     // The running encode was killed: its job ends well before a 20 s 1080p encode could.
     let stopped = Instant::now();
