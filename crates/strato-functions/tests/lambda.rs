@@ -139,7 +139,11 @@ async fn a_python_handler_runs_unchanged_under_awslambdaric() {
     // Each instance has its own temporary directory, gone with it.
     let (_, _, first) = body(s.invoke("echo", &json!({"action": "tmp"}), &[]).await).await;
     let (_, _, again) = body(s.invoke("echo", &json!({"action": "tmp"}), &[]).await).await;
-    assert_eq!((first["existed"].as_bool(), again["existed"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(
+        (first["existed"].as_bool(), again["existed"].as_bool()),
+        (Some(false), Some(true)),
+        "the answers were {first} and {again}"
+    );
     let r = s
         .client
         .patch(s.url("/v1/functions/echo"))
