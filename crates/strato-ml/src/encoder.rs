@@ -568,22 +568,5 @@ impl Encoder {
 
 #[inline(always)]
 fn layer_norm(x: &mut [f32], width: usize, n: &Norm, eps: f32) {
-    let (g, b) = (n.gamma.get(), n.beta.get());
-    for row in x.chunks_exact_mut(width) {
-        let mean = kernels::sum(row) / width as f32;
-        row.iter_mut().for_each(|v| *v -= mean);
-        let mut sq = [0f32; 8];
-        let chunks = row.chunks_exact(8);
-        let rest: f32 = chunks.remainder().iter().map(|v| v * v).sum();
-        for c in chunks {
-            for i in 0..8 {
-                sq[i] += c[i] * c[i];
-            }
-        }
-        let var = (sq.iter().sum::<f32>() + rest) / width as f32;
-        let inv = 1.0 / (var + eps).sqrt();
-        for i in 0..width {
-            row[i] = row[i] * inv * g[i] + b[i];
-        }
-    }
+    crate::linear::layer_norm_in(x, width, n.gamma.get(), n.beta.get(), eps);
 }

@@ -143,8 +143,10 @@ pub fn softmax_rows(x: &mut [f32], width: usize) {
     softmax_rows_isa(Isa::detect(), x, width);
 }
 
+/// Layer norm of each `width`-long row, in place; shared with the BERT encoder (inlined into each caller's
+/// ISA-specific code).
 #[inline(always)]
-fn layer_norm_in(x: &mut [f32], width: usize, gamma: &[f32], beta: &[f32], eps: f32) {
+pub(crate) fn layer_norm_in(x: &mut [f32], width: usize, gamma: &[f32], beta: &[f32], eps: f32) {
     for row in x.chunks_exact_mut(width) {
         let mean = kernels::sum(row) / width as f32;
         row.iter_mut().for_each(|v| *v -= mean);
