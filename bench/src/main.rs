@@ -8,6 +8,7 @@
 
 #![allow(clippy::print_stdout, reason = "prints its measurements")]
 
+mod fewshot;
 mod jobs;
 mod media;
 mod workflows;
@@ -442,7 +443,7 @@ fn offtopic(args: &[String]) -> Result<serde_json::Value> {
     Ok(json!({
         "off_topic_precision": m.off_topic_precision, "off_topic_recall": m.off_topic_recall,
         "off_topic_f1": m.off_topic_f1, "in_scope_accuracy": m.in_scope_accuracy, "threshold": model.offtopic.threshold,
-        "cv_f1": model.offtopic.cv_f1, "embed_s": embed_s, "fit_s": fit_s,
+        "cv_f1": model.offtopic.cv_f1, "cv_accuracy": model.offtopic.cv_accuracy, "f2_weight": model.offtopic.f2_weight, "embed_s": embed_s, "fit_s": fit_s,
     }))
 }
 
@@ -607,9 +608,12 @@ async fn main() -> Result<()> {
         Some("embed-all") => embed_all(&args[1..])?,
         Some("peak") => peak()?,
         Some("offtopic") => offtopic(&args[1..])?,
+        Some("fewshot") => fewshot::run(&args[1..])?,
         Some("mentor") => mentor(&args[1..]).await?,
         Some("many-mentors") => many_mentors(&args[1..]).await?,
-        _ => bail!("usage: strato-bench embed|predict|precision|offtopic|mentor|many-mentors|jobs|workflows|media …"),
+        _ => bail!(
+            "usage: strato-bench embed|predict|precision|offtopic|fewshot|mentor|many-mentors|jobs|workflows|media …"
+        ),
     };
     println!("{out}");
     Ok(())

@@ -73,6 +73,12 @@ impl Default for TrainParams {
 }
 
 impl TrainParams {
+    /// What a mentor's training uses: no stratified hold-out (most answers have a handful of questions, and the
+    /// off-topic rule's cross-validation already holds data out).
+    pub fn mentor() -> Self {
+        Self { val_fraction: 0.0, ..Self::default() }
+    }
+
     /// Checks values a user may get wrong.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.c > 0.0 && self.c.is_finite()) {

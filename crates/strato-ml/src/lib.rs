@@ -10,6 +10,7 @@ pub mod dataset;
 pub mod embedder;
 pub mod encoder;
 pub mod entities;
+pub mod fewshot;
 mod kernels;
 pub mod linear;
 pub mod logreg;

@@ -28,7 +28,8 @@ pub struct MentorModel {
 pub struct Decision {
     /// The most likely answer id.
     pub label: String,
-    /// Its probability.
+    /// The probability that it is the right answer: calibrated on held-out questions when the model has a
+    /// calibration (see `offtopic`), the classifier's probability otherwise.
     pub confidence: f32,
     /// Whether the query is off-topic.
     pub off_topic: bool,
@@ -77,7 +78,7 @@ impl MentorModel {
         };
         let (f1, f2, c) = offtopic::signals(&self.classifier.weights, &reference, q, &mut buf);
         let score = self.offtopic.score(f1, f2);
-        let confidence = buf[c];
+        let confidence = self.offtopic.confidence(score).map_or(buf[c], |p| p as f32);
         let off_topic = match threshold {
             Some(t) => (confidence as f64) < t,
             None => self.offtopic.threshold.is_some_and(|t| score < t),

@@ -2,9 +2,11 @@
 //! train rows (no off-topic examples at all), then the other 38 intents' test utterances must come back off-topic.
 //!
 //! The issue's target is off-topic F1 ≥ 0.85 with in-scope accuracy ≥ 0.93. Measured (BENCHMARKS.md) the rule
-//! reaches F1 0.81 with in-scope 0.93, without any off-topic training data; the Python peer's max-probability
-//! threshold tuned on labelled val data reaches 0.79 / 0.89. This test guards what we reach, not the F1 target,
-//! which no rule we measured on frozen MiniLM embeddings reached.
+//! reaches F1 0.815 with in-scope 0.913, without any off-topic training data (until issue 27 its threshold assumed a
+//! 20 % off-topic share and sat at F1 0.811 / in-scope 0.934 on the same score; it now assumes 40 %, which serves
+//! small mentors better); the Python peer's max-probability threshold tuned on labelled val data reaches 0.79 / 0.89.
+//! This test guards what we reach, not the F1 target, which no rule we measured on frozen MiniLM embeddings
+//! reached.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -49,6 +51,6 @@ fn clinc150_open_intent() {
     });
     let (p, r, f1, in_scope) = (m.off_topic_precision, m.off_topic_recall, m.off_topic_f1, m.in_scope_accuracy);
     eprintln!("open intent: off-topic precision {p:.3} recall {r:.3} F1 {f1:.3}; in-scope accuracy {in_scope:.3}");
-    assert!(f1 >= 0.79, "off-topic F1 {f1:.3} fell below the measured level");
-    assert!(in_scope >= 0.92, "in-scope accuracy {in_scope:.3} fell below the measured level");
+    assert!(f1 >= 0.80, "off-topic F1 {f1:.3} fell below the measured level");
+    assert!(in_scope >= 0.90, "in-scope accuracy {in_scope:.3} fell below the measured level");
 }

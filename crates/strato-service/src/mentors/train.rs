@@ -148,9 +148,7 @@ impl Mentors {
                 .embed_all(&neg_refs, |d, _| stop(texts.len() + d))
                 .map_err(|e| JobError::Retryable(e.to_string()))?;
             ctx2.set_progress(75);
-            // No stratified hold-out for mentors: most answers have a handful of questions, and the off-topic
-            // rule's cross-validation already holds data out.
-            let params = TrainParams { val_fraction: 0.0, ..Default::default() };
+            let params = TrainParams::mentor();
             MentorModel::train(&examples, &emb, &neg, &params, &identity, chrono::Utc::now().to_rfc3339())
                 .map_err(|e| JobError::Permanent(e.to_string()))
         })
