@@ -407,7 +407,7 @@ impl Mentors {
                 external_video_ids: a.external_video_ids.clone(),
                 confidence,
                 feedback_id: feedback_id.clone(),
-                classifier: "strato-lr-knn-v1".into(),
+                classifier: "strato-lr-knn-v2".into(),
                 answer_missing,
                 answer_type,
             },
@@ -565,7 +565,7 @@ fn off_topic_reply(mentor: &Mentor, query: &str, confidence: f64, feedback_id: S
         external_video_ids: pick.map(|a| a.external_video_ids.clone()).unwrap_or_else(|| json!({})),
         confidence,
         feedback_id,
-        classifier: "strato-lr-knn-v1".into(),
+        classifier: "strato-lr-knn-v2".into(),
         answer_missing: missing,
         answer_type: AnswerType::OffTopic,
     }

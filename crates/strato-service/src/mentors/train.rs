@@ -180,6 +180,10 @@ impl Mentors {
             "threshold": model.offtopic.threshold,
             "method": model.offtopic.method,
             "cv_f1": model.offtopic.cv_f1,
+            "cv_accuracy": model.offtopic.cv_accuracy,
+            "similarity_weight": model.offtopic.f2_weight,
+            "calibrated": model.offtopic.calibration.is_some(),
+            "assumed_off_topic_share": strato_ml::offtopic::OFF_TOPIC_SHARE,
             "n_questions": model.classifier.metrics.n_train,
             "n_answers": model.classifier.labels.len(),
         });
