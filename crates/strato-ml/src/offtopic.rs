@@ -394,3 +394,75 @@ fn platt(pts: &[(f64, Held)]) -> [f64; 2] {
     }
     [a, b]
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::Rng;
+
+    use super::*;
+
+    /// `k` classes around random unit centres in 32 dimensions, `per` rows each (unit vectors).
+    fn clusters(k: usize, per: usize, noise: f32, seed: u64) -> (Vec<f32>, Vec<u32>, Vec<Vec<f32>>) {
+        let d = 32;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let unit = |v: Vec<f32>| {
+            let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+            v.into_iter().map(|a| a / n).collect::<Vec<f32>>()
+        };
+        let centres: Vec<Vec<f32>> =
+            (0..k).map(|_| unit((0..d).map(|_| rng.random_range(-1.0..1.0)).collect())).collect();
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for (c, centre) in centres.iter().enumerate() {
+            for _ in 0..per {
+                x.extend(unit(centre.iter().map(|a| a + noise * rng.random_range(-1.0f32..1.0)).collect()));
+                y.push(c as u32);
+            }
+        }
+        (x, y, centres)
+    }
+
+    fn opts() -> FitOptions {
+        FitOptions { c: 10.0, balanced: false, max_iter: 200, tol: 1e-4 }
+    }
+
+    #[test]
+    fn small_mentors_get_a_threshold_and_a_calibrated_confidence() {
+        let (x, y, _) = clusters(20, 5, 0.6, 1);
+        let p = fit(&x, 32, &y, 20, &[], &opts(), 42).unwrap();
+        assert!(p.threshold.is_some(), "{p:?}");
+        let [a, _] = p.calibration.expect("calibrated");
+        assert!(a > 0.0, "confidence must rise with the score: {p:?}");
+        let (lo, hi) = (p.confidence(-5.0).unwrap(), p.confidence(5.0).unwrap());
+        assert!((0.0..0.5).contains(&lo) && (0.5..=1.0).contains(&hi), "{lo} {hi}");
+        assert!(p.cv_accuracy.is_some_and(|v| (0.0..=1.0).contains(&v)));
+    }
+
+    #[test]
+    fn a_mentor_without_paraphrases_still_rejects_some_questions() {
+        let (x, y, _) = clusters(30, 1, 0.0, 2);
+        let p = fit(&x, 32, &y, 30, &[], &opts(), 42).unwrap();
+        let t = p.threshold.expect("a threshold without paraphrases");
+        assert!(p.method.starts_with("no paraphrases"), "{p:?}");
+        assert!(t.is_finite() && p.calibration.is_none());
+    }
+
+    #[test]
+    fn too_few_answers_call_nothing_off_topic() {
+        let (x, y, _) = clusters(3, 4, 0.3, 3);
+        let p = fit(&x, 32, &y, 3, &[], &opts(), 42).unwrap();
+        assert_eq!(p.threshold, None);
+    }
+
+    #[test]
+    fn artifacts_written_before_the_weights_existed_keep_their_rule() {
+        // An off-topic rule as stop 32 serialised it: no f2_weight, calibration or cv_accuracy.
+        let old = r#"{"m":[-0.5,1.0],"s":[0.25,2.0],"threshold":-0.3,"class_mu":[0.5],"class_sigma":[0.1],
+            "method":"leave-answers-out cross-validation","cv_f1":0.8}"#;
+        let p: OffTopicParams = serde_json::from_str(old).unwrap();
+        assert_eq!(p.f2_weight, 1.0);
+        assert_eq!(p.confidence(0.0), None);
+        let (f1, f2) = (-0.4, 3.0);
+        let before = 0.5 * ((f1 - -0.5) / 0.25 + (f2 - 1.0) / 2.0);
+        assert!((p.score(f1, f2) - before).abs() < 1e-12);
+    }
+}

@@ -1,6 +1,7 @@
 //! Mentors over real HTTP: native routes, the MentorPal-compatible routes, the feedback loop, small mentors and
 //! follow-ups, with the real embedding model.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -317,4 +318,80 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The issue 27 procedure over HTTP, on a small CLINC150 mentor: 24 answers of one question + 4 paraphrases and three
+/// `_OFF_TOPIC_` utterances, trained through `POST /classifier/train`, then test utterances of its 24 intents and of
+/// 16 others asked through `GET /classifier/questions` (the others must get an off-topic utterance).
+#[tokio::test]
+async fn few_shot_mentor_over_mentorpal_routes() {
+    let Some(model) = model_dir() else { return };
+    let data = strato_ml::fewshot::IntentData::from_csv(&PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/data/clinc150.csv"
+    )))
+    .unwrap();
+    let universe: Vec<String> = data.train.keys().step_by(3).take(40).cloned().collect();
+    let draw = strato_ml::fewshot::Draw::within(&data, universe, 24, 4, 7);
+    let mut answers: Vec<Value> = draw
+        .answers
+        .iter()
+        .map(|a| {
+            let p: Vec<&str> = a.phrasings[1..].iter().map(String::as_str).collect();
+            answer(&a.intent, &a.phrasings[0], &p, &format!("About {}.", a.intent), "about")
+        })
+        .collect();
+    for i in 0..3 {
+        answers.push(json!({"id": format!("u-off{i}"), "question": {"id": format!("q-off{i}"), "text": "_OFF_TOPIC_",
+            "paraphrases": [], "type": "UTTERANCE", "name": "_OFF_TOPIC_"}, "transcript": "Sorry, I don't know.",
+            "status": "COMPLETE"}));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(Options::new(dir.path(), model)).await;
+    let r =
+        s.client.put(s.url("/v1/mentors/few")).json(&json!({"id": "few", "name": "Few", "answers": answers})).send();
+    assert_eq!(r.await.unwrap().status(), 200);
+    let (code, v) = s.post("/classifier/train", &json!({"mentor": "few"})).await;
+    assert_eq!(code, 200, "{v}");
+    let status = format!("/classifier/train/status/{}", v["data"]["id"].as_str().unwrap());
+    loop {
+        let (_, st) = s.get(&status).await;
+        if st["data"]["status"] == "SUCCESS" {
+            break;
+        }
+        assert_ne!(st["data"]["status"], "FAILURE", "{st}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut tally = strato_ml::fewshot::Tally::default();
+    let (mut conf_right, mut conf_off) = (Vec::new(), Vec::new());
+    let mut seen = std::collections::HashMap::<&str, usize>::new();
+    for (text, intent) in data.test.iter().filter(|(_, i)| draw.asks(i)) {
+        // Five questions per intent keep the test short.
+        let n = seen.entry(intent.as_str()).or_default();
+        *n += 1;
+        if *n > 5 {
+            continue;
+        }
+        let q = url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+        let (code, a) = s.get(&format!("/classifier/questions?mentor=few&query={q}")).await;
+        assert_eq!(code, 200, "{a}");
+        let id = a["answer_id"].as_str().unwrap();
+        let c = a["confidence"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&c), "{a}");
+        let truth = draw.knows(intent).then_some(intent.as_str());
+        let given = (!id.starts_with("u-off")).then_some(id);
+        if given.is_some() && given == truth {
+            conf_right.push(c);
+        }
+        if truth.is_none() {
+            conf_off.push(c);
+        }
+        tally.add(truth, given);
+    }
+    let m = tally.metrics();
+    eprintln!("few-shot mentor over HTTP: {m:?}");
+    assert!(m.overall_accuracy >= 0.75 && m.off_topic_f1 >= 0.7, "{m:?}");
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    assert!(mean(&conf_right) > mean(&conf_off) + 0.3, "{} vs {}", mean(&conf_right), mean(&conf_off));
+    s.stop().await;
 }
