@@ -27,6 +27,7 @@ struct Args {
     peer: Option<String>,
     universe: Option<usize>,
     near: bool,
+    calibrate_k0: bool,
 }
 
 fn parse(args: &[String]) -> Result<Args> {
@@ -43,6 +44,7 @@ fn parse(args: &[String]) -> Result<Args> {
         peer: None,
         universe: None,
         near: false,
+        calibrate_k0: false,
     };
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
@@ -54,6 +56,7 @@ fn parse(args: &[String]) -> Result<Args> {
             "--peer" => a.peer = Some(v.clone()),
             "--universe" => a.universe = Some(v.parse()?),
             "--near" => a.near = v.parse()?,
+            "--calibrate-k0" => a.calibrate_k0 = v.parse()?,
             _ => bail!("unknown option {flag}"),
         }
     }
@@ -133,6 +136,9 @@ pub fn run(args: &[String]) -> Result<serde_json::Value> {
     let k_max = a.ks.iter().copied().max().unwrap_or(0);
     let draws: Vec<Draw> = (0..a.draws as u64).map(|s| draw(&a, &data, &emb, k_max, 1000 + s)).collect();
     std::fs::write(a.out.join("draws.json"), serde_json::to_vec(&json!({"ks": a.ks, "draws": draws}))?)?;
+    if a.calibrate_k0 {
+        return calibrate_k0(&draws, &data, &emb);
+    }
     let mut strato = serde_json::Map::new();
     for &k in &a.ks {
         let (mut metrics, mut fit, mut conf) = (Vec::new(), Vec::new(), Vec::new());
@@ -156,6 +162,25 @@ pub fn run(args: &[String]) -> Result<serde_json::Value> {
         None => serde_json::Value::Null,
     };
     Ok(json!({"answers": a.answers, "draws": a.draws, "strato": strato, "peers": peers}))
+}
+
+/// Fits the Platt scaling that mentors without paraphrases use (they have no held-out in-scope question to fit
+/// their own): k = 0 mentors of the draws answer CLINC150's val split (never the test split the tables report).
+fn calibrate_k0(draws: &[Draw], data: &IntentData, emb: &HashMap<String, Vec<f32>>) -> Result<serde_json::Value> {
+    let mut pts = Vec::new();
+    for d in draws {
+        let run = strato_ml::fewshot::run_mentor(d, 0, &data.val, |t| emb[t].as_slice())?;
+        let n_in = run.scores.iter().filter(|s| !s.2).count().max(1) as f64;
+        let n_off = run.scores.iter().filter(|s| s.2).count().max(1) as f64;
+        pts.extend(run.scores.iter().map(|&(score, right, off)| strato_ml::offtopic::Calibrating {
+            score,
+            right,
+            off,
+            weight: 1.0 / if off { n_off } else { n_in },
+        }));
+    }
+    let [a, b] = strato_ml::offtopic::platt_fit(&pts);
+    Ok(json!({"no_paraphrase_calibration": [a, b], "questions": pts.len()}))
 }
 
 fn peer(python: &str, out: &Path, csv: &Path) -> Result<serde_json::Value> {

@@ -117,6 +117,8 @@ pub struct MentorRun {
     pub fit_s: f64,
     /// Each question's confidence and whether the answer picked was right (an off-topic question's never is).
     pub confidences: Vec<(f32, bool)>,
+    /// Each question's off-topic score S, whether the answer picked was right and whether it is off-topic.
+    pub scores: Vec<(f64, bool, bool)>,
 }
 
 /// Trains a mentor model on a draw at `k` paraphrases the way a `train_mentor` job does (no off-topic
@@ -136,14 +138,16 @@ pub fn run_mentor<'a>(
     let model = MentorModel::train(&examples, &x, &[], &TrainParams::mentor(), &id, String::new())?;
     let fit_s = t.elapsed().as_secs_f64();
     let mut tally = Tally::default();
-    let mut confidences = Vec::new();
+    let (mut confidences, mut scores) = (Vec::new(), Vec::new());
     for (text, intent) in test.iter().filter(|(_, i)| draw.asks(i)) {
         let d = model.decide(embedding(text), None);
         let truth = draw.knows(intent).then_some(intent.as_str());
         tally.add(truth, (!d.off_topic).then_some(d.label.as_str()));
-        confidences.push((d.confidence, truth == Some(d.label.as_str())));
+        let right = truth == Some(d.label.as_str());
+        confidences.push((d.confidence, right));
+        scores.push((d.score, right, truth.is_none()));
     }
-    Ok(MentorRun { tally, fit_s, confidences })
+    Ok(MentorRun { tally, fit_s, confidences, scores })
 }
 
 /// A reliability table: questions binned by confidence (tenths), each bin's count, mean confidence and share of

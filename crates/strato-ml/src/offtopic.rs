@@ -14,7 +14,8 @@
 //! signal is noise), large ones w = 1. The same held-out questions calibrate the confidence: a logistic fit of
 //! "the answer given is right" on S (Platt scaling). A mentor without paraphrases has no held-out in-scope
 //! question; its threshold rejects what scores like the lowest [`NO_PARAPHRASE_QUANTILE`] of other answers'
-//! questions. Real off-topic examples (utterances, graded user questions) join the held-out off-topic questions.
+//! questions, and its confidence uses a calibration fitted once on a public dataset ([`NO_PARAPHRASE_CALIBRATION`]).
+//! Real off-topic examples (utterances, graded user questions) join the held-out off-topic questions.
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -33,6 +34,11 @@ pub const OFF_TOPIC_SHARE: f64 = 0.4;
 /// Without held-out in-scope questions (no answer has two phrasings), the share of other answers' questions whose
 /// score a question must beat to be answered.
 pub const NO_PARAPHRASE_QUANTILE: f64 = 0.6;
+/// Platt scaling (a, b) for mentors without paraphrases, which have no held-out in-scope question to fit their own:
+/// fitted by `strato-bench fewshot … --calibrate-k0 true` on CLINC150's val split (k = 0 mentors of 50 answers, 10
+/// draws; the 36 %-off-topic draws give 0.98 / −0.32, the same-domain ones 0.95 / −0.37). Their S is standardised by
+/// the held-out answers' scores, which makes it comparable across mentors.
+pub const NO_PARAPHRASE_CALIBRATION: [f64; 2] = [0.955, -0.367];
 /// Fewest held-out in-scope questions from which a threshold is learned.
 const MIN_IN_SCOPE: usize = 5;
 /// Cross-validation folds over answers.
@@ -58,8 +64,8 @@ pub struct OffTopicParams {
     /// Weight w of the similarity signal in S (artifacts written before it existed used 1).
     #[serde(default = "one")]
     pub f2_weight: f64,
-    /// Platt scaling (a, b): the confidence is σ(a·S + b); `None` in artifacts written before it existed, or
-    /// without held-out in-scope questions (the classifier's probability is reported instead).
+    /// Platt scaling (a, b): the confidence is σ(a·S + b); `None` in artifacts written before it existed and when no
+    /// rule was learned (the classifier's probability is reported instead).
     #[serde(default)]
     pub calibration: Option<[f64; 2]>,
     /// Held-out estimate of the accuracy at the chosen threshold (at the assumed share).
@@ -286,6 +292,7 @@ pub fn fit(
             }
         }
         p.threshold = Some(t);
+        p.calibration = Some(NO_PARAPHRASE_CALIBRATION);
         return Ok(p);
     }
     // 2. Normalisers from the in-scope held-out rows.
@@ -362,23 +369,48 @@ fn best_threshold(pts: &[(f64, Held)]) -> (f64, f64, f64) {
     best
 }
 
-/// Platt scaling: (a, b) of the weighted logistic fit of "the answer given is right" on S (Newton's method, a
-/// little ridge so separable held-out data still gives finite values).
+/// Platt scaling of held-out questions: (a, b) of the logistic fit of "the answer given is right" on S, in-scope
+/// and off-topic questions weighted to the assumed share.
 fn platt(pts: &[(f64, Held)]) -> [f64; 2] {
-    let (k_in, k_off) = class_weights(pts);
+    let v: Vec<Calibrating> = pts
+        .iter()
+        .map(|(s, h)| Calibrating { score: *s, right: h.right && !h.off, off: h.off, weight: h.weight })
+        .collect();
+    platt_fit(&v)
+}
+
+/// One question for [`platt_fit`].
+#[derive(Debug, Clone, Copy)]
+pub struct Calibrating {
+    /// Its score S.
+    pub score: f64,
+    /// Whether the answer picked for it is right.
+    pub right: bool,
+    /// Whether it is off-topic.
+    pub off: bool,
+    /// Its weight within its class (in-scope or off-topic).
+    pub weight: f64,
+}
+
+/// Platt scaling: (a, b) of the weighted logistic fit of `right` on the score (Newton's method, a little ridge so
+/// separable data still gives finite values), in-scope and off-topic questions weighted to [`OFF_TOPIC_SHARE`].
+pub fn platt_fit(pts: &[Calibrating]) -> [f64; 2] {
+    let w_in: f64 = pts.iter().filter(|p| !p.off).map(|p| p.weight).sum();
+    let w_off: f64 = pts.iter().filter(|p| p.off).map(|p| p.weight).sum();
+    let (k_in, k_off) = ((1.0 - OFF_TOPIC_SHARE) / w_in.max(1e-12), OFF_TOPIC_SHARE / w_off.max(1e-12));
     let (mut a, mut b) = (1.0, 0.0);
     for _ in 0..50 {
         let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (1e-3 * a, 1e-3 * b, 1e-3, 0.0, 1e-3);
-        for (s, h) in pts {
-            let w = h.weight * if h.off { k_off } else { k_in };
-            let y = if !h.off && h.right { 1.0 } else { 0.0 };
-            let p = 1.0 / (1.0 + (-(a * s + b)).exp());
-            let g = w * (p - y);
-            ga += g * s;
+        for p in pts {
+            let w = p.weight * if p.off { k_off } else { k_in };
+            let y = if p.right { 1.0 } else { 0.0 };
+            let q = 1.0 / (1.0 + (-(a * p.score + b)).exp());
+            let g = w * (q - y);
+            ga += g * p.score;
             gb += g;
-            let v = w * p * (1.0 - p);
-            haa += v * s * s;
-            hab += v * s;
+            let v = w * q * (1.0 - q);
+            haa += v * p.score * p.score;
+            hab += v * p.score;
             hbb += v;
         }
         let det = haa * hbb - hab * hab;
@@ -443,7 +475,7 @@ mod tests {
         let p = fit(&x, 32, &y, 30, &[], &opts(), 42).unwrap();
         let t = p.threshold.expect("a threshold without paraphrases");
         assert!(p.method.starts_with("no paraphrases"), "{p:?}");
-        assert!(t.is_finite() && p.calibration.is_none());
+        assert!(t.is_finite() && p.calibration == Some(NO_PARAPHRASE_CALIBRATION));
     }
 
     #[test]
