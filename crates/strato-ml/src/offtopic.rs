@@ -312,12 +312,14 @@ pub fn fit(
         params.threshold = Some(t);
         params.cv_accuracy = Some(accuracy);
         params.cv_f1 = Some(f1);
-        params.calibration = Some(platt(&pts));
         if best.as_ref().is_none_or(|b| accuracy > b.1) {
             best = Some((params, accuracy));
         }
     }
-    Ok(best.map(|b| b.0).unwrap_or_else(|| none("none")))
+    let Some((mut params, _)) = best else { return Ok(none("none")) };
+    let pts: Vec<(f64, Held)> = scored.iter().map(|h| (params.score(h.f1, h.f2), *h)).collect();
+    params.calibration = Some(platt(&pts));
+    Ok(params)
 }
 
 /// Weighted mean and standard deviation.
@@ -329,16 +331,23 @@ fn mean_sd(it: impl Iterator<Item = (f64, f64)>) -> (f64, f64) {
     (m, var.sqrt().max(1e-6))
 }
 
-/// Each held-out question's weight in the objective: in-scope and off-topic questions make up 1 − share and share.
-fn class_weights(pts: &[(f64, Held)]) -> (f64, f64) {
-    let w_in: f64 = pts.iter().filter(|p| !p.1.off).map(|p| p.1.weight).sum();
-    let w_off: f64 = pts.iter().filter(|p| p.1.off).map(|p| p.1.weight).sum();
-    ((1.0 - OFF_TOPIC_SHARE) / w_in.max(1e-12), OFF_TOPIC_SHARE / w_off.max(1e-12))
+/// Factors for in-scope and off-topic questions' weights (given as (off, weight)) so that the two classes make up
+/// 1 − share and share of the objective.
+fn class_weights(pts: impl Iterator<Item = (bool, f64)>) -> (f64, f64) {
+    let (mut w_in, mut w_off) = (0.0, 0.0);
+    for (off, w) in pts {
+        if off {
+            w_off += w;
+        } else {
+            w_in += w;
+        }
+    }
+    ((1.0 - OFF_TOPIC_SHARE) / f64::max(w_in, 1e-12), OFF_TOPIC_SHARE / f64::max(w_off, 1e-12))
 }
 
 /// The threshold on S maximising the held-out accuracy; returns it with that accuracy and the off-topic F1 there.
 fn best_threshold(pts: &[(f64, Held)]) -> (f64, f64, f64) {
-    let (k_in, k_off) = class_weights(pts);
+    let (k_in, k_off) = class_weights(pts.iter().map(|p| (p.1.off, p.1.weight)));
     let mut pts: Vec<&(f64, Held)> = pts.iter().collect();
     pts.sort_by(|a, b| a.0.total_cmp(&b.0));
     // Rejecting everything below the cut: off-topic rejected (tp), in-scope rejected (fp), right answers kept.
@@ -395,9 +404,7 @@ pub struct Calibrating {
 /// Platt scaling: (a, b) of the weighted logistic fit of `right` on the score (Newton's method, a little ridge so
 /// separable data still gives finite values), in-scope and off-topic questions weighted to [`OFF_TOPIC_SHARE`].
 pub fn platt_fit(pts: &[Calibrating]) -> [f64; 2] {
-    let w_in: f64 = pts.iter().filter(|p| !p.off).map(|p| p.weight).sum();
-    let w_off: f64 = pts.iter().filter(|p| p.off).map(|p| p.weight).sum();
-    let (k_in, k_off) = ((1.0 - OFF_TOPIC_SHARE) / w_in.max(1e-12), OFF_TOPIC_SHARE / w_off.max(1e-12));
+    let (k_in, k_off) = class_weights(pts.iter().map(|p| (p.off, p.weight)));
     let (mut a, mut b) = (1.0, 0.0);
     for _ in 0..50 {
         let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (1e-3 * a, 1e-3 * b, 1e-3, 0.0, 1e-3);
